@@ -1,0 +1,91 @@
+"""The ``latticectl`` group: global options and command registration.
+
+Every command receives the resolved :class:`cli.settings.Settings` as ``ctx.obj``. Domain
+errors are :class:`cli.settings.CliError` (one line, exit 2); any other exception prints
+one line too, and a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from cli.settings import CliError, Settings
+
+
+class Group(click.Group):
+    """A click group that turns unexpected exceptions into one line unless --debug."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+        except Exception as exc:
+            settings = ctx.find_object(Settings)
+            if settings is not None and settings.debug:
+                raise
+            raise CliError(f"{type(exc).__name__}: {exc} (rerun with --debug for details)") from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--repo", envvar="LATTICECTL_REPO", help="Git repository (path or URL).")
+@click.option("--nats-url", envvar="LATTICECTL_NATS_URL", help="NATS server URL.")
+@click.option("--lattice", envvar="LATTICECTL_LATTICE", help="Lattice id (default: default).")
+@click.option("--context", "context_name", envvar="LATTICECTL_CONTEXT",
+              help="Named context from ~/.config/latticectl/config.yaml.")
+@click.option("--state-dir", envvar="LATTICECTL_STATE_DIR",
+              help="Where `up --detach` keeps pids and the NATS URL.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="vinculum")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    repo: str | None,
+    nats_url: str | None,
+    lattice: str | None,
+    context_name: str | None,
+    state_dir: str | None,
+    debug: bool,
+) -> None:
+    """Operate a vinculum lattice: apply manifests to git, see desired next to observed.
+
+    \b
+    Examples:
+      latticectl up                       # local NATS, 3 hosts, the agent on examples/repo
+      latticectl apply -f deploy.yaml     # commit and push a Deployment
+      latticectl get deployments          # READY counts from the status branch
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = Settings.resolve(
+        repo=repo, nats_url=nats_url, lattice=lattice, context=context_name,
+        state_dir=state_dir, debug=debug,
+    )
+
+
+def _register() -> None:
+    """Attach each family of commands to the group (imports kept here, in one place)."""
+    from cli import up_cmd
+
+    for command in up_cmd.COMMANDS:
+        cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="latticectl")
+
+
+if __name__ == "__main__":
+    main()

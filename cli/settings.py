@@ -1,0 +1,125 @@
+"""Global settings of latticectl: flags, then environment, then the config file context.
+
+Precedence: a flag (``--repo``, ``--nats-url``, ``--lattice``) beats its environment
+variable (``LATTICECTL_REPO``, ``LATTICECTL_NATS_URL``, ``LATTICECTL_LATTICE``), which beats
+the current context of ``~/.config/latticectl/config.yaml``, which beats the state left by
+``latticectl up --detach``. The config file looks like::
+
+    current-context: lab
+    contexts:
+      lab:
+        repo: /srv/gitops
+        nats-url: nats://10.0.0.5:4222
+        lattice: default
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import platformdirs
+import yaml
+
+
+class CliError(click.ClickException):
+    """A domain error: one line saying what is wrong and what to do; no traceback."""
+
+    exit_code = 2
+
+
+def config_path() -> Path:
+    env = os.environ.get("LATTICECTL_CONFIG")
+    if env:
+        return Path(env)
+    return Path(platformdirs.user_config_dir("latticectl")) / "config.yaml"
+
+
+def default_state_dir() -> Path:
+    env = os.environ.get("LATTICECTL_STATE_DIR")
+    if env:
+        return Path(env)
+    return Path(platformdirs.user_state_dir("vinculum"))
+
+
+def load_context(name: str | None) -> dict[str, Any]:
+    """The named (or current) context of the config file; empty when there is none."""
+    path = config_path()
+    if not path.is_file():
+        if name:
+            raise CliError(f"context {name!r} requested but {path} does not exist")
+        return {}
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise CliError(f"{path}: not valid YAML: {exc}") from None
+    contexts = doc.get("contexts") or {}
+    chosen = name or doc.get("current-context")
+    if not chosen:
+        return {}
+    if chosen not in contexts:
+        raise CliError(f"context {chosen!r} not found in {path}; known: {sorted(contexts)}")
+    ctx = contexts[chosen] or {}
+    return dict(ctx) if isinstance(ctx, dict) else {}
+
+
+def load_up_state(state_dir: Path) -> dict[str, Any]:
+    """What ``latticectl up`` recorded (NATS URL, repo, pids), or empty."""
+    f = state_dir / "state.json"
+    if not f.is_file():
+        return {}
+    try:
+        data = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass
+class Settings:
+    """Shared CLI state, one per invocation (``ctx.obj``)."""
+
+    repo: str | None = None
+    nats_url: str | None = None
+    lattice: str = "default"
+    context: str | None = None
+    state_dir: Path = Path()
+    debug: bool = False
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        repo: str | None,
+        nats_url: str | None,
+        lattice: str | None,
+        context: str | None,
+        state_dir: str | None,
+        debug: bool,
+    ) -> Settings:
+        sdir = Path(state_dir) if state_dir else default_state_dir()
+        conf = load_context(context)
+        up = load_up_state(sdir)
+        return cls(
+            repo=repo or conf.get("repo") or up.get("repo"),
+            nats_url=nats_url or conf.get("nats-url") or up.get("nats_url"),
+            lattice=lattice or conf.get("lattice") or up.get("lattice") or "default",
+            context=context,
+            state_dir=sdir,
+            debug=debug,
+        )
+
+    def require_nats(self) -> str:
+        if not self.nats_url:
+            raise CliError(
+                "no NATS URL: pass --nats-url, set LATTICECTL_NATS_URL, or run `latticectl up`"
+            )
+        return self.nats_url
+
+    def repo_path(self) -> str:
+        """The repository to work on: --repo, else the current directory."""
+        return self.repo or os.getcwd()

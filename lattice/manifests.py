@@ -1,0 +1,209 @@
+"""Manifest models: the desired state an operator writes in git.
+
+Pure pydantic models, no I/O. Two kinds, as in the feature request: ``Deployment`` (actors
+and capability providers to run, with affinity rules) and ``BindingSet`` (bindings of
+actors to providers, with configuration values). Unknown fields are errors, so a typo never
+silently vanishes. :mod:`lattice.manifest_loader` turns YAML files into these models with
+file, line and field in every error; the planner consumes :class:`DesiredState`.
+
+Binding ``values`` may hold ``${VAR}`` or ``${VAR:default}``; they stay templates here and
+everywhere the agent can see them, and are resolved only by the host that applies them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from lattice import selectors
+from lattice.errors import SelectorError
+from lattice.ids import actor_id_problem, capability_id_problem
+
+API_VERSION = "vinculum.io/v1"
+_NAME_HELP = "lower-case letters, digits and '-', starting with a letter or digit, at most 63"
+
+
+def _actor_id(value: str) -> str:
+    problem = actor_id_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _capability_id(value: str) -> str:
+    problem = capability_id_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _rules(value: list[str]) -> list[str]:
+    for rule in value:
+        try:
+            selectors.parse(rule)
+        except SelectorError as exc:
+            raise ValueError(exc.message) from None
+    return value
+
+
+ActorId = Annotated[str, AfterValidator(_actor_id)]
+CapabilityId = Annotated[str, AfterValidator(_capability_id)]
+AffinityRules = Annotated[list[str], AfterValidator(_rules)]
+Name = Annotated[
+    str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", description=_NAME_HELP)
+]
+
+
+class Strict(BaseModel):
+    """Frozen, and unknown fields are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Metadata(Strict):
+    name: Name
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class ActorSpec(Strict):
+    """An actor to run: ``replicas`` instances, spread over hosts matching the rules."""
+
+    id: ActorId
+    replicas: int = Field(default=1, ge=0, le=10_000)
+    affinity_rules: AffinityRules = Field(default_factory=list)
+
+
+class ProviderSpec(Strict):
+    """A capability provider to run on one host that matches the affinity rules."""
+
+    id: CapabilityId
+    binding_name: str = Field(default="default", min_length=1)
+    vendor_id: str = Field(min_length=1)
+    affinity_rules: AffinityRules = Field(default_factory=list)
+
+    @property
+    def key(self) -> ProviderKey:
+        return ProviderKey(self.id, self.binding_name, self.vendor_id)
+
+
+class DeploymentSpec(Strict):
+    actors: list[ActorSpec] = Field(default_factory=list)
+    providers: list[ProviderSpec] = Field(default_factory=list)
+
+
+class Deployment(Strict):
+    apiVersion: Literal["vinculum.io/v1"] = API_VERSION  # noqa: N815 (manifest field name)
+    kind: Literal["Deployment"] = "Deployment"
+    metadata: Metadata
+    spec: DeploymentSpec
+
+    @field_validator("spec")
+    @classmethod
+    def _unique(cls, spec: DeploymentSpec) -> DeploymentSpec:
+        seen_a = [a.id for a in spec.actors]
+        for aid in seen_a:
+            if seen_a.count(aid) > 1:
+                raise ValueError(f"actor {aid} listed twice; use replicas instead")
+        seen_p = [(p.id, p.binding_name) for p in spec.providers]
+        for cap, bn in seen_p:
+            if seen_p.count((cap, bn)) > 1:
+                raise ValueError(f"provider {cap} binding {bn!r} listed twice")
+        return spec
+
+
+class BindingSpec(Strict):
+    """One binding of an actor to a provider, with configuration values (templates)."""
+
+    capability_id: CapabilityId
+    binding: str = Field(default="default", min_length=1)
+    actor: ActorId
+    vendor_id: str | None = None
+    values: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _stringify(cls, v: object) -> object:
+        # YAML turns `PORT: 8080` into an int; configuration values are strings.
+        if isinstance(v, dict):
+            return {
+                str(k): (str(x).lower() if isinstance(x, bool) else str(x))
+                if isinstance(x, (int, float, bool))
+                else x
+                for k, x in v.items()
+            }
+        return v
+
+
+class BindingSetSpec(Strict):
+    bindings: list[BindingSpec] = Field(default_factory=list)
+
+    @field_validator("bindings")
+    @classmethod
+    def _unique(cls, bindings: list[BindingSpec]) -> list[BindingSpec]:
+        keys = [(b.actor, b.capability_id, b.binding) for b in bindings]
+        for k in keys:
+            if keys.count(k) > 1:
+                raise ValueError(f"binding of actor {k[0]} to {k[1]} {k[2]!r} listed twice")
+        return bindings
+
+
+class BindingSet(Strict):
+    apiVersion: Literal["vinculum.io/v1"] = API_VERSION  # noqa: N815
+    kind: Literal["BindingSet"] = "BindingSet"
+    metadata: Metadata
+    spec: BindingSetSpec
+
+
+Manifest = Deployment | BindingSet
+KINDS: dict[str, type[Deployment] | type[BindingSet]] = {
+    "Deployment": Deployment,
+    "BindingSet": BindingSet,
+}
+
+
+class ProviderKey(tuple[str, str, str]):
+    """(capability_id, binding_name, vendor_id): what makes two provider specs the same."""
+
+    __slots__ = ()
+
+    def __new__(cls, capability_id: str, binding_name: str, vendor_id: str) -> ProviderKey:
+        return super().__new__(cls, (capability_id, binding_name, vendor_id))
+
+    @property
+    def capability_id(self) -> str:
+        return self[0]
+
+    @property
+    def binding_name(self) -> str:
+        return self[1]
+
+    @property
+    def vendor_id(self) -> str:
+        return self[2]
+
+    def __str__(self) -> str:
+        return f"{self[0]}/{self[1]} ({self[2]})"
+
+
+class SourceRef(Strict):
+    """Where an entity came from: the file (relative to the repository) and line."""
+
+    path: str
+    line: int = 1
+
+
+class DesiredState(Strict):
+    """Every entity at one commit, keyed by name; what the planner reconciles towards."""
+
+    revision: str = ""
+    deployments: dict[str, Deployment] = Field(default_factory=dict)
+    bindingsets: dict[str, BindingSet] = Field(default_factory=dict)
+    sources: dict[str, SourceRef] = Field(
+        default_factory=dict, description="'Kind/name' -> where it is defined"
+    )
+
+    @property
+    def empty(self) -> bool:
+        return not self.deployments and not self.bindingsets

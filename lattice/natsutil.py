@@ -1,0 +1,161 @@
+"""Connecting to NATS, and the scatter/gather request the control protocol is built on.
+
+:func:`connect` reconnects forever and passes credentials (creds file, nkey seed,
+user/password, token) and TLS options through to nats-py. :func:`scatter_gather` publishes
+one request with a private inbox and collects replies until it has ``max_replies``, a
+``done`` predicate says so, or the deadline passes: this is what makes an auction end as
+soon as the last known host has answered instead of waiting a fixed window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+
+@dataclass(frozen=True, kw_only=True)
+class NatsOptions:
+    """How to reach NATS; every field but ``url`` is optional."""
+
+    url: str = "nats://127.0.0.1:4222"
+    name: str | None = None
+    creds_file: str | None = None
+    nkey_seed_file: str | None = None
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not (self.tls_ca or self.tls_cert):
+            return None
+        ctx = ssl.create_default_context(cafile=self.tls_ca)
+        if self.tls_cert:
+            ctx.load_cert_chain(self.tls_cert, self.tls_key)
+        return ctx
+
+
+async def connect(
+    options: NatsOptions | str,
+    *,
+    connect_timeout: float = 2.0,
+    reconnect_wait: float = 0.25,
+    initial_timeout: float = 10.0,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    on_disconnect: Callable[[], Awaitable[None]] | None = None,
+) -> Client:
+    """Connect with reconnect forever once connected; the first connection is retried
+    until ``initial_timeout`` seconds have passed (the server may still be starting).
+
+    >>> nc = await connect("nats://127.0.0.1:4222")   # doctest: +SKIP
+    >>> await nc.drain()                              # doctest: +SKIP
+    """
+    opts = NatsOptions(url=options) if isinstance(options, str) else options
+    kwargs: dict[str, Any] = {
+        "servers": [opts.url],
+        "name": opts.name,
+        "connect_timeout": connect_timeout,
+        "reconnect_time_wait": reconnect_wait,
+        "max_reconnect_attempts": -1,
+        "allow_reconnect": True,
+        "ping_interval": 5,
+        "max_outstanding_pings": 2,
+    }
+    if opts.creds_file:
+        kwargs["user_credentials"] = opts.creds_file
+    if opts.nkey_seed_file:
+        kwargs["nkeys_seed"] = opts.nkey_seed_file
+    if opts.user:
+        kwargs["user"] = opts.user
+        kwargs["password"] = opts.password
+    if opts.token:
+        kwargs["token"] = opts.token
+    tls = opts.tls_context()
+    if tls is not None:
+        kwargs["tls"] = tls
+    if on_reconnect is not None:
+        kwargs["reconnected_cb"] = on_reconnect
+    if on_disconnect is not None:
+        kwargs["disconnected_cb"] = on_disconnect
+
+    async def _quiet(exc: Exception) -> None:  # nats-py logs loudly otherwise
+        return None
+
+    kwargs["error_cb"] = _quiet
+    kwargs.update(opts.extra)
+    deadline = Deadline(initial_timeout)
+    while True:
+        try:
+            return await nats.connect(**kwargs)
+        except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
+            if deadline.expired:
+                raise ConnectionError(f"cannot reach NATS at {opts.url}: {exc}") from exc
+            await asyncio.sleep(min(reconnect_wait, deadline.remaining))
+
+
+async def scatter_gather(
+    nc: Client,
+    subject: str,
+    payload: bytes,
+    *,
+    timeout: float,
+    max_replies: int | None = None,
+    done: Callable[[list[Msg]], bool] | None = None,
+) -> list[Msg]:
+    """Publish ``payload`` to ``subject`` and gather replies.
+
+    Returns when ``max_replies`` have arrived, when ``done(replies)`` is true, or when
+    ``timeout`` seconds have passed, whichever comes first.
+    """
+    replies: list[Msg] = []
+    finished = asyncio.Event()
+    inbox = nc.new_inbox()
+
+    async def on_reply(msg: Msg) -> None:
+        if msg.headers and msg.headers.get("Status") == "503":
+            return  # the server's "no responders" notice, not a reply
+        replies.append(msg)
+        if (max_replies is not None and len(replies) >= max_replies) or (
+            done is not None and done(replies)
+        ):
+            finished.set()
+
+    sub = await nc.subscribe(inbox, cb=on_reply)
+    try:
+        await nc.publish(subject, payload, reply=inbox)
+        if max_replies == 0:
+            return replies
+        try:
+            await asyncio.wait_for(finished.wait(), timeout)
+        except TimeoutError:
+            pass
+        return list(replies)
+    finally:
+        await sub.unsubscribe()
+
+
+class Deadline:
+    """A monotonic deadline, for bounded polling loops."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.end - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.end

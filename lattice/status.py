@@ -1,0 +1,174 @@
+"""Status models: what the agent reports about desired next to observed.
+
+Pure pydantic models, no I/O. The reconciler builds a :class:`StatusReport`; the status
+writer in :mod:`gitsync.status` turns it into a note on the evaluated commit
+(:class:`RevisionNote`) and files on the ``lattice/status`` branch; ``latticectl get``
+reads those files back into the same models. docs/status-format.md describes the format.
+
+Nothing here ever holds a resolved secret: binding values are the templates from git.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+STATUS_FORMAT = 1
+
+
+class Phase(StrEnum):
+    """Sync phase of a revision or an entity."""
+
+    SYNCED = "Synced"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+    INVALID = "Invalid"
+
+
+class Reason(StrEnum):
+    """Machine-readable reasons carried by conditions."""
+
+    RECONCILED = "Reconciled"
+    PROGRESSING = "Progressing"
+    UNPLACEABLE = "Unplaceable"
+    COMMAND_FAILED = "CommandFailed"
+    VALIDATION_FAILED = "ValidationFailed"
+    WAITING_FOR_PROVIDER = "WaitingForProvider"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Condition(Model):
+    """A Flux-style condition: ``type`` (Ready, Reconciling, Stalled), a status, a reason
+    constant and a message for humans."""
+
+    type: str
+    status: bool
+    reason: str
+    message: str = ""
+    last_transition: datetime | None = None
+
+    @classmethod
+    def ready(cls, message: str = "observed matches desired") -> Condition:
+        return cls(type="Ready", status=True, reason=Reason.RECONCILED, message=message)
+
+    @classmethod
+    def reconciling(cls, message: str) -> Condition:
+        return cls(type="Ready", status=False, reason=Reason.PROGRESSING, message=message)
+
+    @classmethod
+    def stalled(cls, reason: Reason, message: str) -> Condition:
+        return cls(type="Ready", status=False, reason=reason, message=message)
+
+
+class Placement(Model):
+    """Where one instance runs (or why it does not)."""
+
+    entity: str = Field(description="actor id or capability_id/binding_name")
+    kind: str = Field(description="actor, provider or binding")
+    host_id: str | None = None
+    host_name: str | None = None
+    since: datetime | None = None
+    message: str = ""
+
+
+class Count(Model):
+    ready: int = 0
+    desired: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.ready}/{self.desired}"
+
+
+class DeploymentStatus(Model):
+    name: str
+    revision: str = ""
+    phase: Phase = Phase.PROGRESSING
+    spec: dict[str, Any] = Field(default_factory=dict)
+    actors: Count = Count()
+    providers: Count = Count()
+    placements: list[Placement] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+    created: datetime | None = None
+
+
+class BindingSetStatus(Model):
+    name: str
+    revision: str = ""
+    phase: Phase = Phase.PROGRESSING
+    spec: dict[str, Any] = Field(default_factory=dict)
+    bindings: Count = Count()
+    placements: list[Placement] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+    created: datetime | None = None
+
+
+class HostStatus(Model):
+    host_id: str
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    started_at: datetime | None = None
+    last_seen: datetime | None = None
+    actors: int = 0
+    providers: int = 0
+    bindings: int = 0
+
+
+class UnmanagedEntity(Model):
+    """Something running that the agent did not start: shown, never stopped."""
+
+    kind: str
+    entity: str
+    host_id: str
+
+
+class SyncSummary(Model):
+    """``status.yaml`` on the status branch: the agent's view of the whole repository."""
+
+    format: int = STATUS_FORMAT
+    branch: str = ""
+    attempted_revision: str = ""
+    applied_revision: str = ""
+    phase: Phase = Phase.PROGRESSING
+    message: str = ""
+    errors: list[str] = Field(default_factory=list)
+    updated: datetime | None = None
+    deployments: int = 0
+    bindingsets: int = 0
+    hosts: int = 0
+    unmanaged: list[UnmanagedEntity] = Field(default_factory=list)
+
+
+class StatusReport(Model):
+    """Everything the status writer records in one go."""
+
+    summary: SyncSummary
+    deployments: dict[str, DeploymentStatus] = Field(default_factory=dict)
+    bindingsets: dict[str, BindingSetStatus] = Field(default_factory=dict)
+    hosts: dict[str, HostStatus] = Field(default_factory=dict)
+
+
+class EntityCount(Model):
+    kind: str
+    name: str
+    phase: Phase
+    ready: int
+    desired: int
+
+
+class RevisionNote(Model):
+    """The note under ``refs/notes/lattice`` on every commit the agent evaluated."""
+
+    format: int = STATUS_FORMAT
+    revision: str
+    phase: Phase
+    message: str = ""
+    first_seen: datetime
+    updated: datetime
+    errors: list[str] = Field(default_factory=list)
+    entities: list[EntityCount] = Field(default_factory=list)

@@ -1,0 +1,39 @@
+"""Shared fixtures: a real nats-server on a free loopback port, per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+
+from lattice.localnats import NatsServer
+from lattice.natsutil import connect
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A real nats-server with JetStream, stopped by its pid after the test."""
+    srv = NatsServer(data_dir=tmp_path / "nats")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
+    """A client connected to :func:`nats_server`."""
+    client = await connect(nats_server.url)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def lattice_id(request: pytest.FixtureRequest) -> str:
+    """A lattice id unique to the test."""
+    return "t" + format(abs(hash(request.node.nodeid)) % 10**8, "08d")

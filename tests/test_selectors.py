@@ -1,0 +1,61 @@
+"""Label selectors: parsing, matching, explaining a miss."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lattice import selectors
+from lattice.errors import SelectorError
+from lattice.selectors import Op
+
+
+@pytest.mark.parametrize(
+    ("rule", "key", "op", "value"),
+    [
+        ("leds=12", "leds", Op.EQUALS, "12"),
+        ("leds==12", "leds", Op.EQUALS, "12"),
+        ("zone!=eu", "zone", Op.NOT_EQUALS, "eu"),
+        ("gpu", "gpu", Op.EXISTS, None),
+        ("!gpu", "gpu", Op.ABSENT, None),
+        (" hostcore.os = linux ", "hostcore.os", Op.EQUALS, "linux"),
+        ("vinculum.io/role=edge", "vinculum.io/role", Op.EQUALS, "edge"),
+    ],
+)
+def test_parse(rule: str, key: str, op: Op, value: str | None) -> None:
+    sel = selectors.parse(rule)
+    assert (sel.key, sel.op, sel.value) == (key, op, value)
+
+
+@pytest.mark.parametrize("rule", ["", "=12", "!a=b", "a b", "a=b=c", "a!", "!", "a=b c"])
+def test_bad_rules_name_the_rule(rule: str) -> None:
+    with pytest.raises(SelectorError) as info:
+        selectors.parse(rule)
+    assert repr(rule) in str(info.value)
+
+
+def test_matching_and_reasons() -> None:
+    labels = {"leds": "12", "zone": "eu"}
+    assert selectors.satisfied(["leds=12", "zone", "!gpu", "zone!=us"], labels)
+    assert selectors.unmet(["leds=12"], {}) == ["label leds missing"]
+    assert selectors.unmet(["leds=12"], {"leds": "8"}) == ["label leds=8, wants 12"]
+    assert selectors.unmet(["!gpu"], {"gpu": "1"}) == ["label gpu present, wants it absent"]
+    assert selectors.unmet(["zone!=eu"], labels) == ["label zone=eu, wants anything else"]
+    assert selectors.unmet(["gpu"], labels) == ["label gpu missing"]
+
+
+keys = st.from_regex(r"[a-z][a-z0-9._-]{0,10}[a-z0-9]", fullmatch=True)
+values = st.from_regex(r"[a-z0-9]{0,6}", fullmatch=True)
+
+
+@given(key=keys, value=values, labels=st.dictionaries(keys, values, max_size=4))
+def test_round_trip_and_complement(key: str, value: str, labels: dict[str, str]) -> None:
+    eq = selectors.parse(f"{key}={value}")
+    ne = selectors.parse(f"{key}!={value}")
+    ex = selectors.parse(key)
+    ab = selectors.parse(f"!{key}")
+    for sel in (eq, ne, ex, ab):
+        assert selectors.parse(str(sel)) == sel
+    assert eq.matches(labels) != ne.matches(labels)
+    assert ex.matches(labels) != ab.matches(labels)
