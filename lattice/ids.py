@@ -46,18 +46,28 @@ def actor_id_problem(value: str) -> str | None:
     return None
 
 
-def encode_module_key(public_key: bytes) -> str:
-    """Encode a 32-byte Ed25519 public key as an actor id."""
+def encode_public_key(public_key: bytes, prefix_byte: int = PREFIX_BYTE_MODULE) -> str:
+    """Encode a 32-byte Ed25519 public key the nkeys way (prefix, key, CRC-16, base32)."""
     if len(public_key) != 32:
         raise ValueError("an Ed25519 public key has 32 bytes")
-    body = bytes([PREFIX_BYTE_MODULE]) + public_key
+    body = bytes([prefix_byte]) + public_key
     crc = bytes(nkeys.crc16_checksum(body))
     return base64.b32encode(body + crc).decode().rstrip("=")
+
+
+def encode_module_key(public_key: bytes) -> str:
+    """Encode a 32-byte Ed25519 public key as an actor id."""
+    return encode_public_key(public_key, PREFIX_BYTE_MODULE)
 
 
 def random_actor_id() -> str:
     """A syntactically valid actor id for a random key (tests and examples)."""
     return encode_module_key(os.urandom(32))
+
+
+def random_host_id() -> str:
+    """A fresh nkeys-style server public key ('N...'), a host's id for one run."""
+    return encode_public_key(os.urandom(32), nkeys.PREFIX_BYTE_SERVER)
 
 
 def capability_id_problem(value: str) -> str | None:

@@ -59,6 +59,19 @@ ANN_NAME = "vinculum.io/name"
 ANN_REVISION = "vinculum.io/revision"
 ANN_REPLICA = "vinculum.io/replica"
 MANAGED_BY_VALUE = "vinculum"
+#: Annotations that do not make an instance a different one (a new revision of the same
+#: replica is the same replica): ignored when a host checks a start for idempotency.
+NON_IDENTITY_ANNOTATIONS = frozenset({ANN_REVISION})
+
+
+def identity_annotations(annotations: Annotations) -> Annotations:
+    """The annotations that identify an instance (all but :data:`NON_IDENTITY_ANNOTATIONS`)."""
+    return {k: v for k, v in annotations.items() if k not in NON_IDENTITY_ANNOTATIONS}
+
+
+def is_managed(annotations: Annotations) -> bool:
+    """True when the agent started this (it carries the managed-by annotation)."""
+    return annotations.get(ANN_MANAGED_BY) == MANAGED_BY_VALUE
 
 
 # ---------------------------------------------------------------- inventory
@@ -151,8 +164,9 @@ class CommandOp(StrEnum):
 
 
 class StartActor(Message):
-    """Start an actor. Idempotent: an instance with equal annotations already running is
-    acked without starting a second one (replicas differ by their annotations)."""
+    """Start an actor. Idempotent: an instance of the actor whose identity annotations
+    (:func:`identity_annotations`) equal these is acked without starting a second one;
+    replicas of one deployment differ by their ``vinculum.io/replica`` annotation."""
 
     op: Literal["actor.start"] = "actor.start"
     actor_id: str
