@@ -30,7 +30,9 @@ class Group(click.Group):
             settings = ctx.find_object(Settings)
             if settings is not None and settings.debug:
                 raise
-            raise CliError(f"{type(exc).__name__}: {exc} (rerun with --debug for details)") from None
+            raise CliError(
+                f"{type(exc).__name__}: {exc} (rerun with --debug for details)"
+            ) from None
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,7 +1,199 @@
-"""``latticectl up`` / ``down``: a whole local lattice on one machine (filled in below)."""
+"""``latticectl up`` / ``latticectl down``: a whole local lattice on one machine.
+
+``up`` starts a local nats-server, N hosts and the agent on a repository (a copy of
+``examples/repo`` made into a git repository under the state dir, unless ``--repo``), waits
+until every host answers a ping, then either prints lattice events until Ctrl-C (and stops
+everything) or, with ``--detach``, records the pids and NATS URL and returns.
+``down`` stops what a detached ``up`` recorded, by pid.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import time
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from cli.localstack import LocalStack, StackState, is_ours, parse_host_labels, stop_records
+from cli.settings import CliError, Settings
+from lattice.natsutil import connect, scatter_gather
+from lattice.protocol import CloudEvent, EventType, HostInventory, PingRequest, Subjects, encode
+
+DEFAULT_LABELS = ("0:leds=12",)
+
+
+async def ping_hosts(url: str, lattice: str, *, timeout: float = 1.0) -> list[HostInventory]:
+    """Every host's inventory, gathered for ``timeout`` seconds."""
+    nc = await connect(url, initial_timeout=3.0)
+    try:
+        msgs = await scatter_gather(nc, Subjects(lattice).ping, encode(PingRequest()),
+                                    timeout=timeout)
+    finally:
+        await nc.close()
+    out = []
+    for m in msgs:
+        try:
+            out.append(HostInventory.model_validate_json(m.data))
+        except ValueError:
+            continue
+    return out
+
+
+async def wait_for_hosts(url: str, lattice: str, count: int, *, timeout: float) -> int:
+    """Poll with pings until ``count`` hosts answer or ``timeout`` passes; the count seen."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        seen = len(await ping_hosts(url, lattice, timeout=0.5))
+        if seen >= count:
+            break
+    return seen
+
+
+def format_event(ev: CloudEvent) -> str:
+    """One line for a lattice event, the way ``up`` prints them."""
+    et = ev.event_type
+    d = ev.data
+    who = d.get("name") or d.get("host_id", ev.source)[:12]
+    what = ""
+    if et in (EventType.ACTOR_STARTED, EventType.ACTOR_STOPPED, EventType.ACTOR_START_FAILED):
+        what = d.get("actor_id", "")[:12]
+    elif et in (EventType.PROVIDER_STARTED, EventType.PROVIDER_STOPPED,
+                EventType.PROVIDER_START_FAILED):
+        what = f"{d.get('capability_id')}/{d.get('binding_name')}"
+    elif et in (EventType.BINDING_PUT, EventType.BINDING_DELETED):
+        what = f"{d.get('actor_id', '')[:12]} -> {d.get('capability_id')}/{d.get('binding_name')}"
+    elif et == EventType.HOST_STARTED:
+        what = " ".join(f"{k}={v}" for k, v in sorted(d.get("labels", {}).items())
+                        if not k.startswith("hostcore."))
+    reason = d.get("reason") or ""
+    line = f"{ev.time:%H:%M:%S} {(et.value if et else ev.type):<22} {who:<12} {what}"
+    return f"{line}  ({reason})" if reason else line
+
+
+async def _print_events(url: str, lattice: str, stop: asyncio.Event) -> None:
+    nc = await connect(url)
+    quiet = {EventType.HOST_HEARTBEAT}
+
+    async def on_event(msg: object) -> None:
+        try:
+            ev = CloudEvent.model_validate_json(msg.data)  # type: ignore[attr-defined]
+        except ValueError:
+            return
+        if ev.event_type not in quiet:
+            click.echo(format_event(ev))
+
+    await nc.subscribe(Subjects(lattice).events, cb=on_event)
+    try:
+        await stop.wait()
+    finally:
+        await nc.close()
+
+
+def _run_foreground(url: str, lattice: str) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await _print_events(url, lattice, stop)
+
+    asyncio.run(main())
+
+
+@click.command()
+@click.option("--hosts", default=3, show_default=True, type=click.IntRange(0, 200),
+              help="How many hosts to start.")
+@click.option("--host-label", "host_labels", multiple=True, metavar="INDEX:KEY=VALUE",
+              help="A label for one host, e.g. 0:leds=12 (default: 0:leds=12).")
+@click.option("--detach", is_flag=True, help="Run in the background; stop with `down`.")
+@click.option("--no-agent", is_flag=True, help="Start NATS and hosts only.")
+@click.option("--heartbeat", default=2.0, show_default=True, help="Host heartbeat seconds.")
+@click.option("--resync", default=30.0, show_default=True,
+              help="Agent's periodic full resync, seconds.")
+@click.pass_obj
+def up(
+    settings: Settings,
+    hosts: int,
+    host_labels: tuple[str, ...],
+    detach: bool,
+    no_agent: bool,
+    heartbeat: float,
+    resync: float,
+) -> None:
+    """Start a local lattice: nats-server, HOSTS hosts and the agent.
+
+    The agent watches --repo, or a git copy of examples/repo made under the state dir.
+
+    \b
+    Examples:
+      latticectl up                              # foreground; Ctrl-C stops everything
+      latticectl up --detach --hosts 5 --host-label 0:leds=12 --host-label 1:gpu=yes
+      latticectl down
+    """
+    existing = StackState.load(settings.state_dir)
+    if existing and stop_records_alive(existing):
+        raise CliError(
+            f"a lattice is already up (state in {settings.state_dir}); run `latticectl down` first"
+        )
+    try:
+        labels = parse_host_labels(host_labels or DEFAULT_LABELS if hosts else (), hosts)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--host-label") from None
+    stack = LocalStack(
+        state_dir=settings.state_dir, lattice=settings.lattice, hosts=hosts, host_labels=labels,
+        repo=settings.repo, heartbeat=heartbeat, with_agent=not no_agent, resync=resync,
+    )
+    state = stack.start(detach=detach)
+    try:
+        seen = asyncio.run(wait_for_hosts(state.nats_url, state.lattice, hosts, timeout=20.0))
+        if seen < hosts:
+            raise CliError(
+                f"only {seen} of {hosts} hosts answered a ping within 20 s; "
+                f"see the logs in {settings.state_dir / 'logs'}"
+            )
+        click.echo(f"nats:    {state.nats_url}  (lattice {state.lattice})")
+        click.echo(f"hosts:   {hosts} up")
+        click.echo(f"agent:   {'watching ' + state.repo if not no_agent else 'not started'}")
+        click.echo(f"logs:    {settings.state_dir / 'logs'}")
+        if detach:
+            state_file = settings.state_dir / "state.json"
+            click.echo(f"state:   {state_file}  (stop with `latticectl down`)")
+            return
+        click.echo("events (Ctrl-C stops the lattice):")
+        _run_foreground(state.nats_url, state.lattice)
+        click.echo("stopping...")
+        stack.stop()
+    except BaseException:
+        if not detach:
+            stack.stop()
+        else:
+            stop_records(state.procs)
+            (Path(state.state_dir) / "state.json").unlink(missing_ok=True)
+        raise
+
+
+def stop_records_alive(state: StackState) -> bool:
+    return any(is_ours(r) for r in state.procs)
+
+
+@click.command()
+@click.pass_obj
+def down(settings: Settings) -> None:
+    """Stop the lattice that `latticectl up --detach` started (by its recorded pids).
+
+    \b
+    Example:
+      latticectl down
+    """
+    state = StackState.load(settings.state_dir)
+    if state is None:
+        raise CliError(f"nothing is up: no state in {settings.state_dir}")
+    stopped = stop_records(state.procs)
+    (settings.state_dir / "state.json").unlink(missing_ok=True)
+    click.echo(f"stopped {len(stopped)} processes")
+
+
+COMMANDS: list[click.Command] = [up, down]

@@ -95,7 +95,8 @@ class NatsServer:
     def command(self) -> list[str]:
         return [
             find_nats_server(), "-a", self.host, "-p", str(self.port),
-            "-js", "-sd", str(self.data_dir / "jetstream"), "--server_name", f"vinculum-{self.port}",
+            "-js", "-sd", str(self.data_dir / "jetstream"),
+            "--server_name", f"vinculum-{self.port}",
         ]
 
     def start(self, *, timeout: float = 10.0, detach: bool = False) -> NatsServer:

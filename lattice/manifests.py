@@ -20,7 +20,7 @@ from lattice import selectors
 from lattice.errors import SelectorError
 from lattice.ids import actor_id_problem, capability_id_problem
 
-API_VERSION = "vinculum.io/v1"
+API_VERSION: Literal["vinculum.io/v1"] = "vinculum.io/v1"
 _NAME_HELP = "lower-case letters, digits and '-', starting with a letter or digit, at most 63"
 
 
@@ -94,7 +94,7 @@ class DeploymentSpec(Strict):
 
 
 class Deployment(Strict):
-    apiVersion: Literal["vinculum.io/v1"] = API_VERSION  # noqa: N815 (manifest field name)
+    apiVersion: Literal["vinculum.io/v1"] = API_VERSION
     kind: Literal["Deployment"] = "Deployment"
     metadata: Metadata
     spec: DeploymentSpec
@@ -150,7 +150,7 @@ class BindingSetSpec(Strict):
 
 
 class BindingSet(Strict):
-    apiVersion: Literal["vinculum.io/v1"] = API_VERSION  # noqa: N815
+    apiVersion: Literal["vinculum.io/v1"] = API_VERSION
     kind: Literal["BindingSet"] = "BindingSet"
     metadata: Metadata
     spec: BindingSetSpec

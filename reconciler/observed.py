@@ -1,0 +1,279 @@
+"""Observed state: what the lattice runs, as the agent knows it.
+
+Built from a ``ping`` at start-up (:meth:`ObservedState.reset`), then kept current from
+events (:meth:`ObservedState.apply_event`) and heartbeats. A host that misses 3 heartbeats
+is dropped by :meth:`ObservedState.expire`: its entities are no longer observed. The agent
+keeps no database: after a restart this is rebuilt from a ping, so it never starts a second
+copy of what already runs.
+
+The executor also records what a host acked (:meth:`record_started` and friends) so the
+next plan does not issue the same start again before the confirming event arrives; an
+event for the same instance id is then a no-op. :meth:`snapshot` hands the planner an
+immutable view.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+
+from lattice.protocol import (
+    ActorEvent,
+    ActorInstance,
+    BindingEvent,
+    BindingInstance,
+    CloudEvent,
+    EventType,
+    HostInventory,
+    HostStopped,
+    ProviderEvent,
+    ProviderInstance,
+)
+
+log = logging.getLogger(__name__)
+
+MISSED_HEARTBEATS = 3
+
+
+class Change(StrEnum):
+    """What an event changed, as far as reconciling is concerned."""
+
+    NONE = "none"
+    HOST_JOINED = "host_joined"
+    HOST_LEFT = "host_left"
+    HOST_CHANGED = "host_changed"
+    ENTITY_STARTED = "entity_started"
+    ENTITY_STOPPED = "entity_stopped"
+    BINDING_CHANGED = "binding_changed"
+
+
+@dataclass
+class _Host:
+    inventory: HostInventory
+    last_seen: float
+
+
+class ObservedState:
+    """The agent's model of the lattice, updated from pings, heartbeats and events."""
+
+    def __init__(self) -> None:
+        self._hosts: dict[str, _Host] = {}
+        self._now = time.monotonic
+        self.version = 0  # bumped on every change; cheap "did anything move?" check
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def host_ids(self) -> list[str]:
+        return sorted(self._hosts)
+
+    def __len__(self) -> int:
+        return len(self._hosts)
+
+    def get(self, host_id: str) -> HostInventory | None:
+        h = self._hosts.get(host_id)
+        return h.inventory if h else None
+
+    def snapshot(self) -> Mapping[str, HostInventory]:
+        """An immutable view for the planner (inventories are frozen models)."""
+        return MappingProxyType({hid: h.inventory for hid, h in self._hosts.items()})
+
+    # ------------------------------------------------------------------ writing
+    def reset(self, inventories: list[HostInventory]) -> None:
+        """Replace everything with the answers to a ping."""
+        now = self._now()
+        self._hosts = {inv.host_id: _Host(inv, now) for inv in inventories}
+        self.version += 1
+
+    def merge_ping(self, inventories: list[HostInventory]) -> list[str]:
+        """Take fresh inventories from a ping without dropping hosts that did not answer
+        (they may have been slow); returns the ids of hosts new to us."""
+        now = self._now()
+        new = []
+        for inv in inventories:
+            if inv.host_id not in self._hosts:
+                new.append(inv.host_id)
+            self._hosts[inv.host_id] = _Host(inv, now)
+        self.version += 1
+        return new
+
+    def expire(self) -> list[str]:
+        """Drop hosts that missed :data:`MISSED_HEARTBEATS` heartbeats; their ids."""
+        now = self._now()
+        gone = [
+            hid for hid, h in self._hosts.items()
+            if now - h.last_seen > MISSED_HEARTBEATS * max(h.inventory.heartbeat_s, 0.1)
+        ]
+        for hid in gone:
+            log.warning("host %s missed %d heartbeats: considered gone", hid, MISSED_HEARTBEATS)
+            del self._hosts[hid]
+        if gone:
+            self.version += 1
+        return gone
+
+    def apply_event(self, ev: CloudEvent) -> Change:
+        """Update from one lattice event; what it changed."""
+        et = ev.event_type
+        data = ev.typed_data()
+        if et is None or data is None:
+            return Change.NONE
+        match data:
+            case HostInventory():
+                return self._host_seen(data, et)
+            case HostStopped():
+                if self._hosts.pop(data.host_id, None) is None:
+                    return Change.NONE
+                self.version += 1
+                return Change.HOST_LEFT
+            case ActorEvent():
+                return self._actor_event(data, ev.time, started=et == EventType.ACTOR_STARTED)
+            case ProviderEvent():
+                return self._provider_event(
+                    data, ev.time, started=et == EventType.PROVIDER_STARTED
+                )
+            case BindingEvent():
+                return self._binding_event(data, put=et == EventType.BINDING_PUT)
+        return Change.NONE
+
+    def _host_seen(self, inv: HostInventory, et: EventType) -> Change:
+        old = self._hosts.get(inv.host_id)
+        self._hosts[inv.host_id] = _Host(inv, self._now())
+        if old is None:
+            self.version += 1
+            return Change.HOST_JOINED
+        if old.inventory.labels != inv.labels:
+            self.version += 1
+            return Change.HOST_CHANGED
+        if _content(old.inventory) != _content(inv):
+            self.version += 1
+            # a heartbeat that shows fewer entities than we thought: something stopped
+            return Change.ENTITY_STOPPED if _count(inv) < _count(old.inventory) else (
+                Change.HOST_CHANGED
+            )
+        return Change.NONE
+
+    def _update(self, host_id: str, **fields: object) -> bool:
+        h = self._hosts.get(host_id)
+        if h is None:
+            return False
+        h.inventory = h.inventory.model_copy(update=fields)
+        h.last_seen = self._now()
+        self.version += 1
+        return True
+
+    def _actor_event(self, d: ActorEvent, at: datetime, *, started: bool) -> Change:
+        inv = self.get(d.host_id)
+        if inv is None:
+            return Change.NONE
+        actors = [a for a in inv.actors if a.instance_id != d.instance_id]
+        if started:
+            if len(actors) != len(inv.actors):
+                return Change.NONE  # already recorded (from the ack)
+            actors.append(ActorInstance(actor_id=d.actor_id, instance_id=d.instance_id,
+                                        annotations=d.annotations, started_at=at))
+            self._update(d.host_id, actors=actors)
+            return Change.ENTITY_STARTED
+        if len(actors) == len(inv.actors):
+            return Change.NONE
+        self._update(d.host_id, actors=actors)
+        return Change.ENTITY_STOPPED
+
+    def _provider_event(self, d: ProviderEvent, at: datetime, *, started: bool) -> Change:
+        inv = self.get(d.host_id)
+        if inv is None:
+            return Change.NONE
+        provs = [p for p in inv.providers
+                 if (p.capability_id, p.binding_name) != (d.capability_id, d.binding_name)]
+        if started:
+            if any(p.instance_id == d.instance_id for p in inv.providers):
+                return Change.NONE
+            provs.append(ProviderInstance(
+                capability_id=d.capability_id, binding_name=d.binding_name,
+                vendor_id=d.vendor_id, instance_id=d.instance_id, annotations=d.annotations,
+                started_at=at))
+            self._update(d.host_id, providers=provs)
+            return Change.ENTITY_STARTED
+        if len(provs) == len(inv.providers):
+            return Change.NONE
+        bindings = [b for b in inv.bindings
+                    if (b.capability_id, b.binding_name) != (d.capability_id, d.binding_name)]
+        self._update(d.host_id, providers=provs, bindings=bindings)
+        return Change.ENTITY_STOPPED
+
+    def _binding_event(self, d: BindingEvent, *, put: bool) -> Change:
+        inv = self.get(d.host_id)
+        if inv is None:
+            return Change.NONE
+        key = (d.actor_id, d.capability_id, d.binding_name)
+        rest = [b for b in inv.bindings
+                if (b.actor_id, b.capability_id, b.binding_name) != key]
+        if put:
+            rest.append(BindingInstance(actor_id=d.actor_id, capability_id=d.capability_id,
+                                        binding_name=d.binding_name, vendor_id=d.vendor_id,
+                                        values=d.values, annotations=d.annotations))
+        elif len(rest) == len(inv.bindings):
+            return Change.NONE
+        self._update(d.host_id, bindings=rest)
+        return Change.BINDING_CHANGED
+
+    # ------------------------------------------------------------------ acks
+    def record_actor(self, host_id: str, inst: ActorInstance) -> None:
+        inv = self.get(host_id)
+        if inv is not None and all(a.instance_id != inst.instance_id for a in inv.actors):
+            self._update(host_id, actors=[*inv.actors, inst])
+
+    def record_provider(self, host_id: str, inst: ProviderInstance) -> None:
+        inv = self.get(host_id)
+        if inv is not None and all(
+            (p.capability_id, p.binding_name) != (inst.capability_id, inst.binding_name)
+            for p in inv.providers
+        ):
+            self._update(host_id, providers=[*inv.providers, inst])
+
+    def forget_actor(self, host_id: str, instance_id: str) -> None:
+        inv = self.get(host_id)
+        if inv is not None:
+            self._update(host_id, actors=[a for a in inv.actors if a.instance_id != instance_id])
+
+    def forget_provider(self, host_id: str, capability_id: str, binding_name: str) -> None:
+        inv = self.get(host_id)
+        if inv is not None:
+            key = (capability_id, binding_name)
+            self._update(
+                host_id,
+                providers=[p for p in inv.providers if (p.capability_id, p.binding_name) != key],
+                bindings=[b for b in inv.bindings if (b.capability_id, b.binding_name) != key],
+            )
+
+    def record_binding(self, host_id: str, binding: BindingInstance) -> None:
+        inv = self.get(host_id)
+        if inv is not None:
+            key = (binding.actor_id, binding.capability_id, binding.binding_name)
+            rest = [b for b in inv.bindings
+                    if (b.actor_id, b.capability_id, b.binding_name) != key]
+            self._update(host_id, bindings=[*rest, binding])
+
+    def forget_binding(self, host_id: str, actor_id: str, capability_id: str,
+                       binding_name: str) -> None:
+        inv = self.get(host_id)
+        if inv is not None:
+            key = (actor_id, capability_id, binding_name)
+            self._update(host_id, bindings=[
+                b for b in inv.bindings if (b.actor_id, b.capability_id, b.binding_name) != key])
+
+
+def _content(inv: HostInventory) -> tuple[object, ...]:
+    return (
+        sorted(a.instance_id for a in inv.actors),
+        sorted(p.instance_id for p in inv.providers),
+        sorted((b.actor_id, b.capability_id, b.binding_name, tuple(sorted(b.values.items())))
+               for b in inv.bindings),
+    )
+
+
+def _count(inv: HostInventory) -> int:
+    return len(inv.actors) + len(inv.providers) + len(inv.bindings)
