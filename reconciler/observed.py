@@ -6,10 +6,8 @@ is dropped by :meth:`ObservedState.expire`: its entities are no longer observed.
 keeps no database: after a restart this is rebuilt from a ping, so it never starts a second
 copy of what already runs.
 
-The executor also records what a host acked (:meth:`record_started` and friends) so the
-next plan does not issue the same start again before the confirming event arrives; an
-event for the same instance id is then a no-op. :meth:`snapshot` hands the planner an
-immutable view.
+:meth:`snapshot` hands the planner an immutable view; the executor checks against it that
+what a host acked has happened (confirmation by event or inventory).
 """
 
 from __future__ import annotations
@@ -219,51 +217,6 @@ class ObservedState:
             return Change.NONE
         self._update(d.host_id, bindings=rest)
         return Change.BINDING_CHANGED
-
-    # ------------------------------------------------------------------ acks
-    def record_actor(self, host_id: str, inst: ActorInstance) -> None:
-        inv = self.get(host_id)
-        if inv is not None and all(a.instance_id != inst.instance_id for a in inv.actors):
-            self._update(host_id, actors=[*inv.actors, inst])
-
-    def record_provider(self, host_id: str, inst: ProviderInstance) -> None:
-        inv = self.get(host_id)
-        if inv is not None and all(
-            (p.capability_id, p.binding_name) != (inst.capability_id, inst.binding_name)
-            for p in inv.providers
-        ):
-            self._update(host_id, providers=[*inv.providers, inst])
-
-    def forget_actor(self, host_id: str, instance_id: str) -> None:
-        inv = self.get(host_id)
-        if inv is not None:
-            self._update(host_id, actors=[a for a in inv.actors if a.instance_id != instance_id])
-
-    def forget_provider(self, host_id: str, capability_id: str, binding_name: str) -> None:
-        inv = self.get(host_id)
-        if inv is not None:
-            key = (capability_id, binding_name)
-            self._update(
-                host_id,
-                providers=[p for p in inv.providers if (p.capability_id, p.binding_name) != key],
-                bindings=[b for b in inv.bindings if (b.capability_id, b.binding_name) != key],
-            )
-
-    def record_binding(self, host_id: str, binding: BindingInstance) -> None:
-        inv = self.get(host_id)
-        if inv is not None:
-            key = (binding.actor_id, binding.capability_id, binding.binding_name)
-            rest = [b for b in inv.bindings
-                    if (b.actor_id, b.capability_id, b.binding_name) != key]
-            self._update(host_id, bindings=[*rest, binding])
-
-    def forget_binding(self, host_id: str, actor_id: str, capability_id: str,
-                       binding_name: str) -> None:
-        inv = self.get(host_id)
-        if inv is not None:
-            key = (actor_id, capability_id, binding_name)
-            self._update(host_id, bindings=[
-                b for b in inv.bindings if (b.actor_id, b.capability_id, b.binding_name) != key])
 
 
 def _content(inv: HostInventory) -> tuple[object, ...]:

@@ -1,0 +1,333 @@
+"""The vinculum's main loop: desired state from git, observed state from the lattice.
+
+It wires the parts together and owns no logic of its own beyond *when* to reconcile:
+
+* a new head of the watched branch (:func:`gitsync.watch.watch_heads`) is evaluated; a valid
+  one becomes the desired state, an invalid one is noted ``Invalid`` and the last valid
+  desired state stays in force;
+* lattice events update :class:`~reconciler.observed.ObservedState`; a host joining or
+  leaving, or an owned entity stopping, wakes the loop (self-healing);
+* a periodic full resync (APScheduler) re-pings the lattice and corrects drift;
+* only the holder of the :class:`~reconciler.lease.Lease` acts and writes status to git.
+
+Each reconcile is ``plan`` (pure) → ``Executor.execute`` → ``assess`` (pure) → status
+written as a note on the revision and files on the status branch (``try/finally``: status
+is written on every exit path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from gitsync.source import GitSource
+from gitsync.status import StatusWriter
+from gitsync.watch import watch_heads
+from lattice.manifests import DesiredState
+from lattice.natsutil import NatsOptions, connect, scatter_gather
+from lattice.protocol import (
+    CloudEvent,
+    HostInventory,
+    PingRequest,
+    Subjects,
+    decode,
+    encode,
+    utcnow,
+)
+from lattice.status import (
+    EntityCount,
+    HostStatus,
+    Phase,
+    RevisionNote,
+    StatusReport,
+    SyncSummary,
+)
+from reconciler.assess import assess
+from reconciler.executor import Executor
+from reconciler.lease import Lease
+from reconciler.observed import Change, ObservedState
+from reconciler.planner import plan, unmanaged
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConfig:
+    """Everything the agent needs; defaults are the documented ones."""
+
+    repo: str
+    nats: NatsOptions
+    data_dir: Path
+    branch: str | None = None
+    path: str = ""
+    lattice: str = "default"
+    interval: float = 30.0
+    resync: float = 30.0
+    bid_timeout: float = 0.25
+    lease_ttl: float = 6.0
+    holder: str | None = None
+
+
+@dataclass
+class _Revision:
+    sha: str
+    first_seen: datetime
+    phase: Phase | None = None
+    errors: list[str] = field(default_factory=list)
+    counts: tuple[tuple[str, str, Phase, int, int], ...] = ()
+
+
+class Agent:
+    """One vinculum process. ``await Agent(config).run(stop)`` until ``stop`` is set."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.subjects = Subjects(config.lattice)
+        self.observed = ObservedState()
+        self.desired: DesiredState | None = None
+        self.applied: _Revision | None = None  # last valid revision, in force
+        self.refused: _Revision | None = None  # newest invalid revision, if newer
+        self.wake = asyncio.Event()
+        self.nudge = asyncio.Event()
+        self.resync_due = False
+        self.reconciles = 0
+        self.nc: Client | None = None
+        self.executor: Executor | None = None
+        self.lease: Lease | None = None
+        self.source: GitSource | None = None
+        self.writer: StatusWriter | None = None
+        self.head_seen_at: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self, stop: asyncio.Event) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.source = await asyncio.to_thread(
+            GitSource.open, cfg.repo, branch=cfg.branch, path=cfg.path, data_dir=cfg.data_dir)
+        self.writer = StatusWriter(self.source)
+        self.nc = nc = await connect(cfg.nats, on_reconnect=self._on_reconnect)
+        self.executor = Executor(nc, self.subjects, self.observed, bid_timeout=cfg.bid_timeout)
+        self.lease = Lease(nc, self.subjects, holder=cfg.holder, ttl=cfg.lease_ttl)
+        await nc.subscribe(self.subjects.events, cb=self._on_event)
+        await nc.subscribe(self.subjects.nudge, cb=self._on_nudge)
+        await self._ping(replace=True)
+        await self.lease.step()
+        scheduler = AsyncIOScheduler()
+        scheduler.add_job(self._resync_tick, "interval", seconds=cfg.resync,
+                          id="resync", max_instances=1, coalesce=True)
+        scheduler.start()
+        tasks = [
+            asyncio.create_task(self.lease.run(stop), name="lease"),
+            asyncio.create_task(self._watch(stop), name="watch"),
+            asyncio.create_task(self._expire_loop(stop), name="expire"),
+            asyncio.create_task(self._lease_watch(stop), name="lease-watch"),
+        ]
+        log.info("agent up: repo=%s branch=%s lattice=%s holder=%s",
+                 cfg.repo, self.source.branch, cfg.lattice, self.lease.holder)
+        try:
+            await self._loop(stop)
+        finally:
+            scheduler.shutdown(wait=False)
+            stop.set()
+            for t in tasks:
+                if t.get_name() != "lease":
+                    t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # lease releases itself
+            if self.writer is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.writer.flush)
+                    await asyncio.to_thread(self.writer.close)
+            with contextlib.suppress(Exception):
+                await nc.drain()
+            log.info("agent stopped")
+
+    async def _on_reconnect(self) -> None:
+        self.resync_due = True
+        self.wake.set()
+
+    def _resync_tick(self) -> None:
+        self.resync_due = True
+        self.wake.set()
+
+    # ------------------------------------------------------------------ inputs
+    async def _on_event(self, msg: Msg) -> None:
+        ev = decode(CloudEvent, msg.data, subject=msg.subject)
+        if ev is None:
+            return
+        change = self.observed.apply_event(ev)
+        if change in (Change.HOST_JOINED, Change.HOST_CHANGED) and self.executor is not None:
+            self.executor.hosts_changed()
+        if change is not Change.NONE:
+            self.wake.set()
+
+    async def _on_nudge(self, msg: Msg) -> None:
+        log.info("sync nudge received")
+        self.nudge.set()
+
+    async def _ping(self, *, replace: bool) -> None:
+        assert self.nc is not None
+        msgs = await scatter_gather(self.nc, self.subjects.ping, encode(PingRequest()),
+                                    timeout=0.5, max_replies=len(self.observed) or None)
+        invs = [i for m in msgs if (i := decode(HostInventory, m.data)) is not None]
+        if replace:
+            self.observed.reset(invs)
+        elif self.observed.merge_ping(invs) and self.executor is not None:
+            self.executor.hosts_changed()
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        assert self.source is not None
+        async for sha in watch_heads(self.source, interval=self.config.interval, stop=stop,
+                                     nudge=self.nudge):
+            self.head_seen_at[sha] = asyncio.get_running_loop().time()
+            await self._evaluate(sha)
+
+    async def _evaluate(self, sha: str) -> None:
+        assert self.source is not None
+        ev = await asyncio.to_thread(self.source.evaluate, sha)
+        rev = _Revision(sha=sha, first_seen=utcnow())
+        if ev.desired is None:
+            rev.errors = list(ev.errors)
+            rev.phase = Phase.INVALID
+            self.refused = rev
+            log.warning("revision %s refused: %d errors; %s stays in force", sha[:8],
+                        len(ev.errors), self.applied.sha[:8] if self.applied else "nothing")
+            await self._write_note(rev, Phase.INVALID, "; ".join(ev.errors[:3]))
+        else:
+            if self.applied is None or self.applied.sha != sha:
+                self.applied = rev
+            self.refused = None
+            self.desired = ev.desired
+            log.info("revision %s: %d deployments, %d binding sets", sha[:8],
+                     len(ev.desired.deployments), len(ev.desired.bindingsets))
+        self.wake.set()
+
+    async def _expire_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if self.observed.expire() and self.executor is not None:
+                self.wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.25)
+
+    async def _lease_watch(self, stop: asyncio.Event) -> None:
+        assert self.lease is not None
+        while not stop.is_set():
+            await self.lease.changed.wait()
+            self.lease.changed.clear()
+            if self.lease.is_leader:  # a new leader starts from a fresh view
+                self.resync_due = True
+                self.wake.set()
+
+    # ------------------------------------------------------------------ reconciling
+    async def _loop(self, stop: asyncio.Event) -> None:
+        assert self.executor is not None
+        while not stop.is_set():
+            timeout = self.executor.next_retry_in()
+            waiter = asyncio.create_task(self.wake.wait())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({waiter, stopper}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+            if stop.is_set():
+                return
+            self.wake.clear()
+            if self.lease is None or not self.lease.is_leader or self.desired is None:
+                continue
+            if self.resync_due:
+                self.resync_due = False
+                await self._ping(replace=False)
+            try:
+                await self.reconcile_once()
+            except Exception:
+                log.exception("reconcile failed; will retry")
+                await asyncio.sleep(0.2)
+                self.wake.set()
+
+    async def reconcile_once(self) -> Phase:
+        """One pass: plan, execute, assess, write status. Returns the phase."""
+        assert self.executor is not None and self.desired is not None
+        assert self.applied is not None
+        self.reconciles += 1
+        desired = self.desired
+        actions = plan(desired, self.observed.snapshot())
+        self.executor.forget(a.key for a in actions)
+        if actions:
+            log.info("revision %s: %d actions planned", self.applied.sha[:8], len(actions))
+            await self.executor.execute(actions)
+        remaining = plan(desired, self.observed.snapshot()) if actions else []
+        ex = self.executor
+        if not remaining:
+            phase = Phase.SYNCED
+        elif ex.unplaced or ex.failures:
+            phase = Phase.DEGRADED
+        else:
+            phase = Phase.PROGRESSING
+        await self._report(desired, phase)
+        return phase
+
+    async def _report(self, desired: DesiredState, phase: Phase) -> None:
+        assert self.executor is not None and self.applied is not None
+        now = utcnow()
+        snap = self.observed.snapshot()
+        deps, bss = assess(desired, snap, unplaced=self.executor.unplaced,
+                           failures=self.executor.failures, now=now)
+        problems = sorted({*self.executor.unplaced.values(), *self.executor.failures.values()})
+        message = {
+            Phase.SYNCED: "observed matches desired",
+            Phase.PROGRESSING: "waiting for the lattice to confirm changes",
+            Phase.DEGRADED: problems[0] if problems else "some entities cannot be placed",
+        }.get(phase, "")
+        counts = tuple(
+            [("Deployment", n, d.phase, d.actors.ready + d.providers.ready,
+              d.actors.desired + d.providers.desired) for n, d in sorted(deps.items())]
+            + [("BindingSet", n, b.phase, b.bindings.ready, b.bindings.desired)
+               for n, b in sorted(bss.items())]
+        )
+        rev = self.applied
+        if (rev.phase, rev.counts) != (phase, counts):
+            rev.counts = counts
+            rev.errors = problems
+            await self._write_note(rev, phase, message)
+        refused = self.refused
+        summary = SyncSummary(
+            branch=self.source.branch if self.source else "",
+            attempted_revision=(refused or rev).sha,
+            applied_revision=rev.sha,
+            phase=Phase.INVALID if refused else phase,
+            message=(f"revision {refused.sha[:8]} refused; {rev.sha[:8]} stays in force"
+                     if refused else message),
+            errors=refused.errors if refused else problems,
+            updated=now,
+            deployments=len(deps), bindingsets=len(bss), hosts=len(snap),
+            unmanaged=unmanaged(snap),
+        )
+        hosts = {
+            hid: HostStatus(host_id=hid, name=inv.name, labels=inv.labels,
+                            started_at=inv.started_at, last_seen=now,
+                            actors=len(inv.actors), providers=len(inv.providers),
+                            bindings=len(inv.bindings))
+            for hid, inv in snap.items()
+        }
+        report = StatusReport(summary=summary, deployments=deps, bindingsets=bss, hosts=hosts)
+        assert self.writer is not None
+        await asyncio.to_thread(self.writer.publish, report)
+
+    async def _write_note(self, rev: _Revision, phase: Phase, message: str) -> None:
+        if self.writer is None or self.lease is None or not self.lease.is_leader:
+            return
+        rev.phase = phase
+        note = RevisionNote(
+            revision=rev.sha, phase=phase, message=message, first_seen=rev.first_seen,
+            updated=utcnow(), errors=rev.errors,
+            entities=[EntityCount(kind=k, name=n, phase=p, ready=r, desired=d)
+                      for k, n, p, r, d in rev.counts],
+        )
+        await asyncio.to_thread(self.writer.note, rev.sha, note)

@@ -1,0 +1,324 @@
+"""The executor: the only code that turns planned actions into lattice traffic.
+
+For each start it runs an auction under the entity's affinity rules; the bid window ends as
+soon as every known host has answered (bid or decline), else at ``bid_timeout`` (250 ms by
+default; wasmCloud's control client waits a fixed 5 s). The winner is the least-loaded
+bidder, preferring hosts that do not already run a sibling replica. Then the command, acked
+by the host, then confirmation by event or inventory.
+
+Retry policy lives here, not in the planner: an action whose command was acked but whose
+effect is not yet observed is *in flight* and is not issued again until it is observed or
+``confirm_timeout`` passes (no retry storms); a failed command is retried with exponential
+backoff and jitter; an entity no host will take is *unplaced*, reported with the hosts'
+decline reasons, and retried when a host joins or changes (:meth:`hosts_changed`).
+
+Phases run in order, START then BIND then STOP: make-before-break.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from lattice.errors import PermanentError, TransientError
+from lattice.natsutil import scatter_gather
+from lattice.protocol import (
+    AuctionReply,
+    AuctionRequest,
+    CommandAck,
+    DeleteBinding,
+    Message,
+    PutBinding,
+    StartProvider,
+    StopActor,
+    StopProvider,
+    Subjects,
+    decode,
+    encode,
+)
+from lattice.protocol import StartActor as StartActorCmd
+from reconciler import actions as A
+from reconciler.observed import ObservedState
+
+log = logging.getLogger(__name__)
+
+
+class Unplaceable(PermanentError):
+    """No host bid in an auction; ``message`` carries the decline reasons."""
+
+
+@dataclass
+class _Flight:
+    host_id: str
+    deadline: float
+    confirmed: Callable[[ObservedState], bool]
+
+
+@dataclass
+class _Backoff:
+    attempts: int
+    retry_at: float
+
+
+class Executor:
+    """Runs actions against the lattice with auctions, acks, backoff and in-flight tracking."""
+
+    def __init__(
+        self,
+        nc: Client,
+        subjects: Subjects,
+        observed: ObservedState,
+        *,
+        bid_timeout: float = 0.25,
+        command_timeout: float = 2.0,
+        confirm_timeout: float = 5.0,
+        concurrency: int = 32,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.nc = nc
+        self.subjects = subjects
+        self.observed = observed
+        self.bid_timeout = bid_timeout
+        self.command_timeout = command_timeout
+        self.confirm_timeout = confirm_timeout
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._sem = asyncio.Semaphore(concurrency)
+        self._rng = rng or random.Random()
+        self._inflight: dict[str, _Flight] = {}
+        self._backoff: dict[str, _Backoff] = {}
+        self._pending_load: Counter[str] = Counter()
+        self.unplaced: dict[str, str] = {}
+        self.failures: dict[str, str] = {}
+        self.commands_sent = 0
+        self.first_command_at: float | None = None
+
+    # ------------------------------------------------------------------ bookkeeping
+    def runnable(self, actions: Iterable[A.Action]) -> list[A.Action]:
+        """Actions not in flight and not waiting out a backoff."""
+        now = time.monotonic()
+        for key, flight in list(self._inflight.items()):
+            if (flight.deadline <= now or self.observed.get(flight.host_id) is None
+                    or flight.confirmed(self.observed)):
+                del self._inflight[key]
+        out = []
+        for act in actions:
+            if act.key in self._inflight:
+                continue
+            b = self._backoff.get(act.key)
+            if b is not None and b.retry_at > now:
+                continue
+            out.append(act)
+        return out
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def next_retry_in(self) -> float | None:
+        """Seconds until the earliest backoff or flight deadline ends (None: nothing waits)."""
+        now = time.monotonic()
+        times = [b.retry_at for b in self._backoff.values()]
+        times += [f.deadline for f in self._inflight.values()]
+        return max(0.0, min(times) - now) if times else None
+
+    def hosts_changed(self) -> None:
+        """A host joined or changed labels: retry unplaced entities at once."""
+        for key in self.unplaced:
+            self._backoff.pop(key, None)
+
+    def forget(self, keep: Iterable[str]) -> None:
+        """Drop failure records for actions the planner no longer wants."""
+        keep_set = set(keep)
+        for d in (self.unplaced, self.failures):
+            for key in [k for k in d if k not in keep_set]:
+                del d[key]
+        for key in [k for k in self._backoff if k not in keep_set]:
+            del self._backoff[key]
+
+    def _failed(self, act: A.Action, message: str, *, unplaced: bool) -> None:
+        b = self._backoff.get(act.key)
+        attempts = b.attempts + 1 if b else 1
+        delay = min(self.backoff_max, self.backoff_base * 2 ** (attempts - 1))
+        delay *= 0.5 + self._rng.random() / 2  # jitter
+        self._backoff[act.key] = _Backoff(attempts, time.monotonic() + delay)
+        (self.unplaced if unplaced else self.failures)[act.key] = message
+        (self.failures if unplaced else self.unplaced).pop(act.key, None)
+        log.warning("%s failed (attempt %d, retry in %.2fs): %s", act.key, attempts, delay, message)
+
+    def _succeeded(self, act: A.Action) -> None:
+        self._backoff.pop(act.key, None)
+        self.unplaced.pop(act.key, None)
+        self.failures.pop(act.key, None)
+
+    # ------------------------------------------------------------------ running
+    async def execute(self, actions: list[A.Action]) -> int:
+        """Run ``actions`` phase by phase; returns how many succeeded."""
+        todo = self.runnable(actions)
+        done = 0
+        failed_actor_starts: set[str] = set()
+        for phase in sorted({a.phase for a in todo}):
+            batch = [a for a in todo if a.phase == phase]
+            # make-before-break: keep an old instance while its replacement is not up
+            batch = [a for a in batch
+                     if not (isinstance(a, A.StopActor) and a.actor_id in failed_actor_starts)]
+            results = await asyncio.gather(*(self._run_one(a) for a in batch))
+            for act, ok in zip(batch, results, strict=True):
+                done += ok
+                if not ok and isinstance(act, A.StartActor):
+                    failed_actor_starts.add(act.actor_id)
+        self._pending_load.clear()
+        return done
+
+    async def _run_one(self, act: A.Action) -> bool:
+        async with self._sem:
+            try:
+                await self._dispatch(act)
+            except Unplaceable as exc:
+                self._failed(act, exc.message, unplaced=True)
+                return False
+            except (TransientError, PermanentError) as exc:
+                self._failed(act, exc.message, unplaced=False)
+                return False
+            except Exception as exc:  # a bug or a library surprise: report, keep going
+                log.exception("unexpected error running %s", act.key)
+                self._failed(act, f"{type(exc).__name__}: {exc}", unplaced=False)
+                return False
+            self._succeeded(act)
+            return True
+
+    async def _dispatch(self, act: A.Action) -> None:
+        match act:
+            case A.StartActor():
+                await self._start_actor(act)
+            case A.StartProvider():
+                await self._start_provider(act)
+            case A.StopActor():
+                await self._command(act.host_id, StopActor(
+                    actor_id=act.actor_id, instance_id=act.instance_id))
+                self._fly(act, act.host_id, lambda o: not _has_actor(o, act.host_id, act.instance_id))
+            case A.StopProvider():
+                await self._command(act.host_id, StopProvider(
+                    capability_id=act.capability_id, binding_name=act.binding_name))
+                self._fly(act, act.host_id, lambda o: not _has_provider(
+                    o, act.host_id, act.capability_id, act.binding_name))
+            case A.PutBinding():
+                values = dict(act.values)
+                await self._command(act.host_id, PutBinding(
+                    actor_id=act.actor_id, capability_id=act.capability_id,
+                    binding_name=act.binding_name, vendor_id=act.vendor_id,
+                    values=values, annotations=dict(act.annotations)))
+                self._fly(act, act.host_id, lambda o: _binding_values(
+                    o, act.host_id, act.actor_id, act.capability_id, act.binding_name) == values)
+            case A.DeleteBinding():
+                await self._command(act.host_id, DeleteBinding(
+                    actor_id=act.actor_id, capability_id=act.capability_id,
+                    binding_name=act.binding_name))
+                self._fly(act, act.host_id, lambda o: _binding_values(
+                    o, act.host_id, act.actor_id, act.capability_id, act.binding_name) is None)
+
+    def _fly(
+        self, act: A.Action, host_id: str, confirmed: Callable[[ObservedState], bool]
+    ) -> None:
+        """Hold ``act`` back until ``confirmed(observed)`` (its event arrived, or a heartbeat
+        shows it), ``host_id`` leaves the lattice, or ``confirm_timeout`` passes."""
+        self._inflight[act.key] = _Flight(
+            host_id, time.monotonic() + self.confirm_timeout, confirmed)
+
+    async def _start_actor(self, act: A.StartActor) -> None:
+        req = AuctionRequest(kind="actor", actor_id=act.actor_id,
+                             constraints=list(act.constraints))
+        host = await self._auction(req, avoid=set(act.avoid_hosts))
+        ack = await self._command(host, StartActorCmd(actor_id=act.actor_id,
+                                                       annotations=dict(act.annotations)))
+        iid = ack.instance_id or ""
+        self._fly(act, host, lambda o: _has_actor(o, host, iid))
+
+    async def _start_provider(self, act: A.StartProvider) -> None:
+        req = AuctionRequest(kind="provider", capability_id=act.capability_id,
+                             binding_name=act.binding_name, vendor_id=act.vendor_id,
+                             constraints=list(act.constraints))
+        host = await self._auction(req, avoid=set())
+        await self._command(host, StartProvider(
+            capability_id=act.capability_id, binding_name=act.binding_name,
+            vendor_id=act.vendor_id, annotations=dict(act.annotations)))
+        self._fly(act, host, lambda o: _has_provider(o, host, act.capability_id, act.binding_name))
+
+    async def _auction(self, req: AuctionRequest, *, avoid: set[str]) -> str:
+        known = len(self.observed)
+        msgs = await scatter_gather(
+            self.nc, self.subjects.auction(req.kind), encode(req),
+            timeout=self.bid_timeout, max_replies=known or None,
+        )
+        replies = [r for m in msgs
+                   if (r := decode(AuctionReply, m.data, subject=m.subject)) is not None
+                   and r.auction_id == req.auction_id]
+        bids = [r for r in replies if r.bid]
+        if not bids:
+            raise Unplaceable(decline_message(req.constraints, replies))
+        best = min(bids, key=lambda r: (
+            r.host_id in avoid, r.load + self._pending_load[r.host_id], r.host_id))
+        self._pending_load[best.host_id] += 1
+        return best.host_id
+
+    async def _command(self, host_id: str, msg: Message) -> CommandAck:
+        op = getattr(msg, "op", "?")
+        subject = self.subjects.host_command(host_id, op)
+        if self.first_command_at is None:
+            self.first_command_at = time.monotonic()
+        self.commands_sent += 1
+        try:
+            reply = await self.nc.request(subject, encode(msg), timeout=self.command_timeout)
+        except (NatsTimeoutError, NoRespondersError, TimeoutError) as exc:
+            raise TransientError(f"host {host_id[:12]} did not answer {op}: "
+                                 f"{type(exc).__name__}", delay=1.0) from exc
+        ack = decode(CommandAck, reply.data, subject=subject)
+        if ack is None:
+            raise TransientError(f"host {host_id[:12]} sent an unreadable ack to {op}")
+        if not ack.accepted:
+            raise PermanentError(f"host {host_id[:12]} refused {op}: {ack.reason}")
+        log.info("%s on host %s: %s", op, host_id[:12], "done" if ack.changed else "no change")
+        return ack
+
+
+def decline_message(constraints: Iterable[str], replies: list[AuctionReply]) -> str:
+    """E.g. ``no host satisfies leds=12: 3 hosts declined: label leds missing``."""
+    rules = ", ".join(constraints) or "(no affinity rules)"
+    if not replies:
+        return f"no host satisfies {rules}: no host answered the auction"
+    reasons = Counter(r.reason or "declined" for r in replies)
+    parts = [f"{n} host{'s' if n > 1 else ''} declined: {why}"
+             for why, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return f"no host satisfies {rules}: " + "; ".join(parts)
+
+
+def _has_actor(o: ObservedState, host: str, iid: str) -> bool:
+    inv = o.get(host)
+    return inv is not None and any(a.instance_id == iid for a in inv.actors)
+
+
+def _has_provider(o: ObservedState, host: str, cap: str, bn: str) -> bool:
+    inv = o.get(host)
+    return inv is not None and any(
+        (p.capability_id, p.binding_name) == (cap, bn) for p in inv.providers)
+
+
+def _binding_values(
+    o: ObservedState, host: str, actor: str, cap: str, bn: str
+) -> dict[str, str] | None:
+    inv = o.get(host)
+    for b in inv.bindings if inv is not None else ():
+        if (b.actor_id, b.capability_id, b.binding_name) == (actor, cap, bn):
+            return b.values
+    return None

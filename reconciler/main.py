@@ -1,0 +1,137 @@
+"""``vinculum``: the agent's command line.
+
+``vinculum --repo PATH|URL --nats-url URL [--branch B] [--path P] [--lattice ID]
+[--interval 30] [--resync 30] [--data-dir D]`` runs the agent until SIGTERM or SIGINT
+(a second signal exits at once). ``vinculum sync`` asks a running agent to fetch now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+import platformdirs
+
+from lattice.natsutil import NatsOptions, connect
+from lattice.protocol import Subjects, SyncNudge, encode
+from reconciler.agent import Agent, AgentConfig
+
+
+def _nats_options(url: str, creds: str | None, nkey_seed: str | None, user: str | None,
+                  password: str | None, tls_ca: str | None, tls_cert: str | None,
+                  tls_key: str | None, name: str) -> NatsOptions:
+    return NatsOptions(url=url, name=name, creds_file=creds, nkey_seed_file=nkey_seed,
+                       user=user, password=password, tls_ca=tls_ca, tls_cert=tls_cert,
+                       tls_key=tls_key)
+
+
+def nats_auth_options(f: click.decorators.FC) -> click.decorators.FC:
+    for opt in reversed([
+        click.option("--nats-url", envvar="VINCULUM_NATS_URL", default="nats://127.0.0.1:4222",
+                     show_default=True, help="NATS server URL."),
+        click.option("--creds", envvar="VINCULUM_NATS_CREDS", help="NATS credentials file."),
+        click.option("--nkey-seed", help="NATS nkey seed file."),
+        click.option("--user", help="NATS user."),
+        click.option("--password", envvar="VINCULUM_NATS_PASSWORD", help="NATS password."),
+        click.option("--tls-ca", help="CA bundle for TLS."),
+        click.option("--tls-cert", help="Client certificate for TLS."),
+        click.option("--tls-key", help="Client key for TLS."),
+        click.option("--lattice", envvar="VINCULUM_LATTICE", default="default",
+                     show_default=True, help="Lattice id."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@click.group(invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--repo", envvar="VINCULUM_REPO", help="Repository: a local path or a URL.")
+@click.option("--branch", help="Branch to follow (default: the repository's default).")
+@click.option("--path", "manifests_path", default="", help="Manifests folder in the repo.")
+@click.option("--interval", default=30.0, show_default=True,
+              help="Seconds between fetches of a remote repository.")
+@click.option("--resync", default=30.0, show_default=True,
+              help="Seconds between full resyncs (drift correction).")
+@click.option("--data-dir", type=click.Path(path_type=Path),
+              help="Where the agent keeps its mirror of a remote repository.")
+@click.option("--bid-timeout", default=0.25, show_default=True,
+              help="Longest auction window, seconds (ends early on the last answer).")
+@click.option("--lease-ttl", default=6.0, show_default=True,
+              help="Leader lease TTL, seconds (HA: a successor takes over within 2x).")
+@click.option("--log-level", default="INFO", show_default=True)
+@nats_auth_options
+@click.pass_context
+def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_path: str,
+         interval: float, resync: float, data_dir: Path | None, bid_timeout: float,
+         lease_ttl: float, log_level: str, nats_url: str, creds: str | None,
+         nkey_seed: str | None, user: str | None, password: str | None, tls_ca: str | None,
+         tls_cert: str | None, tls_key: str | None, lattice: str) -> None:
+    """Run the vinculum: reconcile the manifests in a git branch with a NATS lattice.
+
+    \b
+    Examples:
+      vinculum --repo ./gitops --nats-url nats://127.0.0.1:4222
+      vinculum --repo https://git.example/ops.git --branch main --interval 60
+      vinculum sync --nats-url nats://127.0.0.1:4222
+    """
+    ctx.ensure_object(dict)
+    ctx.obj.update(nats=_nats_options(nats_url, creds, nkey_seed, user, password, tls_ca,
+                                      tls_cert, tls_key, "vinculum"), lattice=lattice)
+    if ctx.invoked_subcommand is not None:
+        return
+    if not repo:
+        raise click.UsageError("--repo is required (a local path or a URL)")
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = AgentConfig(
+        repo=repo, branch=branch, path=manifests_path, nats=ctx.obj["nats"], lattice=lattice,
+        interval=interval, resync=resync, bid_timeout=bid_timeout, lease_ttl=lease_ttl,
+        data_dir=data_dir or Path(platformdirs.user_data_dir("vinculum")) / lattice,
+    )
+    asyncio.run(_run(config))
+
+
+async def _run(config: AgentConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            os._exit(130)  # second signal: at once
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    await Agent(config).run(stop)
+
+
+@main.command()
+@click.option("--reason", default="vinculum sync", help="Why (logged by the agent).")
+@click.pass_obj
+def sync(obj: dict[str, object], reason: str) -> None:
+    """Ask the running agent to fetch its repository now."""
+
+    async def go() -> None:
+        opts = obj["nats"]
+        assert isinstance(opts, NatsOptions)
+        nc = await connect(opts, initial_timeout=3.0)
+        try:
+            await nc.publish(Subjects(str(obj["lattice"])).nudge,
+                             encode(SyncNudge(reason=reason)))
+            await nc.flush()
+        finally:
+            await nc.close()
+
+    asyncio.run(go())
+    click.echo("nudge sent")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""ObservedState: events, heartbeats and expiry update the agent's model of the lattice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from lattice.ids import random_actor_id, random_host_id
+from lattice.protocol import (
+    ActorEvent,
+    BindingEvent,
+    EventType,
+    HostInventory,
+    HostStopped,
+    ProviderEvent,
+    make_event,
+)
+from reconciler import observed as obs
+from reconciler.observed import Change, ObservedState
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def inv(host: str, **labels: str) -> HostInventory:
+    return HostInventory(host_id=host, name=host[:6], labels=labels, started_at=T0,
+                         heartbeat_s=1.0)
+
+
+def test_host_join_change_leave() -> None:
+    o = ObservedState()
+    h = random_host_id()
+    assert o.apply_event(make_event(EventType.HOST_STARTED, h, inv(h))) is Change.HOST_JOINED
+    assert o.apply_event(make_event(EventType.HOST_HEARTBEAT, h, inv(h))) is Change.NONE
+    changed = make_event(EventType.HOST_HEARTBEAT, h, inv(h, leds="12"))
+    assert o.apply_event(changed) is Change.HOST_CHANGED
+    assert o.get(h) is not None and o.get(h).labels == {"leds": "12"}  # type: ignore[union-attr]
+    stopped = make_event(EventType.HOST_STOPPED, h, HostStopped(host_id=h))
+    assert o.apply_event(stopped) is Change.HOST_LEFT
+    assert len(o) == 0
+
+
+def test_entity_events_and_stale_duplicates() -> None:
+    o = ObservedState()
+    h, a = random_host_id(), random_actor_id()
+    o.reset([inv(h)])
+    started = make_event(EventType.ACTOR_STARTED, h,
+                         ActorEvent(host_id=h, actor_id=a, instance_id="i1"))
+    assert o.apply_event(started) is Change.ENTITY_STARTED
+    assert o.apply_event(started) is Change.NONE  # same instance twice: no second copy
+    p = ProviderEvent(host_id=h, capability_id="wascc:messaging", binding_name="default",
+                      vendor_id="nats", instance_id="p1")
+    assert o.apply_event(make_event(EventType.PROVIDER_STARTED, h, p)) is Change.ENTITY_STARTED
+    b = BindingEvent(host_id=h, actor_id=a, capability_id="wascc:messaging",
+                     binding_name="default", values={"X": "${X:1}"})
+    assert o.apply_event(make_event(EventType.BINDING_PUT, h, b)) is Change.BINDING_CHANGED
+    snap = o.snapshot()[h]
+    assert [x.instance_id for x in snap.actors] == ["i1"]
+    assert snap.bindings[0].values == {"X": "${X:1}"}
+    # stopping the provider takes its bindings with it
+    assert o.apply_event(make_event(EventType.PROVIDER_STOPPED, h, p)) is Change.ENTITY_STOPPED
+    assert o.snapshot()[h].bindings == []
+    stopped = make_event(EventType.ACTOR_STOPPED, h,
+                         ActorEvent(host_id=h, actor_id=a, instance_id="i1"))
+    assert o.apply_event(stopped) is Change.ENTITY_STOPPED
+    assert o.apply_event(stopped) is Change.NONE
+
+
+def test_events_for_unknown_hosts_are_ignored() -> None:
+    o = ObservedState()
+    ev = make_event(EventType.ACTOR_STARTED, "x",
+                    ActorEvent(host_id="nobody", actor_id=random_actor_id(), instance_id="i"))
+    assert o.apply_event(ev) is Change.NONE
+
+
+def test_host_missing_three_heartbeats_is_dropped(monkeypatch: object) -> None:
+    o = ObservedState()
+    now = [100.0]
+    o._now = lambda: now[0]  # type: ignore[method-assign]
+    h1, h2 = random_host_id(), random_host_id()
+    o.reset([inv(h1), inv(h2)])
+    now[0] += 2.9
+    o.apply_event(make_event(EventType.HOST_HEARTBEAT, h2, inv(h2)))
+    assert o.expire() == []
+    now[0] += 0.2  # h1: 3.1 s = more than 3 heartbeats of 1 s
+    assert o.expire() == [h1]
+    assert o.host_ids == [h2]
+    assert obs.MISSED_HEARTBEATS == 3
