@@ -1,0 +1,58 @@
+"""``latticectl up --detach`` then ``down``: a whole local lattice, started and stopped by pid."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from cli.up_cmd import ping_hosts
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_up_detach_then_down(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    runner = CliRunner()
+    env = {"LATTICECTL_CONFIG": str(tmp_path / "none.yaml")}
+    result = runner.invoke(cli, ["--state-dir", str(state_dir), "--lattice", "updown", "up",
+                                 "--detach", "--hosts", "3", "--heartbeat", "0.5"], env=env)
+    state = json.loads((state_dir / "state.json").read_text()) if (
+        state_dir / "state.json").exists() else None
+    try:
+        assert result.exit_code == 0, result.output
+        assert state is not None
+        pids = [p["pid"] for p in state["procs"]]
+        roles = sorted(p["role"] for p in state["procs"])
+        assert roles == ["agent", "host", "host", "host", "nats-server"]
+        invs = asyncio.run(ping_hosts(state["nats_url"], "updown", timeout=1.0))
+        assert sorted(i.name for i in invs) == ["host-0", "host-1", "host-2"]
+        assert {i.name: i.labels.get("leds") for i in invs}["host-0"] == "12"
+        # the demo repository was made from examples/repo
+        assert (Path(state["repo"]) / ".git").is_dir()
+        again = runner.invoke(cli, ["--state-dir", str(state_dir), "up", "--detach"], env=env)
+        assert again.exit_code != 0 and "already up" in again.output
+    finally:
+        down = runner.invoke(cli, ["--state-dir", str(state_dir), "down"], env=env)
+    assert down.exit_code == 0, down.output
+    assert "stopped 5 processes" in down.output
+    assert not any(_alive(pid) for pid in pids)
+    assert not (state_dir / "state.json").exists()
+    nothing = runner.invoke(cli, ["--state-dir", str(state_dir), "down"], env=env)
+    assert nothing.exit_code != 0 and "nothing is up" in nothing.output
