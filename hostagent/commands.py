@@ -1,0 +1,344 @@
+"""What a host does with each command: decide, call the runtime, update the state.
+
+:class:`CommandHandler` turns one command message into an :class:`Outcome`: the
+:class:`~lattice.protocol.CommandAck` to reply with and the events to publish after it, in
+order. It never touches NATS: :mod:`hostagent.host` sends what it returns. Every command is
+idempotent (starting what runs, stopping what does not, putting an identical binding: all
+acked with ``changed=False`` and no event) and every failure is a refusal with a reason,
+never an exception. Binding values are kept as templates; only the runtime sees them
+resolved (:mod:`hostagent.values`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from hostagent.logctx import host_logger
+from hostagent.runtime import Runtime
+from hostagent.state import HostState
+from hostagent.values import UnresolvedError, redact, resolve
+from lattice.protocol import (
+    COMMAND_MODELS,
+    PROTOCOL_VERSION,
+    ActorEvent,
+    ActorInstance,
+    ActorStartFailed,
+    BindingEvent,
+    BindingInstance,
+    CommandAck,
+    CommandOp,
+    DeleteBinding,
+    EventType,
+    Message,
+    ProviderEvent,
+    ProviderInstance,
+    ProviderStartFailed,
+    PutBinding,
+    StartActor,
+    StartProvider,
+    StopActor,
+    StopProvider,
+    describe_validation_error,
+    new_id,
+    parse_json_object,
+    utcnow,
+)
+
+Emit = tuple[EventType, Message]
+STOPPED_BY_COMMAND = "stopped by command"
+HOST_STOPPING = "host stopping"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The reply to one command and the events that follow it."""
+
+    ack: CommandAck
+    events: list[Emit] = field(default_factory=list)
+
+
+def _failure(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__
+
+
+class CommandHandler:
+    """Executes commands against one host's state through its runtime."""
+
+    def __init__(
+        self, state: HostState, runtime: Runtime, *, environ: Mapping[str, str]
+    ) -> None:
+        self.state = state
+        self.runtime = runtime
+        self.environ = environ
+        self.log = host_logger(__name__, state.host_id, state.name)
+
+    # ------------------------------------------------------------ entry point
+
+    async def handle(self, op: CommandOp | None, payload: bytes, *, tail: str = "?") -> Outcome:
+        """Parse and execute one command received for ``op`` (None: unknown ``tail``)."""
+        if op is None:
+            known = ", ".join(o.value for o in CommandOp)
+            return self._refuse(f"unknown command {tail!r}; expected one of {known}")
+        obj = parse_json_object(payload)
+        if isinstance(obj, str):
+            return self._refuse(f"{op.value}: {obj}")
+        version = obj.get("v", PROTOCOL_VERSION)
+        if version != PROTOCOL_VERSION:
+            return self._refuse(
+                f"{op.value}: unsupported protocol version {version!r}; "
+                f"this host speaks {PROTOCOL_VERSION}"
+            )
+        try:
+            cmd = COMMAND_MODELS[op].model_validate(obj)
+        except ValidationError as exc:
+            return self._refuse(f"invalid {op.value} command: {describe_validation_error(exc)}")
+        match cmd:
+            case StartActor():
+                return await self.start_actor(cmd)
+            case StopActor():
+                return await self.stop_actor(cmd)
+            case StartProvider():
+                return await self.start_provider(cmd)
+            case StopProvider():
+                return await self.stop_provider(cmd)
+            case PutBinding():
+                return await self.put_binding(cmd)
+            case DeleteBinding():
+                return await self.delete_binding(cmd)
+        raise AssertionError(f"no handler for {type(cmd).__name__}")  # pragma: no cover
+
+    def _refuse(self, reason: str, *, events: list[Emit] | None = None,
+                changed: bool = False) -> Outcome:
+        self.log.warning("refused: %s", reason)
+        ack = CommandAck(
+            host_id=self.state.host_id, accepted=False, reason=reason, changed=changed
+        )
+        return Outcome(ack, events or [])
+
+    def _ok(self, *, changed: bool, instance_id: str | None = None, reason: str = "",
+            events: list[Emit] | None = None) -> Outcome:
+        ack = CommandAck(
+            host_id=self.state.host_id, accepted=True, reason=reason, changed=changed,
+            instance_id=instance_id,
+        )
+        return Outcome(ack, events or [])
+
+    # ------------------------------------------------------------ actors
+
+    async def start_actor(self, cmd: StartActor) -> Outcome:
+        existing = self.state.find_actor(cmd.actor_id, cmd.annotations)
+        if existing is not None:
+            reason = "already running"
+            if existing.annotations != cmd.annotations:
+                self.state.actors[existing.instance_id] = existing.model_copy(
+                    update={"annotations": dict(cmd.annotations)}
+                )
+                reason = "already running; annotations updated"
+            self.log.info("actor %s instance %s %s", cmd.actor_id, existing.instance_id, reason)
+            return self._ok(changed=False, instance_id=existing.instance_id, reason=reason)
+        inst = ActorInstance(
+            actor_id=cmd.actor_id, instance_id=new_id(), annotations=dict(cmd.annotations),
+            started_at=utcnow(),
+        )
+        try:
+            await self.runtime.start_actor(inst)
+        except Exception as exc:
+            reason = f"actor {cmd.actor_id} failed to start: {_failure(exc)}"
+            failed = ActorStartFailed(
+                host_id=self.state.host_id, actor_id=cmd.actor_id,
+                annotations=dict(cmd.annotations), reason=reason,
+            )
+            return self._refuse(reason, events=[(EventType.ACTOR_START_FAILED, failed)])
+        self.state.actors[inst.instance_id] = inst
+        self.log.info("actor %s instance %s started", inst.actor_id, inst.instance_id)
+        return self._ok(changed=True, instance_id=inst.instance_id,
+                        events=[(EventType.ACTOR_STARTED, self._actor_event(inst, ""))])
+
+    async def stop_actor(self, cmd: StopActor, *, reason: str = STOPPED_BY_COMMAND) -> Outcome:
+        targets = self.state.select_actors(cmd.actor_id, cmd.instance_id, cmd.annotations)
+        if not targets:
+            return self._ok(changed=False, instance_id=cmd.instance_id, reason="not running")
+        events, failures = await self._stop_actors(targets, reason)
+        if failures:
+            return self._refuse("; ".join(failures), events=events, changed=bool(events))
+        only = targets[0].instance_id if len(targets) == 1 else None
+        return self._ok(changed=True, instance_id=only, events=events)
+
+    async def _stop_actors(
+        self, targets: list[ActorInstance], reason: str
+    ) -> tuple[list[Emit], list[str]]:
+        events: list[Emit] = []
+        failures: list[str] = []
+        for inst in targets:
+            try:
+                await self.runtime.stop_actor(inst)
+            except Exception as exc:
+                failures.append(f"actor {inst.actor_id} instance {inst.instance_id} "
+                                f"failed to stop: {_failure(exc)}")
+                continue
+            self.state.actors.pop(inst.instance_id, None)
+            self.log.info("actor %s instance %s stopped (%s)",
+                          inst.actor_id, inst.instance_id, reason)
+            events.append((EventType.ACTOR_STOPPED, self._actor_event(inst, reason)))
+        return events, failures
+
+    def _actor_event(self, inst: ActorInstance, reason: str) -> ActorEvent:
+        return ActorEvent(
+            host_id=self.state.host_id, actor_id=inst.actor_id, instance_id=inst.instance_id,
+            annotations=dict(inst.annotations), reason=reason,
+        )
+
+    # ------------------------------------------------------------ providers
+
+    async def start_provider(self, cmd: StartProvider) -> Outcome:
+        key = (cmd.capability_id, cmd.binding_name)
+        existing = self.state.providers.get(key)
+        if existing is not None:
+            if existing.vendor_id != cmd.vendor_id:
+                return self._refuse(
+                    f"provider {key[0]}/{key[1]} already runs here with vendor "
+                    f"{existing.vendor_id}, not {cmd.vendor_id}; stop it first"
+                )
+            reason = "already running"
+            if existing.annotations != cmd.annotations:
+                self.state.providers[key] = existing.model_copy(
+                    update={"annotations": dict(cmd.annotations)}
+                )
+                reason = "already running; annotations updated"
+            return self._ok(changed=False, instance_id=existing.instance_id, reason=reason)
+        inst = ProviderInstance(
+            capability_id=cmd.capability_id, binding_name=cmd.binding_name,
+            vendor_id=cmd.vendor_id, instance_id=new_id(),
+            annotations=dict(cmd.annotations), started_at=utcnow(),
+        )
+        try:
+            await self.runtime.start_provider(inst)
+        except Exception as exc:
+            reason = f"provider {key[0]}/{key[1]} failed to start: {_failure(exc)}"
+            failed = ProviderStartFailed(
+                host_id=self.state.host_id, capability_id=cmd.capability_id,
+                binding_name=cmd.binding_name, vendor_id=cmd.vendor_id,
+                annotations=dict(cmd.annotations), reason=reason,
+            )
+            return self._refuse(reason, events=[(EventType.PROVIDER_START_FAILED, failed)])
+        self.state.providers[key] = inst
+        self.log.info("provider %s/%s (%s) started", key[0], key[1], inst.vendor_id)
+        return self._ok(changed=True, instance_id=inst.instance_id,
+                        events=[(EventType.PROVIDER_STARTED, self._provider_event(inst, ""))])
+
+    async def stop_provider(
+        self, cmd: StopProvider, *, reason: str = STOPPED_BY_COMMAND
+    ) -> Outcome:
+        key = (cmd.capability_id, cmd.binding_name)
+        inst = self.state.providers.get(key)
+        if inst is None:
+            return self._ok(changed=False, reason="not running")
+        events: list[Emit] = []
+        for binding in self.state.bindings_of(*key):
+            events += await self._delete_binding(binding, "provider stopped")
+        try:
+            await self.runtime.stop_provider(inst)
+        except Exception as exc:
+            return self._refuse(
+                f"provider {key[0]}/{key[1]} failed to stop: {_failure(exc)}",
+                events=events, changed=bool(events),
+            )
+        del self.state.providers[key]
+        self.log.info("provider %s/%s stopped (%s)", key[0], key[1], reason)
+        events.append((EventType.PROVIDER_STOPPED, self._provider_event(inst, reason)))
+        return self._ok(changed=True, instance_id=inst.instance_id, events=events)
+
+    def _provider_event(self, inst: ProviderInstance, reason: str) -> ProviderEvent:
+        return ProviderEvent(
+            host_id=self.state.host_id, capability_id=inst.capability_id,
+            binding_name=inst.binding_name, vendor_id=inst.vendor_id,
+            instance_id=inst.instance_id, annotations=dict(inst.annotations), reason=reason,
+        )
+
+    # ------------------------------------------------------------ bindings
+
+    async def put_binding(self, cmd: PutBinding) -> Outcome:
+        where = f"{cmd.capability_id}/{cmd.binding_name}"
+        provider = self.state.providers.get((cmd.capability_id, cmd.binding_name))
+        if provider is None:
+            return self._refuse(f"no provider for {where} on this host")
+        if cmd.vendor_id is not None and cmd.vendor_id != provider.vendor_id:
+            return self._refuse(
+                f"provider {where} on this host is vendor {provider.vendor_id}, "
+                f"not {cmd.vendor_id}"
+            )
+        binding = BindingInstance(
+            actor_id=cmd.actor_id, capability_id=cmd.capability_id,
+            binding_name=cmd.binding_name, vendor_id=provider.vendor_id,
+            values=dict(cmd.values), annotations=dict(cmd.annotations),
+        )
+        key = (cmd.actor_id, cmd.capability_id, cmd.binding_name)
+        if self.state.bindings.get(key) == binding:
+            return self._ok(changed=False, reason="unchanged")
+        try:
+            resolved = resolve(cmd.values, self.environ)
+        except UnresolvedError as exc:
+            return self._refuse(f"binding of {cmd.actor_id} to {where}: {exc}")
+        try:
+            await self.runtime.put_binding(binding, resolved.values)
+        except Exception as exc:
+            return self._refuse(redact(
+                f"binding of {cmd.actor_id} to {where} failed: {_failure(exc)}",
+                resolved.secrets,
+            ))
+        self.state.bindings[key] = binding
+        self.log.info("binding of %s to %s put (keys %s)",
+                      cmd.actor_id, where, sorted(binding.values))
+        return self._ok(changed=True,
+                        events=[(EventType.BINDING_PUT, self._binding_event(binding, ""))])
+
+    async def delete_binding(self, cmd: DeleteBinding) -> Outcome:
+        binding = self.state.bindings.get((cmd.actor_id, cmd.capability_id, cmd.binding_name))
+        if binding is None:
+            return self._ok(changed=False, reason="not bound")
+        events = await self._delete_binding(binding, "deleted by command")
+        return self._ok(changed=True, events=events)
+
+    async def _delete_binding(self, binding: BindingInstance, reason: str) -> list[Emit]:
+        """Remove a binding; a runtime failure is logged and the record goes anyway (the
+        provider it belongs to may already be gone)."""
+        try:
+            await self.runtime.delete_binding(binding)
+        except Exception as exc:
+            self.log.warning("runtime failed to delete binding of %s to %s/%s: %s",
+                             binding.actor_id, binding.capability_id, binding.binding_name,
+                             type(exc).__name__)
+        self.state.bindings.pop(
+            (binding.actor_id, binding.capability_id, binding.binding_name), None
+        )
+        self.log.info("binding of %s to %s/%s deleted (%s)",
+                      binding.actor_id, binding.capability_id, binding.binding_name, reason)
+        return [(EventType.BINDING_DELETED, self._binding_event(binding, reason))]
+
+    def _binding_event(self, binding: BindingInstance, reason: str) -> BindingEvent:
+        return BindingEvent(
+            host_id=self.state.host_id, actor_id=binding.actor_id,
+            capability_id=binding.capability_id, binding_name=binding.binding_name,
+            vendor_id=binding.vendor_id, values=dict(binding.values),
+            annotations=dict(binding.annotations), reason=reason,
+        )
+
+    # ------------------------------------------------------------ shutdown
+
+    async def stop_everything(self, reason: str = HOST_STOPPING) -> list[Emit]:
+        """Stop every actor, then every provider (with its bindings); the events, in order."""
+        events, failures = await self._stop_actors(list(self.state.actors.values()), reason)
+        for cap, name in sorted(self.state.providers):
+            outcome = await self.stop_provider(
+                StopProvider(capability_id=cap, binding_name=name), reason=reason
+            )
+            events += outcome.events
+            if not outcome.ack.accepted:
+                failures.append(outcome.ack.reason)
+        for failure in failures:
+            self.log.warning("while stopping: %s", failure)
+        return events
+

@@ -1,0 +1,29 @@
+"""Log lines with context: every line a host writes names the host (and the entity).
+
+:func:`host_logger` wraps a module logger so its messages start with ``host=<name>/<id>``;
+:mod:`hostagent.commands` and :mod:`hostagent.host` log through it. Binding values that a
+host resolved from its environment never go into a log line: only templates do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+
+class HostLogAdapter(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes every message with the host's name and short id."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        extra = self.extra or {}
+        return f"host={extra.get('host_name')}/{extra.get('host_short')} {msg}", kwargs
+
+
+def host_logger(name: str, host_id: str, host_name: str) -> HostLogAdapter:
+    """A logger for module ``name`` that names this host on every line."""
+    return HostLogAdapter(
+        logging.getLogger(name), {"host_name": host_name, "host_short": host_id[:10]}
+    )

@@ -1,0 +1,187 @@
+"""``lattice-host``: the command line of a lattice host.
+
+Parses options (with ``LATTICE_*`` environment fallbacks), connects to NATS through
+:func:`lattice.natsutil.connect` (reconnecting forever, re-announcing on every reconnect),
+runs one :class:`hostagent.host.Host` until SIGTERM or SIGINT, then stops everything it
+runs, publishes ``host_stopped``, drains the connection and exits 0 within
+:data:`SHUTDOWN_BUDGET_S` seconds. A second signal exits at once (status 128 + signal).
+
+    lattice-host --nats-url nats://127.0.0.1:4222 --lattice default --label leds=12
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from hostagent.host import Host, HostConfig
+from hostagent.labels import LabelError, host_labels, parse_label
+from lattice.ids import random_host_id
+from lattice.natsutil import NatsOptions, connect
+from lattice.protocol import DEFAULT_LATTICE, Subjects
+
+SHUTDOWN_BUDGET_S = 4.5
+log = logging.getLogger("hostagent")
+
+
+class LabelParam(click.ParamType[str]):
+    """A ``key=value`` label, checked as selectors will match it."""
+
+    name = "KEY=VALUE"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        try:
+            parse_label(str(value))
+        except LabelError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+class LatticeParam(click.ParamType[str]):
+    """A lattice id: no dots, spaces or wildcards."""
+
+    name = "ID"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        try:
+            Subjects(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+_file = click.Path(exists=True, dir_okay=False)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--nats-url", envvar="LATTICE_NATS_URL", default="nats://127.0.0.1:4222",
+              show_default=True, help="NATS server (env LATTICE_NATS_URL).")
+@click.option("--lattice", "lattice_id", envvar="LATTICE_ID", default=DEFAULT_LATTICE,
+              show_default=True, type=LatticeParam(), help="Lattice id (env LATTICE_ID).")
+@click.option("--label", "labels", multiple=True, type=LabelParam(),
+              help="A label, repeatable; also LATTICE_LABEL_<KEY>=value variables.")
+@click.option("--name", default=None, help="Human name of this host [default: hostname].")
+@click.option("--heartbeat", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
+              help="Seconds between heartbeats.")
+@click.option("--creds", envvar="LATTICE_NATS_CREDS", type=_file, help="NATS credentials file.")
+@click.option("--nkey-seed", envvar="LATTICE_NATS_NKEY_SEED", type=_file,
+              help="NATS nkey seed file.")
+@click.option("--user", envvar="LATTICE_NATS_USER", help="NATS user.")
+@click.option("--password", envvar="LATTICE_NATS_PASSWORD",
+              help="NATS password (prefer env LATTICE_NATS_PASSWORD).")
+@click.option("--tls-ca", type=_file, help="CA bundle to verify the NATS server.")
+@click.option("--tls-cert", type=_file, help="Client certificate for NATS.")
+@click.option("--tls-key", type=_file, help="Client key for --tls-cert.")
+@click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=30.0,
+              show_default=True, help="Give up if NATS cannot be reached at start.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def main(nats_url: str, lattice_id: str, labels: Sequence[str], name: str | None,
+         heartbeat: float, creds: str | None, nkey_seed: str | None, user: str | None,
+         password: str | None, tls_ca: str | None, tls_cert: str | None,
+         tls_key: str | None, connect_timeout: float, log_level: str) -> None:
+    """Join a lattice as a host that starts empty and obeys the control protocol."""
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("asyncio").setLevel(logging.WARNING)
+    if tls_key and not tls_cert:
+        raise click.UsageError("--tls-key needs --tls-cert")
+    try:
+        all_labels = host_labels(labels, os.environ)
+    except LabelError as exc:
+        raise click.UsageError(str(exc)) from None
+    config = HostConfig(
+        name=name or socket.gethostname(), labels=all_labels, lattice=lattice_id,
+        heartbeat_s=heartbeat, host_id=random_host_id(),
+    )
+    nats = NatsOptions(
+        url=nats_url, name=f"lattice-host {config.name}", creds_file=creds,
+        nkey_seed_file=nkey_seed, user=user, password=password, tls_ca=tls_ca,
+        tls_cert=tls_cert, tls_key=tls_key,
+    )
+    sys.exit(asyncio.run(run_host(nats, config, connect_timeout=connect_timeout)))
+
+
+async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: float) -> int:
+    """Run one host until a signal; the process exit status."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    seen: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        seen.append(sig)
+        if len(seen) > 1:
+            log.warning("second signal (%s): exiting at once", sig.name)
+            logging.shutdown()
+            os._exit(128 + sig.value)
+        log.info("%s received: stopping", sig.name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    hosts: list[Host] = []
+
+    async def reconnected() -> None:
+        for host in hosts:
+            await host.on_reconnect()
+
+    async def disconnected() -> None:
+        if not stop.is_set():
+            log.warning("disconnected from NATS at %s; reconnecting", nats.url)
+
+    log.info("host %s (%s) connecting to %s", config.host_id, config.name, nats.url)
+    # nats-py retries a first connection forever when reconnects are unlimited, so the
+    # start-up deadline is enforced here.
+    connecting = asyncio.create_task(asyncio.wait_for(connect(
+        nats, initial_timeout=connect_timeout, on_reconnect=reconnected,
+        on_disconnect=disconnected,
+    ), connect_timeout))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not connecting.done():
+        connecting.cancel()
+        log.info("stopped before NATS was reached")
+        return 0
+    try:
+        nc = connecting.result()
+    except (ConnectionError, TimeoutError) as exc:
+        log.error("cannot reach NATS at %s within %.1fs: %s", nats.url, connect_timeout,
+                  str(exc) or type(exc).__name__)
+        return 1
+    host = Host(nc, config)
+    hosts.append(host)
+    log.info("connected to %s", nats.url)
+    await host.start()
+    await stopping
+    try:
+        await asyncio.wait_for(_shutdown(host), SHUTDOWN_BUDGET_S)
+    except TimeoutError:
+        log.error("shutdown did not finish within %.1fs", SHUTDOWN_BUDGET_S)
+        return 1
+    return 0
+
+
+async def _shutdown(host: Host) -> None:
+    await host.stop()
+    try:
+        await asyncio.wait_for(host.nc.drain(), 2.0)
+    except Exception as exc:
+        log.warning("drain failed (%s); closing", type(exc).__name__ or exc)
+        await host.nc.close()
+
+
+if __name__ == "__main__":
+    main()

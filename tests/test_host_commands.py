@@ -1,0 +1,306 @@
+"""Host commands against a real nats-server, with in-process hosts: acks, events, inventory,
+idempotency, refusals, and what a host does when it stops."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from nats.aio.client import Client
+
+from hostagent.host import Host, HostConfig
+from hostagent.runtime import MemoryRuntime, RuntimeFailure
+from lattice.ids import random_actor_id
+from lattice.localnats import NatsServer
+from lattice.natsutil import connect
+from lattice.protocol import (
+    ANN_MANAGED_BY,
+    ANN_REPLICA,
+    ANN_REVISION,
+    ActorInstance,
+    CommandOp,
+    DeleteBinding,
+    EventType,
+    HostInventory,
+    ProviderInstance,
+    PutBinding,
+    StartActor,
+    StartProvider,
+    StopActor,
+    StopProvider,
+)
+from tests.hostproc import EventRecorder, command, ping
+
+ECHO = random_actor_id()
+OTHER = random_actor_id()
+OWNED = {ANN_MANAGED_BY: "vinculum", "vinculum.io/name": "demo"}
+
+
+class FlakyRuntime(MemoryRuntime):
+    """Fails to start the actor ``OTHER`` and the provider ``bad:cap``."""
+
+    async def start_actor(self, actor: ActorInstance) -> None:
+        if actor.actor_id == OTHER:
+            raise RuntimeFailure("no module for this actor")
+        await super().start_actor(actor)
+
+    async def start_provider(self, provider: ProviderInstance) -> None:
+        if provider.capability_id == "bad:cap":
+            raise RuntimeFailure("provider archive missing")
+        await super().start_provider(provider)
+
+
+@pytest.fixture
+async def host(nats_server: NatsServer, lattice_id: str) -> AsyncIterator[Host]:
+    conn = await connect(nats_server.url)
+    h = Host(
+        conn,
+        HostConfig(name="h1", labels={"leds": "12"}, lattice=lattice_id, heartbeat_s=30,
+                   environ={"APP_TOKEN": "tok-3f9a1c", "EMPTY": ""}),
+        runtime=FlakyRuntime(),
+    )
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.stop()
+        await conn.close()
+
+
+@pytest.fixture
+async def bus(nc: Client, lattice_id: str) -> AsyncIterator[EventRecorder]:
+    async with EventRecorder(nc, lattice_id) as rec:
+        yield rec
+
+
+async def inventory(nc: Client, lattice_id: str, host: Host) -> HostInventory:
+    replies = await ping(nc, lattice_id, expect=1, timeout=5)
+    found = [i for i in replies if i.host_id == host.host_id]
+    assert found, "host did not answer ping"
+    return found[0]
+
+
+async def test_actor_start_is_acked_announced_and_inventoried(
+    nc: Client, lattice_id: str, host: Host, bus: EventRecorder
+) -> None:
+    ack = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
+                        StartActor(actor_id=ECHO, annotations=OWNED))
+    assert ack.accepted and ack.changed and ack.instance_id and ack.host_id == host.host_id
+    [event] = await bus.wait_for(EventType.ACTOR_STARTED, host_id=host.host_id)
+    assert event.data["instance_id"] == ack.instance_id
+    assert event.data["annotations"] == OWNED
+    inv = await inventory(nc, lattice_id, host)
+    assert [(a.actor_id, a.instance_id, a.annotations) for a in inv.actors] == [
+        (ECHO, ack.instance_id, OWNED)
+    ]
+
+    again = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
+                          StartActor(actor_id=ECHO, annotations=OWNED))
+    assert again.accepted and not again.changed and again.instance_id == ack.instance_id
+    # Events from one host arrive in order: had the repeat published a second
+    # actor_started, it would be seen before this stop's actor_stopped.
+    stop = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_STOP,
+                         StopActor(actor_id=ECHO, instance_id=ack.instance_id))
+    assert stop.accepted and stop.changed
+    await bus.wait_for(EventType.ACTOR_STOPPED, host_id=host.host_id)
+    assert bus.types(host_id=host.host_id)[-2:] == ["actor_started", "actor_stopped"]
+    assert len(bus.of(EventType.ACTOR_STARTED)) == 1
+    assert (await inventory(nc, lattice_id, host)).actors == []
+
+    gone = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_STOP,
+                         StopActor(actor_id=ECHO, instance_id=ack.instance_id))
+    assert gone.accepted and not gone.changed
+
+
+async def test_replicas_are_distinct_and_revisions_are_not(
+    nc: Client, lattice_id: str, host: Host, bus: EventRecorder
+) -> None:
+    acks = [
+        await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
+                      StartActor(actor_id=ECHO, annotations={**OWNED, ANN_REPLICA: str(i),
+                                                             ANN_REVISION: "r1"}))
+        for i in range(2)
+    ]
+    assert all(a.changed for a in acks) and acks[0].instance_id != acks[1].instance_id
+    bumped = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
+                           StartActor(actor_id=ECHO, annotations={**OWNED, ANN_REPLICA: "0",
+                                                                  ANN_REVISION: "r2"}))
+    assert bumped.accepted and not bumped.changed and bumped.instance_id == acks[0].instance_id
+    inv = await inventory(nc, lattice_id, host)
+    revisions = {a.instance_id: a.annotations[ANN_REVISION] for a in inv.actors}
+    assert revisions == {acks[0].instance_id: "r2", acks[1].instance_id: "r1"}
+
+    # stop by annotations: every instance whose annotations include the given ones
+    stop = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_STOP,
+                         StopActor(actor_id=ECHO, annotations=OWNED))
+    assert stop.accepted and stop.changed
+    stopped = await bus.wait_for(EventType.ACTOR_STOPPED, host_id=host.host_id, count=2)
+    assert {e.data["instance_id"] for e in stopped} == {a.instance_id for a in acks}
+    assert all(e.data["reason"] == "stopped by command" for e in stopped)
+    assert (await inventory(nc, lattice_id, host)).actors == []
+
+
+async def test_provider_start_is_unique_per_binding_and_stop_takes_bindings(
+    nc: Client, lattice_id: str, host: Host, bus: EventRecorder
+) -> None:
+    start = StartProvider(capability_id="wascc:messaging", vendor_id="nats", annotations=OWNED)
+    ack = await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_START, start)
+    assert ack.accepted and ack.changed and ack.instance_id
+    [started] = await bus.wait_for(EventType.PROVIDER_STARTED, host_id=host.host_id)
+    assert started.data["binding_name"] == "default" and started.data["annotations"] == OWNED
+
+    again = await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_START, start)
+    assert again.accepted and not again.changed and again.instance_id == ack.instance_id
+    other = await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_START,
+                          start.model_copy(update={"vendor_id": "kafka"}))
+    assert not other.accepted and "already runs here with vendor nats" in other.reason
+    inv = await inventory(nc, lattice_id, host)
+    assert [(p.capability_id, p.instance_id) for p in inv.providers] == [
+        ("wascc:messaging", ack.instance_id)
+    ]
+
+    put = await command(nc, lattice_id, host.host_id, CommandOp.BINDING_PUT,
+                        PutBinding(actor_id=ECHO, capability_id="wascc:messaging",
+                                   values={"subject": "demo"}))
+    assert put.accepted and put.changed
+    stop = await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_STOP,
+                         StopProvider(capability_id="wascc:messaging"))
+    assert stop.accepted and stop.changed and stop.instance_id == ack.instance_id
+    await bus.wait_for(EventType.PROVIDER_STOPPED, host_id=host.host_id)
+    assert bus.types(host_id=host.host_id)[-2:] == ["binding_deleted", "provider_stopped"]
+    inv = await inventory(nc, lattice_id, host)
+    assert inv.providers == [] and inv.bindings == []
+    gone = await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_STOP,
+                         StopProvider(capability_id="wascc:messaging"))
+    assert gone.accepted and not gone.changed
+
+
+async def test_bindings_keep_templates_and_resolve_only_in_the_runtime(
+    nc: Client, lattice_id: str, host: Host, bus: EventRecorder
+) -> None:
+    values = {"token": "${APP_TOKEN}", "url": "${APP_URL:nats://127.0.0.1}", "e": "${EMPTY}"}
+    put = PutBinding(actor_id=ECHO, capability_id="wascc:messaging", values=values,
+                     annotations=OWNED)
+    refused = await command(nc, lattice_id, host.host_id, CommandOp.BINDING_PUT, put)
+    assert not refused.accepted
+    assert refused.reason == "no provider for wascc:messaging/default on this host"
+
+    await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_START,
+                  StartProvider(capability_id="wascc:messaging", vendor_id="nats"))
+    ack = await command(nc, lattice_id, host.host_id, CommandOp.BINDING_PUT, put)
+    assert ack.accepted and ack.changed
+    [event] = await bus.wait_for(EventType.BINDING_PUT, host_id=host.host_id)
+    assert event.data["values"] == values and event.data["vendor_id"] == "nats"
+    assert isinstance(host.runtime, MemoryRuntime)
+    assert host.runtime.bindings[(ECHO, "wascc:messaging", "default")] == {
+        "token": "tok-3f9a1c", "url": "nats://127.0.0.1", "e": ""
+    }
+    [bound] = (await inventory(nc, lattice_id, host)).bindings
+    assert bound.values == values and bound.annotations == OWNED
+
+    same = await command(nc, lattice_id, host.host_id, CommandOp.BINDING_PUT, put)
+    assert same.accepted and not same.changed
+    missing = await command(
+        nc, lattice_id, host.host_id, CommandOp.BINDING_PUT,
+        put.model_copy(update={"values": {"a": "${NOT_SET_A}", "b": "${NOT_SET_B}"}}),
+    )
+    assert not missing.accepted and "NOT_SET_A, NOT_SET_B" in missing.reason
+    wrong_vendor = await command(nc, lattice_id, host.host_id, CommandOp.BINDING_PUT,
+                                 put.model_copy(update={"vendor_id": "kafka"}))
+    assert not wrong_vendor.accepted and "vendor nats, not kafka" in wrong_vendor.reason
+
+    delete = DeleteBinding(actor_id=ECHO, capability_id="wascc:messaging")
+    deleted = await command(nc, lattice_id, host.host_id, CommandOp.BINDING_DEL, delete)
+    assert deleted.accepted and deleted.changed
+    await bus.wait_for(EventType.BINDING_DELETED, host_id=host.host_id)
+    # the identical put published no event: binding_put is followed by binding_deleted
+    assert bus.types(host_id=host.host_id)[-2:] == ["binding_put", "binding_deleted"]
+    again = await command(nc, lattice_id, host.host_id, CommandOp.BINDING_DEL, delete)
+    assert again.accepted and not again.changed
+    assert "tok-3f9a1c" not in b"".join(bus.raw).decode()
+
+
+@pytest.mark.parametrize(
+    ("op", "payload", "reason"),
+    [
+        ("actor.start", b"{not json", "actor.start: malformed JSON"),
+        ("actor.start", b"[1, 2]", "expected a JSON object, got list"),
+        ("actor.start", b"\xff\xfe", "malformed JSON"),
+        ("actor.start", b"{}", "invalid actor.start command: actor_id: Field required"),
+        ("actor.start", b'{"actor_id": "M", "bogus": 1}', "bogus: Extra inputs"),
+        ("actor.start", b'{"op": "actor.stop", "actor_id": "M"}', "op: Input should be"),
+        ("provider.start", b'{"capability_id": "a:b"}', "vendor_id: Field required"),
+        ("binding.put", b'{"actor_id": "M", "capability_id": 3}', "capability_id:"),
+        ("actor.start", b'{"v": 99, "actor_id": "M"}', "unsupported protocol version 99"),
+        ("actor.launch", b"{}", "unknown command 'actor.launch'"),
+        ("actor.start.now", b"{}", "unknown command 'actor.start.now'"),
+    ],
+)
+async def test_bad_commands_are_refused_with_the_problem(
+    nc: Client, lattice_id: str, host: Host, op: str, payload: bytes, reason: str
+) -> None:
+    ack = await command(nc, lattice_id, host.host_id, op, payload)
+    assert not ack.accepted and reason in ack.reason, ack.reason
+    assert await inventory(nc, lattice_id, host)  # still up and answering
+
+
+async def test_runtime_failures_are_refusals_with_events(
+    nc: Client, lattice_id: str, host: Host, bus: EventRecorder
+) -> None:
+    ack = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
+                        StartActor(actor_id=OTHER, annotations=OWNED))
+    assert not ack.accepted and "no module for this actor" in ack.reason
+    [failed] = await bus.wait_for(EventType.ACTOR_START_FAILED, host_id=host.host_id)
+    assert failed.data["actor_id"] == OTHER and failed.data["annotations"] == OWNED
+    ack = await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_START,
+                        StartProvider(capability_id="bad:cap", vendor_id="x"))
+    assert not ack.accepted and "provider archive missing" in ack.reason
+    await bus.wait_for(EventType.PROVIDER_START_FAILED, host_id=host.host_id)
+    inv = await inventory(nc, lattice_id, host)
+    assert inv.actors == [] and inv.providers == []
+
+
+async def test_command_without_reply_subject_is_still_obeyed(
+    nc: Client, lattice_id: str, host: Host, bus: EventRecorder
+) -> None:
+    await nc.publish(f"lattice.{lattice_id}.ctl.host.{host.host_id}.actor.start",
+                     StartActor(actor_id=ECHO).model_dump_json().encode())
+    await bus.wait_for(EventType.ACTOR_STARTED, host_id=host.host_id)
+
+
+async def test_stop_stops_everything_then_says_host_stopped(
+    nc: Client, lattice_id: str, host: Host, bus: EventRecorder
+) -> None:
+    for i in range(2):
+        await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
+                      StartActor(actor_id=ECHO, annotations={ANN_REPLICA: str(i)}))
+    await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_START,
+                  StartProvider(capability_id="wascc:messaging", vendor_id="nats"))
+    await command(nc, lattice_id, host.host_id, CommandOp.BINDING_PUT,
+                  PutBinding(actor_id=ECHO, capability_id="wascc:messaging"))
+    await host.stop()
+    await bus.wait_for(EventType.HOST_STOPPED, host_id=host.host_id)
+    assert bus.types(host_id=host.host_id)[-5:] == [
+        "actor_stopped", "actor_stopped", "binding_deleted", "provider_stopped", "host_stopped",
+    ]
+    assert all(e.data["reason"] == "host stopping"
+               for e in bus.of(EventType.ACTOR_STOPPED, host_id=host.host_id))
+    assert await ping(nc, lattice_id, timeout=0.3) == []  # no longer subscribed
+
+
+async def test_heartbeat_and_reannounce_carry_the_inventory(
+    nats_server: NatsServer, nc: Client, lattice_id: str, bus: EventRecorder
+) -> None:
+    conn = await connect(nats_server.url)
+    h = Host(conn, HostConfig(name="beat", labels={"zone": "a"}, lattice=lattice_id,
+                              heartbeat_s=0.2))
+    try:
+        await h.start()
+        [beat] = await bus.wait_for(EventType.HOST_HEARTBEAT, host_id=h.host_id, timeout=5)
+        inv = HostInventory.model_validate(beat.data)
+        assert inv.heartbeat_s == 0.2 and inv.labels == {"zone": "a"} and inv.name == "beat"
+        await h.on_reconnect()
+        await bus.wait_for(EventType.HOST_STARTED, host_id=h.host_id, count=2)
+    finally:
+        await h.stop()
+        await conn.close()
