@@ -76,9 +76,11 @@ def cli(
 
 def _register() -> None:
     """Attach each family of commands to the group (imports kept here, in one place)."""
-    from cli import up_cmd
+    from cli import apply_cmd, up_cmd
 
     for command in up_cmd.COMMANDS:
+        cli.add_command(command)
+    for command in apply_cmd.COMMANDS:
         cli.add_command(command)
 
 

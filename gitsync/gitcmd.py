@@ -1,0 +1,186 @@
+"""The ``git`` binary and the object database, at the plumbing level.
+
+:func:`run_git` runs one git command with a fixed environment (no prompts, C locale so
+messages can be matched, an explicit identity when asked) and wraps failures in
+:class:`~gitsync.errors.GitCommandError`. The object helpers write blobs and trees straight
+into the object database through GitPython (no index, no working tree) and build a new
+tree from a base tree plus changed paths; :func:`update_ref` is a compare-and-swap. The
+status writer and the apply helper are built on these; nothing here knows about manifests.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+
+import git
+from git.objects.fun import tree_to_stream
+from gitdb.base import IStream  # type: ignore[import-untyped]
+
+from gitsync.errors import GitCommandError
+
+log = logging.getLogger(__name__)
+
+ZERO_SHA = "0" * 40
+EMPTY_TREE = bytes.fromhex("4b825dc642cb6eb9a060e54bf8d69288fbee4904")
+MODE_FILE = 0o100644
+MODE_TREE = 0o040000
+#: The identity of commits the agent makes (status branch, notes).
+AGENT_IDENTITY = ("vinculum", "vinculum@localhost")
+
+_BASE_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ASKPASS": "",
+    "SSH_ASKPASS": "",
+    "LC_ALL": "C",
+    "LANGUAGE": "C",
+}
+
+
+def identity_env(name: str, email: str) -> dict[str, str]:
+    """Environment that makes git author and commit as ``name <email>``."""
+    return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+            "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+
+
+StrPath = str | os.PathLike[str]
+
+
+def run_git(
+    *args: str,
+    git_dir: StrPath | None = None,
+    cwd: StrPath | None = None,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120.0,
+) -> str:
+    """Run ``git args...`` and return its stdout (stripped of the final newline).
+
+    ``git_dir`` pins ``--git-dir`` so the command never sees a working tree or index.
+    """
+    cmd = ["git"]
+    if git_dir is not None:
+        cmd.append(f"--git-dir={os.fspath(git_dir)}")
+    cmd.extend(args)
+    full_env = {**os.environ, **_BASE_ENV, **(env or {})}
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, input=input, capture_output=True, env=full_env,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise GitCommandError(list(args), -1, f"timed out after {timeout}s") from exc
+    except OSError as exc:
+        raise GitCommandError(list(args), -1, f"cannot run git: {exc}") from exc
+    log.debug("git %s -> %d in %.1f ms", " ".join(args[:3]), proc.returncode,
+              (time.monotonic() - start) * 1000)
+    if proc.returncode != 0:
+        raise GitCommandError(list(args), proc.returncode,
+                              proc.stderr.decode(errors="replace") or
+                              proc.stdout.decode(errors="replace"))
+    return proc.stdout.decode(errors="replace").rstrip("\n")
+
+
+def resolve(repo: git.Repo, ref: str) -> str | None:
+    """The sha a ref points to (loose or packed, read without running git), or None."""
+    try:
+        return str(git.SymbolicReference.dereference_recursive(repo, ref))
+    except (ValueError, OSError):
+        return None
+
+
+def update_ref(git_dir: StrPath, ref: str, new: str | None, old: str | None,
+               *, message: str = "vinculum") -> None:
+    """Compare-and-swap ``ref`` from ``old`` (None: must not exist) to ``new`` (None:
+    delete). Raises :class:`GitCommandError` (a race) when the ref is not at ``old``."""
+    if new is None:
+        run_git("update-ref", "-m", message, "-d", ref, old or "", git_dir=git_dir)
+    else:
+        run_git("update-ref", "-m", message, ref, new, old or ZERO_SHA, git_dir=git_dir)
+
+
+def write_blob(repo: git.Repo, data: bytes) -> bytes:
+    """Store ``data`` as a blob; returns its binary sha."""
+    istream = repo.odb.store(IStream(b"blob", len(data), io.BytesIO(data)))
+    return bytes(istream.binsha)
+
+
+def _write_tree_entries(repo: git.Repo, entries: Sequence[tuple[bytes, int, str]]) -> bytes:
+    ordered = sorted(entries, key=lambda e: e[2] + "/" if e[1] == MODE_TREE else e[2])
+    buf = io.BytesIO()
+    tree_to_stream(ordered, buf.write)
+    data = buf.getvalue()
+    return bytes(repo.odb.store(IStream(b"tree", len(data), io.BytesIO(data))).binsha)
+
+
+def update_tree(
+    repo: git.Repo, base: git.Tree | None, changes: Mapping[str, bytes | None]
+) -> str:
+    """A new tree: ``base`` with each path of ``changes`` set to its content, or removed
+    when the content is None. Untouched subtrees are reused as they are. Returns the
+    tree's hex sha (the empty tree when nothing is left)."""
+    return _update(repo, base, {tuple(p.split("/")): c for p, c in changes.items()}).hex()
+
+
+def _update(repo: git.Repo, base: git.Tree | None,
+            changes: Mapping[tuple[str, ...], bytes | None]) -> bytes:
+    entries: dict[str, tuple[bytes, int]] = {}
+    subtrees: dict[str, git.Tree] = {}
+    if base is not None:
+        for item in base:
+            entries[item.name] = (item.binsha, item.mode)
+            if item.type == "tree":
+                subtrees[item.name] = item
+    nested: dict[str, dict[tuple[str, ...], bytes | None]] = {}
+    for parts, content in changes.items():
+        if len(parts) == 1:
+            if content is None:
+                entries.pop(parts[0], None)
+            else:
+                entries[parts[0]] = (write_blob(repo, content), MODE_FILE)
+        else:
+            nested.setdefault(parts[0], {})[parts[1:]] = content
+    for name, sub in nested.items():
+        if all(c is None for c in sub.values()) and name not in subtrees:
+            continue
+        binsha = _update(repo, subtrees.get(name), sub)
+        if binsha == EMPTY_TREE:
+            entries.pop(name, None)
+        else:
+            entries[name] = (binsha, MODE_TREE)
+    return _write_tree_entries(repo, [(sha, mode, name) for name, (sha, mode) in entries.items()])
+
+
+def tree_from_files(repo: git.Repo, files: Mapping[str, bytes]) -> str:
+    """A tree holding exactly ``files`` (path → content); returns its hex sha."""
+    return update_tree(repo, None, dict(files))
+
+
+def commit_tree(
+    git_dir: StrPath, tree: str, parents: Sequence[str], message: str,
+    *, identity: tuple[str, str] | None = None,
+) -> str:
+    """Write a commit object (no ref moves). ``identity`` None uses git's own config."""
+    args = ["commit-tree", tree]
+    for p in parents:
+        args += ["-p", p]
+    env = identity_env(*identity) if identity else None
+    return run_git(*args, git_dir=git_dir, input=message.encode(), env=env)
+
+
+def tree_of(repo: git.Repo, commit: str) -> str:
+    return str(repo.commit(commit).tree.hexsha)
+
+
+def read_blob(repo: git.Repo, tree: git.Tree, path: str) -> bytes | None:
+    """Content of ``path`` inside ``tree``, or None when absent or not a file."""
+    try:
+        item = tree / path
+    except KeyError:
+        return None
+    if item.type != "blob":
+        return None
+    return bytes(item.data_stream.read())

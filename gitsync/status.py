@@ -1,0 +1,330 @@
+"""The status writer: notes on evaluated commits and the ``lattice/status`` branch.
+
+The reconciler calls :meth:`StatusWriter.note` when a revision's phase or counts change and
+:meth:`StatusWriter.publish` after each reconcile. Everything is written with plumbing into
+the source's git directory (objects, ``update-ref`` compare-and-swap, ``git notes`` with
+``--git-dir``): a local repository's working tree and index are never touched.
+
+* Notes are written at once (a new commit is noted within milliseconds).
+* Status reports are compared without their clock fields (see
+  :func:`~gitsync.statusformat.without_clock`); an unchanged report makes no commit, and a
+  burst is coalesced by a background thread into at most one commit per ``min_interval``
+  (1 s): the first change is written at once, the last one of a burst a second later.
+* For a remote source, notes and the status branch are pushed by the same thread:
+  fetch → add → push without force; a rejected push (the remote moved) is fetched, our
+  notes are re-added on the remote's notes and our status tree re-committed on the
+  remote's status tip, and the push retried with jittered backoff.
+
+Reading back lives in :mod:`gitsync.statusformat` (re-exported here).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Final
+
+import git
+
+from gitsync.errors import GitCommandError, PushError
+from gitsync.gitcmd import (
+    AGENT_IDENTITY,
+    commit_tree,
+    identity_env,
+    resolve,
+    run_git,
+    tree_from_files,
+    tree_of,
+    update_ref,
+    write_blob,
+)
+from gitsync.source import REMOTE, GitSource
+from gitsync.statusformat import (
+    NOTES_REF,
+    REMOTE_NOTES_REF,
+    REMOTE_STATUS_REF,
+    STATUS_REF,
+    fetch_status,
+    read_note,
+    read_status,
+    render_note,
+    report_files,
+    report_from_tree,
+    without_clock,
+)
+from lattice.status import RevisionNote, StatusReport
+
+__all__ = ["StatusWriter", "fetch_status", "read_note", "read_status"]
+
+log = logging.getLogger(__name__)
+
+_ENV: Final = identity_env(*AGENT_IDENTITY)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    files: dict[str, bytes]
+    stable: dict[str, bytes]
+    message: str
+
+
+class StatusWriter:
+    """Writes notes and the status branch of one :class:`GitSource`. Thread-safe."""
+
+    def __init__(self, source: GitSource, *, min_interval: float = 1.0,
+                 retries: int = 5) -> None:
+        self.source = source
+        self.git_dir = source.git_dir
+        self.remote = source.is_remote
+        self.min_interval = min_interval
+        self.retries = retries
+        self.commits = 0  #: status commits made by this writer
+        self._repo = git.Repo(self.git_dir)  # our own: GitPython repos are not thread-safe
+        self._git = threading.Lock()  # serialises every write to the repository
+        self._cond = threading.Condition()
+        self._pending: _Pending | None = None
+        self._committed: dict[str, bytes] | None = None
+        self._loaded = False
+        self._last_commit = float("-inf")
+        self._notes: dict[str, bytes] = {}  # sha -> note blob written by us
+        self._unpushed_notes: dict[str, bytes] = {}
+        self._status_unpushed = False
+        self._push_failures = 0
+        self._next_push = 0.0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="status-writer", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ notes
+    def note(self, sha: str, note: RevisionNote) -> None:
+        """Write (or replace) the note on commit ``sha`` now; pushed soon when remote."""
+        content = render_note(note)
+        with self._git:
+            if self._notes.get(sha) == content:
+                return
+            blob = write_blob(self._repo, content).hex()
+            self._add_note(sha, blob)
+            self._notes[sha] = content
+            log.debug("note on %s: %s", sha[:12], note.phase)
+            if self.remote:
+                self._unpushed_notes[sha] = content
+        if self.remote:
+            self._wake()
+
+    def _add_note(self, sha: str, blob: str) -> None:
+        for attempt in range(self.retries + 1):
+            try:
+                run_git("notes", f"--ref={NOTES_REF}", "add", "-f", "-C", blob, sha,
+                        git_dir=self.git_dir, env=_ENV)
+                return
+            except GitCommandError as exc:
+                if not exc.is_race or attempt == self.retries:
+                    raise
+                _backoff(attempt)
+
+    # ------------------------------------------------------------------ status branch
+    def publish(self, report: StatusReport) -> None:
+        """Schedule a write of the status branch; no commit when only the clock moved."""
+        stable = report_files(without_clock(report))
+        s = report.summary
+        message = (f"status: {s.phase} at {s.applied_revision[:12] or '-'} "
+                   f"({s.deployments} deployments, {s.bindingsets} binding sets, "
+                   f"{s.hosts} hosts)")
+        self._load_committed()
+        with self._cond:
+            if stable == self._committed:
+                self._pending = None
+                return
+            if self._pending is not None and self._pending.stable == stable:
+                return
+            self._pending = _Pending(report_files(report), stable, message)
+            self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Write what is pending now (and push, when remote); raises PushError if the
+        push keeps failing."""
+        with self._cond:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self._commit(pending)
+        if self.remote:
+            self._push()
+
+    def close(self) -> None:
+        """Flush, stop the background thread and release the repository."""
+        try:
+            self.flush()
+        finally:
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
+            self._thread.join(timeout=30)
+            self._repo.close()
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _load_committed(self) -> None:
+        """Learn what the branch holds (once), so a restart makes no needless commit."""
+        if self._loaded:
+            return
+        with self._git:
+            if self._loaded:
+                return
+            if self.remote and resolve(self._repo, STATUS_REF) is None:
+                fetch_status(self._repo, remote=REMOTE)
+                tip = resolve(self._repo, REMOTE_STATUS_REF)
+                if tip is not None:
+                    update_ref(self.git_dir, STATUS_REF, tip, None)
+            tip = resolve(self._repo, STATUS_REF)
+            report = report_from_tree(self._repo.commit(tip).tree) if tip else None
+            committed = report_files(without_clock(report)) if report else None
+            self._loaded = True
+        with self._cond:
+            self._committed = committed
+
+    def _commit(self, pending: _Pending) -> None:
+        with self._git:
+            tree = tree_from_files(self._repo, pending.files)
+            for attempt in range(self.retries + 1):
+                parent = resolve(self._repo, STATUS_REF)
+                if parent is not None and tree_of(self._repo, parent) == tree:
+                    break
+                sha = commit_tree(self.git_dir, tree, [parent] if parent else [],
+                                  pending.message, identity=AGENT_IDENTITY)
+                try:
+                    update_ref(self.git_dir, STATUS_REF, sha, parent,
+                               message="vinculum: status")
+                except GitCommandError as exc:
+                    if not exc.is_race or attempt == self.retries:
+                        raise
+                    _backoff(attempt)
+                    continue
+                self.commits += 1
+                log.info("status branch: %s (%s)", sha[:12], pending.message)
+                if self.remote:
+                    self._status_unpushed = True
+                break
+        with self._cond:
+            self._committed = pending.stable
+            self._last_commit = time.monotonic()
+
+    # ------------------------------------------------------------------ pushing
+    def _push(self) -> None:
+        with self._git:
+            if self._unpushed_notes:
+                self._push_ref(NOTES_REF, self._rebase_notes)
+                self._unpushed_notes.clear()
+            if self._status_unpushed:
+                self._push_ref(STATUS_REF, self._rebase_status)
+                self._status_unpushed = False
+
+    def _push_ref(self, ref: str, rebase: object) -> None:
+        for attempt in range(self.retries + 1):
+            try:
+                run_git("push", "--quiet", "--no-verify", REMOTE, f"{ref}:{ref}",
+                        git_dir=self.git_dir)
+                log.debug("pushed %s", ref)
+                return
+            except GitCommandError as exc:
+                if not exc.is_race or attempt == self.retries:
+                    raise PushError(f"push {ref}: {exc.message}") from exc
+                log.info("push %s rejected (the remote moved); fetching and retrying", ref)
+                _backoff(attempt)
+                assert callable(rebase)
+                rebase()
+
+    def _fetch_to(self, src: str, dst: str) -> str | None:
+        try:
+            run_git("fetch", "--no-tags", "--quiet", REMOTE, f"+{src}:{dst}",
+                    git_dir=self.git_dir)
+        except GitCommandError as exc:
+            if "couldn't find remote ref" not in exc.stderr.lower():
+                raise
+            return None
+        return resolve(self._repo, dst)
+
+    def _is_ancestor(self, old: str, new: str) -> bool:
+        try:
+            run_git("merge-base", "--is-ancestor", old, new, git_dir=self.git_dir)
+            return True
+        except GitCommandError:
+            return False
+
+    def _rebase_notes(self) -> None:
+        """Put our unpushed notes on top of the remote's notes."""
+        theirs = self._fetch_to(NOTES_REF, REMOTE_NOTES_REF)
+        ours = resolve(self._repo, NOTES_REF)
+        if theirs is None or (ours is not None and self._is_ancestor(theirs, ours)):
+            return
+        update_ref(self.git_dir, NOTES_REF, theirs, ours, message="vinculum: rebase notes")
+        for sha, content in self._unpushed_notes.items():
+            self._add_note(sha, write_blob(self._repo, content).hex())
+
+    def _rebase_status(self) -> None:
+        """Re-commit our status tree on top of the remote's status tip."""
+        theirs = self._fetch_to(STATUS_REF, REMOTE_STATUS_REF)
+        ours = resolve(self._repo, STATUS_REF)
+        if theirs is None or ours is None or self._is_ancestor(theirs, ours):
+            return
+        tree = tree_of(self._repo, ours)
+        if tree_of(self._repo, theirs) == tree:
+            new = theirs
+        else:
+            message = str(self._repo.commit(ours).message)
+            new = commit_tree(self.git_dir, tree, [theirs], message, identity=AGENT_IDENTITY)
+        update_ref(self.git_dir, STATUS_REF, new, ours, message="vinculum: rebase status")
+
+    # ------------------------------------------------------------------ background
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                pending, push = self._next_job()
+                if self._closed:
+                    return
+            try:
+                if pending is not None:
+                    self._commit(pending)
+                if push:
+                    self._push()
+                    self._push_failures = 0
+            except Exception as exc:
+                self._push_failures += 1
+                delay = min(30.0, 0.5 * 2 ** self._push_failures)
+                self._next_push = time.monotonic() + delay
+                log.warning("status writer (%s): %s; retrying in %.1fs",
+                            self.source.location, exc, delay)
+                if pending is not None:
+                    with self._cond:
+                        if self._pending is None:
+                            self._pending = pending
+
+    def _next_job(self) -> tuple[_Pending | None, bool]:
+        """Wait (holding the condition) until something is due; take it."""
+        while not self._closed:
+            now = time.monotonic()
+            wait: float | None = None
+            pending = None
+            if self._pending is not None:
+                due = max(self._last_commit + self.min_interval, self._next_push)
+                if due <= now:
+                    pending, self._pending = self._pending, None
+                else:
+                    wait = due - now
+            push = self.remote and (bool(self._unpushed_notes) or self._status_unpushed)
+            if push and self._next_push > now:
+                wait = min(wait or 1e9, self._next_push - now)
+                push = False
+            if pending is not None or push:
+                return pending, push
+            self._cond.wait(wait)
+        return None, False
+
+
+def _backoff(attempt: int) -> None:
+    """Sleep before a retry: exponential, with jitter so racing writers spread out."""
+    time.sleep(min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.5))

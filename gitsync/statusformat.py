@@ -1,0 +1,194 @@
+"""The status format in git: where things live, how they are written and read back.
+
+Shared by the writer (:mod:`gitsync.status`) and the readers (``latticectl get``,
+``describe``, tests). docs/status-format.md is the human description of the same:
+
+* a note under :data:`NOTES_REF` on each evaluated commit: a YAML
+  :class:`~lattice.status.RevisionNote`;
+* the orphan branch :data:`STATUS_BRANCH`: ``status.yaml`` (a
+  :class:`~lattice.status.SyncSummary`), ``deployments/<name>.yaml``,
+  ``bindingsets/<name>.yaml`` and ``hosts/<host_id>.yaml``.
+
+Everything is YAML of the pydantic models in :mod:`lattice.status` (``model_dump`` in JSON
+mode: timestamps are ISO 8601 strings). Reading accepts a repository path or a
+``git.Repo`` and prefers whichever of the local branch and its remote-tracking copy is newer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import git
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from gitsync.errors import GitCommandError
+from gitsync.gitcmd import resolve, run_git
+from lattice.status import (
+    BindingSetStatus,
+    DeploymentStatus,
+    HostStatus,
+    RevisionNote,
+    StatusReport,
+    SyncSummary,
+)
+
+log = logging.getLogger(__name__)
+
+NOTES_REF = "refs/notes/lattice"
+#: Where the remote's notes are fetched to (never over our own ref: see DESIGN.md); it has
+#: to live under refs/notes/ for `git notes --ref` to find it.
+REMOTE_NOTES_REF = "refs/notes/remotes/origin/lattice"
+STATUS_BRANCH = "lattice/status"
+STATUS_REF = f"refs/heads/{STATUS_BRANCH}"
+REMOTE_STATUS_REF = f"refs/remotes/origin/{STATUS_BRANCH}"
+SUMMARY_FILE = "status.yaml"
+FOLDERS: dict[str, type[DeploymentStatus] | type[BindingSetStatus] | type[HostStatus]] = {
+    "deployments": DeploymentStatus, "bindingsets": BindingSetStatus, "hosts": HostStatus,
+}
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def to_yaml(model: BaseModel) -> bytes:
+    """Stable YAML of a model (field order as declared)."""
+    data = model.model_dump(mode="json")
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False,
+                          allow_unicode=True).encode()
+
+
+def file_name(key: str) -> str:
+    """A safe file name for an entity or host key."""
+    return _UNSAFE.sub("_", key).lstrip(".") or "_"
+
+
+def report_files(report: StatusReport) -> dict[str, bytes]:
+    """Every file of the status branch for ``report``: path → content."""
+    files = {SUMMARY_FILE: to_yaml(report.summary)}
+    for name, dep in report.deployments.items():
+        files[f"deployments/{file_name(name)}.yaml"] = to_yaml(dep)
+    for name, bs in report.bindingsets.items():
+        files[f"bindingsets/{file_name(name)}.yaml"] = to_yaml(bs)
+    for host_id, host in report.hosts.items():
+        files[f"hosts/{file_name(host_id)}.yaml"] = to_yaml(host)
+    return files
+
+
+def without_clock(report: StatusReport) -> StatusReport:
+    """``report`` minus the fields that change on every pass (``summary.updated``, hosts'
+    ``last_seen``): what decides whether the status branch needs a commit."""
+    return report.model_copy(update={
+        "summary": report.summary.model_copy(update={"updated": None}),
+        "hosts": {k: h.model_copy(update={"last_seen": None})
+                  for k, h in report.hosts.items()},
+    })
+
+
+def render_note(note: RevisionNote) -> bytes:
+    return to_yaml(note)
+
+
+def parse_note(data: bytes | str) -> RevisionNote | None:
+    try:
+        return RevisionNote.model_validate(yaml.safe_load(data))
+    except (yaml.YAMLError, ValidationError) as exc:
+        log.warning("unreadable note: %s", exc)
+        return None
+
+
+def _as_repo(repo: git.Repo | str | Path) -> tuple[git.Repo, bool]:
+    if isinstance(repo, git.Repo):
+        return repo, False
+    return git.Repo(repo), True
+
+
+def _newest(repo: git.Repo, refs: list[str]) -> str | None:
+    best: tuple[int, str] | None = None
+    for ref in refs:
+        sha = resolve(repo, ref)
+        if sha is None:
+            continue
+        when = int(repo.commit(sha).committed_date)
+        if best is None or when > best[0]:
+            best = (when, sha)
+    return best[1] if best else None
+
+
+def read_status(repo: git.Repo | str | Path, *, ref: str | None = None) -> StatusReport | None:
+    """The report on the status branch (newest of local and remote-tracking), or None."""
+    r, owned = _as_repo(repo)
+    try:
+        sha = resolve(r, ref) if ref else _newest(r, [STATUS_REF, REMOTE_STATUS_REF])
+        if sha is None:
+            return None
+        return report_from_tree(r.commit(sha).tree)
+    finally:
+        if owned:
+            r.close()
+
+
+def report_from_tree(tree: git.Tree) -> StatusReport | None:
+    """Parse the files of a status tree back into a :class:`StatusReport`."""
+    try:
+        summary = SyncSummary.model_validate(_load(tree / SUMMARY_FILE))
+    except KeyError:
+        return None
+    parts: dict[str, dict[str, Any]] = {k: {} for k in FOLDERS}
+    for folder, model in FOLDERS.items():
+        try:
+            sub = tree / folder
+        except KeyError:
+            continue
+        for blob in sub.blobs:
+            try:
+                item = model.model_validate(_load(blob))
+            except (ValidationError, yaml.YAMLError) as exc:
+                log.warning("status branch: skipping %s: %s", blob.path, exc)
+                continue
+            parts[folder][item.host_id if isinstance(item, HostStatus) else item.name] = item
+    return StatusReport(summary=summary, deployments=parts["deployments"],
+                        bindingsets=parts["bindingsets"], hosts=parts["hosts"])
+
+
+def _load(blob: Any) -> Any:
+    return yaml.safe_load(blob.data_stream.read())
+
+
+def read_note(repo: git.Repo | str | Path, sha: str) -> RevisionNote | None:
+    """The note on commit ``sha`` (local notes first, then the fetched remote ones)."""
+    r, owned = _as_repo(repo)
+    try:
+        for ref in (NOTES_REF, REMOTE_NOTES_REF):
+            if resolve(r, ref) is None:
+                continue
+            try:
+                text = run_git("notes", f"--ref={ref}", "show", sha, git_dir=r.common_dir)
+            except GitCommandError:
+                continue
+            return parse_note(text)
+        return None
+    finally:
+        if owned:
+            r.close()
+
+
+def fetch_status(repo: git.Repo | str | Path, *, remote: str = "origin") -> bool:
+    """Fetch the remote's status branch and notes into tracking refs (for readers in a
+    clone). Returns False when the remote has neither."""
+    r, owned = _as_repo(repo)
+    got = False
+    try:
+        for src, dst in ((STATUS_REF, REMOTE_STATUS_REF), (NOTES_REF, REMOTE_NOTES_REF)):
+            try:
+                run_git("fetch", "--no-tags", "--quiet", remote, f"+{src}:{dst}",
+                        git_dir=r.common_dir)
+                got = True
+            except GitCommandError as exc:
+                log.debug("fetch %s: %s", src, exc.message)
+        return got
+    finally:
+        if owned:
+            r.close()

@@ -1,0 +1,146 @@
+"""When to look at the repository again: new heads of the watched branch.
+
+:func:`watch_heads` yields the current head at once, then every change of the tip (a new
+commit, a force-push, a reset: any change at all). How it notices depends on the source:
+
+* **local**: watchfiles (inotify) on the repository's ``refs/`` directory and on its top
+  directory (``packed-refs``, written by ``git pack-refs``/``gc``), with a short debounce so
+  a commit is seen within tens of milliseconds; the branch is also re-read every
+  ``interval`` seconds in case the platform drops events.
+* **remote**: an APScheduler interval job (``interval``, default 30 s) and the ``nudge``
+  event (set by the agent when a ``sync.nudge`` arrives on NATS) trigger a fetch.
+
+Heads are read, never queued: when the consumer is busy, changes collapse into one
+wake-up and the newest tip is yielded, so a commit in the middle of a burst may never be
+evaluated (it gets no note). The reconciler consumes this stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import watchfiles
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from gitsync.errors import FetchError, NoHeadError
+from gitsync.source import GitSource
+
+log = logging.getLogger(__name__)
+
+#: watchfiles tuning: collect events for ``STEP_MS``, return a batch within ``DEBOUNCE_MS``.
+STEP_MS = 10
+DEBOUNCE_MS = 80
+#: Re-read interval when file events are unavailable (watcher failed).
+FALLBACK_POLL = 0.1
+PACKED = frozenset({"packed-refs", "packed-refs.lock"})
+
+
+async def watch_heads(
+    source: GitSource,
+    *,
+    interval: float = 30.0,
+    stop: asyncio.Event,
+    nudge: asyncio.Event | None = None,
+) -> AsyncIterator[str]:
+    """Yield the branch's head now, then each new head until ``stop`` is set."""
+    wake = asyncio.Event()
+    done = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    scheduler: AsyncIOScheduler | None = None
+    poll = interval
+    if source.is_remote:
+        scheduler = AsyncIOScheduler()
+        scheduler.add_job(wake.set, "interval", seconds=interval, id="fetch",
+                          max_instances=1, coalesce=True)
+        scheduler.start()
+        poll = max(interval * 2, 60.0)  # the scheduler is the clock; this is a backstop
+    else:
+        git_dir = source.git_dir
+        tasks.append(asyncio.create_task(
+            _watch_files(git_dir / "refs", None, wake, done), name="watch-refs"))
+        tasks.append(asyncio.create_task(
+            _watch_files(git_dir, PACKED, wake, done), name="watch-packed-refs"))
+    last: str | None = None
+    fetch_due = source.is_remote
+    try:
+        while not stop.is_set():
+            wake.clear()
+            nudged = nudge is not None and nudge.is_set()
+            if nudge is not None:
+                nudge.clear()
+            if source.is_remote and (fetch_due or nudged):
+                with contextlib.suppress(FetchError):
+                    await _fetch(source)
+            head = await _head(source)
+            if head is not None and head != last:
+                log.info("watch %s: head of %s is %s", source.location, source.branch,
+                         head[:12])
+                last = head
+                yield head
+                if stop.is_set():
+                    break
+            if any(t.done() for t in tasks) and poll > FALLBACK_POLL:
+                log.warning("watch %s: file watcher stopped; polling every %.1fs",
+                            source.location, FALLBACK_POLL)
+                poll = FALLBACK_POLL
+            await _wait_any(stop, wake, nudge, timeout=poll)
+            fetch_due = source.is_remote
+    finally:
+        done.set()
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _fetch(source: GitSource) -> None:
+    try:
+        await asyncio.to_thread(source.fetch)
+    except FetchError as exc:
+        log.warning("watch %s: %s; retrying at the next tick", source.location, exc.message)
+        raise
+
+
+async def _head(source: GitSource) -> str | None:
+    try:
+        return await asyncio.to_thread(source.head)
+    except NoHeadError as exc:
+        log.debug("watch %s: %s", source.location, exc.message)
+        return None
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event,
+                    nudge: asyncio.Event | None, *, timeout: float) -> None:
+    events = [stop, wake] + ([nudge] if nudge is not None else [])
+    if any(e.is_set() for e in events):
+        return
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+async def _watch_files(path: Path, names: frozenset[str] | None, wake: asyncio.Event,
+                       done: asyncio.Event) -> None:
+    """Set ``wake`` on every batch of changes under ``path`` until ``done``: the whole tree
+    when ``names`` is None, else only the entries of ``path`` itself with those names."""
+    def keep(_change: watchfiles.Change, changed: str) -> bool:
+        return names is None or Path(changed).name in names
+
+    try:
+        async for _changes in watchfiles.awatch(
+            path, watch_filter=keep, stop_event=done, recursive=names is None,
+            debounce=DEBOUNCE_MS, step=STEP_MS,
+        ):
+            wake.set()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # inotify limits, vanished directory: fall back to polling
+        log.warning("watching %s failed: %s", path, exc)

@@ -1,0 +1,371 @@
+"""YAML files to manifest models, with the file, line and field path in every error.
+
+Pure functions, no I/O except :func:`load_directory`. The git side (:mod:`gitsync.source`)
+hands in the files of a commit; ``latticectl apply`` hands in the files it was given; both
+get back a :class:`LoadResult` whose errors read ``file:line: field: message``, e.g.
+``deployments/a.yaml:7: spec.actors[0].id: 'MADJKE....' has 20 characters, not 56; ...``.
+
+Each file may hold many YAML documents. Documents are composed into nodes first (so every
+field keeps the line it was written on), then constructed and validated by the pydantic
+models of :mod:`lattice.manifests`. Two entities with the same kind and name are an error
+naming both places. Duplicate keys inside one mapping are errors too (YAML would silently
+keep the last one). Nothing here resolves ``${VAR}`` templates: they stay text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from lattice.manifests import KINDS, BindingSet, Deployment, DesiredState, Manifest, SourceRef
+
+#: File name endings that hold manifests.
+SUFFIXES = (".yaml", ".yml")
+#: Files bigger than this are refused rather than parsed.
+MAX_FILE_BYTES = 1 << 20
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True, order=True)
+class ManifestIssue:
+    """One validation error: where (file, line, field path) and what is wrong."""
+
+    path: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.field or '(document)'}: {self.message}"
+
+
+@dataclass(frozen=True)
+class LoadedManifest:
+    """A valid entity and where it was written (file, first line, document index)."""
+
+    manifest: Manifest
+    path: str
+    line: int
+    document: int = 0
+    name_line: int = 0
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.kind
+
+    @property
+    def name(self) -> str:
+        return self.manifest.metadata.name
+
+    @property
+    def ref(self) -> str:
+        """``Kind/name``, the key of :attr:`DesiredState.sources`."""
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """Every valid entity of a set of files, every error, and documents per file."""
+
+    manifests: tuple[LoadedManifest, ...] = ()
+    errors: tuple[ManifestIssue, ...] = ()
+    documents: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def error_lines(self) -> list[str]:
+        return [str(e) for e in self.errors]
+
+    def find(self, kind: str, name: str) -> LoadedManifest | None:
+        for m in self.manifests:
+            if m.kind == kind and m.name == name:
+                return m
+        return None
+
+    def desired(self, revision: str = "") -> DesiredState | None:
+        """The :class:`DesiredState` of these files, or None when any error was found."""
+        if self.errors:
+            return None
+        deployments: dict[str, Deployment] = {}
+        bindingsets: dict[str, BindingSet] = {}
+        sources: dict[str, SourceRef] = {}
+        for m in self.manifests:
+            if isinstance(m.manifest, Deployment):
+                deployments[m.name] = m.manifest
+            else:
+                bindingsets[m.name] = m.manifest
+            sources[m.ref] = SourceRef(path=m.path, line=m.line)
+        return DesiredState(revision=revision, deployments=deployments,
+                            bindingsets=bindingsets, sources=sources)
+
+
+# ---------------------------------------------------------------- paths
+
+def normalize_base(path: str) -> str:
+    """``path`` as a clean relative POSIX directory ('' for the whole tree)."""
+    parts = [p for p in PurePosixPath(path.replace("\\", "/")).parts if p not in ("", ".", "/")]
+    if any(p == ".." for p in parts):
+        raise ValueError(f"manifests path {path!r} must stay inside the repository")
+    return "/".join(parts)
+
+
+def is_manifest_file(relpath: str, base: str = "") -> bool:
+    """True for ``*.yaml``/``*.yml`` under ``base``, outside hidden directories."""
+    base = normalize_base(base)
+    if base and not relpath.startswith(base + "/"):
+        return False
+    rest = relpath[len(base) + 1:] if base else relpath
+    parts = rest.split("/")
+    if any(p.startswith(".") for p in parts):
+        return False
+    return relpath.endswith(SUFFIXES)
+
+
+def canonical_path(kind: str, name: str, base: str = "") -> str:
+    """Where ``latticectl apply`` writes an entity: ``deployments/<name>.yaml`` and so on."""
+    folder = {"Deployment": "deployments", "BindingSet": "bindingsets"}[kind]
+    base = normalize_base(base)
+    return f"{base}/{folder}/{name}.yaml" if base else f"{folder}/{name}.yaml"
+
+
+def to_yaml(manifest: Manifest) -> str:
+    """Canonical YAML of one entity: ``apiVersion`` and ``kind`` first, then the fields
+    that were written (defaults the author left out stay out)."""
+    body = manifest.model_dump(mode="json", exclude_unset=True, exclude={"apiVersion", "kind"})
+    doc = {"apiVersion": manifest.apiVersion, "kind": manifest.kind, **body}
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+# ---------------------------------------------------------------- loading
+
+def load_sources(sources: Iterable[tuple[str, str | bytes]]) -> LoadResult:
+    """Parse and validate ``(path, content)`` pairs; check kind+name is unique overall."""
+    manifests: list[LoadedManifest] = []
+    errors: list[ManifestIssue] = []
+    documents: dict[str, int] = {}
+    for path, content in sorted(sources, key=lambda s: s[0]):
+        found, problems, count = parse_file(path, content)
+        manifests.extend(found)
+        errors.extend(problems)
+        documents[path] = count
+    seen: dict[tuple[str, str], LoadedManifest] = {}
+    unique: list[LoadedManifest] = []
+    for m in manifests:
+        first = seen.get((m.kind, m.name))
+        if first is not None:
+            errors.append(ManifestIssue(
+                m.path, m.name_line or m.line, "metadata.name",
+                f"{m.kind} {m.name!r} is defined twice: here and at "
+                f"{first.path}:{first.name_line or first.line}"))
+            continue
+        seen[(m.kind, m.name)] = m
+        unique.append(m)
+    return LoadResult(tuple(unique), tuple(errors), documents)
+
+
+def load_directory(root: Path, *, path: str = "") -> LoadResult:
+    """Load every manifest file under ``root/path`` (paths in errors are relative to root)."""
+    base = normalize_base(path)
+    top = root / base if base else root
+    sources: list[tuple[str, str | bytes]] = []
+    if top.is_file():
+        return load_sources([(top.relative_to(root).as_posix(), top.read_bytes())])
+    for f in sorted(top.rglob("*")):
+        rel = f.relative_to(root).as_posix()
+        if f.is_file() and is_manifest_file(rel, base):
+            sources.append((rel, f.read_bytes()))
+    return load_sources(sources)
+
+
+def parse_file(
+    path: str, content: str | bytes
+) -> tuple[list[LoadedManifest], list[ManifestIssue], int]:
+    """Every document of one file: the valid entities, the errors, the document count."""
+    if isinstance(content, bytes):
+        if len(content) > MAX_FILE_BYTES:
+            return [], [ManifestIssue(path, 1, "", f"file larger than {MAX_FILE_BYTES} bytes")], 0
+        try:
+            text = content.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            return [], [ManifestIssue(path, 1, "", f"not UTF-8 text: {exc.reason}")], 0
+    else:
+        text = content
+    manifests: list[LoadedManifest] = []
+    errors: list[ManifestIssue] = []
+    count = 0
+    loader = _Loader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            data = loader.construct_document(node)
+            if data is None:
+                continue
+            index = count
+            count += 1
+            dups = _duplicate_keys(node, path)
+            if dups:
+                errors.extend(dups)
+                continue
+            result = validate_document(data, node, path)
+            if isinstance(result, list):
+                errors.extend(result)
+            else:
+                name_line = _line(_node_at(node, ("metadata", "name")))
+                manifests.append(LoadedManifest(result, path, _line(node), index, name_line))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        errors.append(ManifestIssue(path, line, "", f"not valid YAML: {what}"))
+    except yaml.YAMLError as exc:
+        errors.append(ManifestIssue(path, 1, "", f"not valid YAML: {exc}"))
+    finally:
+        loader.dispose()
+    return manifests, errors, count
+
+
+def validate_document(data: Any, node: yaml.Node, path: str) -> Manifest | list[ManifestIssue]:
+    """One constructed document to a model, or the list of its errors."""
+    if not isinstance(data, dict):
+        return [ManifestIssue(path, _line(node), "",
+                              f"expected a mapping with kind, metadata and spec, "
+                              f"got {type(data).__name__}")]
+    kind = data.get("kind")
+    if kind is None:
+        return [ManifestIssue(path, _line(node), "kind",
+                              f"missing; expected one of {', '.join(KINDS)}")]
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        hint = _did_you_mean(str(kind), list(KINDS))
+        return [ManifestIssue(path, _line(_node_at(node, ("kind",))), "kind",
+                              f"unknown kind {kind!r}; expected one of "
+                              f"{', '.join(KINDS)}{hint}")]
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        return [_issue(path, node, model, err) for err in exc.errors()]
+
+
+# ---------------------------------------------------------------- error details
+
+def format_loc(loc: Sequence[int | str]) -> str:
+    """``('spec', 'actors', 0, 'id')`` → ``spec.actors[0].id``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _issue(path: str, node: yaml.Node, model: type[BaseModel], err: Any) -> ManifestIssue:
+    loc = tuple(err.get("loc", ()))
+    kind = err.get("type", "")
+    msg = str(err.get("msg", "invalid"))
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if kind == "missing":
+        msg = "required field is missing"
+    elif kind == "extra_forbidden" and loc:
+        known = _fields_at(model, loc[:-1])
+        msg = f"unknown field {loc[-1]!r}"
+        if known:
+            msg += f"{_did_you_mean(str(loc[-1]), known)}; known fields: {', '.join(known)}"
+    return ManifestIssue(path, _line(_node_at(node, loc)), format_loc(loc), msg)
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
+    """Field names of the model found at ``loc`` inside ``model`` (for typo hints)."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(part, str) and isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(part)
+            if info is None:
+                return []
+            current = info.annotation
+        elif isinstance(part, int):
+            args = typing.get_args(current)
+            if typing.get_origin(current) is not list or not args:
+                return []
+            current = args[0]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = args[0] if len(args) == 1 else tp
+    return tp
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _node_at(node: yaml.Node, loc: Sequence[int | str]) -> yaml.Node:
+    """The deepest node along ``loc``; for a mapping key, the key itself (its line is
+    where the field is written)."""
+    current = node
+    for i, part in enumerate(loc):
+        if isinstance(current, yaml.MappingNode):
+            match = next((kv for kv in current.value
+                          if isinstance(kv[0], yaml.ScalarNode) and kv[0].value == str(part)),
+                         None)
+            if match is None:
+                return current
+            current = match[0] if i == len(loc) - 1 else match[1]
+        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int):
+            if not 0 <= part < len(current.value):
+                return current
+            current = current.value[part]
+        else:
+            return current
+    return current
+
+
+def _duplicate_keys(node: yaml.Node, path: str) -> list[ManifestIssue]:
+    """Mapping keys written twice (YAML keeps the last silently; we refuse)."""
+    issues: list[ManifestIssue] = []
+    stack: list[tuple[yaml.Node, tuple[int | str, ...]]] = [(node, ())]
+    while stack:
+        current, loc = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in current.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in first and key.value != "<<":
+                        issues.append(ManifestIssue(
+                            path, _line(key), format_loc((*loc, key.value)),
+                            f"duplicate key (first written on line {first[key.value]})"))
+                    first.setdefault(key.value, _line(key))
+                    stack.append((value, (*loc, key.value)))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((item, (*loc, i)) for i, item in enumerate(current.value))
+    return sorted(issues)

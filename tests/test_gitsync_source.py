@@ -1,0 +1,178 @@
+"""GitSource: opening local and remote repositories, heads, evaluation and its cache.
+
+Real repositories in temporary directories; a bare repository plays the remote.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import git
+import pytest
+
+from gitsync.errors import FetchError, NoHeadError, SourceError
+from gitsync.source import GitSource, is_url, mirror_dir
+from tests.gitrepo import (
+    ACTOR,
+    DEPLOYMENT,
+    ELIDED_ACTOR,
+    clone,
+    commit_files,
+    deployment,
+    file_url,
+    force_push,
+    index_state,
+    init_repo,
+    make_remote,
+)
+
+
+def test_local_repository_in_place_with_the_head_branch(tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "r", branch="trunk")
+    sha = commit_files(repo, {"deployments/a.yaml": DEPLOYMENT})
+    src = GitSource.open(str(tmp_path / "r"), data_dir=tmp_path / "data")
+    assert (src.is_remote, src.branch, src.head()) == (False, "trunk", sha)
+    assert src.repo.working_tree_dir == str(tmp_path / "r")
+    assert not (tmp_path / "data").exists()  # nothing mirrored for a local repository
+    ev = src.evaluate(sha)
+    assert ev.valid and ev.errors == [] and ev.revision == sha
+    assert ev.desired is not None and ev.desired.revision == sha
+    assert ev.desired.deployments["amazing-deployment"].spec.actors[0].id == ACTOR
+    assert ev.desired.sources["Deployment/amazing-deployment"].path == "deployments/a.yaml"
+    src.fetch()  # a no-op for a local repository
+    src.close()
+
+
+def test_evaluation_never_touches_working_tree_or_index(tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "r")
+    sha = commit_files(repo, {"a.yaml": deployment("a")})
+    (tmp_path / "r" / "a.yaml").write_text("edited, not staged")
+    (tmp_path / "r" / "new.yaml").write_text(deployment("n"))
+    repo.git.add("new.yaml")
+    before = index_state(repo)
+    src = GitSource.open(str(tmp_path / "r"), data_dir=tmp_path / "d")
+    ev = src.evaluate(sha)
+    assert ev.desired is not None and set(ev.desired.deployments) == {"a"}
+    assert index_state(repo) == before
+
+
+def test_invalid_commit_gives_errors_with_file_line_field(tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "r")
+    sha = commit_files(repo, {"d/x.yaml": DEPLOYMENT.replace(ACTOR, ELIDED_ACTOR)})
+    ev = GitSource.open(str(tmp_path / "r"), data_dir=tmp_path / "d").evaluate(sha)
+    assert ev.desired is None and not ev.valid
+    assert ev.errors[0].startswith("d/x.yaml:8: spec.actors[0].id: ")
+
+
+def test_cache_by_tree_id(tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "r")
+    first = commit_files(repo, {"apps/a.yaml": deployment("a"), "README.md": "hi"})
+    src = GitSource.open(str(tmp_path / "r"), path="apps", data_dir=tmp_path / "d")
+    a = src.evaluate(first)
+    assert src.evaluations == 1
+    assert src.evaluate(first) == a and src.evaluations == 1
+    second = commit_files(repo, {"README.md": "only the readme changed"})
+    b = src.evaluate(second)
+    assert src.evaluations == 1, "an unchanged manifests tree is not parsed again"
+    assert b.revision == second and b.desired is not None and b.desired.revision == second
+    assert b.tree == a.tree
+    commit_files(repo, {"apps/b.yaml": deployment("b")})
+    assert src.evaluate(src.head()).desired is not None and src.evaluations == 2
+
+
+def test_manifests_path_missing_is_invalid_not_empty(tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "r")
+    sha = commit_files(repo, {"a.yaml": deployment("a")})
+    ev = GitSource.open(str(tmp_path / "r"), path="nope", data_dir=tmp_path / "d").evaluate(sha)
+    assert ev.desired is None and "does not exist" in ev.errors[0]
+
+
+def test_open_refuses_what_it_cannot_follow(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="no such directory"):
+        GitSource.open(str(tmp_path / "missing"), data_dir=tmp_path)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(SourceError, match="not a git repository"):
+        GitSource.open(str(tmp_path / "plain"), data_dir=tmp_path)
+    repo = init_repo(tmp_path / "r")
+    sha = commit_files(repo, {"a.yaml": deployment("a")})
+    repo.git.checkout("-q", sha)
+    with pytest.raises(SourceError, match="detached"):
+        GitSource.open(str(tmp_path / "r"), data_dir=tmp_path)
+    assert GitSource.open(str(tmp_path / "r"), branch="main", data_dir=tmp_path).head() == sha
+    with pytest.raises(SourceError, match="inside the repository"):
+        GitSource.open(str(tmp_path / "r"), path="../x", data_dir=tmp_path)
+
+
+def test_empty_repository_has_no_head_yet(tmp_path: Path) -> None:
+    init_repo(tmp_path / "r")
+    src = GitSource.open(str(tmp_path / "r"), data_dir=tmp_path / "d")
+    with pytest.raises(NoHeadError):
+        src.head()
+
+
+def test_remote_is_mirrored_with_its_default_branch(tmp_path: Path) -> None:
+    bare, work = make_remote(tmp_path, branch="trunk")
+    data = tmp_path / "data"
+    src = GitSource.open(file_url(bare), data_dir=data)
+    assert (src.is_remote, src.branch) == (True, "trunk")
+    assert src.head() == work.head.commit.hexsha
+    assert Path(src.repo.git_dir) == mirror_dir(data, file_url(bare))
+    assert src.repo.bare
+    assert src.evaluate(src.head()).valid
+    src.close()
+    again = GitSource.open(file_url(bare), data_dir=data)  # reuses the mirror
+    assert again.head() == work.head.commit.hexsha
+
+
+def test_remote_fetch_follows_new_commits_and_force_pushes(tmp_path: Path) -> None:
+    bare, work = make_remote(tmp_path)
+    src = GitSource.open(file_url(bare), data_dir=tmp_path / "data")
+    first = src.head()
+    second = commit_files(work, {"deployments/b.yaml": deployment("b")})
+    work.git.push("-q")
+    assert src.head() == first  # not fetched yet
+    src.fetch()
+    assert src.head() == second
+    desired = src.evaluate(second).desired
+    assert desired is not None and "b" in desired.deployments
+    force_push(work, first)
+    src.fetch()
+    assert src.head() == first
+    desired = src.evaluate(first).desired
+    assert desired is not None and "b" not in desired.deployments
+
+
+def test_remote_branch_option_and_fetch_failure(tmp_path: Path) -> None:
+    bare, work = make_remote(tmp_path)
+    work.git.checkout("-q", "-b", "staging")
+    staged = commit_files(work, {"deployments/s.yaml": deployment("s")})
+    work.git.push("-q", "origin", "staging")
+    src = GitSource.open(file_url(bare), branch="staging", data_dir=tmp_path / "data")
+    assert (src.branch, src.head()) == ("staging", staged)
+    with pytest.raises(SourceError, match="cannot fetch branch nope"):
+        GitSource.open(file_url(bare), branch="nope", data_dir=tmp_path / "data2")
+    work.git.push("-q", "origin", "--delete", "staging")
+    with pytest.raises(FetchError):
+        src.fetch()
+    assert src.head() == staged  # the last fetched head stays in force
+
+
+def test_unreachable_remote(tmp_path: Path) -> None:
+    with pytest.raises(SourceError):
+        GitSource.open(file_url(tmp_path / "nothing.git"), data_dir=tmp_path / "d")
+
+
+def test_is_url() -> None:
+    assert is_url("file:///srv/repo.git") and is_url("https://h/x.git")
+    assert is_url("git@github.com:org/repo.git")
+    assert not is_url("/srv/repo") and not is_url("relative/dir")
+
+
+def test_worktree_uses_the_common_dir(tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "r")
+    sha = commit_files(repo, {"a.yaml": deployment("a")})
+    repo.git.worktree("add", "-q", "-b", "side", str(tmp_path / "wt"))
+    src = GitSource.open(str(tmp_path / "wt"), data_dir=tmp_path / "d")
+    assert src.branch == "side" and src.head() == sha
+    assert src.git_dir == Path(repo.git_dir)
+    assert isinstance(clone(tmp_path / "r", tmp_path / "c"), git.Repo)
