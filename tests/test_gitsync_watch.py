@@ -145,6 +145,19 @@ async def test_remote_interval_fetch_without_nudge(tmp_path: Path) -> None:
         await w.close()
 
 
+async def test_local_bare_repository_sees_pushes(tmp_path: Path) -> None:
+    bare, work = make_remote(tmp_path)
+    w = Watcher(GitSource.open(str(bare), data_dir=tmp_path / "d")).start()
+    try:
+        assert not w.source.is_remote
+        await w.saw(work.head.commit.hexsha)
+        second = commit_files(work, {"b.yaml": deployment("b")})
+        await asyncio.to_thread(work.git.push, "-q")
+        await w.saw(second)
+    finally:
+        await w.close()
+
+
 async def test_empty_repository_yields_once_the_first_commit_lands(tmp_path: Path) -> None:
     repo = init_repo(tmp_path / "r")
     w = Watcher(GitSource.open(str(tmp_path / "r"), data_dir=tmp_path / "d")).start()
