@@ -37,11 +37,10 @@ import git
 
 from gitsync.errors import ApplyError, GitCommandError, InvalidManifestsError, PushError
 from gitsync.gitcmd import StrPath, commit_tree, resolve, run_git, update_ref, update_tree
-from gitsync.source import is_url
+from gitsync.source import is_url, manifest_files
 from lattice.manifest_loader import (
     LoadResult,
     canonical_path,
-    is_manifest_file,
     load_sources,
     normalize_base,
     to_yaml,
@@ -184,11 +183,7 @@ def _base(manifests_path: str) -> str:
 
 
 def _read_tree(tree: git.Tree | None, base: str) -> _Tree:
-    files: dict[str, bytes] = {}
-    if tree is not None:
-        for item in tree.traverse():
-            if isinstance(item, git.Blob) and is_manifest_file(str(item.path), base):
-                files[str(item.path)] = bytes(item.data_stream.read())
+    files = manifest_files(tree, base)
     return _Tree(files, load_sources(files.items()))
 
 

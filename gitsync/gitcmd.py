@@ -163,8 +163,10 @@ def commit_tree(
     git_dir: StrPath, tree: str, parents: Sequence[str], message: str,
     *, identity: tuple[str, str] | None = None,
 ) -> str:
-    """Write a commit object (no ref moves). ``identity`` None uses git's own config."""
-    args = ["commit-tree", tree]
+    """Write a commit object (no ref moves). ``identity`` None uses git's own config (the
+    user's commits, signed if they sign); with an identity (the agent's own commits) no
+    signing is attempted."""
+    args = ["commit-tree", tree] + (["--no-gpg-sign"] if identity else [])
     for p in parents:
         args += ["-p", p]
     env = identity_env(*identity) if identity else None

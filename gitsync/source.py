@@ -205,14 +205,8 @@ class GitSource:
 
     def _load(self, tree: git.Tree) -> tuple[DesiredState | None, list[str]]:
         self.evaluations += 1
-        files: list[tuple[str, str | bytes]] = []
-        for item in tree.traverse():
-            if not isinstance(item, git.Blob) or item.mode == _MODE_SYMLINK:
-                continue
-            rel = str(item.path)
-            if is_manifest_file(rel, self.path):
-                files.append((rel, bytes(item.data_stream.read())))
-        result = load_sources(files)
+        files = manifest_files(tree, self.path)
+        result = load_sources(files.items())
         log.debug("source %s: parsed tree %s: %d files, %d entities, %d errors",
                   self.location, tree.hexsha[:12], len(files), len(result.manifests),
                   len(result.errors))
@@ -225,6 +219,24 @@ class GitSource:
     def __repr__(self) -> str:
         kind = "remote" if self.is_remote else "local"
         return f"GitSource({self.location!r}, {kind}, branch={self.branch!r})"
+
+
+def manifest_files(tree: git.Tree | None, base: str) -> dict[str, bytes]:
+    """path → content of every manifest file in ``tree`` (symlinks and hidden directories
+    skipped, the latter without being read)."""
+    files: dict[str, bytes] = {}
+    if tree is None:
+        return files
+
+    def hidden(item: object, _depth: int) -> bool:
+        return isinstance(item, git.Tree) and str(item.name).startswith(".")
+
+    for item in tree.traverse(prune=hidden):
+        if isinstance(item, git.Blob) and item.mode != _MODE_SYMLINK:
+            rel = str(item.path)
+            if is_manifest_file(rel, base):
+                files[rel] = bytes(item.data_stream.read())
+    return files
 
 
 def mirror_dir(data_dir: Path, url: str) -> Path:

@@ -24,6 +24,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -223,7 +224,7 @@ class StatusWriter:
                 self._push_ref(STATUS_REF, self._rebase_status)
                 self._status_unpushed = False
 
-    def _push_ref(self, ref: str, rebase: object) -> None:
+    def _push_ref(self, ref: str, rebase: Callable[[], None]) -> None:
         for attempt in range(self.retries + 1):
             try:
                 run_git("push", "--quiet", "--no-verify", REMOTE, f"{ref}:{ref}",
@@ -235,7 +236,6 @@ class StatusWriter:
                     raise PushError(f"push {ref}: {exc.message}") from exc
                 log.info("push %s rejected (the remote moved); fetching and retrying", ref)
                 _backoff(attempt)
-                assert callable(rebase)
                 rebase()
 
     def _fetch_to(self, src: str, dst: str) -> str | None:

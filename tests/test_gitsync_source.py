@@ -29,7 +29,9 @@ from tests.gitrepo import (
 
 def test_local_repository_in_place_with_the_head_branch(tmp_path: Path) -> None:
     repo = init_repo(tmp_path / "r", branch="trunk")
-    sha = commit_files(repo, {"deployments/a.yaml": DEPLOYMENT})
+    sha = commit_files(repo, {"deployments/a.yaml": DEPLOYMENT,
+                              ".github/workflows/ci.yml": "on: push\n",  # hidden: skipped
+                              "docs/readme.md": "not a manifest"})
     src = GitSource.open(str(tmp_path / "r"), data_dir=tmp_path / "data")
     assert (src.is_remote, src.branch, src.head()) == (False, "trunk", sha)
     assert src.repo.working_tree_dir == str(tmp_path / "r")
