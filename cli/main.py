@@ -76,12 +76,19 @@ def cli(
 
 def _register() -> None:
     """Attach each family of commands to the group (imports kept here, in one place)."""
-    from cli import apply_cmd, up_cmd
+    from cli import (
+        apply_cmd,
+        describe_cmd,
+        diff_cmd,
+        events_cmd,
+        get_cmd,
+        status_cmd,
+        up_cmd,
+    )
 
-    for command in up_cmd.COMMANDS:
-        cli.add_command(command)
-    for command in apply_cmd.COMMANDS:
-        cli.add_command(command)
+    for family in (up_cmd, apply_cmd, get_cmd, describe_cmd, diff_cmd, status_cmd, events_cmd):
+        for command in family.COMMANDS:
+            cli.add_command(command)
 
 
 _register()

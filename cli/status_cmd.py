@@ -1,0 +1,186 @@
+"""``latticectl status`` and ``latticectl history``: the sync state of the repository.
+
+``status`` reads ``status.yaml`` of the status branch and the branch HEAD: what the agent
+evaluated last, its phase and errors, how long ago, and whether HEAD is among what it
+evaluated (a note attests only evaluated revisions). It exits 0 only when HEAD is
+evaluated and ``Synced``, 1 otherwise (``--wait`` polls until then or ``--timeout``), 2 on
+errors: made for scripts and CI. ``history`` lists the commits of the followed branch with
+the phase of each one's note, ``-`` for a commit the agent never evaluated.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from cli.output import age, emit, short, table, warn
+from cli.settings import CliError, Settings
+from cli.view import NO_STATUS, Freshness, RepoView, open_view
+from lattice.status import Phase, RevisionNote, StatusReport
+
+#: Seconds between two looks at the status under ``status --wait``.
+WAIT_INTERVAL = 0.5
+#: Seconds between two fetches from the remote under ``status --wait``.
+WAIT_FETCH_INTERVAL = 2.0
+NEVER_EVALUATED = ("-: never evaluated. The agent evaluates the newest head it sees, so a "
+                   "commit skipped in a burst has no note; neither has one it has not seen yet.")
+
+
+def effective_phase(report: StatusReport, fresh: Freshness) -> Phase | None:
+    """The phase of HEAD: the summary's when it is about HEAD, the note on HEAD when the
+    status branch lags behind it, None when HEAD was not evaluated. Pure."""
+    if not fresh.evaluated:
+        return None
+    if fresh.note is not None:
+        return fresh.note.phase
+    return report.summary.phase
+
+
+def status_lines(report: StatusReport, fresh: Freshness, now: datetime) -> list[str]:
+    s = report.summary
+    phase = effective_phase(report, fresh)
+    if not fresh.evaluated:
+        head_state = "not yet evaluated"
+    elif fresh.note is not None:
+        head_state = f"evaluated: {fresh.note.phase} (the status branch is catching up)"
+    else:
+        head_state = "evaluated"
+    lines = [
+        f"Branch:      {fresh.branch}",
+        f"HEAD:        {short(fresh.head)}  ({head_state})",
+        f"Evaluated:   {short(s.attempted_revision)}  (the newest revision the agent looked at)",
+        f"Applied:     {short(s.applied_revision)}  (the desired state in force)",
+        f"Phase:       {s.phase}" + ("" if phase in (None, s.phase) else f" (HEAD: {phase})"),
+        f"Message:     {s.message or '-'}",
+        f"Updated:     {age(s.updated, now)} ago"
+        + (f" ({s.updated:%Y-%m-%dT%H:%M:%SZ})" if s.updated else ""),
+        f"Entities:    {s.deployments} deployments, {s.bindingsets} binding sets, "
+        f"{s.hosts} hosts",
+    ]
+    errors = fresh.note.errors if fresh.note is not None else s.errors
+    if errors:
+        lines.append("Errors:")
+        lines += [f"  - {e}" for e in errors]
+    if s.unmanaged:
+        lines.append("Unmanaged (running, not started by the agent; left alone):")
+        lines += [f"  - {u.kind} {u.entity} on host {short(u.host_id)}" for u in s.unmanaged]
+    return lines
+
+
+def status_document(report: StatusReport, fresh: Freshness) -> dict[str, Any]:
+    phase = effective_phase(report, fresh)
+    return {
+        "branch": fresh.branch,
+        "head": fresh.head,
+        "headEvaluated": fresh.evaluated,
+        "headPhase": str(phase) if phase else None,
+        "synced": phase is Phase.SYNCED,
+        "summary": report.summary.model_dump(mode="json"),
+    }
+
+
+def _look(view: RepoView) -> tuple[StatusReport, Freshness]:
+    report = view.require_status()
+    return report, view.freshness(report)
+
+
+@click.command("status")
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default=None,
+              help="Print the summary as a document (default: lines for humans).")
+@click.option("--wait", is_flag=True, help="Wait until HEAD is evaluated and Synced.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              metavar="SECONDS", help="With --wait: give up (exit 1) after this long.")
+@click.pass_obj
+def status_cmd(settings: Settings, output: str | None, wait: bool, timeout: float) -> None:
+    """Show the branch HEAD, the last revision the agent evaluated, its phase and errors.
+
+    Exit status: 0 when HEAD is evaluated and Synced; 1 while it is not yet evaluated,
+    Progressing, Degraded or Invalid; 2 on errors (no repository, no status yet).
+
+    \b
+    Examples:
+      latticectl status
+      latticectl apply -f deploy.yaml && latticectl status --wait --timeout 120
+      latticectl status -o json | jq .summary.errors
+    """
+    with open_view(settings) as view:
+        report, fresh = _look(view)
+        if wait:
+            deadline = time.monotonic() + timeout
+            last_fetch = time.monotonic()
+            while (effective_phase(report, fresh) is not Phase.SYNCED
+                   and time.monotonic() < deadline):
+                time.sleep(WAIT_INTERVAL)
+                if view.remote is not None and \
+                        time.monotonic() - last_fetch >= WAIT_FETCH_INTERVAL:
+                    last_fetch = time.monotonic()
+                    view.refresh(branch=fresh.branch)
+                report, fresh = _look(view)
+    if output is not None:
+        emit(status_document(report, fresh), output)
+    else:
+        for line in status_lines(report, fresh, datetime.now(UTC)):
+            click.echo(line)
+    if effective_phase(report, fresh) is not Phase.SYNCED:
+        raise click.exceptions.Exit(1)
+
+
+# ---------------------------------------------------------------- history
+
+def _ready(note: RevisionNote) -> str:
+    if not note.entities:
+        return "-"
+    ready = sum(e.ready for e in note.entities)
+    desired = sum(e.desired for e in note.entities)
+    return f"{ready}/{desired}"
+
+
+@click.command("history")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many commits to show, newest first.")
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default=None,
+              help="Print a list of documents (default: a table).")
+@click.pass_obj
+def history_cmd(settings: Settings, limit: int, output: str | None) -> None:
+    """List the commits of the followed branch with their sync phase from the notes.
+
+    Columns: REVISION, AGE, PHASE (from the note; - when never evaluated), READY (entities'
+    ready/desired summed), AUTHOR, MESSAGE.
+
+    \b
+    Examples:
+      latticectl history
+      latticectl history --limit 5 -o json
+    """
+    with open_view(settings) as view:
+        report = view.status()
+        branch = view.branch_of(report)
+        head = view.head(branch)
+        if head is None:
+            raise CliError(f"branch {branch} has no commits in {view.location}")
+        commits = view.log(head, limit=limit)
+        notes = {c.sha: view.note(c.sha) for c in commits}
+    if report is None and not any(notes.values()):
+        warn(NO_STATUS)
+    if output is not None:
+        emit([{"revision": c.sha, "time": c.time.isoformat(), "author": c.author,
+               "subject": c.subject,
+               "note": n.model_dump(mode="json") if (n := notes[c.sha]) else None}
+              for c in commits], output)
+        return
+    now = datetime.now(UTC)
+    rows = []
+    for c in commits:
+        note = notes[c.sha]
+        rows.append([short(c.sha), age(c.time, now), note.phase if note else "-",
+                     _ready(note) if note else "-", c.author, c.subject])
+    for line in table(("REVISION", "AGE", "PHASE", "READY", "AUTHOR", "MESSAGE"), rows):
+        click.echo(line)
+    if any(n is None for n in notes.values()):
+        click.echo(NEVER_EVALUATED, err=True)
+
+
+COMMANDS: list[click.Command] = [status_cmd, history_cmd]

@@ -1,0 +1,107 @@
+"""latticectl events: real hosts' events, live, with --type and --host filters, -f until
+Ctrl-C, and the one-line error when NATS cannot be reached."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+
+from lattice.localnats import NatsServer
+from lattice.protocol import CommandOp, HostInventory, StartActor
+from tests.cliutil import clean_env, interrupt, latticectl, run
+from tests.gitrepo import ACTOR
+from tests.helpers import eventually
+from tests.hostproc import HostPool, command, ping
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return clean_env(tmp_path)
+
+
+async def two_hosts(nc: Client, pool: HostPool, lattice: str) -> dict[str, str]:
+    """pi and vm1 up; name -> host id."""
+    pool.spawn(labels={"leds": "12"}, name="pi")
+    pool.spawn(labels={"zone": "a"}, name="vm1")
+    invs = await eventually(lambda: _two(nc, lattice), timeout=20, message="two hosts")
+    return {i.name: i.host_id for i in invs}
+
+
+async def _two(nc: Client, lattice: str) -> list[HostInventory] | None:
+    invs = await ping(nc, lattice, timeout=0.3, expect=2)
+    return invs if len(invs) == 2 else None
+
+
+async def test_type_and_host_filters(nats_server: NatsServer, nc: Client, lattice_id: str,
+                                     tmp_path: Path, env: dict[str, str]) -> None:
+    with HostPool(nats_server.url, lattice_id, log_dir=tmp_path / "hosts") as pool:
+        ids = await two_hosts(nc, pool, lattice_id)
+        out = tmp_path / "events.out"
+        proc = latticectl("--nats-url", nats_server.url, "--lattice", lattice_id, "events",
+                          "--for", "6", "--type", "actor_started", "--host", "pi",
+                          env=env, out=out)
+        n = 0
+
+        async def seen_pi_start() -> bool:
+            nonlocal n
+            n += 1  # a new replica each time, so each start is a real start and an event
+            for name in ("vm1", "pi"):
+                ack = await command(nc, lattice_id, ids[name], CommandOp.ACTOR_START,
+                                    StartActor(actor_id=ACTOR, annotations={"n": str(n)}))
+                assert ack.accepted
+            return "actor_started" in out.read_text()
+
+        await eventually(seen_pi_start, timeout=20, interval=0.3, message="pi's start")
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    lines = out.read_text().splitlines()
+    assert lines, "no output"
+    for line in lines:
+        assert "actor_started" in line and ids["pi"][:12] in line, line
+    assert ids["vm1"][:12] not in out.read_text()
+
+
+async def test_follow_until_ctrl_c_as_json(nats_server: NatsServer, nc: Client,
+                                          lattice_id: str, tmp_path: Path,
+                                          env: dict[str, str]) -> None:
+    with HostPool(nats_server.url, lattice_id, log_dir=tmp_path / "hosts") as pool:
+        ids = await two_hosts(nc, pool, lattice_id)
+        out = tmp_path / "follow.out"
+        proc = latticectl("--nats-url", nats_server.url, "--lattice", lattice_id, "events",
+                          "-f", "--type", "host_heartbeat", "--host", ids["vm1"][:8],
+                          "-o", "json", env=env, out=out)
+        try:
+            await eventually(lambda: out.read_text().count("\n") >= 2, timeout=20,
+                             message="two heartbeats")
+        finally:
+            code = await asyncio.to_thread(interrupt, proc)
+    assert code == 0, out.read_text()
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {e["type"] for e in events} == {"io.vinculum.lattice.host_heartbeat"}
+    assert {e["data"]["name"] for e in events} == {"vm1"}
+
+
+async def test_heartbeats_are_hidden_by_default(nats_server: NatsServer, nc: Client,
+                                                lattice_id: str, tmp_path: Path,
+                                                env: dict[str, str]) -> None:
+    with HostPool(nats_server.url, lattice_id, log_dir=tmp_path / "hosts") as pool:
+        await two_hosts(nc, pool, lattice_id)
+        result = await asyncio.to_thread(
+            run, env, "--nats-url", nats_server.url, "--lattice", lattice_id, "events",
+            "--for", "1.5")
+    assert result.exit_code == 0, result.output
+    assert "host_heartbeat" not in result.output
+
+
+def test_unreachable_or_unconfigured_nats(env: dict[str, str]) -> None:
+    result = run(env, "--nats-url", "nats://127.0.0.1:1", "events")
+    assert result.exit_code == 2
+    [line] = result.stderr.splitlines()
+    assert "cannot reach NATS at nats://127.0.0.1:1" in line and "latticectl up" in line
+    unset = run(env, "events", "-f")
+    assert unset.exit_code == 2 and "no NATS URL" in unset.stderr

@@ -1,0 +1,48 @@
+"""Every read command has --help with examples; shell completion is click's own and knows
+entity names from the status branch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cliutil import clean_env, gitops_repo, report, run, write_status
+
+COMMANDS = [
+    ("get",), ("get", "deployments"), ("get", "bindingsets"), ("get", "hosts"),
+    ("describe",), ("describe", "deployment"), ("describe", "bindingset"),
+    ("diff",), ("status",), ("history",), ("events",),
+]
+
+
+@pytest.mark.parametrize("words", COMMANDS, ids=" ".join)
+def test_help_has_examples(words: tuple[str, ...], tmp_path: Path) -> None:
+    result = run(clean_env(tmp_path), *words, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.stdout
+    assert "latticectl " + words[0] in result.stdout
+
+
+def complete(env: dict[str, str], line: str) -> list[str]:
+    words = line.split(" ")
+    out = subprocess.run(
+        [sys.executable, "-c", "from cli.main import main; main()"],
+        env={**os.environ, **env, "_LATTICECTL_COMPLETE": "bash_complete",
+             "COMP_WORDS": line, "COMP_CWORD": str(len(words) - 1)},
+        capture_output=True, text=True, timeout=30, check=True)
+    return [w.split(",", 1)[1] for w in out.stdout.splitlines() if w]
+
+
+def test_completion_of_commands_and_names(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    repo = gitops_repo(tmp_path)
+    write_status(repo, tmp_path / "agent", report(repo.head.commit.hexsha))
+    root = str(repo.working_tree_dir)
+    assert "deployments" in complete(env, "latticectl get d")
+    assert complete(env, f"latticectl --repo {root} get deployment am") == ["amazing-deployment"]
+    assert complete(env, f"latticectl --repo {root} describe bs ") == ["amazing-bindings"]
+    assert complete(env, f"latticectl --repo {tmp_path} get deploy ") == []  # no repo: none
