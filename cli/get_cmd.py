@@ -154,7 +154,7 @@ def _watch(view: RepoView, kind: Kind, names: tuple[str, ...], output: str | Non
            column_widths: list[int]) -> None:
     """Print a row (or document) for every entity whose status changes, until Ctrl-C."""
     wide = output == "wide"
-    seen = {e.name: _fingerprint(kind, e, wide) for e in entities}
+    seen = {e.name: _fingerprint(kind, e, output) for e in entities}
     last: dict[str, Entity] = {e.name: e for e in entities}
     tips = view.status_tips()
     last_fetch = time.monotonic()
@@ -187,7 +187,7 @@ def _watch(view: RepoView, kind: Kind, names: tuple[str, ...], output: str | Non
                         changed.append((last.pop(name), True))
                         seen.pop(name, None)
                     continue
-                fp = _fingerprint(kind, entity, wide)
+                fp = _fingerprint(kind, entity, output)
                 if seen.get(name) != fp:
                     seen[name] = fp
                     last[name] = entity
@@ -204,11 +204,14 @@ def _watch(view: RepoView, kind: Kind, names: tuple[str, ...], output: str | Non
         return
 
 
-def _fingerprint(kind: Kind, e: Entity, wide: bool) -> tuple[str, ...]:
-    """A row without its AGE: what a watcher considers a change."""
-    row = kind.row(e, wide=wide, now=datetime.now(UTC))
+def _fingerprint(kind: Kind, e: Entity, output: str | None) -> tuple[str, ...]:
+    """What a watcher considers a change: the row without its AGE for a table (a change
+    the row does not show prints no row), the whole entity for documents."""
+    if output in ("yaml", "json"):
+        return (e.model_dump_json(),)
+    row = kind.row(e, wide=output == "wide", now=datetime.now(UTC))
     del row[len(kind.headers) - 1]
-    return (*row, e.model_dump_json(exclude={"created"}))
+    return tuple(row)
 
 
 def _row(kind: Kind, e: Entity, wide: bool, gone: bool) -> list[str]:
