@@ -105,6 +105,7 @@ class Agent:
         self.source: GitSource | None = None
         self.writer: StatusWriter | None = None
         self.head_seen_at: dict[str, float] = {}
+        self.last_report: StatusReport | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, stop: asyncio.Event) -> None:
@@ -261,6 +262,8 @@ class Agent:
         self.executor.forget(a.key for a in actions)
         if actions:
             log.info("revision %s: %d actions planned", self.applied.sha[:8], len(actions))
+            # Show the gap before closing it: `latticectl get -w` sees 1/2 before 2/2.
+            await self._report(desired, Phase.PROGRESSING)
             await self.executor.execute(actions)
         remaining = plan(desired, self.observed.snapshot()) if actions else []
         ex = self.executor
@@ -278,7 +281,8 @@ class Agent:
         now = utcnow()
         snap = self.observed.snapshot()
         deps, bss = assess(desired, snap, unplaced=self.executor.unplaced,
-                           failures=self.executor.failures, now=now)
+                           failures=self.executor.failures, now=now,
+                           previous=self.last_report)
         problems = sorted({*self.executor.unplaced.values(), *self.executor.failures.values()})
         message = {
             Phase.SYNCED: "observed matches desired",
@@ -317,6 +321,7 @@ class Agent:
             for hid, inv in snap.items()
         }
         report = StatusReport(summary=summary, deployments=deps, bindingsets=bss, hosts=hosts)
+        self.last_report = report
         assert self.writer is not None
         await asyncio.to_thread(self.writer.publish, report)
 

@@ -29,7 +29,7 @@ from lattice.protocol import (
     Subjects,
     encode,
 )
-from lattice.status import Phase
+from lattice.status import Phase, StatusReport
 from tests.agentproc import AgentProcess, spawn_agent
 from tests.helpers import eventually
 from tests.hostproc import HostPool
@@ -101,6 +101,17 @@ class Lattice:
         note = await asyncio.to_thread(read_note, self.repo, sha)
         return note is not None and note.phase == phase
 
+    async def status_of(self, sha: str, phase: Phase, timeout: float = 15) -> StatusReport:
+        """The status branch once it reports ``sha`` applied in ``phase`` (the branch is
+        written at most once a second, so it may trail the note)."""
+        async def check() -> StatusReport | None:
+            st = await asyncio.to_thread(read_status, self.repo)
+            ok = (st is not None and st.summary.applied_revision == sha
+                  and st.summary.phase == phase)
+            return st if ok else None
+        return await eventually(check, timeout=timeout,
+                                message=f"status branch: {sha[:8]} {phase}")
+
 
 def where(invs: dict[str, HostInventory], *, actor: str | None = None,
           provider: str | None = None) -> list[str]:
@@ -168,8 +179,7 @@ async def test_feature_request_converges_and_changes_are_surgical(lat: Lattice) 
                     if any(p.capability_id == "wascc:messaging" for p in i.providers))
     assert [(b.actor_id, b.values["VALUE4"]) for b in msg_host.bindings] == [
         (ACTOR, "${ENV_VAL4:FOURTYTWO}")]
-    status = await asyncio.to_thread(read_status, lat.repo)
-    assert status is not None
+    status = await lat.status_of(sha, Phase.SYNCED)
     dep = status.deployments["amazing-deployment"]
     assert (str(dep.actors), str(dep.providers)) == ("1/1", "2/2")
     assert str(status.bindingsets["amazing-bindings"].bindings) == "1/1"
@@ -252,9 +262,12 @@ async def test_drift_is_corrected_and_unowned_is_left_alone(lat: Lattice) -> Non
     now = await lat.inventories()
     [mine] = [a for i in now.values() for a in i.actors if a.actor_id == ACTOR]
     assert mine.instance_id != inst.instance_id and mine.annotations[ANN_MANAGED_BY]
-    status = await asyncio.to_thread(read_status, lat.repo)
-    assert status is not None
-    assert any(u.entity == OTHER_ACTOR for u in status.summary.unmanaged)
+
+    async def shows_unmanaged() -> bool:
+        st = await asyncio.to_thread(read_status, lat.repo)
+        return st is not None and any(u.entity == OTHER_ACTOR for u in st.summary.unmanaged)
+
+    await eventually(shows_unmanaged, timeout=15, message="status lists the unowned actor")
 
 
 async def test_degraded_with_reasons_then_placed_when_a_host_joins(lat: Lattice) -> None:

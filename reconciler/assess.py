@@ -1,0 +1,244 @@
+"""Assessment: desired next to observed, per entity, as the status branch shows it.
+
+Pure and synchronous, like the planner, and built on the same matching
+(:func:`reconciler.matching.analyse`), so a status never disagrees with what the planner
+would do: an actor replica counts as ready exactly when the planner would not start it,
+a deployment is Synced exactly when the planner has nothing left to do for it.
+
+:func:`assess` turns one desired state, one observed snapshot and the executor's memory of
+what failed (``unplaced`` and ``failures``, keyed by action key) into a
+:class:`~lattice.status.DeploymentStatus` per deployment and a
+:class:`~lattice.status.BindingSetStatus` per binding set: ready/desired counts, where each
+instance runs (or why it does not), a phase and a Flux-style Ready condition. Given the
+previous report it keeps each entity's ``created`` time and a condition's
+``last_transition`` while the condition stays the same.
+
+Binding values are shown as git has them (templates unresolved): nothing here ever holds
+a resolved secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from lattice.manifests import BindingSet, Deployment, DesiredState
+from lattice.protocol import ANN_KIND, ANN_NAME, HostInventory
+from lattice.status import (
+    BindingSetStatus,
+    Condition,
+    Count,
+    DeploymentStatus,
+    Phase,
+    Placement,
+    Reason,
+    StatusReport,
+)
+from reconciler.actions import put_binding_key, start_actor_key, start_provider_key
+from reconciler.matching import (
+    KIND_DEPLOYMENT,
+    OWNER_SEPARATOR,
+    Analysis,
+    BindingMatch,
+    analyse,
+    binding_entity,
+    provider_entity,
+)
+
+Statuses = tuple[dict[str, DeploymentStatus], dict[str, BindingSetStatus]]
+
+
+@dataclass
+class _Tally:
+    """What stands between one entity and Ready, collected while placing it."""
+
+    unplaced: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+
+    def verdict(self, ready_message: str) -> tuple[Phase, Condition]:
+        if self.unplaced:
+            return Phase.DEGRADED, Condition.stalled(Reason.UNPLACEABLE, self.unplaced[0])
+        if self.failed:
+            return Phase.DEGRADED, Condition.stalled(Reason.COMMAND_FAILED, self.failed[0])
+        if self.waiting:
+            return Phase.PROGRESSING, Condition.stalled(
+                Reason.WAITING_FOR_PROVIDER, self.waiting[0])
+        if self.pending:
+            return Phase.PROGRESSING, Condition.reconciling(self.pending[0])
+        return Phase.SYNCED, Condition.ready(ready_message)
+
+
+def assess(
+    desired: DesiredState,
+    observed: Mapping[str, HostInventory],
+    *,
+    unplaced: Mapping[str, str],
+    failures: Mapping[str, str],
+    now: datetime,
+    previous: StatusReport | None = None,
+) -> Statuses:
+    """Status of every deployment and binding set of ``desired`` against ``observed``.
+
+    ``unplaced`` and ``failures`` map action keys (:mod:`reconciler.actions`) to the
+    message of the last attempt; ``previous`` (the last report) carries creation and
+    transition times over. Pure: ``now`` is the only clock.
+    """
+    found = analyse(desired, observed)
+    surplus = _surplus_by_owner(found)
+    deps: dict[str, DeploymentStatus] = {}
+    for name in sorted(desired.deployments):
+        dep = desired.deployments[name]
+        old_dep = previous.deployments.get(name) if previous else None
+        deps[name] = _deployment(dep, desired.revision, found, surplus.get(name, 0),
+                                 unplaced, failures, now, old_dep)
+    by_set: dict[str, list[BindingMatch]] = {}
+    for m in found.bindings:
+        by_set.setdefault(m.bindingset, []).append(m)
+    bss: dict[str, BindingSetStatus] = {}
+    for name in sorted(desired.bindingsets):
+        old_bs = previous.bindingsets.get(name) if previous else None
+        bss[name] = _bindingset(desired.bindingsets[name], desired.revision,
+                                by_set.get(name, []), failures, now, old_bs)
+    return deps, bss
+
+
+def _surplus_by_owner(found: Analysis) -> dict[str, int]:
+    """How many owned instances each deployment still has to stop (scale-down, moves)."""
+    out: dict[str, int] = {}
+    for _host, inst, _why in found.surplus_actors:
+        if inst.annotations.get(ANN_KIND) == KIND_DEPLOYMENT:
+            name = inst.annotations.get(ANN_NAME, "")
+            out[name] = out.get(name, 0) + 1
+    for _host, prov, _why in found.surplus_providers:
+        for name in prov.annotations.get(ANN_NAME, "").split(OWNER_SEPARATOR):
+            out[name] = out.get(name, 0) + 1
+    return out
+
+
+def _deployment(
+    dep: Deployment, revision: str, found: Analysis, surplus: int,
+    unplaced: Mapping[str, str], failures: Mapping[str, str], now: datetime,
+    old: DeploymentStatus | None,
+) -> DeploymentStatus:
+    name = dep.metadata.name
+    tally = _Tally()
+    placements: list[Placement] = []
+    actors = Count()
+    for slots in (s for s in found.actors if s.deployment == name):
+        for r, inst in enumerate(slots.instances):
+            if inst is not None:
+                host = found.host_of(inst)
+                placements.append(Placement(
+                    entity=slots.actor_id, kind="actor", host_id=host.host_id,
+                    host_name=host.name, since=inst.started_at, message=f"replica {r}"))
+                continue
+            key = start_actor_key(name, slots.actor_id, r)
+            message = _problem(key, unplaced, failures, tally,
+                               f"replica {r} not running yet")
+            placements.append(Placement(entity=slots.actor_id, kind="actor", message=message))
+        ready = sum(1 for i in slots.instances if i is not None)
+        actors = Count(ready=actors.ready + ready,
+                       desired=actors.desired + len(slots.instances))
+    providers = Count()
+    for spec in dep.spec.providers:
+        group = found.group_of[(name, spec.key)]
+        entity = provider_entity(spec.id, spec.binding_name)
+        if group.chosen is not None:
+            host, prov = group.chosen
+            placements.append(Placement(
+                entity=entity, kind="provider", host_id=host.host_id, host_name=host.name,
+                since=prov.started_at, message=f"vendor {prov.vendor_id}"))
+            providers = Count(ready=providers.ready + 1, desired=providers.desired + 1)
+            continue
+        key = start_provider_key(spec.id, spec.binding_name, spec.vendor_id, group.rules.rules)
+        message = _problem(key, unplaced, failures, tally, f"{entity} not running yet")
+        placements.append(Placement(entity=entity, kind="provider", message=message))
+        providers = Count(ready=providers.ready, desired=providers.desired + 1)
+    if surplus:
+        tally.pending.append(f"{surplus} instance(s) to stop")
+    if actors.ready < actors.desired or providers.ready < providers.desired:
+        tally.pending.insert(0, f"{actors.ready}/{actors.desired} actors, "
+                                f"{providers.ready}/{providers.desired} providers ready")
+    phase, cond = tally.verdict(f"{actors} actors, {providers} providers ready")
+    return DeploymentStatus(
+        name=name, revision=revision, phase=phase,
+        spec=dep.spec.model_dump(mode="json"), actors=actors, providers=providers,
+        placements=placements, conditions=[_carry(cond, old, now)],
+        created=old.created if old and old.created else now)
+
+
+def _bindingset(
+    bs: BindingSet, revision: str, matches: list[BindingMatch],
+    failures: Mapping[str, str], now: datetime, old: BindingSetStatus | None,
+) -> BindingSetStatus:
+    tally = _Tally()
+    placements: list[Placement] = []
+    ready = 0
+    for m in matches:
+        spec = m.spec
+        entity = binding_entity(spec.actor, spec.capability_id, spec.binding)
+        if not m.hosts:
+            message = (f"waiting for provider {provider_entity(spec.capability_id, spec.binding)}"
+                       + (f" from {spec.vendor_id}" if spec.vendor_id else "")
+                       + " to run on some host")
+            tally.waiting.append(message)
+            placements.append(Placement(entity=entity, kind="binding", message=message))
+            continue
+        stale = {s.host.host_id: s for s in m.stale}
+        for host in m.hosts:
+            s = stale.get(host.host_id)
+            if s is None:
+                placements.append(Placement(entity=entity, kind="binding",
+                                            host_id=host.host_id, host_name=host.name))
+                continue
+            if not m.wins:
+                message = f"binding set {m.owner} declares this binding too and wins (by name)"
+                tally.failed.append(message)
+            else:
+                key = put_binding_key(host.host_id, spec.actor, spec.capability_id,
+                                      spec.binding)
+                fallback = "missing" if s.observed is None else "differs from git"
+                message = _problem(key, {}, failures, tally, f"{fallback} on host {host.name}")
+            placements.append(Placement(entity=entity, kind="binding",
+                                        host_id=host.host_id, host_name=host.name,
+                                        message=message))
+        if m.ready:
+            ready += 1
+    count = Count(ready=ready, desired=len(matches))
+    if count.ready < count.desired:
+        tally.pending.insert(0, f"{count} bindings ready")
+    phase, cond = tally.verdict(f"{count} bindings ready")
+    return BindingSetStatus(
+        name=bs.metadata.name, revision=revision, phase=phase,
+        spec=bs.spec.model_dump(mode="json"), bindings=count, placements=placements,
+        conditions=[_carry(cond, old, now)],
+        created=old.created if old and old.created else now)
+
+
+def _problem(key: str, unplaced: Mapping[str, str], failures: Mapping[str, str],
+             tally: _Tally, fallback: str) -> str:
+    """The executor's message for ``key`` (unplaced first), noted in ``tally``; else
+    ``fallback``, noted as pending work."""
+    if key in unplaced:
+        tally.unplaced.append(unplaced[key])
+        return unplaced[key]
+    if key in failures:
+        tally.failed.append(failures[key])
+        return failures[key]
+    tally.pending.append(fallback)
+    return fallback
+
+
+def _carry(cond: Condition, old: DeploymentStatus | BindingSetStatus | None,
+           now: datetime) -> Condition:
+    """``cond`` with the last transition time of the same condition in ``old`` if its
+    status and reason did not change, else ``now``."""
+    if old is not None:
+        for prev in old.conditions:
+            if (prev.type == cond.type and prev.status == cond.status
+                    and prev.reason == cond.reason and prev.last_transition is not None):
+                return cond.model_copy(update={"last_transition": prev.last_transition})
+    return cond.model_copy(update={"last_transition": now})
