@@ -98,10 +98,14 @@ async def connect(
     deadline = Deadline(initial_timeout)
     while True:
         try:
-            return await nats.connect(**kwargs)
+            # nats-py retries a first connection forever when reconnects are unlimited:
+            # bound each attempt by what is left of the deadline.
+            return await asyncio.wait_for(nats.connect(**kwargs),
+                                          timeout=max(deadline.remaining, 0.05))
         except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
             if deadline.expired:
-                raise ConnectionError(f"cannot reach NATS at {opts.url}: {exc}") from exc
+                why = str(exc) or f"no answer within {initial_timeout:g}s"
+                raise ConnectionError(f"cannot reach NATS at {opts.url}: {why}") from exc
             await asyncio.sleep(min(reconnect_wait, deadline.remaining))
 
 

@@ -8,8 +8,8 @@ import time
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from lattice.localnats import NatsServer, wait_for_port
-from lattice.natsutil import scatter_gather
+from lattice.localnats import NatsServer, free_port, wait_for_port
+from lattice.natsutil import connect, scatter_gather
 
 
 async def test_scatter_gather_ends_on_last_reply(nc: Client) -> None:
@@ -45,3 +45,16 @@ async def test_jetstream_enabled(nc: Client) -> None:
     await kv.put("k", b"v")
     assert (await kv.get("k")).value == b"v"
     await asyncio.sleep(0)
+
+
+async def test_connect_gives_up_after_initial_timeout() -> None:
+    """Nobody listens: the first connection fails with a clear error, not a hang."""
+    url = f"nats://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    try:
+        await connect(url, initial_timeout=0.5)
+    except ConnectionError as exc:
+        assert url in str(exc)
+    else:
+        raise AssertionError("connected to a port nobody listens on")
+    assert time.monotonic() - started < 5
