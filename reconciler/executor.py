@@ -207,7 +207,8 @@ class Executor:
             case A.StopActor():
                 await self._command(act.host_id, StopActor(
                     actor_id=act.actor_id, instance_id=act.instance_id))
-                self._fly(act, act.host_id, lambda o: not _has_actor(o, act.host_id, act.instance_id))
+                self._fly(act, act.host_id,
+                          lambda o: not _has_actor(o, act.host_id, act.instance_id))
             case A.StopProvider():
                 await self._command(act.host_id, StopProvider(
                     capability_id=act.capability_id, binding_name=act.binding_name))

@@ -6,7 +6,7 @@ JetStream key-value bucket whose entries expire after ``ttl`` seconds. A candida
 ``ttl / 3`` with ``update(last=revision)``, a compare-and-set: if that fails
 (``KeyWrongLastSequenceError``), the lease was lost, which is normal, not a crash. When the
 holder dies its entry expires, and a candidate takes over within ``ttl + ttl / 3`` (inside
-the 2 × TTL the design asks for). On shutdown the holder deletes the key, so a successor
+the 2 x TTL the design asks for). On shutdown the holder deletes the key, so a successor
 need not wait for the TTL.
 """
 
