@@ -43,6 +43,8 @@ from lattice.protocol import (
     utcnow,
 )
 from lattice.status import (
+    BindingSetStatus,
+    DeploymentStatus,
     EntityCount,
     HostStatus,
     Phase,
@@ -284,6 +286,13 @@ class Agent:
                            failures=self.executor.failures, now=now,
                            previous=self.last_report)
         problems = sorted({*self.executor.unplaced.values(), *self.executor.failures.values()})
+        if phase is Phase.SYNCED:  # nothing to do, yet an entity may wait on the impossible
+            entities: list[DeploymentStatus | BindingSetStatus] = [*deps.values(),
+                                                                   *bss.values()]
+            stuck = [c.message for e in entities
+                     if e.phase is Phase.DEGRADED for c in e.conditions[:1]]
+            if stuck:
+                phase, problems = Phase.DEGRADED, sorted(set(stuck))
         message = {
             Phase.SYNCED: "observed matches desired",
             Phase.PROGRESSING: "waiting for the lattice to confirm changes",

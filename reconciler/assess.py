@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from lattice.manifests import BindingSet, Deployment, DesiredState
+from lattice.manifests import BindingSet, Deployment, DesiredState, ProviderKey
 from lattice.protocol import ANN_KIND, ANN_NAME, HostInventory
 from lattice.status import (
     BindingSetStatus,
@@ -56,6 +56,7 @@ class _Tally:
     unplaced: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
+    orphaned: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
 
     def verdict(self, ready_message: str) -> tuple[Phase, Condition]:
@@ -63,6 +64,9 @@ class _Tally:
             return Phase.DEGRADED, Condition.stalled(Reason.UNPLACEABLE, self.unplaced[0])
         if self.failed:
             return Phase.DEGRADED, Condition.stalled(Reason.COMMAND_FAILED, self.failed[0])
+        if self.orphaned:
+            return Phase.DEGRADED, Condition.stalled(
+                Reason.WAITING_FOR_PROVIDER, self.orphaned[0])
         if self.waiting:
             return Phase.PROGRESSING, Condition.stalled(
                 Reason.WAITING_FOR_PROVIDER, self.waiting[0])
@@ -94,6 +98,8 @@ def assess(
         old_dep = previous.deployments.get(name) if previous else None
         deps[name] = _deployment(dep, desired.revision, found, surplus.get(name, 0),
                                  unplaced, failures, now, old_dep)
+    declared = {spec.key for dep in desired.deployments.values()
+                for spec in dep.spec.providers}
     by_set: dict[str, list[BindingMatch]] = {}
     for m in found.bindings:
         by_set.setdefault(m.bindingset, []).append(m)
@@ -101,7 +107,7 @@ def assess(
     for name in sorted(desired.bindingsets):
         old_bs = previous.bindingsets.get(name) if previous else None
         bss[name] = _bindingset(desired.bindingsets[name], desired.revision,
-                                by_set.get(name, []), failures, now, old_bs)
+                                by_set.get(name, []), declared, failures, now, old_bs)
     return deps, bss
 
 
@@ -171,7 +177,7 @@ def _deployment(
 
 
 def _bindingset(
-    bs: BindingSet, revision: str, matches: list[BindingMatch],
+    bs: BindingSet, revision: str, matches: list[BindingMatch], declared: set[ProviderKey],
     failures: Mapping[str, str], now: datetime, old: BindingSetStatus | None,
 ) -> BindingSetStatus:
     tally = _Tally()
@@ -181,10 +187,15 @@ def _bindingset(
         spec = m.spec
         entity = binding_entity(spec.actor, spec.capability_id, spec.binding)
         if not m.hosts:
-            message = (f"waiting for provider {provider_entity(spec.capability_id, spec.binding)}"
-                       + (f" from {spec.vendor_id}" if spec.vendor_id else "")
-                       + " to run on some host")
-            tally.waiting.append(message)
+            what = (provider_entity(spec.capability_id, spec.binding)
+                    + (f" from {spec.vendor_id}" if spec.vendor_id else ""))
+            if any(k.capability_id == spec.capability_id and k.binding_name == spec.binding
+                   and spec.vendor_id in (None, k.vendor_id) for k in declared):
+                message = f"waiting for provider {what} to run on some host"
+                tally.waiting.append(message)
+            else:
+                message = f"no deployment declares provider {what}; the binding waits for one"
+                tally.orphaned.append(message)
             placements.append(Placement(entity=entity, kind="binding", message=message))
             continue
         stale = {s.host.host_id: s for s in m.stale}
