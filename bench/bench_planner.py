@@ -1,0 +1,163 @@
+"""Planner benchmark (issue 7, item 4): ``plan()`` on 10,000 desired actor replicas
+against 1,000 hosts, from an empty lattice (everything to start) and converged (nothing
+to do). Targets on the 2-core reference machine: full plan <= 50 ms, converged <= 10 ms.
+
+    python bench/bench_planner.py [--replicas 10000] [--hosts 1000] [--repeat 9] [--no-record]
+
+The scenario: one deployment per 10 replicas (two actors of five replicas each, affinity
+rules cycling over none / zone=a / zone!=b / leds=12), one shared provider per deployment
+(10 capabilities under 3 rule sets), one binding set per two deployments with two bindings.
+The converged lattice is built by applying plans with the simulator of the planner's tests
+(tests/planner_strategies.py, so the test extra must be installed) until nothing is left.
+Prints the timings and appends a dated section (machine, command, verdicts) to
+bench/RESULTS.md, like the other scripts in bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from lattice.ids import encode_module_key  # noqa: E402
+from lattice.manifests import ActorSpec, BindingSpec, DesiredState, ProviderSpec  # noqa: E402
+from lattice.protocol import HostInventory  # noqa: E402
+from reconciler.planner import plan  # noqa: E402
+from tests.planner_strategies import (  # noqa: E402
+    apply_plan,
+    bindingset,
+    deployment,
+    host,
+    lattice,
+    state,
+)
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+HEADER = "# Benchmark results\n\nAppended by the scripts in bench/; newest last.\n\n"
+TARGET_FULL_MS, TARGET_CONVERGED_MS = 50.0, 10.0
+ACTOR_RULES: tuple[list[str], ...] = ([], ["zone=a"], ["zone!=b"], ["leds=12"])
+PROVIDER_RULES: tuple[list[str], ...] = ([], ["leds=12"], ["zone=c"])
+
+
+def scenario(replicas: int, hosts: int) -> tuple[DesiredState, dict[str, HostInventory]]:
+    """The desired state and an empty lattice of ``hosts`` hosts (see module doc)."""
+    ndep = max(1, replicas // 10)
+    pool = [encode_module_key(i.to_bytes(32, "big")) for i in range(1, 2 * ndep + 1)]
+    deps, sets = [], []
+    for k in range(ndep):
+        a1, a2 = pool[(2 * k) % len(pool)], pool[(2 * k + 1) % len(pool)]
+        cap = f"bench:cap{k % 10}"
+        deps.append(deployment(
+            f"app-{k:05d}",
+            [ActorSpec(id=a, replicas=5, affinity_rules=ACTOR_RULES[k % 4]) for a in (a1, a2)],
+            [ProviderSpec(id=cap, vendor_id="v", affinity_rules=PROVIDER_RULES[k % 3])]))
+        if k % 2 == 0:
+            sets.append(bindingset(f"bind-{k:05d}", [
+                BindingSpec(capability_id=cap, actor=a, values={"K": f"{k}"})
+                for a in (a1, a2)]))
+    observed = lattice(*(host(
+        f"H{i:05d}",
+        {"zone": "abcd"[i % 4], **({"leds": "12"} if i % 10 == 0 else {})})
+        for i in range(hosts)))
+    return state(*deps, *sets, revision="bench"), observed
+
+
+def converge(desired: DesiredState, observed: dict[str, HostInventory]
+             ) -> dict[str, HostInventory]:
+    """Apply plans with the simulator until the planner has nothing left to do."""
+    for _ in range(5):
+        actions = plan(desired, observed)
+        if not actions:
+            return observed
+        observed = apply_plan(actions, observed).observed
+    raise RuntimeError(f"did not converge: {len(plan(desired, observed))} actions remain")
+
+
+def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """(min, median) wall time of ``fn`` in ms over ``repeat`` runs, after one warm-up."""
+    fn()
+    runs = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        runs.append((time.perf_counter() - t) * 1000)
+    return min(runs), statistics.median(runs)
+
+
+def machine() -> str:
+    """Same shape as bench_commit_to_note's, so the lines of RESULTS.md compare."""
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{platform.node()}, {platform.system()} {platform.machine()}, "
+            f"{os.cpu_count()} CPUs, {mem:.0f} GiB, load {os.getloadavg()[0]:.2f}, "
+            f"Python {platform.python_version()}")
+
+
+def verdict(ms: float, target: float) -> str:
+    return f"target ≤ {target:.0f} ms: {'met' if ms <= target else 'NOT met'}"
+
+
+def record(lines: list[str]) -> None:
+    """Append a section to bench/RESULTS.md, creating it with its header if missing."""
+    if not RESULTS.exists():
+        RESULTS.write_text(HEADER)
+    with RESULTS.open("a") as f:
+        f.write("\n".join([*lines, ""]) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--replicas", type=int, default=10_000)
+    ap.add_argument("--hosts", type=int, default=1_000)
+    ap.add_argument("--repeat", type=int, default=9)
+    ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = ap.parse_args(argv)
+
+    desired, empty = scenario(args.replicas, args.hosts)
+    full_plan = plan(desired, empty)
+    converged = converge(desired, empty)
+    entities = sum(len(h.actors) + len(h.providers) + len(h.bindings) for h in converged.values())
+    gc.collect()
+    full = timed(lambda: plan(desired, empty), args.repeat)
+    idle = timed(lambda: plan(desired, converged), args.repeat)
+    result = {"full_ms": full[1], "full_min_ms": full[0],
+              "converged_ms": idle[1], "converged_min_ms": idle[0]}
+    ndep, nbind = len(desired.deployments), sum(
+        len(b.spec.bindings) for b in desired.bindingsets.values())
+    print(f"scenario: {args.replicas} actor replicas in {ndep} deployments, {nbind} bindings, "
+          f"{args.hosts} hosts; {len(full_plan)} actions from empty; "
+          f"{entities} running entities when converged")
+    print(f"full plan:      median {full[1]:7.2f} ms   min {full[0]:7.2f} ms   "
+          f"({verdict(full[1], TARGET_FULL_MS)})")
+    print(f"converged plan: median {idle[1]:7.2f} ms   min {idle[0]:7.2f} ms   "
+          f"({verdict(idle[1], TARGET_CONVERGED_MS)})")
+    if not args.no_record:
+        argv_used = list(argv) if argv is not None else sys.argv[1:]
+        record([
+            f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: planner, {args.replicas} replicas / "
+            f"{args.hosts} hosts",
+            f"- machine: {machine()}",
+            f"- command: `{shlex.join(['python', 'bench/bench_planner.py', *argv_used])}`",
+            f"- scenario: {ndep} deployments, {nbind} bindings; {len(full_plan)} actions from "
+            f"empty; {entities} running entities when converged",
+            f"- full plan (from empty): median {full[1]:.1f} ms, min {full[0]:.1f} ms "
+            f"over {args.repeat} runs; {verdict(full[1], TARGET_FULL_MS)}",
+            f"- converged plan: median {idle[1]:.1f} ms, min {idle[0]:.1f} ms "
+            f"over {args.repeat} runs; {verdict(idle[1], TARGET_CONVERGED_MS)}",
+        ])
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,427 @@
+"""Matching: the one place that decides which running instance satisfies which desire.
+
+Pure functions, no I/O. :func:`analyse` indexes an observed lattice once and says, for
+every desired actor replica, provider group and binding, which running instance serves it
+(or that none does), and which owned instances serve nothing (with the reason). Two
+consumers read the result: :func:`reconciler.planner.plan` turns it into actions and
+:func:`reconciler.assess.assess` into ready counts and placements, so status can never
+disagree with what the planner would do.
+
+The rules, in short (docs/architecture.md has the long form):
+
+* **Actors.** Replica ``r`` of actor ``a`` in deployment ``d`` is served by an owned
+  instance annotated kind=Deployment, name=d, replica=r, on a host whose labels satisfy the
+  actor's affinity rules. The revision annotation is ignored: a new revision of the same
+  replica is the same replica. Among several, the earliest started (then host id) is kept.
+* **Providers** are shared. Every deployment that needs a (capability, binding name,
+  vendor) under the same rule set forms one *group*; a group is served by any running
+  instance (owned or not) of that provider on a host satisfying the rules. Preference:
+  an instance started for one of the group's deployments (its name annotation lists them),
+  then owned over unowned, then the oldest, then host id. This order is stable: an
+  instance started later for another group never displaces a group's owned choice (it
+  may take over from an unowned one, which is never stopped anyway), so a plan applied
+  and planned again does not reshuffle or stop providers.
+* **Bindings** belong on every host that runs (and keeps running) a provider of their
+  capability and binding name (and vendor, when the spec names one). When two binding sets
+  claim the same (actor, capability, binding name), the first by name owns it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import NamedTuple
+
+from lattice import selectors
+from lattice.manifests import BindingSpec, DesiredState, ProviderKey
+from lattice.protocol import (
+    ANN_KIND,
+    ANN_MANAGED_BY,
+    ANN_NAME,
+    ANN_REPLICA,
+    MANAGED_BY_VALUE,
+    ActorInstance,
+    BindingInstance,
+    HostInventory,
+    ProviderInstance,
+)
+
+KIND_DEPLOYMENT = "Deployment"
+KIND_BINDINGSET = "BindingSet"
+#: Separates the owner deployments in a shared provider's name annotation.
+OWNER_SEPARATOR = ","
+REPLICA_LABELS = tuple(str(i) for i in range(10_001))
+
+Rules = tuple[str, ...]
+Placed = tuple[HostInventory, ActorInstance]
+Served = tuple[HostInventory, ProviderInstance]
+SurplusActor = tuple[HostInventory, ActorInstance, str]
+SurplusProvider = tuple[HostInventory, ProviderInstance, str]
+SurplusBinding = tuple[HostInventory, BindingInstance, str]
+_Rank = tuple[bool, bool, datetime, str, str]
+
+
+def provider_entity(capability_id: str, binding_name: str) -> str:
+    return f"{capability_id}/{binding_name}"
+
+
+def binding_entity(actor_id: str, capability_id: str, binding_name: str) -> str:
+    return f"{actor_id}->{capability_id}/{binding_name}"
+
+
+@lru_cache(maxsize=4096)
+def canonical_rules(rules: Rules) -> Rules:
+    """Affinity rules in one spelling (``leds == 12`` becomes ``leds=12``), sorted and
+    deduplicated, so two lists that say the same thing are one rule set."""
+    return tuple(sorted({str(s) for s in selectors.parse_all(rules)}))
+
+
+class RuleSet:
+    """A canonical rule set, its parsed selectors, and which hosts satisfy it (cached for
+    one analysis: a host's labels do not change within one observed snapshot)."""
+
+    __slots__ = ("_selectors", "rules", "verdicts")
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self._selectors = selectors.parse_all(rules)
+        #: host id -> whether that host satisfies the rules (filled by :meth:`allows`)
+        self.verdicts: dict[str, bool] = {}
+
+    def allows(self, host: HostInventory) -> bool:
+        if not self._selectors:
+            return True
+        ok = self.verdicts.get(host.host_id)
+        if ok is None:
+            labels = host.labels
+            ok = self.verdicts[host.host_id] = all(s.matches(labels) for s in self._selectors)
+        return ok
+
+    def __str__(self) -> str:
+        return ", ".join(self.rules) or "(no affinity rules)"
+
+
+class _RuleSets:
+    """Interns rule sets: each distinct list of rules is parsed once per analysis."""
+
+    def __init__(self) -> None:
+        self._by_raw: dict[Rules, RuleSet] = {}
+        self._by_canon: dict[Rules, RuleSet] = {}
+
+    def get(self, raw: Sequence[str]) -> RuleSet:
+        key = tuple(raw)
+        rs = self._by_raw.get(key)
+        if rs is None:
+            canon = canonical_rules(key)
+            rs = self._by_canon.get(canon)
+            if rs is None:
+                rs = self._by_canon[canon] = RuleSet(canon)
+            self._by_raw[key] = rs
+        return rs
+
+
+class ActorSlots(NamedTuple):
+    """The replicas of one actor of one deployment: replica ``r`` is served by
+    ``instances[r]`` (its host: :meth:`Analysis.host_of`), or by nothing (None)."""
+
+    deployment: str
+    actor_id: str
+    rules: RuleSet
+    instances: list[ActorInstance | None]
+
+
+class ProviderGroup(NamedTuple):
+    """The deployments (``owners``) needing one provider under one rule set."""
+
+    key: ProviderKey
+    rules: RuleSet
+    owners: tuple[str, ...]
+    chosen: Served | None
+
+
+class StaleBinding(NamedTuple):
+    """A host that runs the binding's provider but lacks the binding as git has it."""
+
+    host: HostInventory
+    observed: BindingInstance | None
+
+
+class BindingMatch(NamedTuple):
+    """One binding spec of one binding set: the ``hosts`` (by id) running its provider,
+    and those of them whose binding is missing or differs (``stale``)."""
+
+    bindingset: str
+    spec: BindingSpec
+    owner: str
+    hosts: list[HostInventory]
+    stale: list[StaleBinding]
+
+    @property
+    def wins(self) -> bool:
+        """True unless an earlier binding set (by name) claims the same binding."""
+        return self.owner == self.bindingset
+
+    @property
+    def ready(self) -> bool:
+        """Present as git has it on every host running its provider, and there is one."""
+        return bool(self.hosts) and not self.stale
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """Everything the planner and the assessment need, computed once."""
+
+    actors: list[ActorSlots]
+    surplus_actors: list[SurplusActor]
+    providers: list[ProviderGroup]
+    group_of: dict[tuple[str, ProviderKey], ProviderGroup]
+    surplus_providers: list[SurplusProvider]
+    bindings: list[BindingMatch]
+    surplus_bindings: list[SurplusBinding]
+    actor_hosts: dict[int, str]
+    hosts: dict[str, HostInventory]
+
+    def host_of(self, inst: ActorInstance) -> HostInventory:
+        """The host running an owned actor instance found by this analysis."""
+        return self.hosts[self.actor_hosts[id(inst)]]
+
+
+def analyse(desired: DesiredState, observed: Mapping[str, HostInventory]) -> Analysis:
+    """Match ``desired`` against ``observed``. Pure; consumed by the planner and assess."""
+    rulesets = _RuleSets()
+    by_id = {h.host_id: h for h in sorted(observed.values(), key=lambda h: h.host_id)}
+    hosts = list(by_id.values())
+    actors, surplus_actors, actor_hosts = _match_actors(desired, by_id, rulesets)
+    groups, group_of, surplus_providers = _match_providers(desired, hosts, rulesets)
+    stopping = {(h.host_id, p.capability_id, p.binding_name) for h, p, _ in surplus_providers}
+    bindings, surplus_bindings = _match_bindings(desired, hosts, stopping)
+    return Analysis(actors, surplus_actors, groups, group_of, surplus_providers,
+                    bindings, surplus_bindings, actor_hosts, by_id)
+
+
+# ---------------------------------------------------------------- actors
+#
+# Hot path: a converged lattice of 10,000 replicas must plan in a few milliseconds. The
+# index maps (name, actor id, replica) to the instance itself and keeps its host id in a
+# dict by id(): the only objects allocated per instance are tuples of strings, which the
+# garbage collector stops tracking at once.
+
+
+def _match_actors(
+    desired: DesiredState, hosts: dict[str, HostInventory], rulesets: _RuleSets
+) -> tuple[list[ActorSlots], list[SurplusActor], dict[int, str]]:
+    index: dict[tuple[str | None, str, str | None], ActorInstance] = {}
+    dupes: dict[tuple[str | None, str, str | None], list[ActorInstance]] = {}
+    host_of: dict[int, str] = {}
+    surplus: list[SurplusActor] = []
+    for hid, host in hosts.items():
+        for inst in host.actors:
+            ann = inst.annotations
+            if ann.get(ANN_MANAGED_BY) != MANAGED_BY_VALUE:
+                continue
+            if ann.get(ANN_KIND) != KIND_DEPLOYMENT:
+                surplus.append((host, inst, "not part of any deployment"))
+                continue
+            host_of[id(inst)] = hid
+            key = (ann.get(ANN_NAME), inst.actor_id, ann.get(ANN_REPLICA))
+            prev = index.setdefault(key, inst)
+            if prev is not inst:
+                dupes.setdefault(key, [prev]).append(inst)
+
+    slots: list[ActorSlots] = []
+    pop = index.pop
+    labels = REPLICA_LABELS
+    for name in sorted(desired.deployments):
+        for spec in desired.deployments[name].spec.actors:
+            rs = rulesets.get(spec.affinity_rules)
+            aid = spec.id
+            insts: list[ActorInstance | None] = [
+                pop((name, aid, labels[r]), None) for r in range(spec.replicas)]
+            if dupes:
+                for r in range(spec.replicas):
+                    if (name, aid, labels[r]) in dupes:
+                        insts[r] = _keep_one(dupes.pop((name, aid, labels[r])), hosts, host_of,
+                                             rs, r, surplus)
+            if rs.rules:
+                verdicts = rs.verdicts
+                for r, there in enumerate(insts):
+                    if there is None:
+                        continue
+                    hid = host_of[id(there)]
+                    ok = verdicts.get(hid)
+                    if ok is None:
+                        ok = rs.allows(hosts[hid])
+                    if not ok:
+                        surplus.append((hosts[hid], there,
+                                        f"host {hosts[hid].name} no longer satisfies {rs}"))
+                        insts[r] = None
+            slots.append(ActorSlots(name, aid, rs, insts))
+    for key, inst in index.items():
+        for each in dupes.get(key, [inst]):
+            why = _why_actor_unwanted(desired, *key)
+            surplus.append((hosts[host_of[id(each)]], each, why))
+    return slots, surplus, host_of
+
+
+def _keep_one(
+    found: list[ActorInstance], hosts: dict[str, HostInventory], host_of: dict[int, str],
+    rs: RuleSet, r: int, surplus: list[SurplusActor],
+) -> ActorInstance:
+    """Several owned instances claim replica ``r``: keep the earliest started (then by
+    host id), preferring those on hosts that satisfy the rules; the rest become surplus.
+    (Instances on ineligible hosts are dealt with by the caller's rules check.)"""
+    keep = min(found, key=lambda i: (not rs.allows(hosts[host_of[id(i)]]), i.started_at,
+                                     host_of[id(i)], i.instance_id))
+    for inst in found:
+        if inst is not keep:
+            host = hosts[host_of[id(inst)]]
+            why = (f"duplicate of replica {r}, which runs on host "
+                   f"{hosts[host_of[id(keep)]].name} as {keep.instance_id}")
+            if not rs.allows(host):
+                why = f"host {host.name} no longer satisfies {rs}"
+            surplus.append((host, inst, why))
+    return keep
+
+
+def _why_actor_unwanted(
+    desired: DesiredState, name: str | None, aid: str, replica: str | None
+) -> str:
+    dep = desired.deployments.get(name) if name is not None else None
+    if dep is None:
+        return f"deployment {name} is no longer desired"
+    spec = next((a for a in dep.spec.actors if a.id == aid), None)
+    if spec is None:
+        return f"the actor is no longer part of deployment {name}"
+    return f"replica {replica} is not among the {spec.replicas} deployment {name} wants"
+
+
+# ---------------------------------------------------------------- providers
+
+def _match_providers(
+    desired: DesiredState, hosts: list[HostInventory], rulesets: _RuleSets
+) -> tuple[list[ProviderGroup], dict[tuple[str, ProviderKey], ProviderGroup],
+           list[SurplusProvider]]:
+    needs: dict[ProviderKey, dict[Rules, list[str]]] = {}
+    for name in sorted(desired.deployments):
+        for spec in desired.deployments[name].spec.providers:
+            rules = rulesets.get(spec.affinity_rules).rules
+            needs.setdefault(spec.key, {}).setdefault(rules, []).append(name)
+    running: dict[tuple[str, str], list[Served]] = {}
+    for host in hosts:
+        for inst in host.providers:
+            running.setdefault((inst.capability_id, inst.binding_name), []).append((host, inst))
+
+    groups: list[ProviderGroup] = []
+    group_of: dict[tuple[str, ProviderKey], ProviderGroup] = {}
+    chosen: set[tuple[str, str]] = set()  # (host_id, instance_id)
+    for key in sorted(needs):
+        vendor = key.vendor_id
+        cands = [s for s in running.get((key[0], key[1]), ()) if s[1].vendor_id == vendor]
+        for rules in sorted(needs[key], key=lambda r: (len(r), r)):
+            rs = rulesets.get(rules)
+            owners = tuple(needs[key][rules])
+            eligible = [s for s in cands if rs.allows(s[0])]
+            pick = min(eligible, key=_provider_rank(owners)) if eligible else None
+            if pick is not None:
+                chosen.add((pick[0].host_id, pick[1].instance_id))
+            group = ProviderGroup(key, rs, owners, pick)
+            groups.append(group)
+            for owner in owners:
+                group_of[(owner, key)] = group
+
+    surplus: list[SurplusProvider] = []
+    for served in running.values():
+        for host, inst in served:
+            ann = inst.annotations
+            if (ann.get(ANN_MANAGED_BY) == MANAGED_BY_VALUE
+                    and (host.host_id, inst.instance_id) not in chosen):
+                why = _why_provider_unwanted(host, inst, needs, rulesets)
+                surplus.append((host, inst, why))
+    return groups, group_of, surplus
+
+
+def _provider_rank(owners: tuple[str, ...]) -> Callable[[Served], _Rank]:
+    """Sort key for the instances that could serve a group: best first (see module doc)."""
+    wanted = set(owners)
+
+    def rank(s: Served) -> _Rank:
+        host, inst = s
+        ann = inst.annotations
+        managed = ann.get(ANN_MANAGED_BY) == MANAGED_BY_VALUE
+        mine = managed and not wanted.isdisjoint(ann.get(ANN_NAME, "").split(OWNER_SEPARATOR))
+        return (not mine, not managed, inst.started_at, host.host_id, inst.instance_id)
+
+    return rank
+
+
+def _why_provider_unwanted(
+    host: HostInventory, inst: ProviderInstance,
+    needs: dict[ProviderKey, dict[Rules, list[str]]], rulesets: _RuleSets,
+) -> str:
+    cap, bn, vendor = inst.capability_id, inst.binding_name, inst.vendor_id
+    what = provider_entity(cap, bn)
+    vendors = sorted(k.vendor_id for k in needs if (k[0], k[1]) == (cap, bn))
+    if not vendors:
+        return f"no deployment needs {what} any more"
+    if vendor not in vendors:
+        return f"deployments want {what} from vendor {', '.join(vendors)}, not {vendor}"
+    groups = needs[ProviderKey(cap, bn, vendor)]
+    if not any(rulesets.get(rules).allows(host) for rules in groups):
+        return f"host {host.name} no longer satisfies the affinity rules of {what}"
+    return f"another instance of {what} serves the deployments that need it"
+
+
+# ---------------------------------------------------------------- bindings
+
+def _match_bindings(
+    desired: DesiredState, hosts: list[HostInventory], stopping: set[tuple[str, str, str]]
+) -> tuple[list[BindingMatch], list[SurplusBinding]]:
+    serving: dict[tuple[str, str], list[tuple[HostInventory, str]]] = {}  # hosts by id
+    bound: dict[tuple[str, str, str, str], BindingInstance] = {}
+    for host in hosts:
+        hid = host.host_id
+        for p in host.providers:
+            if (hid, p.capability_id, p.binding_name) not in stopping:
+                serving.setdefault((p.capability_id, p.binding_name), []).append(
+                    (host, p.vendor_id))
+        for b in host.bindings:
+            bound[(hid, b.actor_id, b.capability_id, b.binding_name)] = b
+
+    claimed: dict[tuple[str, str, str], str] = {}
+    wanted: set[int] = set()  # id() of observed bindings a winning spec wants where they are
+    matches: list[BindingMatch] = []
+    for name in sorted(desired.bindingsets):
+        for spec in desired.bindingsets[name].spec.bindings:
+            cap, bn, vendor, actor = spec.capability_id, spec.binding, spec.vendor_id, spec.actor
+            owner = claimed.setdefault((actor, cap, bn), name)
+            on: list[HostInventory] = []
+            stale: list[StaleBinding] = []
+            for host, running_vendor in serving.get((cap, bn), ()):
+                if vendor is not None and running_vendor != vendor:
+                    continue
+                on.append(host)
+                obs = bound.get((host.host_id, actor, cap, bn))
+                if obs is None:
+                    stale.append(StaleBinding(host, obs))
+                    continue
+                if owner == name:
+                    wanted.add(id(obs))
+                if obs.values != spec.values or (vendor is not None and obs.vendor_id != vendor):
+                    stale.append(StaleBinding(host, obs))
+            matches.append(BindingMatch(name, spec, owner, on, stale))
+
+    surplus: list[SurplusBinding] = []
+    for host in hosts:
+        hid = host.host_id
+        for b in host.bindings:
+            if (id(b) in wanted or b.annotations.get(ANN_MANAGED_BY) != MANAGED_BY_VALUE
+                    or (hid, b.capability_id, b.binding_name) in stopping):  # goes with it
+                continue
+            if (b.actor_id, b.capability_id, b.binding_name) not in claimed:
+                why = "no binding set declares it any more"
+            else:
+                why = f"no provider it may bind to keeps running on host {host.name}"
+            surplus.append((host, b, why))
+    return matches, surplus

@@ -1,0 +1,167 @@
+"""The planner: what to do to make the lattice look like git says.
+
+Pure and synchronous: no I/O, no clock, no NATS handle in scope (wadm's "reconcile returns
+data, not actions"). :func:`plan` takes the desired state of one commit and a snapshot of
+the observed lattice and returns the actions (:mod:`reconciler.actions`) that close the
+gap, each with its reason, sorted by phase then key so the same inputs always give the
+same list. The agent loop (:mod:`reconciler.agent`) calls it on every reconcile and hands
+the result to the executor, which runs the phases in order: starts, then binding puts,
+then stops (make-before-break). What satisfies what is decided in
+:mod:`reconciler.matching`, shared with the status assessment.
+
+Ownership: only what carries the agent's annotations is ever stopped or deleted; anything
+started by hand is left alone (:func:`unmanaged` lists it for status) and may still serve a
+need (an unowned provider counts). Planning is idempotent by construction: a start names no
+host (the executor auctions it) and a replica is identified by its annotations, so planning
+again before the lattice reports back asks for the same work under the same keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from lattice.manifests import DesiredState
+from lattice.protocol import (
+    ANN_KIND,
+    ANN_MANAGED_BY,
+    ANN_NAME,
+    ANN_REPLICA,
+    ANN_REVISION,
+    MANAGED_BY_VALUE,
+    HostInventory,
+    is_managed,
+)
+from lattice.status import UnmanagedEntity
+from reconciler.actions import (
+    Action,
+    DeleteBinding,
+    PutBinding,
+    StartActor,
+    StartProvider,
+    StopActor,
+    StopProvider,
+    pairs,
+)
+from reconciler.matching import (
+    KIND_BINDINGSET,
+    KIND_DEPLOYMENT,
+    OWNER_SEPARATOR,
+    REPLICA_LABELS,
+    Analysis,
+    analyse,
+    binding_entity,
+    provider_entity,
+)
+
+_KIND_DEPLOYMENT = (ANN_KIND, KIND_DEPLOYMENT)
+_MANAGED = (ANN_MANAGED_BY, MANAGED_BY_VALUE)
+_REPLICA_PAIRS = tuple((ANN_REPLICA, label) for label in REPLICA_LABELS)
+
+
+def plan(desired: DesiredState, observed: Mapping[str, HostInventory]) -> list[Action]:
+    """The actions that take ``observed`` to ``desired``, sorted by (phase, key). Pure."""
+    found = analyse(desired, observed)
+    out: list[Action] = []
+    _actors(found, desired.revision, out)
+    _providers(found, desired.revision, out)
+    _bindings(found, desired.revision, out)
+    # Sorted by phase, then key; sorting on strings alone keeps the sort allocation-light.
+    by_phase: list[list[Action]] = [[], [], []]
+    for act in out:
+        by_phase[act.phase].append(act)
+    for acts in by_phase:
+        acts.sort(key=_key)
+    return [*by_phase[0], *by_phase[1], *by_phase[2]]
+
+
+def _key(action: Action) -> str:
+    return action.key
+
+
+def unmanaged(observed: Mapping[str, HostInventory]) -> list[UnmanagedEntity]:
+    """Everything running that the agent did not start, sorted; shown in status, never
+    stopped. Pure; consumed by the agent's status summary."""
+    out: list[UnmanagedEntity] = []
+    for host in observed.values():
+        hid = host.host_id
+        out.extend(UnmanagedEntity(kind="actor", entity=a.actor_id, host_id=hid)
+                   for a in host.actors if not is_managed(a.annotations))
+        out.extend(UnmanagedEntity(kind="provider", host_id=hid,
+                                   entity=provider_entity(p.capability_id, p.binding_name))
+                   for p in host.providers if not is_managed(p.annotations))
+        out.extend(UnmanagedEntity(kind="binding", host_id=hid, entity=binding_entity(
+                       b.actor_id, b.capability_id, b.binding_name))
+                   for b in host.bindings if not is_managed(b.annotations))
+    out.sort(key=lambda u: (u.host_id, u.kind, u.entity))
+    return out
+
+
+def owner_annotations(kind: str, name: str, revision: str) -> dict[str, str]:
+    """The annotations that mark an entity as the agent's (kind, name, revision)."""
+    return {ANN_MANAGED_BY: MANAGED_BY_VALUE, ANN_KIND: kind, ANN_NAME: name,
+            ANN_REVISION: revision}
+
+
+def _actors(found: Analysis, revision: str, out: list[Action]) -> None:
+    rev = (ANN_REVISION, revision)
+    for slots in found.actors:
+        insts = slots.instances
+        if all(insts):  # (not `None in insts`: that calls the models' __eq__)
+            continue
+        name, aid = slots.deployment, slots.actor_id
+        avoid = tuple(sorted({found.host_of(i).host_id for i in insts if i is not None}))
+        named = (ANN_NAME, name)
+        for r, inst in enumerate(insts):
+            if inst is not None:
+                continue
+            out.append(StartActor(
+                deployment=name, actor_id=aid, replica=r, constraints=slots.rules.rules,
+                # sorted by key: kind < managed-by < name < replica < revision
+                annotations=(_KIND_DEPLOYMENT, _MANAGED, named, _REPLICA_PAIRS[r], rev),
+                avoid_hosts=avoid, reason=f"replica {r} of deployment {name} is not running"))
+    for host, inst, why in found.surplus_actors:
+        out.append(StopActor(host_id=host.host_id, actor_id=inst.actor_id,
+                             instance_id=inst.instance_id, reason=why))
+
+
+def _providers(found: Analysis, revision: str, out: list[Action]) -> None:
+    for g in found.providers:
+        if g.chosen is not None:
+            continue
+        cap, bn, vendor = g.key
+        owners = OWNER_SEPARATOR.join(g.owners)
+        out.append(StartProvider(
+            capability_id=cap, binding_name=bn, vendor_id=vendor, constraints=g.rules.rules,
+            annotations=pairs(owner_annotations(KIND_DEPLOYMENT, owners, revision)),
+            owners=g.owners,
+            reason=f"no host {f'satisfying {g.rules} ' if g.rules.rules else ''}runs "
+                   f"{provider_entity(cap, bn)} from {vendor} for {', '.join(g.owners)}"))
+    for host, inst, why in found.surplus_providers:
+        out.append(StopProvider(host_id=host.host_id, capability_id=inst.capability_id,
+                                binding_name=inst.binding_name, reason=why))
+
+
+def _bindings(found: Analysis, revision: str, out: list[Action]) -> None:
+    for m in found.bindings:
+        if not m.stale or not m.wins:
+            continue
+        spec = m.spec
+        values = pairs(spec.values)
+        annotations = pairs(owner_annotations(KIND_BINDINGSET, m.bindingset, revision))
+        for host, obs in m.stale:
+            if obs is None:
+                why = "missing"
+            elif not is_managed(obs.annotations):
+                why = "an unowned binding differs from git"
+            else:
+                why = "differs from git"
+            out.append(PutBinding(
+                host_id=host.host_id, actor_id=spec.actor, capability_id=spec.capability_id,
+                binding_name=spec.binding, vendor_id=spec.vendor_id, values=values,
+                annotations=annotations,
+                reason=f"binding set {m.bindingset}: {why} on host {host.name}, which runs "
+                       f"its provider"))
+    for host, b, why in found.surplus_bindings:
+        out.append(DeleteBinding(host_id=host.host_id, actor_id=b.actor_id,
+                                 capability_id=b.capability_id, binding_name=b.binding_name,
+                                 reason=why))
