@@ -37,6 +37,7 @@ class Reason(StrEnum):
     COMMAND_FAILED = "CommandFailed"
     VALIDATION_FAILED = "ValidationFailed"
     WAITING_FOR_PROVIDER = "WaitingForProvider"
+    CONFLICT = "Conflict"
 
 
 class Model(BaseModel):

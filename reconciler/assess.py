@@ -57,6 +57,7 @@ class _Tally:
     failed: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
     orphaned: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
 
     def verdict(self, ready_message: str) -> tuple[Phase, Condition]:
@@ -64,6 +65,8 @@ class _Tally:
             return Phase.DEGRADED, Condition.stalled(Reason.UNPLACEABLE, self.unplaced[0])
         if self.failed:
             return Phase.DEGRADED, Condition.stalled(Reason.COMMAND_FAILED, self.failed[0])
+        if self.conflicts:
+            return Phase.DEGRADED, Condition.stalled(Reason.CONFLICT, self.conflicts[0])
         if self.orphaned:
             return Phase.DEGRADED, Condition.stalled(
                 Reason.WAITING_FOR_PROVIDER, self.orphaned[0])
@@ -207,7 +210,7 @@ def _bindingset(
                 continue
             if not m.wins:
                 message = f"binding set {m.owner} declares this binding too and wins (by name)"
-                tally.failed.append(message)
+                tally.conflicts.append(message)
             else:
                 key = put_binding_key(host.host_id, spec.actor, spec.capability_id,
                                       spec.binding)

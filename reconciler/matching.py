@@ -209,26 +209,74 @@ def analyse(desired: DesiredState, observed: Mapping[str, HostInventory]) -> Ana
 # garbage collector stops tracking at once.
 
 
+_ActorKey = tuple[str | None, str, str | None]
+
+
+class _HostActors(NamedTuple):
+    """One host's owned actors, indexed: what :func:`_match_actors` needs of a host."""
+
+    host: HostInventory  # held so that the id() the cache is keyed by stays this host's
+    index: dict[_ActorKey, ActorInstance]
+    host_of: dict[int, str]
+    dupes: list[tuple[_ActorKey, ActorInstance]]
+    strays: list[ActorInstance]  # owned, but not by a deployment
+
+
+_HOST_CACHE: dict[int, _HostActors] = {}
+_HOST_CACHE_MAX = 8192
+
+
+def _host_actors(host: HostInventory) -> _HostActors:
+    """The index of one host's owned actors, cached by inventory object: inventories are
+    frozen, and the observed state hands out the same object until the host changes, so
+    a converged lattice re-plans without touching its instances. Pure (a memo)."""
+    got = _HOST_CACHE.get(id(host))
+    if got is not None and got.host is host:
+        return got
+    hid = host.host_id
+    index: dict[_ActorKey, ActorInstance] = {}
+    host_of: dict[int, str] = {}
+    dupes: list[tuple[_ActorKey, ActorInstance]] = []
+    strays: list[ActorInstance] = []
+    for inst in host.actors:
+        ann = inst.annotations
+        if ann.get(ANN_MANAGED_BY) != MANAGED_BY_VALUE:
+            continue
+        if ann.get(ANN_KIND) != KIND_DEPLOYMENT:
+            strays.append(inst)
+            continue
+        host_of[id(inst)] = hid
+        key = (ann.get(ANN_NAME), inst.actor_id, ann.get(ANN_REPLICA))
+        if index.setdefault(key, inst) is not inst:
+            dupes.append((key, inst))
+    got = _HostActors(host, index, host_of, dupes, strays)
+    if len(_HOST_CACHE) >= _HOST_CACHE_MAX:
+        _HOST_CACHE.clear()
+    _HOST_CACHE[id(host)] = got
+    return got
+
+
 def _match_actors(
     desired: DesiredState, hosts: dict[str, HostInventory], rulesets: _RuleSets
 ) -> tuple[list[ActorSlots], list[SurplusActor], dict[int, str]]:
-    index: dict[tuple[str | None, str, str | None], ActorInstance] = {}
-    dupes: dict[tuple[str | None, str, str | None], list[ActorInstance]] = {}
+    index: dict[_ActorKey, ActorInstance] = {}
+    dupes: dict[_ActorKey, list[ActorInstance]] = {}
     host_of: dict[int, str] = {}
     surplus: list[SurplusActor] = []
-    for hid, host in hosts.items():
-        for inst in host.actors:
-            ann = inst.annotations
-            if ann.get(ANN_MANAGED_BY) != MANAGED_BY_VALUE:
-                continue
-            if ann.get(ANN_KIND) != KIND_DEPLOYMENT:
-                surplus.append((host, inst, "not part of any deployment"))
-                continue
-            host_of[id(inst)] = hid
-            key = (ann.get(ANN_NAME), inst.actor_id, ann.get(ANN_REPLICA))
-            prev = index.setdefault(key, inst)
-            if prev is not inst:
-                dupes.setdefault(key, [prev]).append(inst)
+    expected = 0
+    per_host = [_host_actors(host) for host in hosts.values()]
+    for ha in per_host:
+        index.update(ha.index)  # C speed; a key on two hosts shows as a short count
+        host_of.update(ha.host_of)
+        expected += len(ha.index)
+        surplus.extend((ha.host, inst, "not part of any deployment") for inst in ha.strays)
+    if len(index) != expected or any(ha.dupes for ha in per_host):
+        index.clear()  # a replica claimed more than once: index again, keeping them all
+        for ha in per_host:
+            for key, inst in (*ha.index.items(), *ha.dupes):
+                prev = index.setdefault(key, inst)
+                if prev is not inst:
+                    dupes.setdefault(key, [prev]).append(inst)
 
     slots: list[ActorSlots] = []
     pop = index.pop
