@@ -216,7 +216,7 @@ class _HostActors(NamedTuple):
     """One host's owned actors, indexed: what :func:`_match_actors` needs of a host."""
 
     host: HostInventory  # held so that the id() the cache is keyed by stays this host's
-    index: dict[_ActorKey, ActorInstance]
+    by_key: dict[_ActorKey, ActorInstance]
     host_of: dict[int, str]
     dupes: list[tuple[_ActorKey, ActorInstance]]
     strays: list[ActorInstance]  # owned, but not by a deployment
@@ -266,14 +266,14 @@ def _match_actors(
     expected = 0
     per_host = [_host_actors(host) for host in hosts.values()]
     for ha in per_host:
-        index.update(ha.index)  # C speed; a key on two hosts shows as a short count
+        index.update(ha.by_key)  # C speed; a key on two hosts shows as a short count
         host_of.update(ha.host_of)
-        expected += len(ha.index)
+        expected += len(ha.by_key)
         surplus.extend((ha.host, inst, "not part of any deployment") for inst in ha.strays)
     if len(index) != expected or any(ha.dupes for ha in per_host):
         index.clear()  # a replica claimed more than once: index again, keeping them all
         for ha in per_host:
-            for key, inst in (*ha.index.items(), *ha.dupes):
+            for key, inst in (*ha.by_key.items(), *ha.dupes):
                 prev = index.setdefault(key, inst)
                 if prev is not inst:
                     dupes.setdefault(key, [prev]).append(inst)
