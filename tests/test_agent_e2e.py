@@ -340,3 +340,25 @@ async def test_two_agents_one_acts_then_the_other_takes_over(lat: Lattice) -> No
                      message=f"follower took over\n{follower.log()[-2000:]}")
     assert follower.commands_sent() >= 1
     assert len(where(await lat.inventories(), actor=ACTOR)) == 3
+
+
+async def test_sigterm_exits_zero_and_releases_the_lease(lat: Lattice) -> None:
+    """Graceful shutdown: exit 0, lease deleted, so a successor acts before the TTL ends."""
+    await three_hosts(lat)
+    ttl = 9.0  # a takeover inside the TTL can only come from the released lease
+    a = lat.agent("a", lease_ttl=ttl)
+    sha = lat.commit({"deployments/d.yaml": {
+        "kind": "Deployment", "metadata": {"name": "bye"},
+        "spec": {"actors": [{"id": ACTOR}]}}}, "deploy")
+    await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=30, message="Synced")
+    b = lat.agent("b", lease_ttl=ttl)
+    loop = asyncio.get_running_loop()
+    stopped = loop.time()
+    assert await asyncio.to_thread(a.stop, 10.0) == 0, a.log()[-2000:]
+    sha2 = lat.commit({"deployments/d.yaml": {
+        "kind": "Deployment", "metadata": {"name": "bye"},
+        "spec": {"actors": [{"id": ACTOR, "replicas": 2}]}}}, "scale")
+    await eventually(lambda: lat.note_phase(sha2, Phase.SYNCED), timeout=20,
+                     message=f"successor acted\n{b.log()[-2000:]}")
+    assert loop.time() - stopped < ttl
+    assert b.commands_sent() >= 1
