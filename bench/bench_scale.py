@@ -1,0 +1,338 @@
+"""Scale benchmark (issue 7, item 3): N hosts x M deployments, from empty to ``Synced``.
+
+For each size: a fresh nats-server; N hosts run by bench/hostswarm.py (the real
+:class:`hostagent.host.Host` with the in-memory runtime, one NATS connection each, up to
+``--per-process`` hosts per process); the agent as a process on a local repository that
+holds no manifest yet. Once the agent noted that empty commit ``Synced``, one commit adds M
+deployments (one actor replica each) and the benchmark measures, to the ``Synced`` note on
+that commit: wall time, commands sent (counted on ``lattice.<id>.ctl.host.*.>``), agent
+CPU seconds (``/proc``) and the agent's peak RSS (``VmHWM``). Then, converged, the agent's
+CPU over ``--resync-window`` periodic resyncs (``--resync`` s apart), per resync: an upper
+bound, as it includes handling the N hosts' heartbeats during the period (hosts beat every
+``--heartbeat`` s, 30 by default, to keep that share small); and the agent's idle CPU
+(% of a core) over ``--idle-window`` s starting 6 s after Synced, once the executor's
+in-flight records (5 s) have expired.
+
+Default: N, M in {10, 100}. ``--full`` adds 1000 (to 1000 x 1000); a size that does not
+reach Synced within ``--timeout`` is reported as such and larger M for that N are skipped.
+Targets at 1000 x 1000: ≤ 10 s to Synced, resync ≤ 200 ms CPU, agent RSS ≤ 250 MB.
+Appends a table to RESULTS.md and draws bench/scale.png when matplotlib is installed
+(``pip install -e '.[bench]'``). ``--profile`` runs the agent of the largest size under
+cProfile and prints the top of the profile.
+
+    python bench/bench_scale.py [--hosts 10,100] [--deployments 10,100] [--full] [--no-record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from nats.aio.msg import Msg  # noqa: E402
+
+from bench.bench_commit_to_synced import wait_synced  # noqa: E402
+from bench.benchlib import (  # noqa: E402
+    LOAD_NOTE,
+    command_line,
+    cpu_seconds,
+    heading,
+    load1,
+    machine,
+    peak_rss_mb,
+    profile_file_top,
+    profile_headline,
+    record,
+    spawn_agent,
+    verdict,
+)
+from lattice.localnats import NatsServer  # noqa: E402
+from lattice.natsutil import connect  # noqa: E402
+from lattice.protocol import Subjects  # noqa: E402
+from tests.hostproc import ping  # noqa: E402
+
+ACTORS = ["MB2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW",
+          "MCNVNZX3P6JHF72ZMJKMVWNCMFPLCIDPL2FMUGMDW35M4K6YFS56M7CJ"]
+LATTICE = "benchscale"
+PLOT = ROOT / "bench" / "scale.png"
+TARGET_WALL_S, TARGET_RESYNC_MS, TARGET_RSS_MB = 10.0, 200.0, 250.0
+#: The executor holds a command "in flight" for 5 s (confirm_timeout); the resync window is
+#: measured before that, the idle CPU after it (it shows whether the loop goes quiet).
+IDLE_AFTER = 6.0
+
+
+@dataclass
+class Result:
+    hosts: int
+    deployments: int
+    wall_s: float | None = None  # None: not Synced within the timeout
+    commands: int = 0
+    cpu_s: float = 0.0
+    rss_mb: float = 0.0
+    resync_ms: float | None = None
+    load: float = 0.0
+    profile: str = ""
+    idle_pct: float | None = None  # agent CPU, % of one core, converged, IDLE_AFTER later
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def deployment(k: int) -> str:
+    return (f"kind: Deployment\nmetadata:\n  name: app-{k:05d}\nspec:\n  actors:\n"
+            f"    - id: {ACTORS[k % 2]}\n")
+
+
+def init_repo(repo: Path) -> None:
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "--initial-branch=main")
+    for key, value in (("user.name", "bench"), ("user.email", "bench@example.com"),
+                       ("commit.gpgsign", "false")):
+        git(repo, "config", key, value)
+    (repo / "README.md").write_text("scale benchmark\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "empty lattice")
+
+
+def start_swarms(url: str, n: int, per: int, tmp: Path, heartbeat: float
+                 ) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    out = []
+    for p in range(math.ceil(n / per)):
+        ready = tmp / f"swarm-{p}.ready"
+        log = tmp / f"swarm-{p}.log"
+        count = min(per, n - p * per)
+        with open(log, "wb") as f:
+            proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "hostswarm.py"), "--nats-url", url,
+                 "--lattice", LATTICE, "--count", str(count), "--first", str(p * per),
+                 "--heartbeat", str(heartbeat), "--ready-file", str(ready)],
+                stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        out.append((proc, ready))
+    return out
+
+
+def stop_swarms(swarms: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
+    for proc, _ in swarms:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc, _ in swarms:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+async def one_size(n: int, m: int, args: argparse.Namespace, tmp: Path,
+                   profile: bool) -> Result:
+    res = Result(hosts=n, deployments=m, load=load1())
+    server = NatsServer(data_dir=tmp / "nats")
+    server.start()
+    swarms: list[tuple[subprocess.Popen[bytes], Path]] = []
+    agent = None
+    commands = 0
+
+    async def on_command(_msg: Msg) -> None:
+        nonlocal commands
+        commands += 1
+
+    try:
+        nc = await connect(server.url)
+        await nc.subscribe(f"{Subjects(LATTICE).prefix}.ctl.host.*.>", cb=on_command)
+        swarms = start_swarms(server.url, n, args.per_process, tmp, args.heartbeat)
+        deadline = time.monotonic() + 60 + n * 0.2
+        while not all(r.exists() for _, r in swarms):
+            if time.monotonic() > deadline or any(p.poll() is not None for p, _ in swarms):
+                raise RuntimeError(f"{n} hosts did not start; see {tmp}/swarm-*.log")
+            await asyncio.sleep(0.1)
+        found = await ping(nc, LATTICE, timeout=5.0, expect=n)
+        if len(found) != n:
+            raise RuntimeError(f"{len(found)} of {n} hosts answered a ping")
+        repo = tmp / "repo"
+        init_repo(repo)
+        prof = tmp / "agent.prof" if profile else None
+        agent = spawn_agent(repo=repo, nats_url=server.url, lattice=LATTICE,
+                            data_dir=tmp / "agent", resync=args.resync, profile=prof)
+        await wait_synced(repo, git(repo, "rev-parse", "HEAD"), 120)
+        deps = repo / "deployments"
+        deps.mkdir()
+        for k in range(m):
+            (deps / f"app-{k:05d}.yaml").write_text(deployment(k))
+        git(repo, "add", "-A")
+        cpu0 = cpu_seconds(agent.pid)
+        commands = 0
+        git(repo, "commit", "-q", "-m", f"{m} deployments")
+        t0 = time.time()
+        sha = git(repo, "rev-parse", "HEAD")
+        try:
+            synced = await wait_synced(repo, sha, args.timeout)
+        except TimeoutError:
+            res.cpu_s = cpu_seconds(agent.pid) - cpu0
+            res.rss_mb = peak_rss_mb(agent.pid)
+            res.commands = commands
+            return res
+        res.wall_s = synced - t0
+        res.cpu_s = cpu_seconds(agent.pid) - cpu0
+        res.commands = commands
+        # converged: CPU over a few resync periods, soon after Synced (see IDLE_AFTER)
+        await asyncio.sleep(0.5)  # let the last events settle
+        c1, w1 = cpu_seconds(agent.pid), time.monotonic()
+        await asyncio.sleep(args.resync * args.resync_window)
+        periods = (time.monotonic() - w1) / args.resync
+        res.resync_ms = (cpu_seconds(agent.pid) - c1) * 1000 / periods
+        if args.idle_window > 0:
+            await asyncio.sleep(max(0.0, synced + IDLE_AFTER - time.time()))
+            c2, w2 = cpu_seconds(agent.pid), time.monotonic()
+            await asyncio.sleep(args.idle_window)
+            res.idle_pct = (cpu_seconds(agent.pid) - c2) * 100 / (time.monotonic() - w2)
+        res.rss_mb = peak_rss_mb(agent.pid)
+        agent.stop(30)
+        if prof is not None:
+            res.profile = profile_file_top(prof, 25)
+        await nc.close()
+    finally:
+        if agent is not None and agent.alive():
+            agent.stop(10)
+        stop_swarms(swarms)
+        server.stop()
+    return res
+
+
+def table(results: list[Result]) -> list[str]:
+    lines = ["| hosts | deployments | to Synced (s) | commands | agent CPU (s) | "
+             "agent peak RSS (MB) | CPU per resync period (ms) | idle CPU after 6 s (%) "
+             "| load |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        wall = f"{r.wall_s:.2f}" if r.wall_s is not None else "not Synced"
+        rs = f"{r.resync_ms:.0f}" if r.resync_ms is not None else "-"
+        idle = f"{r.idle_pct:.0f}" if r.idle_pct is not None else "-"
+        lines.append(f"| {r.hosts} | {r.deployments} | {wall} | {r.commands} | "
+                     f"{r.cpu_s:.2f} | {r.rss_mb:.0f} | {rs} | {idle} | {r.load:.2f} |")
+    return lines
+
+
+def plot(results: list[Result]) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib not installed (pip install -e '.[bench]'): no plot"
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for n in sorted({r.hosts for r in results}):
+        rows = [r for r in results if r.hosts == n and r.wall_s is not None]
+        ms = [r.deployments for r in rows]
+        axes[0].plot(ms, [r.wall_s for r in rows], "o-", label=f"{n} hosts")
+        axes[1].plot(ms, [r.cpu_s for r in rows], "o-", label=f"{n} hosts")
+        axes[2].plot(ms, [r.resync_ms for r in rows], "o-", label=f"{n} hosts")
+    for ax, title in zip(axes, ("wall time to Synced (s)", "agent CPU to Synced (s)",
+                                "agent CPU per resync period (ms)"), strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("deployments")
+        ax.set_title(title)
+        ax.legend()
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=90)
+    return f"plot: {PLOT.relative_to(ROOT)}"
+
+
+def target_lines(results: list[Result]) -> list[str]:
+    """Verdicts against the 1000 x 1000 targets, on the largest size that converged, and
+    the sizes that did not."""
+    done = [r for r in results if r.wall_s is not None and r.resync_ms is not None]
+    out = [f"- {r.hosts} x {r.deployments}: NOT Synced within the timeout "
+           f"({r.commands} commands sent, agent CPU {r.cpu_s:.1f} s)"
+           for r in results if r.wall_s is None]
+    if not done:
+        return out
+    b = max(done, key=lambda r: r.hosts * r.deployments)
+    wall, resync = b.wall_s or 0.0, b.resync_ms or 0.0
+    scope = "" if (b.hosts, b.deployments) == (1000, 1000) else " (targets are for 1000 x 1000)"
+    out.append(
+        f"- largest converged size {b.hosts} x {b.deployments}{scope}: to Synced {wall:.1f} s "
+        f"({verdict(wall, TARGET_WALL_S, 's')}), CPU per resync period {resync:.0f} ms "
+        f"({verdict(resync, TARGET_RESYNC_MS)}), peak RSS {b.rss_mb:.0f} MB "
+        f"({verdict(b.rss_mb, TARGET_RSS_MB, 'MB')})")
+    return out
+
+
+def ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def main(argv: Sequence[str] | None = None) -> list[Result]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hosts", type=ints, default=[10, 100])
+    ap.add_argument("--deployments", type=ints, default=[10, 100])
+    ap.add_argument("--full", action="store_true", help="hosts and deployments 10,100,1000")
+    ap.add_argument("--per-process", type=int, default=250, help="hosts per swarm process")
+    ap.add_argument("--heartbeat", type=float, default=30.0, help="hosts' heartbeat, s")
+    ap.add_argument("--resync", type=float, default=1.0, help="the agent's --resync, s")
+    ap.add_argument("--resync-window", type=int, default=3, help="resync periods measured")
+    ap.add_argument("--idle-window", type=float, default=2.0,
+                    help="seconds of idle CPU measured 6 s after Synced (0: skip)")
+    ap.add_argument("--timeout", type=float, default=300.0, help="per size, to Synced")
+    ap.add_argument("--profile", action="store_true", help="profile the largest size's agent")
+    ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    ap.add_argument("--results", type=Path, default=None, help="append here instead")
+    args = ap.parse_args(argv)
+    if args.full:
+        args.hosts = args.deployments = [10, 100, 1000]
+    sizes = [(n, m) for n in args.hosts for m in args.deployments]
+    results: list[Result] = []
+    failed: set[int] = set()
+    for n, m in sizes:
+        if n in failed:
+            print(f"{n} hosts x {m} deployments: skipped (a smaller M did not converge)")
+            continue
+        with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+            r = asyncio.run(one_size(n, m, args, Path(tmp),
+                                     args.profile and (n, m) == sizes[-1]))
+        results.append(r)
+        if r.wall_s is None:
+            failed.add(n)
+        print(table([r])[-1], flush=True)
+        if r.profile:
+            print(f"agent profile at {n}x{m}:\n{r.profile}")
+    lines = table(results)
+    print("\n".join(lines))
+    note = "no plot (--no-plot)" if args.no_plot else plot(results)
+    print(note)
+    verdicts = target_lines(results)
+    profiled = next((r for r in results if r.profile), None)
+    if not args.no_record:
+        record([heading("scale, N hosts x M deployments, empty → Synced"),
+                f"- machine: {machine()} ({LOAD_NOTE}; the load column is the 1-minute "
+                f"load when each size started)",
+                f"- command: `{command_line('bench_scale.py', argv)}`",
+                f"- hosts: hostswarm processes of ≤ {args.per_process} hosts, one NATS "
+                f"connection each, heartbeat {args.heartbeat:g} s; agent --resync "
+                f"{args.resync:g} s; one actor replica per deployment",
+                "", *lines, "", *verdicts,
+                *([f"- agent profiled at {profiled.hosts} x {profiled.deployments}: "
+                   f"{profile_headline(profiled.profile)}"] if profiled else []),
+                f"- {note}"], **({"results": args.results} if args.results else {}))
+    return results
+
+
+if __name__ == "__main__":
+    main()

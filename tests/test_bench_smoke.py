@@ -1,0 +1,56 @@
+"""Smoke tests of the end-to-end benchmarks in bench/ at their smallest sizes, so they
+cannot rot. Each runs as a process, as a user would, and appends to a temporary results
+file (never to bench/RESULTS.md). The figures are not judged: a shared, loaded machine is
+no place for latency targets; bench/RESULTS.md is. (bench_planner and bench_commit_to_note
+have their own tests.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.e2e
+
+
+def run_bench(script: str, tmp_path: Path, *args: str) -> str:
+    results = tmp_path / "RESULTS.md"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args, "--results", str(results)],
+        capture_output=True, text=True, timeout=90, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    text = results.read_text()
+    assert text.startswith("# Benchmark results")
+    assert "- machine: " in text and "load " in text
+    assert f"- command: `python bench/{script} " in text
+    return text
+
+
+def test_bench_git_smallest(tmp_path: Path) -> None:
+    text = run_bench("bench_git.py", tmp_path, "--files", "30", "--deployments", "10",
+                     "--repeat", "1")
+    assert "first parse of 30 files" in text and "status write, 10 deployments" in text
+
+
+def test_bench_commit_to_synced_smallest(tmp_path: Path) -> None:
+    text = run_bench("bench_commit_to_synced.py", tmp_path, "--commits", "2", "--floor", "2")
+    assert "(c) Synced note: p50" in text and "ratio p50(c) / floor" in text
+    assert "(n=2)" in text  # every commit reached Synced and was timed
+
+
+def test_bench_remote_detection_smallest(tmp_path: Path) -> None:
+    text = run_bench("bench_remote_detection.py", tmp_path, "--commits", "1", "--ctl", "1",
+                     "--no-nudge", "1", "--interval", "0.5")
+    assert "push + nudge → seen: p50" in text and "no samples" not in text
+
+
+def test_bench_scale_smallest(tmp_path: Path) -> None:
+    text = run_bench("bench_scale.py", tmp_path, "--hosts", "2", "--deployments", "2",
+                     "--resync", "0.5", "--resync-window", "1", "--no-plot")
+    row = next(line for line in text.splitlines() if line.startswith("| 2 | 2 |"))
+    assert "not Synced" not in row
+    assert row.split("|")[4].strip() == "2"  # two commands: one start per deployment
