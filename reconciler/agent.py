@@ -30,6 +30,7 @@ from nats.aio.msg import Msg
 
 from gitsync.source import GitSource
 from gitsync.status import StatusWriter
+from gitsync.statusformat import without_clock
 from gitsync.watch import watch_heads
 from lattice.manifests import DesiredState
 from lattice.natsutil import NatsOptions, connect, scatter_gather
@@ -108,6 +109,7 @@ class Agent:
         self.writer: StatusWriter | None = None
         self.head_seen_at: dict[str, float] = {}
         self.last_report: StatusReport | None = None
+        self._published: StatusReport | None = None  # last report handed to the writer
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, stop: asyncio.Event) -> None:
@@ -332,6 +334,10 @@ class Agent:
         report = StatusReport(summary=summary, deployments=deps, bindingsets=bss, hosts=hosts)
         self.last_report = report
         assert self.writer is not None
+        stable = without_clock(report)
+        if stable == self._published:  # only the clock moved: nothing to serialise
+            return
+        self._published = stable
         await asyncio.to_thread(self.writer.publish, report)
 
     async def _write_note(self, rev: _Revision, phase: Phase, message: str) -> None:

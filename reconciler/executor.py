@@ -107,11 +107,7 @@ class Executor:
     # ------------------------------------------------------------------ bookkeeping
     def runnable(self, actions: Iterable[A.Action]) -> list[A.Action]:
         """Actions not in flight and not waiting out a backoff."""
-        now = time.monotonic()
-        for key, flight in list(self._inflight.items()):
-            if (flight.deadline <= now or self.observed.get(flight.host_id) is None
-                    or flight.confirmed(self.observed)):
-                del self._inflight[key]
+        now = self.prune()
         out = []
         for act in actions:
             if act.key in self._inflight:
@@ -126,9 +122,20 @@ class Executor:
     def inflight(self) -> int:
         return len(self._inflight)
 
-    def next_retry_in(self) -> float | None:
-        """Seconds until the earliest backoff or flight deadline ends (None: nothing waits)."""
+    def prune(self) -> float:
+        """Forget flights that are confirmed, timed out, or whose host is gone; the time."""
         now = time.monotonic()
+        for key, flight in list(self._inflight.items()):
+            if (flight.deadline <= now or self.observed.get(flight.host_id) is None
+                    or flight.confirmed(self.observed)):
+                del self._inflight[key]
+        return now
+
+    def next_retry_in(self) -> float | None:
+        """Seconds until the earliest backoff or flight deadline ends (None: nothing waits).
+        Prunes first: a flight confirmed or timed out must not wake the loop (an idle agent
+        would otherwise spin on a deadline in the past)."""
+        now = self.prune()
         times = [b.retry_at for b in self._backoff.values()]
         times += [f.deadline for f in self._inflight.values()]
         return max(0.0, min(times) - now) if times else None

@@ -7,6 +7,7 @@ tests wait on conditions with deadlines (pings, notes), never on sleeps.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -362,3 +363,27 @@ async def test_sigterm_exits_zero_and_releases_the_lease(lat: Lattice) -> None:
                      message=f"successor acted\n{b.log()[-2000:]}")
     assert loop.time() - stopped < ttl
     assert b.commands_sent() >= 1
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+async def test_a_converged_agent_is_idle(lat: Lattice) -> None:
+    """Once Synced the agent waits for events; it does not spin (a past flight deadline
+    once woke its loop continuously: ~0.7 CPU s per s)."""
+    await three_hosts(lat)
+    sha = lat.commit({"deployments/d.yaml": {
+        "kind": "Deployment", "metadata": {"name": "calm"},
+        "spec": {"actors": [{"id": ACTOR, "replicas": 3}]}}}, "deploy")
+    agent = lat.agent(resync=1.0)
+    await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=30, message="Synced")
+    loop = asyncio.get_running_loop()
+    before, start = _cpu_seconds(agent.pid), loop.time()
+    # the observation window of the measurement (not a wait-for); it covers the end of
+    # the executor's confirm timeout (5 s), when a spinning loop would start
+    await asyncio.sleep(8.0)
+    used, wall = _cpu_seconds(agent.pid) - before, loop.time() - start
+    assert used < 0.25 * wall, f"agent used {used:.2f} CPU s in {wall:.1f} s while idle"
