@@ -1,0 +1,156 @@
+"""Gantry: the lattice's registry of actor modules, a JetStream object store bucket.
+
+The NATS shell around :mod:`lattice.claims`: :meth:`Gantry.push` verifies a module and
+stores it under its actor id (the object name), with the claims in the object's headers;
+:meth:`Gantry.fetch` returns the module bytes (hosts verify them again before running);
+:meth:`Gantry.list` reads only the metadata. The bucket is ``gantry_<lattice id>`` with
+every character outside ``[A-Za-z0-9_-]`` replaced by ``_`` (:func:`bucket_name`), created
+on first use. Used by ``latticectl push`` / ``get actors`` and by the hosts. Format and
+operations are in docs/registry.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js.api import ObjectMeta
+from nats.js.object_store import ObjectStore
+
+from lattice.claims import MAX_MODULE_SIZE, Claims, verify_module
+from lattice.errors import PermanentError, TransientError
+
+log = logging.getLogger(__name__)
+
+BUCKET = "gantry"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+H_NAME = "Lattice-Actor-Name"
+H_CAPS = "Lattice-Actor-Caps"
+H_HASH = "Lattice-Module-Hash"
+H_ISSUER = "Lattice-Actor-Issuer"
+
+
+class ModuleNotFound(PermanentError):
+    """No module with this actor id in the lattice's registry."""
+
+    def __init__(self, actor_id: str, bucket: str) -> None:
+        super().__init__(f"actor {actor_id} is not in the registry (bucket {bucket}); "
+                         "push it with `latticectl push FILE.wasm`")
+        self.actor_id = actor_id
+        self.bucket = bucket
+
+
+@dataclass(frozen=True)
+class ActorRecord:
+    """What the registry says about one stored module (without its bytes)."""
+
+    id: str
+    name: str
+    capabilities: tuple[str, ...]
+    size: int
+    module_hash: str
+    issuer: str = ""
+
+
+def bucket_name(lattice_id: str) -> str:
+    """The object store bucket of a lattice's registry. Pure."""
+    return _UNSAFE.sub("_", f"{BUCKET}_{lattice_id}")
+
+
+def _header(headers: dict[str, object] | None, key: str) -> str:
+    value = (headers or {}).get(key)
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    return value if isinstance(value, str) else ""
+
+
+class Gantry:
+    """The registry of one lattice on one NATS connection.
+
+    >>> g = Gantry(nc, "default")                    # doctest: +SKIP
+    >>> claims = await g.push(signed_wasm)           # doctest: +SKIP
+    >>> wasm = await g.fetch(claims.subject)         # doctest: +SKIP
+    """
+
+    def __init__(self, nc: Client, lattice_id: str, *,
+                 max_size: int = MAX_MODULE_SIZE) -> None:
+        self.nc = nc
+        self.lattice_id = lattice_id
+        self.bucket = bucket_name(lattice_id)
+        self.max_size = max_size
+        self._store: ObjectStore | None = None
+
+    async def _object_store(self) -> ObjectStore:
+        if self._store is None:
+            js = self.nc.jetstream()
+            try:
+                try:
+                    self._store = await js.object_store(self.bucket)
+                except nats.js.errors.BucketNotFoundError:
+                    log.info("creating registry bucket %s", self.bucket)
+                    self._store = await js.create_object_store(self.bucket)
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+                raise TransientError(f"gantry: JetStream did not answer for bucket "
+                                     f"{self.bucket} ({type(exc).__name__}); is JetStream "
+                                     "enabled on the server?", delay=1.0) from exc
+        return self._store
+
+    async def push(self, wasm: bytes) -> Claims:
+        """Verify ``wasm`` (ClaimsError when it does not) and store it under its actor id,
+        replacing an older module of the same id."""
+        claims = verify_module(wasm, max_size=self.max_size)
+        store = await self._object_store()
+        meta = ObjectMeta(
+            name=claims.subject,
+            description=f"{claims.name} ({', '.join(claims.capabilities) or 'no capabilities'})",
+            headers={H_NAME: [claims.name], H_CAPS: [",".join(claims.capabilities)],
+                     H_HASH: [claims.module_hash.upper()], H_ISSUER: [claims.issuer]})
+        try:
+            await store.put(claims.subject, wasm, meta=meta)
+        except nats.errors.TimeoutError as exc:
+            raise TransientError(f"gantry: storing {claims.subject} timed out") from exc
+        log.info("pushed actor %s (%s, %d bytes) to %s", claims.subject, claims.name,
+                 len(wasm), self.bucket)
+        return claims
+
+    async def fetch(self, actor_id: str) -> bytes:
+        """The module stored under ``actor_id``; ModuleNotFound when there is none."""
+        store = await self._object_store()
+        try:
+            result = await store.get(actor_id)
+        except nats.js.errors.ObjectNotFoundError:
+            raise ModuleNotFound(actor_id, self.bucket) from None
+        except nats.errors.TimeoutError as exc:
+            raise TransientError(f"gantry: fetching {actor_id} timed out") from exc
+        return bytes(result.data or b"")
+
+    async def list(self) -> list[ActorRecord]:
+        """Every stored module's record, sorted by name then id."""
+        store = await self._object_store()
+        try:
+            infos = await store.list(ignore_deletes=True)
+        except nats.js.errors.NotFoundError:
+            return []
+        records = []
+        for info in infos:
+            if info.deleted:
+                continue
+            caps = _header(info.headers, H_CAPS)
+            records.append(ActorRecord(
+                id=info.name, name=_header(info.headers, H_NAME),
+                capabilities=tuple(c for c in caps.split(",") if c),
+                size=info.size or 0, module_hash=_header(info.headers, H_HASH),
+                issuer=_header(info.headers, H_ISSUER)))
+        return sorted(records, key=lambda r: (r.name, r.id))
+
+    async def delete(self, actor_id: str) -> None:
+        """Remove a module; ModuleNotFound when there is none."""
+        store = await self._object_store()
+        try:
+            await store.delete(actor_id)
+        except nats.js.errors.ObjectNotFoundError:
+            raise ModuleNotFound(actor_id, self.bucket) from None

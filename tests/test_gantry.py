@@ -1,0 +1,82 @@
+"""Gantry against a real nats-server: push verifies and stores, fetch and list read back."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import wasmtime
+from nats.aio.client import Client
+
+from lattice.claims import ClaimsError, encode_seed, sign_module
+from lattice.gantry import Gantry, ModuleNotFound, bucket_name
+
+ACCOUNT = encode_seed(hashlib.sha256(b"gantry account").digest(), "A")
+
+
+def module(name: str, *, size: int = 1, caps: tuple[str, ...] = ("wascc:messaging",),
+           expires: int | None = None) -> bytes:
+    wat = f'(module (memory (export "memory") {size}) (data (i32.const 0) "{name}"))'
+    seed = encode_seed(hashlib.sha256(name.encode()).digest(), "M")
+    signed, _ = sign_module(wasmtime.wat2wasm(wat), account_seed=ACCOUNT, module_seed=seed,
+                            name=name, capabilities=caps, expires=expires)
+    return signed
+
+
+def test_bucket_name() -> None:
+    assert bucket_name("default") == "gantry_default"
+    assert bucket_name("lab.1 x") == "gantry_lab_1_x"
+
+
+async def test_push_fetch_list(nc: Client, lattice_id: str) -> None:
+    gantry = Gantry(nc, lattice_id)
+    assert await gantry.list() == []
+    echo = module("echo")
+    counter = module("counter", caps=("wascc:keyvalue", "wascc:messaging"))
+    c_echo = await gantry.push(echo)
+    c_counter = await gantry.push(counter)
+    assert await gantry.fetch(c_echo.subject) == echo
+    # A second client (a host) sees the same registry.
+    assert await Gantry(nc, lattice_id).fetch(c_counter.subject) == counter
+    records = await gantry.list()
+    assert [(r.name, r.id, r.size) for r in records] == [
+        ("counter", c_counter.subject, len(counter)), ("echo", c_echo.subject, len(echo))]
+    assert records[0].capabilities == ("wascc:keyvalue", "wascc:messaging")
+    assert records[1].module_hash == c_echo.module_hash
+    assert records[1].issuer == c_echo.issuer
+    # Pushing the same id again replaces the module.
+    echo2 = module("echo", size=2)
+    await gantry.push(echo2)
+    assert await gantry.fetch(c_echo.subject) == echo2
+    assert len(await gantry.list()) == 2
+    await gantry.delete(c_echo.subject)
+    with pytest.raises(ModuleNotFound, match="not in the registry"):
+        await gantry.fetch(c_echo.subject)
+    assert [r.name for r in await gantry.list()] == ["counter"]
+
+
+async def test_lattices_are_separate(nc: Client, lattice_id: str) -> None:
+    claims = await Gantry(nc, lattice_id).push(module("echo"))
+    with pytest.raises(ModuleNotFound):
+        await Gantry(nc, lattice_id + "-other").fetch(claims.subject)
+
+
+async def test_push_refuses_what_does_not_verify(nc: Client, lattice_id: str) -> None:
+    gantry = Gantry(nc, lattice_id, max_size=4096)
+    with pytest.raises(ClaimsError, match="not signed"):
+        await gantry.push(wasmtime.wat2wasm("(module)"))
+    with pytest.raises(ClaimsError, match="expired"):
+        await gantry.push(module("old", expires=1))
+    with pytest.raises(ClaimsError, match="over the limit"):
+        await gantry.push(module("big" * 2000))
+    assert await gantry.list() == []
+
+
+async def test_large_module_in_chunks(nc: Client, lattice_id: str) -> None:
+    wat = '(module (memory 1) (data (i32.const 0) "' + "x" * 300_000 + '"))'
+    seed = encode_seed(hashlib.sha256(b"large").digest(), "M")
+    big, claims = sign_module(wasmtime.wat2wasm(wat), account_seed=ACCOUNT,
+                              module_seed=seed, name="large", capabilities=[])
+    gantry = Gantry(nc, lattice_id)
+    await gantry.push(big)
+    assert await gantry.fetch(claims.subject) == big
