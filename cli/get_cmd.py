@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from cli.gantry_cmd import get_actors
 from cli.output import (
     NONE,
     Entity,
@@ -310,12 +311,13 @@ def print_hosts(hosts: Sequence[HostStatus], source: str, output: str | None, *,
 @click.group("get", cls=AliasGroup, aliases={
     "deployment": "deployments", "deploy": "deployments",
     "bindingset": "bindingsets", "bindings": "bindingsets", "bs": "bindingsets",
-    "host": "hosts",
+    "host": "hosts", "actor": "actors",
 })
 def get_group() -> None:
-    """Display deployments, binding sets or hosts: desired next to observed.
+    """Display deployments, binding sets or hosts: desired next to observed; or the actor
+    modules in the registry.
 
-    Aliases: deployment/deploy, bindingset/bindings/bs, host.
+    Aliases: deployment/deploy, bindingset/bindings/bs, host, actor.
 
     \b
     Examples:
@@ -324,6 +326,7 @@ def get_group() -> None:
       latticectl get bs -o wide               # adds HOSTS and MESSAGE
       latticectl get deployments -w           # a new row whenever a status changes
       latticectl get hosts                    # live by ping, else from the status branch
+      latticectl get actors                   # modules in the registry (gantry)
     """
 
 
@@ -394,5 +397,7 @@ def get_hosts(settings: Settings, names: tuple[str, ...], output: str | None) ->
     hosts, source = _hosts(settings)
     print_hosts(select_hosts(hosts, names), source, output, single=len(names) == 1)
 
+
+get_group.add_command(get_actors)
 
 COMMANDS: list[click.Command] = [get_group]

@@ -77,16 +77,19 @@ def cli(
 def _register() -> None:
     """Attach each family of commands to the group (imports kept here, in one place)."""
     from cli import (
+        actor_cmd,
         apply_cmd,
         describe_cmd,
         diff_cmd,
         events_cmd,
+        gantry_cmd,
         get_cmd,
         status_cmd,
         up_cmd,
     )
 
-    for family in (up_cmd, apply_cmd, get_cmd, describe_cmd, diff_cmd, status_cmd, events_cmd):
+    for family in (up_cmd, apply_cmd, get_cmd, describe_cmd, diff_cmd, status_cmd, events_cmd,
+                   actor_cmd, gantry_cmd):
         for command in family.COMMANDS:
             cli.add_command(command)
 
