@@ -1,5 +1,8 @@
 """A whole lattice on one machine: nats-server, N hosts and the agent, as child processes.
 
+Between nats-server and the hosts, the example actors (examples/actors/*.wat) are compiled,
+signed with the demo seeds and pushed to the registry (:mod:`cli.examples`).
+
 Used by ``latticectl up`` (foreground or ``--detach``) and ``latticectl down``. Every
 process is started here and ended here by its pid; the pids, the NATS URL and the repo are
 recorded in ``<state-dir>/state.json`` so later ``latticectl`` calls find the lattice.
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import git
 
+from cli.examples import EXAMPLE_ACTORS, push_examples
 from lattice.localnats import NatsServer
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,7 @@ class StackState:
     state_dir: str
     procs: list[ProcRecord] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    actors: dict[str, str] = field(default_factory=dict)  #: example actor name -> id
 
     def save(self) -> None:
         path = Path(self.state_dir) / "state.json"
@@ -120,6 +125,7 @@ class LocalStack:
         heartbeat: float = 2.0,
         with_agent: bool = True,
         resync: float = 30.0,
+        actors_dir: Path | None = EXAMPLE_ACTORS,
     ) -> None:
         self.state_dir = state_dir
         self.lattice = lattice
@@ -129,6 +135,7 @@ class LocalStack:
         self.heartbeat = heartbeat
         self.with_agent = with_agent
         self.resync = resync
+        self.actors_dir = actors_dir
         self.nats: NatsServer | None = None
         self.children: list[tuple[ProcRecord, subprocess.Popen[bytes] | None]] = []
 
@@ -144,6 +151,14 @@ class LocalStack:
             (ProcRecord("nats-server", self.nats.proc.pid, "nats-server", str(logs / "nats.log")),
              self.nats.proc)
         )
+        actors: dict[str, str] = {}
+        if self.actors_dir is not None:
+            try:
+                pushed = push_examples(self.nats.url, self.lattice, self.actors_dir)
+            except BaseException:
+                self.stop()
+                raise
+            actors = {a.name: a.claims.subject for a in pushed}
         for i in range(self.hosts):
             name = f"host-{i}"
             args = [sys.executable, "-m", "hostagent.main", "--nats-url", self.nats.url,
@@ -166,6 +181,7 @@ class LocalStack:
         state = StackState(
             nats_url=self.nats.url, lattice=self.lattice, repo=repo,
             state_dir=str(self.state_dir), procs=[rec for rec, _ in self.children],
+            actors=actors,
         )
         state.save()
         return state

@@ -156,6 +156,8 @@ def up(
             )
         click.echo(f"nats:    {state.nats_url}  (lattice {state.lattice})")
         click.echo(f"hosts:   {hosts} up")
+        for name, actor_id in sorted(state.actors.items()):
+            click.echo(f"actor:   {name} {actor_id}  (signed with the demo seeds, pushed)")
         click.echo(f"agent:   {'watching ' + state.repo if not no_agent else 'not started'}")
         click.echo(f"logs:    {settings.state_dir / 'logs'}")
         if detach:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
 import stat
 from pathlib import Path
 
+import nkeys
 import pytest
 import wasmtime
 import yaml
 
+from cli.examples import build_examples
+from cli.localstack import LocalStack
 from lattice.claims import ClaimsError, encode_seed, public_key, verify_module
+from lattice.gantry import Gantry
 from lattice.localnats import NatsServer
+from lattice.natsutil import connect
 from tests.cliutil import clean_env, run
 
 KEYS = Path(__file__).resolve().parent.parent / "examples" / "actors" / "keys"
@@ -164,8 +171,6 @@ def test_push_without_nats_is_one_line(env: dict[str, str], tmp_path: Path,
 
 
 def test_seed_files_are_interchangeable_with_nkeys(tmp_path: Path) -> None:
-    import nkeys
-
     seed = encode_seed(b"\x01" * 32, "A")
     assert nkeys.from_seed(seed).public_key.decode() == public_key(seed, "A")
 
@@ -176,3 +181,33 @@ def test_help_has_examples(words: tuple[str, ...], env: dict[str, str]) -> None:
     result = run(env, *words, "--help")
     assert result.exit_code == 0, result.output
     assert "Example" in result.stdout and "latticectl " + words[0] in result.stdout
+
+
+def test_up_signs_and_pushes_the_example_actors(tmp_path: Path) -> None:
+    actors = tmp_path / "actors"
+    shutil.copytree(KEYS, actors / "keys")
+    (actors / "echo.wat").write_text(WAT)
+    (actors / "counter.wat").write_text(";; capabilities: wascc:keyvalue\n" + WAT)
+    (actors / "nokey.wat").write_text(WAT)
+    built = {a.name: a.claims for a in build_examples(actors)}
+    assert sorted(built) == ["counter", "echo"]
+    assert built["echo"].capabilities == ("wascc:messaging",)
+    assert built["counter"].capabilities == ("wascc:keyvalue",)
+    stack = LocalStack(state_dir=tmp_path / "state", lattice="demo", hosts=0, host_labels={},
+                       repo=str(tmp_path), with_agent=False, actors_dir=actors)
+    state = stack.start(detach=False)
+    try:
+        assert state.actors == {
+            "counter": "MCIW2DU4NT4OHMJOH7PFZLBJRJ54J7R3PIHD5FTS3FVCMHU7HQN6BPY2",
+            "echo": "MAJEM2O2J4G2RZP3EBFQ2F2EMVNEOUNEUURCHJ3Z5JRSJ65UTICCEK25"}
+
+        async def listing() -> list[str]:
+            nc = await connect(state.nats_url)
+            try:
+                return [r.name for r in await Gantry(nc, "demo").list()]
+            finally:
+                await nc.close()
+
+        assert asyncio.run(listing()) == ["counter", "echo"]
+    finally:
+        stack.stop()
