@@ -105,7 +105,8 @@ def leb128_decode(data: bytes, pos: int) -> tuple[int, int]:
 @dataclass(frozen=True)
 class Section:
     """One section of a module: its id, where it starts and ends in the module bytes, and
-    for a custom section its name and payload."""
+    for a custom section its name and payload (empty for the other sections: read them
+    from the module bytes at ``start:end``)."""
 
     id: int
     start: int
@@ -128,7 +129,7 @@ def sections(wasm: bytes) -> Iterator[Section]:
         if end > len(wasm):
             raise ClaimsError(f"section {sid} at byte {start} runs past the end of the module")
         name: str | None = None
-        payload = wasm[body:end]
+        payload = b""
         if sid == _CUSTOM:
             nlen, npos = leb128_decode(wasm, body)
             if npos + nlen > end:
