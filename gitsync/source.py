@@ -14,8 +14,9 @@
 :meth:`GitSource.evaluate` turns the tree at a commit into a
 :class:`~lattice.manifests.DesiredState` through :mod:`lattice.manifest_loader`; results are
 cached by the id of the manifests subtree, so a commit that did not change them costs one
-tree lookup. :mod:`gitsync.watch` decides *when* to look; the reconciler decides what to
-do with an :class:`Evaluation`.
+tree lookup; a commit that changed some files re-reads and re-parses only those (parses are
+cached by blob id, listed with one ``git ls-tree``). :mod:`gitsync.watch` decides *when*
+to look; the reconciler decides what to do with an :class:`Evaluation`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ import git
 
 from gitsync.errors import FetchError, GitCommandError, NoHeadError, SourceError
 from gitsync.gitcmd import resolve, run_git
-from lattice.manifest_loader import is_manifest_file, load_sources, normalize_base
+from lattice.manifest_loader import (
+    ParsedFile,
+    combine,
+    is_manifest_file,
+    normalize_base,
+    parse_file,
+)
 from lattice.manifests import DesiredState
 
 log = logging.getLogger(__name__)
@@ -42,6 +49,7 @@ CACHE_SIZE = 128
 FETCH_TIMEOUT = 120.0
 _SCP_LIKE = re.compile(r"^[\w.+-]+@[\w.-]+:")
 _MODE_SYMLINK = 0o120000
+_MODE_SYMLINK_TEXT = "120000"
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,8 @@ class GitSource:
         self._lock = threading.RLock()
         self._cache: OrderedDict[str, tuple[DesiredState | None, list[str]]] = OrderedDict()
         self.evaluations = 0  #: how many trees were actually parsed (cache misses)
+        self.files_parsed = 0  #: how many files were read and parsed (blob cache misses)
+        self._parsed: dict[tuple[str, str], ParsedFile] = {}  # (path, blob id) of the last tree
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -205,11 +215,23 @@ class GitSource:
 
     def _load(self, tree: git.Tree) -> tuple[DesiredState | None, list[str]]:
         self.evaluations += 1
-        files = manifest_files(tree, self.path)
-        result = load_sources(files.items())
-        log.debug("source %s: parsed tree %s: %d files, %d entities, %d errors",
-                  self.location, tree.hexsha[:12], len(files), len(result.manifests),
-                  len(result.errors))
+        blobs = manifest_blobs(self.git_dir, str(tree.hexsha), normalize_base(self.path))
+        parsed: dict[tuple[str, str], ParsedFile] = {}
+        misses = 0
+        for path, blob in blobs:
+            key = (path, blob)
+            got = self._parsed.get(key)
+            if got is None:
+                misses += 1
+                data = self.repo.odb.stream(bytes.fromhex(blob)).read()
+                got = parse_file(path, data)
+            parsed[key] = got
+        self._parsed = parsed  # keep only the newest tree's files: bounded by its size
+        self.files_parsed += misses
+        result = combine((path, got) for (path, _blob), got in parsed.items())
+        log.debug("source %s: tree %s: %d files (%d parsed), %d entities, %d errors",
+                  self.location, tree.hexsha[:12], len(blobs), misses,
+                  len(result.manifests), len(result.errors))
         return result.desired(), result.error_lines()
 
     def close(self) -> None:
@@ -237,6 +259,23 @@ def manifest_files(tree: git.Tree | None, base: str) -> dict[str, bytes]:
             if is_manifest_file(rel, base):
                 files[rel] = bytes(item.data_stream.read())
     return files
+
+
+def manifest_blobs(git_dir: Path, tree: str, base: str) -> list[tuple[str, str]]:
+    """(path from the repository root, blob id) of every manifest file in ``tree`` (the
+    tree at ``base``), symlinks and submodules skipped; one ``git ls-tree`` call."""
+    out = run_git("ls-tree", "-r", "-z", tree, git_dir=git_dir)
+    prefix = f"{base}/" if base else ""
+    found: list[tuple[str, str]] = []
+    for entry in out.split("\0"):
+        if not entry:
+            continue
+        meta, _, rel = entry.partition("\t")
+        mode, kind, blob = meta.split(" ")
+        path = prefix + rel
+        if kind == "blob" and mode != _MODE_SYMLINK_TEXT and is_manifest_file(path, base):
+            found.append((path, blob))
+    return found
 
 
 def mirror_dir(data_dir: Path, url: str) -> Path:

@@ -53,11 +53,29 @@ FOLDERS: dict[str, type[DeploymentStatus] | type[BindingSetStatus] | type[HostSt
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+_YAML_CACHE: dict[tuple[type[BaseModel], str], bytes] = {}
+_YAML_CACHE_MAX = 50_000
+
+
 def to_yaml(model: BaseModel) -> bytes:
-    """Stable YAML of a model (field order as declared)."""
-    data = model.model_dump(mode="json")
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False,
-                          allow_unicode=True).encode()
+    """Stable YAML of a model (field order as declared); libyaml's emitter when PyYAML
+    has it. Memoised by the model's JSON (pydantic-core makes that in microseconds, while
+    PyYAML's representer takes a millisecond), so a status report in which one entity
+    changed renders one file, not all of them."""
+    key = (type(model), model.model_dump_json())
+    out = _YAML_CACHE.get(key)
+    if out is None:
+        data = model.model_dump(mode="json")
+        out = yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                        allow_unicode=True).encode()
+        if len(_YAML_CACHE) >= _YAML_CACHE_MAX:
+            _YAML_CACHE.clear()
+        _YAML_CACHE[key] = out
+    return out
 
 
 def file_name(key: str) -> str:
@@ -93,7 +111,7 @@ def render_note(note: RevisionNote) -> bytes:
 
 def parse_note(data: bytes | str) -> RevisionNote | None:
     try:
-        return RevisionNote.model_validate(yaml.safe_load(data))
+        return RevisionNote.model_validate(yaml.load(data, Loader=_Loader))
     except (yaml.YAMLError, ValidationError) as exc:
         log.warning("unreadable note: %s", exc)
         return None
@@ -154,7 +172,7 @@ def report_from_tree(tree: git.Tree) -> StatusReport | None:
 
 
 def _load(blob: Any) -> Any:
-    return yaml.safe_load(blob.data_stream.read())
+    return yaml.load(blob.data_stream.read(), Loader=_Loader)
 
 
 def read_note(repo: git.Repo | str | Path, sha: str) -> RevisionNote | None:

@@ -149,13 +149,23 @@ def to_yaml(manifest: Manifest) -> str:
 
 # ---------------------------------------------------------------- loading
 
+#: What :func:`parse_file` makes of one file: valid entities, errors, document count.
+ParsedFile = tuple[list[LoadedManifest], list[ManifestIssue], int]
+
+
 def load_sources(sources: Iterable[tuple[str, str | bytes]]) -> LoadResult:
     """Parse and validate ``(path, content)`` pairs; check kind+name is unique overall."""
+    return combine((path, parse_file(path, content))
+                   for path, content in sorted(sources, key=lambda s: s[0]))
+
+
+def combine(parsed: Iterable[tuple[str, ParsedFile]]) -> LoadResult:
+    """Files parsed one by one (:func:`parse_file`, perhaps cached by content) into one
+    result, in path order, checking that kind+name is unique overall."""
     manifests: list[LoadedManifest] = []
     errors: list[ManifestIssue] = []
     documents: dict[str, int] = {}
-    for path, content in sorted(sources, key=lambda s: s[0]):
-        found, problems, count = parse_file(path, content)
+    for path, (found, problems, count) in sorted(parsed, key=lambda s: s[0]):
         manifests.extend(found)
         errors.extend(problems)
         documents[path] = count
@@ -188,9 +198,7 @@ def load_directory(root: Path, *, path: str = "") -> LoadResult:
     return load_sources(sources)
 
 
-def parse_file(
-    path: str, content: str | bytes
-) -> tuple[list[LoadedManifest], list[ManifestIssue], int]:
+def parse_file(path: str, content: str | bytes) -> ParsedFile:
     """Every document of one file: the valid entities, the errors, the document count."""
     if isinstance(content, bytes):
         if len(content) > MAX_FILE_BYTES:

@@ -82,6 +82,25 @@ def test_cache_by_tree_id(tmp_path: Path) -> None:
     assert src.evaluate(src.head()).desired is not None and src.evaluations == 2
 
 
+def test_only_changed_files_are_parsed_again(tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "r")
+    files = {f"apps/d{i}.yaml": deployment(f"d{i}") for i in range(20)}
+    commit_files(repo, {**files, ".hidden/x.yaml": deployment("hidden"), "apps/n.txt": "x"})
+    src = GitSource.open(str(tmp_path / "r"), path="apps", data_dir=tmp_path / "d")
+    first = src.evaluate(src.head())
+    assert first.desired is not None and len(first.desired.deployments) == 20
+    assert src.files_parsed == 20
+    commit_files(repo, {"apps/d3.yaml": deployment("d3", replicas=2), "apps/d4.yaml": None})
+    second = src.evaluate(src.head())
+    assert src.files_parsed == 21, "one changed file read and parsed, the rest from cache"
+    assert second.desired is not None and "d4" not in second.desired.deployments
+    assert second.desired.deployments["d3"].spec.actors[0].replicas == 2
+    assert second.desired.sources["Deployment/d5"].path == "apps/d5.yaml"
+    commit_files(repo, {"apps/d7.yaml": "kind: Deployment\nmetadata: {name: [}\n"})
+    bad = src.evaluate(src.head())
+    assert bad.desired is None and bad.errors[0].startswith("apps/d7.yaml:")
+
+
 def test_manifests_path_missing_is_invalid_not_empty(tmp_path: Path) -> None:
     repo = init_repo(tmp_path / "r")
     sha = commit_files(repo, {"a.yaml": deployment("a")})
