@@ -211,3 +211,15 @@ def test_up_signs_and_pushes_the_example_actors(tmp_path: Path) -> None:
         assert asyncio.run(listing()) == ["counter", "echo"]
     finally:
         stack.stop()
+
+
+def test_example_manifests_name_the_demo_actors() -> None:
+    ids = {public_key((KEYS / f"{n}.nk").read_bytes(), "M") for n in ("echo", "counter")}
+    repo = KEYS.parent.parent / "repo"
+    named = set()
+    for path in repo.rglob("*.yaml"):
+        doc = yaml.safe_load(path.read_text())
+        spec = doc["spec"]
+        named |= {a["id"] for a in spec.get("actors", [])}
+        named |= {b["actor"] for b in spec.get("bindings", [])}
+    assert named == ids
