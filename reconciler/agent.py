@@ -266,8 +266,9 @@ class Agent:
         self.executor.forget(a.key for a in actions)
         if actions:
             log.info("revision %s: %d actions planned", self.applied.sha[:8], len(actions))
-            # Show the gap before closing it: `latticectl get -w` sees 1/2 before 2/2.
-            await self._report(desired, Phase.PROGRESSING)
+            # Show the gap before closing it: `latticectl get -w` sees 1/2 before 2/2. The
+            # note waits for the outcome (a git write here would delay the first command).
+            await self._report(desired, Phase.PROGRESSING, note=False)
             await self.executor.execute(actions)
         remaining = plan(desired, self.observed.snapshot()) if actions else []
         ex = self.executor
@@ -280,7 +281,9 @@ class Agent:
         await self._report(desired, phase)
         return phase
 
-    async def _report(self, desired: DesiredState, phase: Phase) -> None:
+    async def _report(self, desired: DesiredState, phase: Phase, *, note: bool = True) -> None:
+        """Assess and publish the status branch; with ``note``, also (re)write the note on
+        the applied revision when its phase or counts changed."""
         assert self.executor is not None and self.applied is not None
         now = utcnow()
         snap = self.observed.snapshot()
@@ -307,7 +310,7 @@ class Agent:
                for n, b in sorted(bss.items())]
         )
         rev = self.applied
-        if (rev.phase, rev.counts) != (phase, counts):
+        if note and (rev.phase, rev.counts) != (phase, counts):
             rev.counts = counts
             rev.errors = problems
             await self._write_note(rev, phase, message)
