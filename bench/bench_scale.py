@@ -28,10 +28,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +86,24 @@ class Result:
     load: float = 0.0
     profile: str = ""
     idle_pct: float | None = None  # agent CPU, % of one core, converged, IDLE_AFTER later
+    failures: str = ""  # the agent's failed actions, by reason
+
+
+FAILED = re.compile(r"failed \(attempt (\d+), retry in [\d.]+s\): (.*)$")
+
+
+def failure_summary(log: str) -> str:
+    """How many actions failed in the agent's log, and why (reasons with numbers and ids
+    folded together), most frequent first."""
+    reasons: Counter[str] = Counter()
+    for line in log.splitlines():
+        m = FAILED.search(line)
+        if m is not None:
+            reasons[re.sub(r"\b[0-9A-Z]{12,}\b|\d+", "#", m.group(2))] += 1
+    if not reasons:
+        return ""
+    top = "; ".join(f"{n} x {why}" for why, n in reasons.most_common(3))
+    return f"{sum(reasons.values())} failed actions (retried with backoff): {top}"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -184,6 +204,14 @@ async def one_size(n: int, m: int, args: argparse.Namespace, tmp: Path,
             res.cpu_s = cpu_seconds(agent.pid) - cpu0
             res.rss_mb = peak_rss_mb(agent.pid)
             res.commands = commands
+            agent.stop(60)
+            res.profile = profile_file_top(prof, 25) if prof is not None else ""
+            res.failures = failure_summary(agent.log())
+            lines = agent.log().splitlines()
+            warnings = [ln for ln in lines if " WARNING " in ln or " ERROR " in ln]
+            print(f"{n} x {m}: not Synced within {args.timeout:g} s; the agent logged "
+                  f"{len(warnings)} warnings/errors; last lines:\n  "
+                  + "\n  ".join([*warnings[-5:], "...", *lines[-8:]]), flush=True)
             return res
         res.wall_s = synced - t0
         res.cpu_s = cpu_seconds(agent.pid) - cpu0
@@ -201,6 +229,7 @@ async def one_size(n: int, m: int, args: argparse.Namespace, tmp: Path,
             res.idle_pct = (cpu_seconds(agent.pid) - c2) * 100 / (time.monotonic() - w2)
         res.rss_mb = peak_rss_mb(agent.pid)
         agent.stop(30)
+        res.failures = failure_summary(agent.log())
         if prof is not None:
             res.profile = profile_file_top(prof, 25)
         await nc.close()
@@ -311,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
         if r.wall_s is None:
             failed.add(n)
         print(table([r])[-1], flush=True)
+        if r.failures:
+            print(f"  {n} x {m}: {r.failures}", flush=True)
         if r.profile:
             print(f"agent profile at {n}x{m}:\n{r.profile}")
     lines = table(results)
@@ -328,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
                 f"connection each, heartbeat {args.heartbeat:g} s; agent --resync "
                 f"{args.resync:g} s; one actor replica per deployment",
                 "", *lines, "", *verdicts,
+                *[f"- {r.hosts} x {r.deployments}: {r.failures}" for r in results
+                  if r.failures],
                 *([f"- agent profiled at {profiled.hosts} x {profiled.deployments}: "
                    f"{profile_headline(profiled.profile)}"] if profiled else []),
                 f"- {note}"], **({"results": args.results} if args.results else {}))
