@@ -5,7 +5,8 @@ DEMO-ONLY seeds in ``examples/actors/keys/`` (``account.nk`` and ``<name>.nk``),
 actor ids the example manifests name are the same on every machine. The capabilities
 claimed are read from a ``;; capabilities: a, b`` comment line in the .wat when there is
 one, else from :data:`DEMO_CAPABILITIES`. :class:`cli.localstack.LocalStack` calls
-:func:`push_examples` after nats-server is up and before hosts and the agent start.
+:func:`push_examples` after nats-server is up and before hosts and the agent start, and
+starts the hosts with :func:`host_runtime_args`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import wasmtime
 
 from lattice.claims import Claims, sign_module
@@ -38,6 +40,20 @@ class ExampleActor:
     name: str
     wasm: bytes  #: signed
     claims: Claims
+
+
+def host_runtime_args() -> list[str]:
+    """``--runtime wasm`` when ``lattice-host`` has that option (the WebAssembly runtime of
+    issue 6), else nothing: hosts started by ``up`` run the example actors for real as soon
+    as the runtime exists, and keep the default runtime before."""
+    from hostagent.main import main as host_command
+
+    for param in host_command.params:
+        if param.name != "runtime":
+            continue
+        choices = param.type.choices if isinstance(param.type, click.Choice) else ("wasm",)
+        return ["--runtime", "wasm"] if "wasm" in choices else []
+    return []
 
 
 def capabilities_of(name: str, wat: str) -> tuple[str, ...]:

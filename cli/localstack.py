@@ -25,7 +25,7 @@ from pathlib import Path
 
 import git
 
-from cli.examples import EXAMPLE_ACTORS, push_examples
+from cli.examples import EXAMPLE_ACTORS, host_runtime_args, push_examples
 from lattice.localnats import NatsServer
 
 log = logging.getLogger(__name__)
@@ -159,11 +159,12 @@ class LocalStack:
                 self.stop()
                 raise
             actors = {a.name: a.claims.subject for a in pushed}
+        runtime = host_runtime_args()
         for i in range(self.hosts):
             name = f"host-{i}"
             args = [sys.executable, "-m", "hostagent.main", "--nats-url", self.nats.url,
                     "--lattice", self.lattice, "--name", name,
-                    "--heartbeat", str(self.heartbeat)]
+                    "--heartbeat", str(self.heartbeat), *runtime]
             for k, v in sorted(self.host_labels.get(i, {}).items()):
                 args += ["--label", f"{k}={v}"]
             path = logs / f"{name}.log"

@@ -12,9 +12,11 @@ import nkeys
 import pytest
 import wasmtime
 import yaml
+from click.testing import CliRunner
 
-from cli.examples import build_examples
+from cli.examples import build_examples, host_runtime_args
 from cli.localstack import LocalStack
+from hostagent.main import main as host_command
 from lattice.claims import ClaimsError, encode_seed, public_key, verify_module
 from lattice.gantry import Gantry
 from lattice.localnats import NatsServer
@@ -223,3 +225,9 @@ def test_example_manifests_name_the_demo_actors() -> None:
         named |= {a["id"] for a in spec.get("actors", [])}
         named |= {b["actor"] for b in spec.get("bindings", [])}
     assert named == ids
+
+
+def test_up_asks_for_the_wasm_runtime_only_when_hosts_have_it() -> None:
+    host_help = CliRunner().invoke(host_command, ["--help"]).stdout
+    offered = "--runtime" in host_help and "wasm" in host_help
+    assert host_runtime_args() == (["--runtime", "wasm"] if offered else [])
