@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import pytest
@@ -80,3 +81,10 @@ async def test_large_module_in_chunks(nc: Client, lattice_id: str) -> None:
     gantry = Gantry(nc, lattice_id)
     await gantry.push(big)
     assert await gantry.fetch(claims.subject) == big
+
+
+async def test_first_pushes_race_to_create_the_bucket(nc: Client, lattice_id: str) -> None:
+    modules = [module(f"racer{i}") for i in range(4)]
+    pushed = await asyncio.gather(*(Gantry(nc, lattice_id).push(m) for m in modules))
+    assert sorted(r.id for r in await Gantry(nc, lattice_id).list()) == sorted(
+        c.subject for c in pushed)
