@@ -1,7 +1,8 @@
 """``vinculum``: the agent's command line.
 
 ``vinculum --repo PATH|URL --nats-url URL [--branch B] [--path P] [--lattice ID]
-[--interval 30] [--resync 30] [--data-dir D]`` runs the agent until SIGTERM or SIGINT
+[--interval 30s] [--resync 30s] [--data-dir D]`` (durations: ``250ms``, ``30s``, ``2m``, or
+seconds) runs the agent until SIGTERM or SIGINT
 (a second signal exits at once). ``vinculum sync`` asks a running agent to fetch now.
 """
 
@@ -13,13 +14,38 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import platformdirs
 
+from lattice.durations import parse_duration
 from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import Subjects, SyncNudge, encode
 from reconciler.agent import Agent, AgentConfig
+
+if TYPE_CHECKING:
+    _FloatParam = click.ParamType[float]
+else:  # click < 8.2 has no generic ParamType
+    _FloatParam = click.ParamType
+
+
+class Seconds(_FloatParam):
+    """A duration option: ``250ms``, ``30s``, ``2m``, ``1h`` or a number of seconds."""
+
+    name = "duration"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SECONDS = Seconds()
 
 
 def _nats_options(url: str, creds: str | None, nkey_seed: str | None, user: str | None,
@@ -53,16 +79,16 @@ def nats_auth_options(f: click.decorators.FC) -> click.decorators.FC:
 @click.option("--repo", envvar="VINCULUM_REPO", help="Repository: a local path or a URL.")
 @click.option("--branch", help="Branch to follow (default: the repository's default).")
 @click.option("--path", "manifests_path", default="", help="Manifests folder in the repo.")
-@click.option("--interval", default=30.0, show_default=True,
-              help="Seconds between fetches of a remote repository.")
-@click.option("--resync", default=30.0, show_default=True,
-              help="Seconds between full resyncs (drift correction).")
+@click.option("--interval", type=SECONDS, default="30s", show_default=True,
+              help="Between fetches of a remote repository (e.g. 30s, 2m).")
+@click.option("--resync", type=SECONDS, default="30s", show_default=True,
+              help="Between full resyncs that correct drift (e.g. 30s).")
 @click.option("--data-dir", type=click.Path(path_type=Path),
               help="Where the agent keeps its mirror of a remote repository.")
-@click.option("--bid-timeout", default=0.25, show_default=True,
-              help="Longest auction window, seconds (ends early on the last answer).")
-@click.option("--lease-ttl", default=6.0, show_default=True,
-              help="Leader lease TTL, seconds (HA: a successor takes over within 2x).")
+@click.option("--bid-timeout", type=SECONDS, default="250ms", show_default=True,
+              help="Longest auction window (ends early on the last answer).")
+@click.option("--lease-ttl", type=SECONDS, default="6s", show_default=True,
+              help="Leader lease TTL (HA: a successor takes over within 2x).")
 @click.option("--log-level", default="INFO", show_default=True)
 @nats_auth_options
 @click.pass_context
