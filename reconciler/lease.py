@@ -59,10 +59,11 @@ class Lease:
     def _value(self) -> bytes:
         return json.dumps({"holder": self.holder, "renewed": utcnow().isoformat()}).encode()
 
-    def _set(self, leader: bool) -> None:
+    def _set(self, leader: bool, *, why: str = "lost") -> None:
         if leader != self.is_leader:
             self.is_leader = leader
-            log.warning("lease %s by %s", "acquired" if leader else "lost", self.holder)
+            level = logging.INFO if leader or why != "lost" else logging.WARNING
+            log.log(level, "lease %s by %s", "acquired" if leader else why, self.holder)
             self.changed.set()
 
     async def step(self) -> bool:
@@ -103,4 +104,4 @@ class Lease:
         except Exception as exc:
             log.debug("lease release failed: %s", exc)
         self._revision = None
-        self._set(False)
+        self._set(False, why="released")

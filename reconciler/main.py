@@ -116,6 +116,8 @@ def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_pat
         level=log_level.upper(), stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # two INFO lines per scheduled resync say nothing an operator needs
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.root.level))
     config = AgentConfig(
         repo=repo, branch=branch, path=manifests_path, nats=ctx.obj["nats"], lattice=lattice,
         interval=interval, resync=resync, bid_timeout=bid_timeout, lease_ttl=lease_ttl,
