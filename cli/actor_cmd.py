@@ -30,9 +30,10 @@ from lattice.claims import (
     sign_module,
     verify_module,
 )
+from lattice.durations import parse_duration
 
-_DURATION = re.compile(r"^(\d+)([smhdwy])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_LONG = re.compile(r"^(\d+)([wy])$")
+_LONG_UNITS = {"w": 7 * 86400, "y": 365 * 86400}
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -43,7 +44,8 @@ else:  # click < 8.2 has no generic ParamType
 
 
 class Duration(_IntParam):
-    """A duration like ``90s``, ``30m``, ``12h``, ``7d``, ``2w``, ``1y``: seconds."""
+    """A duration as :func:`lattice.durations.parse_duration` reads it (``90s``, ``30m``,
+    ``1h30m``, ``7d``), or weeks and years (``2w``, ``1y``): whole seconds."""
 
     name = "duration"
 
@@ -51,11 +53,13 @@ class Duration(_IntParam):
                 ctx: click.Context | None) -> int:
         if isinstance(value, int):
             return value
-        m = _DURATION.match(str(value).strip())
-        if not m:
-            self.fail(f"{value!r} is not a duration; use a number and a unit, e.g. 90s, "
-                      "30m, 12h, 7d, 2w, 1y", param, ctx)
-        return int(m.group(1)) * _UNITS[m.group(2)]
+        m = _LONG.match(str(value).strip().lower())
+        if m:
+            return int(m.group(1)) * _LONG_UNITS[m.group(2)]
+        try:
+            return int(parse_duration(str(value)))
+        except ValueError as exc:
+            self.fail(f"{exc}; or weeks and years, e.g. 2w, 1y", param, ctx)
 
 
 def keys_dir() -> Path:
