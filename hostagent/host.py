@@ -18,7 +18,7 @@ import contextlib
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -39,6 +39,7 @@ from lattice.protocol import (
     HostStopped,
     Message,
     PingRequest,
+    ProviderInstance,
     Subjects,
     decode,
     encode,
@@ -46,6 +47,13 @@ from lattice.protocol import (
 )
 
 AuctionKind = Literal["actor", "provider"]
+
+
+@runtime_checkable
+class ProviderStateSource(Protocol):
+    """A runtime that can say what its running providers show (the WebAssembly one)."""
+
+    def provider_state(self, provider: ProviderInstance) -> dict[str, str]: ...
 
 
 async def server_barrier(nc: Client, *, timeout: float = 5.0) -> None:
@@ -105,8 +113,14 @@ class Host:
         return self.config.host_id
 
     def inventory(self) -> HostInventory:
-        """What this host runs right now."""
-        return self.state.inventory()
+        """What this host runs right now, with the providers' own state when the runtime
+        reports it (:class:`ProviderStateSource`)."""
+        inventory = self.state.inventory()
+        if isinstance(self.runtime, ProviderStateSource) and inventory.providers:
+            providers = [p.model_copy(update={"state": self.runtime.provider_state(p)})
+                         for p in inventory.providers]
+            inventory = inventory.model_copy(update={"providers": providers})
+        return inventory
 
     # ------------------------------------------------------------ lifecycle
 

@@ -21,9 +21,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
+from nats.aio.client import Client
 
 from hostagent.host import Host, HostConfig
 from hostagent.labels import LabelError, host_labels, parse_label
+from hostagent.runtime import MemoryRuntime, Runtime
 from lattice.ids import random_host_id
 from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import DEFAULT_LATTICE, Subjects
@@ -86,10 +88,15 @@ _file = click.Path(exists=True, dir_okay=False)
               show_default=True, help="Give up if NATS cannot be reached at start.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--runtime", "runtime_kind", envvar="LATTICE_RUNTIME", default="wasm",
+              show_default=True, type=click.Choice(["wasm", "memory"]),
+              help="wasm: run signed WebAssembly actors from gantry and the Python "
+                   "providers; memory: record what runs, execute nothing (tests).")
 def main(nats_url: str, lattice_id: str, labels: Sequence[str], name: str | None,
          heartbeat: float, creds: str | None, nkey_seed: str | None, user: str | None,
          password: str | None, tls_ca: str | None, tls_cert: str | None,
-         tls_key: str | None, connect_timeout: float, log_level: str) -> None:
+         tls_key: str | None, connect_timeout: float, log_level: str,
+         runtime_kind: str) -> None:
     """Join a lattice as a host that starts empty and obeys the control protocol."""
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr,
@@ -111,10 +118,21 @@ def main(nats_url: str, lattice_id: str, labels: Sequence[str], name: str | None
         nkey_seed_file=nkey_seed, user=user, password=password, tls_ca=tls_ca,
         tls_cert=tls_cert, tls_key=tls_key,
     )
-    sys.exit(asyncio.run(run_host(nats, config, connect_timeout=connect_timeout)))
+    sys.exit(asyncio.run(run_host(nats, config, connect_timeout=connect_timeout,
+                                  runtime_kind=runtime_kind)))
 
 
-async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: float) -> int:
+def make_runtime(kind: str, nc: Client, lattice_id: str) -> Runtime:
+    """The runtime named on the command line."""
+    if kind == "memory":
+        return MemoryRuntime()
+    from hostagent.wasm.runtime import WasmRuntime  # wasmtime loads only when used
+
+    return WasmRuntime(nc, lattice_id)
+
+
+async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: float,
+                   runtime_kind: str = "wasm") -> int:
     """Run one host until a signal; the process exit status."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -161,7 +179,8 @@ async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: fl
         log.error("cannot reach NATS at %s within %.1fs: %s", nats.url, connect_timeout,
                   str(exc) or type(exc).__name__)
         return 1
-    host = Host(nc, config)
+    runtime = make_runtime(runtime_kind, nc, config.lattice)
+    host = Host(nc, config, runtime=runtime)
     hosts.append(host)
     log.info("connected to %s", nats.url)
     await host.start()
@@ -176,6 +195,12 @@ async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: fl
 
 async def _shutdown(host: Host) -> None:
     await host.stop()
+    close = getattr(host.runtime, "close", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception as exc:
+            log.warning("runtime did not close cleanly: %r", exc)
     try:
         await asyncio.wait_for(host.nc.drain(), 2.0)
     except Exception as exc:

@@ -94,6 +94,8 @@ class ProviderInstance(Message):
     instance_id: str
     annotations: Annotations = Field(default_factory=dict)
     started_at: datetime
+    #: what the provider shows about itself (e.g. the pixels of a virtual LED strip)
+    state: dict[str, str] = Field(default_factory=dict)
 
 
 class BindingInstance(Message):

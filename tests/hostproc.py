@@ -128,9 +128,12 @@ def spawn_host(
     env: Mapping[str, str] | None = None,
     log_dir: str | os.PathLike[str] | None = None,
     extra_args: Iterable[str] = (),
+    runtime: str = "memory",
 ) -> HostProcess:
     """Start ``lattice-host`` for ``lattice`` on ``nats_url`` with ``labels`` and ``name``.
 
+    ``runtime`` is ``memory`` (records, executes nothing: fast) unless a test runs real
+    WebAssembly (``"wasm"``); a ``--runtime`` in ``extra_args`` wins.
     ``env`` adds variables to the host's environment; output goes to
     ``<log_dir>/<name>-<n>.log`` (a fresh temporary directory by default).
     """
@@ -141,7 +144,10 @@ def spawn_host(
             "--heartbeat", str(heartbeat), "--log-level", "debug"]
     for key, value in sorted(labels.items()):
         args += ["--label", f"{key}={value}"]
-    args += list(extra_args)
+    extra = list(extra_args)
+    if "--runtime" not in extra:
+        args += ["--runtime", runtime]
+    args += extra
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log_path, "wb") as logf:
         proc = subprocess.Popen(
@@ -183,10 +189,10 @@ class HostPool:
 
     def spawn(self, *, labels: Mapping[str, str], name: str,
               env: Mapping[str, str] | None = None,
-              extra_args: Iterable[str] = ()) -> HostProcess:
+              extra_args: Iterable[str] = (), runtime: str = "memory") -> HostProcess:
         host = spawn_host(self.nats_url, self.lattice, labels=labels, name=name,
                           heartbeat=self.heartbeat, env=env, log_dir=self.log_dir,
-                          extra_args=extra_args)
+                          extra_args=extra_args, runtime=runtime)
         self.hosts.append(host)
         return host
 

@@ -1,0 +1,270 @@
+"""The WebAssembly runtime of a host: signed waPC actors from gantry, Python providers.
+
+:class:`WasmRuntime` implements :class:`hostagent.runtime.Runtime`. ``start_actor`` fetches
+the module from the lattice's gantry registry, verifies its claims
+(:func:`lattice.claims.verify_module`; the claims' subject must be the actor id), compiles
+it once per content hash (:class:`~hostagent.wasm.modules.ModuleCache`) and instantiates it
+on a worker thread of its own (:class:`ActorWorker`) under the memory limit and CPU
+deadline of :class:`~hostagent.wasm.wapc.Limits`, running ``wapc_init``/``_start``. Any
+failure is a :class:`~hostagent.runtime.RuntimeFailure` saying why.
+
+Providers are the classes of :mod:`hostagent.providers.registry`, one per (capability,
+binding name). ``put_binding`` refuses a capability the actor does not claim, then hands
+the resolved values to the provider (never logged). A guest's ``__host_call`` is routed to
+the provider of (namespace, binding) if the actor claims the namespace and is bound there.
+
+Guest calls run on the actor's worker thread, so the host's event loop keeps heartbeating;
+a trap or a deadline overrun fails that one call (logged, reported to the caller) and
+leaves the instance, the other actors and the host running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from nats.aio.client import Client
+
+from hostagent.providers.base import Provider, ProviderContext, ProviderError
+from hostagent.providers.registry import discover
+from hostagent.runtime import BindingKey, RuntimeFailure, binding_key
+from hostagent.wasm.modules import ModuleCache
+from hostagent.wasm.wapc import (
+    EpochTicker,
+    GuestError,
+    HostCallError,
+    Limits,
+    WapcInstance,
+    new_engine,
+)
+from lattice.claims import Claims, verify_module
+from lattice.errors import VinculumError
+from lattice.gantry import Gantry
+from lattice.protocol import ActorInstance, BindingInstance, ProviderInstance
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[str], Awaitable[bytes]]
+
+
+def words(exc: BaseException) -> str:
+    """An exception as a sentence, without the package prefix."""
+    if isinstance(exc, VinculumError):
+        return exc.message
+    return str(exc) or type(exc).__name__
+
+
+class ActorWorker:
+    """One actor instance and the single thread that owns its wasmtime store."""
+
+    def __init__(self, actor: ActorInstance, claims: Claims) -> None:
+        self.actor = actor
+        self.claims = claims
+        self.executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"actor-{actor.actor_id[:6]}-{actor.instance_id[:6]}"
+        )
+        self.instance: WapcInstance | None = None
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def call(self, operation: str, payload: bytes) -> bytes:
+        assert self.instance is not None
+        result: bytes = await self.run(self.instance.call, operation, payload)
+        return result
+
+    def close(self) -> None:
+        # a call in progress ends within its deadline; the thread exits after it
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class WasmRuntime:
+    """Runs waPC actors with wasmtime and capability providers in-process."""
+
+    def __init__(self, nc: Client | None, lattice_id: str, *, limits: Limits | None = None,
+                 fetch: Fetch | None = None) -> None:
+        self.nc = nc
+        self.lattice_id = lattice_id
+        self.limits = limits or Limits()
+        self.engine = new_engine()
+        self.ticker = EpochTicker(self.engine)
+        self.modules = ModuleCache(self.engine)
+        self.provider_classes = discover()
+        self._fetch = fetch
+        self.workers: dict[str, ActorWorker] = {}  # instance id -> worker
+        self.claims: dict[str, Claims] = {}  # actor id -> verified claims
+        self.providers: dict[tuple[str, str], Provider] = {}  # (capability, binding name)
+        self.bindings: dict[BindingKey, BindingInstance] = {}
+        self._turn = itertools.count()
+
+    def __repr__(self) -> str:  # never show binding values
+        return (f"WasmRuntime(actors={len(self.workers)}, providers={len(self.providers)}, "
+                f"bindings={len(self.bindings)})")
+
+    async def close(self) -> None:
+        """Stop every provider and worker, and the epoch ticker."""
+        for key, provider in list(self.providers.items()):
+            try:
+                await provider.stop()
+            except Exception:
+                log.exception("provider %s/%s failed to stop", *key)
+        self.providers.clear()
+        for worker in self.workers.values():
+            worker.close()
+        self.workers.clear()
+        self.ticker.close()
+
+    # ------------------------------------------------------------ actors
+
+    async def _module_bytes(self, actor_id: str) -> bytes:
+        if self._fetch is not None:
+            return await self._fetch(actor_id)
+        if self.nc is None:
+            raise RuntimeFailure("no NATS connection to fetch modules from gantry")
+        return await Gantry(self.nc, self.lattice_id).fetch(actor_id)
+
+    async def _verified(self, actor_id: str) -> tuple[bytes, Claims]:
+        try:
+            wasm = await self._module_bytes(actor_id)
+        except RuntimeFailure:
+            raise
+        except Exception as exc:
+            raise RuntimeFailure(f"cannot fetch the module: {words(exc)}") from exc
+        try:
+            claims = verify_module(wasm)
+        except Exception as exc:
+            raise RuntimeFailure(f"the module's claims do not verify: {words(exc)}") from exc
+        if claims.subject != actor_id:
+            raise RuntimeFailure(f"the module in the registry is signed for {claims.subject}, "
+                                 f"not {actor_id}")
+        self.claims[actor_id] = claims
+        return wasm, claims
+
+    async def start_actor(self, actor: ActorInstance) -> None:
+        wasm, claims = await self._verified(actor.actor_id)
+        worker = ActorWorker(actor, claims)
+        try:
+            module = await worker.run(self.modules.get, wasm)
+        except Exception as exc:
+            worker.close()
+            raise RuntimeFailure(f"the module does not compile: {words(exc)}") from exc
+        host_call = self._host_call_for(actor.actor_id, claims)
+        name = f"{claims.name or 'actor'} ({actor.actor_id[:8]})"
+
+        def instantiate() -> WapcInstance:
+            return WapcInstance(self.engine, module, name=name, host_call=host_call,
+                                limits=self.limits)
+
+        try:
+            worker.instance = await worker.run(instantiate)
+        except Exception as exc:
+            worker.close()
+            raise RuntimeFailure(words(exc)) from exc
+        self.workers[actor.instance_id] = worker
+        log.info("actor %s (%s) instance %s running", actor.actor_id, claims.name,
+                 actor.instance_id)
+
+    async def stop_actor(self, actor: ActorInstance) -> None:
+        worker = self.workers.pop(actor.instance_id, None)
+        if worker is not None:
+            worker.close()
+        log.info("actor %s instance %s stopped", actor.actor_id, actor.instance_id)
+
+    async def call_actor(self, actor_id: str, operation: str, payload: bytes) -> bytes:
+        """Call ``operation`` on one running instance of ``actor_id`` (round robin)."""
+        workers = [w for w in self.workers.values() if w.actor.actor_id == actor_id]
+        if not workers:
+            raise RuntimeFailure(f"actor {actor_id} has no running instance on this host")
+        worker = workers[next(self._turn) % len(workers)]
+        try:
+            return await worker.call(operation, payload)
+        except GuestError as exc:
+            log.warning("actor %s instance %s: %s failed: %s", actor_id,
+                        worker.actor.instance_id, operation, words(exc))
+            raise
+
+    def _host_call_for(self, actor_id: str,
+                       claims: Claims) -> Callable[[str, str, str, bytes], bytes]:
+        def host_call(binding: str, namespace: str, operation: str, payload: bytes) -> bytes:
+            if namespace not in claims.capabilities:
+                raise HostCallError(f"actor does not claim capability {namespace}")
+            if (actor_id, namespace, binding) not in self.bindings:
+                raise HostCallError(f"actor is not bound to {namespace}/{binding} here")
+            provider = self.providers.get((namespace, binding))
+            if provider is None:
+                raise HostCallError(f"no provider for {namespace}/{binding} here")
+            try:
+                return provider.host_call(actor_id, operation, payload)
+            except ProviderError as exc:
+                raise HostCallError(str(exc)) from exc
+
+        return host_call
+
+    # ------------------------------------------------------------ providers
+
+    async def start_provider(self, provider: ProviderInstance) -> None:
+        cls = self.provider_classes.get((provider.capability_id, provider.vendor_id))
+        if cls is None:
+            known = ", ".join(f"{c}/{v}" for c, v in sorted(self.provider_classes))
+            raise RuntimeFailure(f"no provider for capability {provider.capability_id} from "
+                                 f"vendor {provider.vendor_id} on this host (known: {known})")
+        ctx = ProviderContext(
+            capability_id=provider.capability_id, binding_name=provider.binding_name,
+            vendor_id=provider.vendor_id, nc=self.nc, loop=asyncio.get_running_loop(),
+            call_actor=self.call_actor,
+        )
+        try:
+            instance: Provider = cls(ctx)
+            await instance.start()
+        except Exception as exc:
+            raise RuntimeFailure(words(exc)) from exc
+        self.providers[(provider.capability_id, provider.binding_name)] = instance
+
+    async def stop_provider(self, provider: ProviderInstance) -> None:
+        instance = self.providers.pop((provider.capability_id, provider.binding_name), None)
+        if instance is not None:
+            await instance.stop()
+
+    def provider_state(self, provider: ProviderInstance) -> dict[str, str]:
+        """What the inventory shows about a running provider."""
+        instance = self.providers.get((provider.capability_id, provider.binding_name))
+        if instance is None:
+            return {}
+        try:
+            return dict(instance.state())
+        except Exception:
+            log.exception("provider %s/%s state failed", provider.capability_id,
+                          provider.binding_name)
+            return {}
+
+    # ------------------------------------------------------------ bindings
+
+    async def put_binding(self, binding: BindingInstance, resolved: Mapping[str, str]) -> None:
+        claims = self.claims.get(binding.actor_id)
+        if claims is None:
+            _, claims = await self._verified(binding.actor_id)
+        if binding.capability_id not in claims.capabilities:
+            claimed = ", ".join(claims.capabilities) or "none"
+            raise RuntimeFailure(f"actor {binding.actor_id} does not claim capability "
+                                 f"{binding.capability_id} (it claims: {claimed})")
+        provider = self.providers.get((binding.capability_id, binding.binding_name))
+        if provider is None:
+            raise RuntimeFailure(f"no provider for {binding.capability_id}/"
+                                 f"{binding.binding_name} on this host")
+        try:
+            await provider.bind(binding.actor_id, resolved)
+        except Exception as exc:
+            raise RuntimeFailure(words(exc)) from exc
+        self.bindings[binding_key(binding)] = binding
+        log.info("actor %s bound to %s/%s (keys %s)", binding.actor_id, binding.capability_id,
+                 binding.binding_name, sorted(resolved))
+
+    async def delete_binding(self, binding: BindingInstance) -> None:
+        self.bindings.pop(binding_key(binding), None)
+        provider = self.providers.get((binding.capability_id, binding.binding_name))
+        if provider is not None:
+            await provider.unbind(binding.actor_id)
