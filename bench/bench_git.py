@@ -87,8 +87,13 @@ def make_repo(repo: Path, files: int) -> None:
     git(repo, "commit", "-q", "-m", f"{files} manifests")
 
 
+#: One clock for every report of a run: as in the agent, which carries ``created``, ``since``
+#: and ``last_transition`` over from the previous report, only the bumped deployment changes.
+NOW = datetime.now(UTC)
+
+
 def report(n: int, rev: str, *, bump: int = -1) -> StatusReport:
-    now = datetime.now(UTC)
+    now = NOW
     deps = {}
     for i in range(n):
         name = f"app-{i:05d}"
