@@ -1,0 +1,163 @@
+"""The WebAssembly runtime in-process, against a real nats-server and gantry.
+
+Modules are signed with test keys and pushed to the lattice's gantry bucket; the runtime
+fetches, verifies, compiles and runs them, and the built-in providers serve them. A NATS
+request to a binding's subscription is answered by the WebAssembly code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from nats.aio.client import Client
+
+from hostagent.runtime import RuntimeFailure
+from hostagent.wasm.runtime import WasmRuntime
+from hostagent.wasm.wapc import Limits
+from lattice.gantry import Gantry
+from lattice.protocol import ActorInstance, BindingInstance, ProviderInstance, new_id, utcnow
+from tests.wasmutil import signed
+
+pytestmark = pytest.mark.timeout(60)
+
+MESSAGING = ("wascc:messaging", "nats")
+KEYVALUE = ("wascc:keyvalue", "memory")
+LEDS = ("iot:ledcontroller", "wascc")
+
+
+@pytest.fixture
+async def runtime(nc: Client, lattice_id: str) -> AsyncIterator[WasmRuntime]:
+    rt = WasmRuntime(nc, lattice_id, limits=Limits(call_timeout_s=0.3))
+    yield rt
+    await rt.close()
+
+
+async def push(nc: Client, lattice_id: str, name: str, caps: tuple[str, ...]) -> str:
+    wasm, claims = signed(name, caps)
+    await Gantry(nc, lattice_id).push(wasm)
+    return claims.subject
+
+
+def actor(actor_id: str) -> ActorInstance:
+    return ActorInstance(actor_id=actor_id, instance_id=new_id(), started_at=utcnow())
+
+
+def provider(cap: tuple[str, str]) -> ProviderInstance:
+    return ProviderInstance(capability_id=cap[0], vendor_id=cap[1], instance_id=new_id(),
+                            started_at=utcnow())
+
+
+def binding(actor_id: str, cap: tuple[str, str], **values: str) -> BindingInstance:
+    return BindingInstance(actor_id=actor_id, capability_id=cap[0], vendor_id=cap[1],
+                           values=dict(values))
+
+
+async def deploy(rt: WasmRuntime, actor_id: str, subject: str,
+                 *extra: tuple[str, str]) -> None:
+    await rt.start_actor(actor(actor_id))
+    for cap in (MESSAGING, *extra):
+        if (cap[0], "default") not in rt.providers:
+            await rt.start_provider(provider(cap))
+    await rt.put_binding(binding(actor_id, MESSAGING), {"SUBSCRIPTION": subject})
+    for cap in extra:
+        await rt.put_binding(binding(actor_id, cap), {})
+
+
+async def test_echo_answers_a_nats_request(runtime: WasmRuntime, nc: Client,
+                                           lattice_id: str) -> None:
+    echo = await push(nc, lattice_id, "echo", ("wascc:messaging",))
+    await deploy(runtime, echo, f"{lattice_id}.echo")
+    reply = await nc.request(f"{lattice_id}.echo", b"hello wasm", timeout=5)
+    assert reply.data == b"hello wasm"
+    # the module was compiled once; a second instance reuses it
+    await runtime.start_actor(actor(echo))
+    assert runtime.modules.compiled == 1
+    replies = [await nc.request(f"{lattice_id}.echo", b"%d" % i, timeout=5) for i in range(4)]
+    assert [r.data for r in replies] == [b"0", b"1", b"2", b"3"]
+
+
+async def test_counter_counts_through_the_keyvalue_provider(
+        runtime: WasmRuntime, nc: Client, lattice_id: str) -> None:
+    counter = await push(nc, lattice_id, "counter", ("wascc:messaging", "wascc:keyvalue"))
+    await deploy(runtime, counter, f"{lattice_id}.count", KEYVALUE)
+    counts = [(await nc.request(f"{lattice_id}.count", b"", timeout=5)).data for _ in range(3)]
+    assert counts == [b"1", b"2", b"3"]
+    assert (await nc.request(f"{lattice_id}.count", b"apples", timeout=5)).data == b"1"
+    assert runtime.provider_state(provider(KEYVALUE)) == {"keys": "2"}
+
+
+async def test_a_binding_to_an_unclaimed_capability_is_refused(
+        runtime: WasmRuntime, nc: Client, lattice_id: str) -> None:
+    echo = await push(nc, lattice_id, "echo", ("wascc:messaging",))
+    await runtime.start_provider(provider(KEYVALUE))
+    with pytest.raises(RuntimeFailure, match="does not claim capability wascc:keyvalue"):
+        await runtime.put_binding(binding(echo, KEYVALUE), {})
+
+
+async def test_an_unbound_host_call_fails_the_call_only(
+        runtime: WasmRuntime, nc: Client, lattice_id: str) -> None:
+    counter = await push(nc, lattice_id, "counter", ("wascc:messaging", "wascc:keyvalue"))
+    await deploy(runtime, counter, f"{lattice_id}.count")  # no keyvalue binding
+    reply = await nc.request(f"{lattice_id}.count", b"", timeout=5)
+    assert reply.data == b""
+    assert "not bound" in (reply.headers or {}).get("Nats-Service-Error", "")
+
+
+async def test_a_looping_actor_fails_its_calls_and_nothing_else(
+        runtime: WasmRuntime, nc: Client, lattice_id: str) -> None:
+    looping = await push(nc, lattice_id, "loop", ("wascc:messaging",))
+    echo = await push(nc, lattice_id, "echo", ("wascc:messaging",))
+    await deploy(runtime, looping, f"{lattice_id}.loop")
+    await deploy(runtime, echo, f"{lattice_id}.echo")
+    loop = asyncio.get_running_loop()
+    pending = asyncio.ensure_future(nc.request(f"{lattice_id}.loop", b"", timeout=10))
+    # the event loop keeps running while the guest spins on its worker thread
+    ticks = 0
+    while not pending.done() and ticks < 1000:
+        started = loop.time()
+        await asyncio.sleep(0.01)
+        assert loop.time() - started < 0.25
+        ticks += 1
+    reply = await pending
+    assert "CPU deadline" in (reply.headers or {}).get("Nats-Service-Error", "")
+    assert (await nc.request(f"{lattice_id}.echo", b"alive", timeout=5)).data == b"alive"
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("loop_init", "CPU deadline"),
+    ("bad_import", "__launch_missiles"),
+    ("hog", "memory"),
+])
+async def test_an_actor_that_cannot_start_is_refused_with_the_reason(
+        runtime: WasmRuntime, nc: Client, lattice_id: str, name: str, reason: str) -> None:
+    actor_id = await push(nc, lattice_id, name, ())
+    started = time.monotonic()
+    with pytest.raises(RuntimeFailure, match=reason):
+        await runtime.start_actor(actor(actor_id))
+    assert time.monotonic() - started < 10
+    assert not runtime.workers
+
+
+async def test_an_actor_missing_from_gantry_is_refused(runtime: WasmRuntime) -> None:
+    _, claims = signed("echo", (), key="never-pushed")
+    with pytest.raises(RuntimeFailure, match="not in the registry"):
+        await runtime.start_actor(actor(claims.subject))
+
+
+async def test_an_unknown_provider_is_refused(runtime: WasmRuntime) -> None:
+    with pytest.raises(RuntimeFailure, match="no provider for capability acme:teleport"):
+        await runtime.start_provider(provider(("acme:teleport", "acme")))
+
+
+async def test_the_led_strip_shows_its_pixels(runtime: WasmRuntime, nc: Client,
+                                              lattice_id: str) -> None:
+    echo = await push(nc, lattice_id, "echo", ("iot:ledcontroller",))
+    await runtime.start_provider(provider(LEDS))
+    await runtime.put_binding(binding(echo, LEDS), {"LEDS": "3"})
+    strip = runtime.providers[("iot:ledcontroller", "default")]
+    await asyncio.to_thread(strip.host_call, echo, "Set", b"1=FF0000")
+    assert runtime.provider_state(provider(LEDS)) == {"length": "3",
+                                                      "pixels": "000000,ff0000,000000"}
