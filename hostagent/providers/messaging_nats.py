@@ -22,6 +22,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from hostagent.host import server_barrier
 from hostagent.providers.base import ProviderContext, ProviderError
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class NatsMessaging:
         sub = await nc.subscribe(subject, queue=values.get("QUEUE", ""), cb=on_message,
                                  pending_msgs_limit=65536)
         self._bound[actor_id] = _Bound(sub=sub, nc=nc, own_connection=bool(url))
+        await server_barrier(nc)  # the binding is acked once the subscription is live
         log.info("messaging %s: actor %s subscribed to %s", self.ctx.binding_name, actor_id,
                  subject)
 
