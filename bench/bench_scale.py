@@ -7,11 +7,11 @@ holds no manifest yet. Once the agent noted that empty commit ``Synced``, one co
 deployments (one actor replica each) and the benchmark measures, to the ``Synced`` note on
 that commit: wall time, commands sent (counted on ``lattice.<id>.ctl.host.*.>``), agent
 CPU seconds (``/proc``) and the agent's peak RSS (``VmHWM``). Then, converged, the agent's
-CPU over ``--resync-window`` periodic resyncs (``--resync`` s apart), per resync: an upper
-bound, as it includes handling the N hosts' heartbeats during the period (hosts beat every
-``--heartbeat`` s, 30 by default, to keep that share small); and the agent's idle CPU
-(% of a core) over ``--idle-window`` s starting 6 s after Synced, once the executor's
-in-flight records (5 s) have expired.
+CPU over ``--resync-window`` periodic resyncs (``--resync`` s apart) starting 6 s after
+Synced (when the executor's in-flight records have expired), per resync: an upper bound,
+as it includes handling the N hosts' heartbeats during the period (hosts beat every
+``--heartbeat`` s, 30 by default, to keep that share small). An agent that never goes
+quiet once converged shows here as about 1000 ms per 1 s period.
 
 Default: N, M in {10, 100}. ``--full`` adds 1000 (to 1000 x 1000); a size that does not
 reach Synced within ``--timeout`` is reported as such and larger M for that N are skipped.
@@ -69,9 +69,9 @@ ACTORS = ["MB2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW",
 LATTICE = "benchscale"
 PLOT = ROOT / "bench" / "scale.png"
 TARGET_WALL_S, TARGET_RESYNC_MS, TARGET_RSS_MB = 10.0, 200.0, 250.0
-#: The executor holds a command "in flight" for 5 s (confirm_timeout); the resync window is
-#: measured before that, the idle CPU after it (it shows whether the loop goes quiet).
-IDLE_AFTER = 6.0
+#: The resync window starts this long after Synced: after the executor's in-flight records
+#: (5 s) expired and the last status write is done, so only resyncs and heartbeats remain.
+SETTLE = 6.0
 
 
 @dataclass
@@ -85,7 +85,6 @@ class Result:
     resync_ms: float | None = None
     load: float = 0.0
     profile: str = ""
-    idle_pct: float | None = None  # agent CPU, % of one core, converged, IDLE_AFTER later
     failures: str = ""  # the agent's failed actions, by reason
 
 
@@ -216,17 +215,12 @@ async def one_size(n: int, m: int, args: argparse.Namespace, tmp: Path,
         res.wall_s = synced - t0
         res.cpu_s = cpu_seconds(agent.pid) - cpu0
         res.commands = commands
-        # converged: CPU over a few resync periods, soon after Synced (see IDLE_AFTER)
-        await asyncio.sleep(0.5)  # let the last events settle
+        # converged: CPU over a few resync periods, once the tail of the work is over
+        await asyncio.sleep(max(0.0, synced + SETTLE - time.time()))
         c1, w1 = cpu_seconds(agent.pid), time.monotonic()
         await asyncio.sleep(args.resync * args.resync_window)
         periods = (time.monotonic() - w1) / args.resync
         res.resync_ms = (cpu_seconds(agent.pid) - c1) * 1000 / periods
-        if args.idle_window > 0:
-            await asyncio.sleep(max(0.0, synced + IDLE_AFTER - time.time()))
-            c2, w2 = cpu_seconds(agent.pid), time.monotonic()
-            await asyncio.sleep(args.idle_window)
-            res.idle_pct = (cpu_seconds(agent.pid) - c2) * 100 / (time.monotonic() - w2)
         res.rss_mb = peak_rss_mb(agent.pid)
         agent.stop(30)
         res.failures = failure_summary(agent.log())
@@ -243,15 +237,13 @@ async def one_size(n: int, m: int, args: argparse.Namespace, tmp: Path,
 
 def table(results: list[Result]) -> list[str]:
     lines = ["| hosts | deployments | to Synced (s) | commands | agent CPU (s) | "
-             "agent peak RSS (MB) | CPU per resync period (ms) | idle CPU after 6 s (%) "
-             "| load |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "agent peak RSS (MB) | CPU per resync period (ms) | load |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         wall = f"{r.wall_s:.2f}" if r.wall_s is not None else "not Synced"
         rs = f"{r.resync_ms:.0f}" if r.resync_ms is not None else "-"
-        idle = f"{r.idle_pct:.0f}" if r.idle_pct is not None else "-"
         lines.append(f"| {r.hosts} | {r.deployments} | {wall} | {r.commands} | "
-                     f"{r.cpu_s:.2f} | {r.rss_mb:.0f} | {rs} | {idle} | {r.load:.2f} |")
+                     f"{r.cpu_s:.2f} | {r.rss_mb:.0f} | {rs} | {r.load:.2f} |")
     return lines
 
 
@@ -315,9 +307,7 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
     ap.add_argument("--per-process", type=int, default=250, help="hosts per swarm process")
     ap.add_argument("--heartbeat", type=float, default=30.0, help="hosts' heartbeat, s")
     ap.add_argument("--resync", type=float, default=1.0, help="the agent's --resync, s")
-    ap.add_argument("--resync-window", type=int, default=3, help="resync periods measured")
-    ap.add_argument("--idle-window", type=float, default=2.0,
-                    help="seconds of idle CPU measured 6 s after Synced (0: skip)")
+    ap.add_argument("--resync-window", type=int, default=5, help="resync periods measured")
     ap.add_argument("--timeout", type=float, default=300.0, help="per size, to Synced")
     ap.add_argument("--profile", action="store_true", help="profile the largest size's agent")
     ap.add_argument("--no-plot", action="store_true")
