@@ -77,6 +77,13 @@ async def test_echo_answers_a_nats_request(runtime: WasmRuntime, nc: Client,
     assert runtime.modules.compiled == 1
     replies = [await nc.request(f"{lattice_id}.echo", b"%d" % i, timeout=5) for i in range(4)]
     assert [r.data for r in replies] == [b"0", b"1", b"2", b"3"]
+    # stopping one instance leaves the other serving; stopping both ends the answers
+    first, second = list(runtime.workers.values())
+    await runtime.stop_actor(first.actor)
+    assert (await nc.request(f"{lattice_id}.echo", b"one left", timeout=5)).data == b"one left"
+    await runtime.stop_actor(second.actor)
+    gone = await nc.request(f"{lattice_id}.echo", b"", timeout=5)
+    assert "no running instance" in (gone.headers or {}).get("Nats-Service-Error", "")
 
 
 async def test_counter_counts_through_the_keyvalue_provider(

@@ -96,6 +96,7 @@ class WasmRuntime:
         self.provider_classes = discover()
         self._fetch = fetch
         self.workers: dict[str, ActorWorker] = {}  # instance id -> worker
+        self.by_actor: dict[str, list[ActorWorker]] = {}  # actor id -> its workers
         self.claims: dict[str, Claims] = {}  # actor id -> verified claims
         self.providers: dict[tuple[str, str], Provider] = {}  # (capability, binding name)
         self.bindings: dict[BindingKey, BindingInstance] = {}
@@ -116,6 +117,7 @@ class WasmRuntime:
         for worker in self.workers.values():
             worker.close()
         self.workers.clear()
+        self.by_actor.clear()
         self.ticker.close()
 
     # ------------------------------------------------------------ actors
@@ -165,23 +167,39 @@ class WasmRuntime:
             worker.close()
             raise RuntimeFailure(words(exc)) from exc
         self.workers[actor.instance_id] = worker
+        self.by_actor.setdefault(actor.actor_id, []).append(worker)
         log.info("actor %s (%s) instance %s running", actor.actor_id, claims.name,
                  actor.instance_id)
 
     async def stop_actor(self, actor: ActorInstance) -> None:
         worker = self.workers.pop(actor.instance_id, None)
         if worker is not None:
+            siblings = [w for w in self.by_actor.get(actor.actor_id, []) if w is not worker]
+            if siblings:
+                self.by_actor[actor.actor_id] = siblings
+            else:
+                self.by_actor.pop(actor.actor_id, None)
             worker.close()
         log.info("actor %s instance %s stopped", actor.actor_id, actor.instance_id)
 
     async def call_actor(self, actor_id: str, operation: str, payload: bytes) -> bytes:
         """Call ``operation`` on one running instance of ``actor_id`` (round robin)."""
-        workers = [w for w in self.workers.values() if w.actor.actor_id == actor_id]
+        workers = self.by_actor.get(actor_id)
         if not workers:
             raise RuntimeFailure(f"actor {actor_id} has no running instance on this host")
         worker = workers[next(self._turn) % len(workers)]
         try:
             return await worker.call(operation, payload)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # the instance was stopped with this call still queued
+            raise RuntimeFailure(f"actor {actor_id} instance {worker.actor.instance_id} "
+                                 "stopped before the call ran") from None
+        except RuntimeError as exc:  # the executor was shut down: the instance stopped
+            raise RuntimeFailure(f"actor {actor_id} instance {worker.actor.instance_id} "
+                                 f"stopped: {exc}") from None
         except GuestError as exc:
             log.warning("actor %s instance %s: %s failed: %s", actor_id,
                         worker.actor.instance_id, operation, words(exc))
