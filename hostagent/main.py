@@ -88,7 +88,7 @@ _file = click.Path(exists=True, dir_okay=False)
               show_default=True, help="Give up if NATS cannot be reached at start.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option("--runtime", "runtime_kind", envvar="LATTICE_RUNTIME", default="wasm",
+@click.option("--runtime", envvar="LATTICE_RUNTIME", default="wasm",
               show_default=True, type=click.Choice(["wasm", "memory"]),
               help="wasm: run signed WebAssembly actors from gantry and the Python "
                    "providers; memory: record what runs, execute nothing (tests).")
@@ -96,7 +96,7 @@ def main(nats_url: str, lattice_id: str, labels: Sequence[str], name: str | None
          heartbeat: float, creds: str | None, nkey_seed: str | None, user: str | None,
          password: str | None, tls_ca: str | None, tls_cert: str | None,
          tls_key: str | None, connect_timeout: float, log_level: str,
-         runtime_kind: str) -> None:
+         runtime: str) -> None:
     """Join a lattice as a host that starts empty and obeys the control protocol."""
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr,
@@ -119,7 +119,7 @@ def main(nats_url: str, lattice_id: str, labels: Sequence[str], name: str | None
         tls_cert=tls_cert, tls_key=tls_key,
     )
     sys.exit(asyncio.run(run_host(nats, config, connect_timeout=connect_timeout,
-                                  runtime_kind=runtime_kind)))
+                                  runtime_kind=runtime)))
 
 
 def make_runtime(kind: str, nc: Client, lattice_id: str) -> Runtime:
