@@ -12,12 +12,17 @@ effect is not yet observed is *in flight* and is not issued again until it is ob
 backoff and jitter; an entity no host will take is *unplaced*, reported with the hosts'
 decline reasons, and retried when a host joins or changes (:meth:`hosts_changed`).
 
+Actor starts under the same affinity rules share one auction per pass: every host answers
+once, and the starts are dealt out over the bidders by load (a sibling replica's host last).
+A thousand starts on a thousand hosts cost a thousand replies, not a million.
+
 Phases run in order, START then BIND then STOP: make-before-break.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import random
 import time
@@ -26,6 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
@@ -99,6 +105,8 @@ class Executor:
         self._inflight: dict[str, _Flight] = {}
         self._backoff: dict[str, _Backoff] = {}
         self._pending_load: Counter[str] = Counter()
+        #: start key -> host chosen by a shared auction this pass (or why none was)
+        self._dealt: dict[str, str | Unplaceable | TransientError] = {}
         self.unplaced: dict[str, str] = {}
         self.failures: dict[str, str] = {}
         self.commands_sent = 0
@@ -177,6 +185,8 @@ class Executor:
         failed_actor_starts: set[str] = set()
         for phase in sorted({a.phase for a in todo}):
             batch = [a for a in todo if a.phase == phase]
+            if phase == A.ActionPhase.START:
+                await self._deal([a for a in batch if isinstance(a, A.StartActor)])
             # make-before-break: keep an old instance while its replacement is not up
             batch = [a for a in batch
                      if not (isinstance(a, A.StopActor) and a.actor_id in failed_actor_starts)]
@@ -186,6 +196,7 @@ class Executor:
                 if not ok and isinstance(act, A.StartActor):
                     failed_actor_starts.add(act.actor_id)
         self._pending_load.clear()
+        self._dealt.clear()
         return done
 
     async def _run_one(self, act: A.Action) -> bool:
@@ -245,9 +256,15 @@ class Executor:
             host_id, time.monotonic() + self.confirm_timeout, confirmed)
 
     async def _start_actor(self, act: A.StartActor) -> None:
-        req = AuctionRequest(kind="actor", actor_id=act.actor_id,
-                             constraints=list(act.constraints))
-        host = await self._auction(req, avoid=set(act.avoid_hosts))
+        dealt = self._dealt.pop(act.key, None)
+        if isinstance(dealt, Exception):
+            raise dealt
+        if dealt is not None:
+            host = dealt
+        else:
+            req = AuctionRequest(kind="actor", actor_id=act.actor_id,
+                                 constraints=list(act.constraints))
+            host = await self._auction(req, avoid=set(act.avoid_hosts))
         ack = await self._command(host, StartActorCmd(actor_id=act.actor_id,
                                                        annotations=dict(act.annotations)))
         iid = ack.instance_id or ""
@@ -263,16 +280,87 @@ class Executor:
             vendor_id=act.vendor_id, annotations=dict(act.annotations)))
         self._fly(act, host, lambda o: _has_provider(o, host, act.capability_id, act.binding_name))
 
+    async def _deal(self, starts: list[A.StartActor]) -> None:
+        """One auction per affinity rule set shared by several starts; each start gets
+        the least loaded bidder, hosts of sibling replicas (same deployment and actor)
+        last. Results wait in :attr:`_dealt` for :meth:`_start_actor`."""
+        groups: dict[tuple[str, ...], list[A.StartActor]] = {}
+        for act in starts:
+            groups.setdefault(act.constraints, []).append(act)
+        for constraints, acts in groups.items():
+            if len(acts) < 2:
+                continue  # a lone start has its own auction, which may end early
+            req = AuctionRequest(kind="actor", actor_id=acts[0].actor_id,
+                                 constraints=list(constraints))
+            known = len(self.observed)
+            msgs = await scatter_gather(self.nc, self.subjects.auction("actor"), encode(req),
+                                        timeout=self.bid_timeout, max_replies=known or None)
+            replies = [r for m in msgs
+                       if (r := decode(AuctionReply, m.data, subject=m.subject)) is not None
+                       and r.auction_id == req.auction_id]
+            load = {r.host_id: r.load for r in replies if r.bid}
+            if not load:
+                why = decline_message(constraints, replies)
+                for act in acts:
+                    self._dealt[act.key] = (Unplaceable(why) if replies
+                                            else TransientError(why, delay=0.5))
+                continue
+            siblings: dict[tuple[str, str], set[str]] = {}
+            pending = self._pending_load
+            heap = [(n + pending[h], h) for h, n in load.items()]
+            heapq.heapify(heap)
+            for act in acts:
+                near = siblings.setdefault((act.deployment, act.actor_id), set(act.avoid_hosts))
+                skipped = []
+                while heap and heap[0][1] in near:
+                    skipped.append(heapq.heappop(heap))
+                weight, host = heapq.heappop(heap) if heap else skipped.pop(0)
+                for item in skipped:
+                    heapq.heappush(heap, item)
+                heapq.heappush(heap, (weight + 1, host))
+                pending[host] += 1
+                near.add(host)
+                self._dealt[act.key] = host
+
     async def _auction(self, req: AuctionRequest, *, avoid: set[str]) -> str:
+        """The host to run ``req``: the least loaded bidder (outside ``avoid`` if any).
+
+        The auction ends when every known host answered, after ``bid_timeout``, or as soon
+        as a bid that cannot be beaten is in: an idle host (no load, none pending from this
+        pass) outside ``avoid``. On a big, mostly idle lattice that is the first answer,
+        so the other thousand need not be decoded. Declines are kept to explain a
+        failure; no answer at all is transient (hosts may be busy), not unplaceable."""
         known = len(self.observed)
+        replies: list[AuctionReply] = []
+        seen = 0
+        pending = self._pending_load
+
+        chosen: list[str] = []
+
+        def unbeatable(msgs: list[Msg]) -> bool:
+            nonlocal seen
+            for m in msgs[seen:]:
+                r = decode(AuctionReply, m.data, subject=m.subject)
+                if r is None or r.auction_id != req.auction_id:
+                    continue
+                replies.append(r)
+                if (not chosen and r.bid and r.load == 0 and not pending[r.host_id]
+                        and r.host_id not in avoid):
+                    chosen.append(r.host_id)
+                    pending[r.host_id] += 1  # at once: concurrent auctions see it taken
+            seen = len(msgs)
+            return bool(chosen)
+
         msgs = await scatter_gather(
             self.nc, self.subjects.auction(req.kind), encode(req),
-            timeout=self.bid_timeout, max_replies=known or None,
+            timeout=self.bid_timeout, max_replies=known or None, done=unbeatable,
         )
-        replies = [r for m in msgs
-                   if (r := decode(AuctionReply, m.data, subject=m.subject)) is not None
-                   and r.auction_id == req.auction_id]
+        unbeatable(msgs)  # replies that arrived with the last one
+        if chosen:
+            return chosen[0]
         bids = [r for r in replies if r.bid]
+        if not bids and not replies:
+            raise TransientError(decline_message(req.constraints, replies), delay=0.5)
         if not bids:
             raise Unplaceable(decline_message(req.constraints, replies))
         best = min(bids, key=lambda r: (
