@@ -32,7 +32,7 @@ from gitsync.source import GitSource
 log = logging.getLogger(__name__)
 
 #: watchfiles tuning: collect events for ``STEP_MS``, return a batch within ``DEBOUNCE_MS``.
-STEP_MS = 10
+STEP_MS = 3
 DEBOUNCE_MS = 80
 #: Re-read interval when file events are unavailable (watcher failed).
 FALLBACK_POLL = 0.1
