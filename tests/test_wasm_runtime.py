@@ -168,3 +168,24 @@ async def test_the_led_strip_shows_its_pixels(runtime: WasmRuntime, nc: Client,
     await asyncio.to_thread(strip.host_call, echo, "Set", b"1=FF0000")
     assert runtime.provider_state(provider(LEDS)) == {"length": "3",
                                                       "pixels": "000000,ff0000,000000"}
+
+
+async def test_actor_and_providers_on_different_hosts_talk_over_the_lattice(
+        runtime: WasmRuntime, nc: Client, lattice_id: str) -> None:
+    """The actor runs on one runtime (host), messaging and keyvalue on another: the message
+    reaches the actor and its host call reaches the keyvalue through lattice RPC."""
+    counter = await push(nc, lattice_id, "counter", ("wascc:messaging", "wascc:keyvalue"))
+    other = WasmRuntime(nc, lattice_id, limits=Limits(call_timeout_s=0.3))
+    try:
+        await runtime.start_actor(actor(counter))
+        for cap in (MESSAGING, KEYVALUE):
+            await other.start_provider(provider(cap))
+        await other.put_binding(binding(counter, MESSAGING),
+                                {"SUBSCRIPTION": f"{lattice_id}.remote"})
+        await other.put_binding(binding(counter, KEYVALUE), {})
+        counts = [(await nc.request(f"{lattice_id}.remote", b"", timeout=5)).data
+                  for _ in range(3)]
+        assert counts == [b"1", b"2", b"3"]
+        assert other.provider_state(provider(KEYVALUE)) == {"keys": "1"}
+    finally:
+        await other.close()

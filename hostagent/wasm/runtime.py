@@ -27,11 +27,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from hostagent.providers.base import Provider, ProviderContext, ProviderError
 from hostagent.providers.registry import discover
 from hostagent.runtime import BindingKey, RuntimeFailure, binding_key
+from hostagent.wasm import rpc
 from hostagent.wasm.modules import ModuleCache
 from hostagent.wasm.wapc import (
     EpochTicker,
@@ -44,7 +48,7 @@ from hostagent.wasm.wapc import (
 from lattice.claims import Claims, verify_module
 from lattice.errors import VinculumError
 from lattice.gantry import Gantry
-from lattice.protocol import ActorInstance, BindingInstance, ProviderInstance
+from lattice.protocol import ActorInstance, BindingInstance, ProviderInstance, Subjects
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +105,10 @@ class WasmRuntime:
         self.providers: dict[tuple[str, str], Provider] = {}  # (capability, binding name)
         self.bindings: dict[BindingKey, BindingInstance] = {}
         self._turn = itertools.count()
+        self.subjects = Subjects(lattice_id)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._actor_subs: dict[str, Subscription] = {}  # actor id -> rpc subscription
+        self._binding_subs: dict[BindingKey, Subscription] = {}
 
     def __repr__(self) -> str:  # never show binding values
         return (f"WasmRuntime(actors={len(self.workers)}, providers={len(self.providers)}, "
@@ -114,6 +122,10 @@ class WasmRuntime:
             except Exception:
                 log.exception("provider %s/%s failed to stop", *key)
         self.providers.clear()
+        for sub in [*self._actor_subs.values(), *self._binding_subs.values()]:
+            await self._unsubscribe(sub)
+        self._actor_subs.clear()
+        self._binding_subs.clear()
         for worker in self.workers.values():
             worker.close()
         self.workers.clear()
@@ -147,6 +159,7 @@ class WasmRuntime:
         return wasm, claims
 
     async def start_actor(self, actor: ActorInstance) -> None:
+        self._loop = asyncio.get_running_loop()
         wasm, claims = await self._verified(actor.actor_id)
         worker = ActorWorker(actor, claims)
         try:
@@ -168,6 +181,10 @@ class WasmRuntime:
             raise RuntimeFailure(words(exc)) from exc
         self.workers[actor.instance_id] = worker
         self.by_actor.setdefault(actor.actor_id, []).append(worker)
+        if self.nc is not None and actor.actor_id not in self._actor_subs:
+            self._actor_subs[actor.actor_id] = await self.nc.subscribe(
+                rpc.actor_subject(self.subjects, actor.actor_id), queue=rpc.ACTOR_QUEUE,
+                cb=self._on_actor_rpc)
         log.info("actor %s (%s) instance %s running", actor.actor_id, claims.name,
                  actor.instance_id)
 
@@ -179,11 +196,45 @@ class WasmRuntime:
                 self.by_actor[actor.actor_id] = siblings
             else:
                 self.by_actor.pop(actor.actor_id, None)
+                sub = self._actor_subs.pop(actor.actor_id, None)
+                if sub is not None:
+                    await self._unsubscribe(sub)
             worker.close()
         log.info("actor %s instance %s stopped", actor.actor_id, actor.instance_id)
 
     async def call_actor(self, actor_id: str, operation: str, payload: bytes) -> bytes:
-        """Call ``operation`` on one running instance of ``actor_id`` (round robin)."""
+        """Call ``operation`` on an instance of ``actor_id``: a local one (round robin), or
+        one on another host through lattice RPC."""
+        if actor_id in self.by_actor or self.nc is None:
+            return await self._call_local(actor_id, operation, payload)
+        try:
+            reply = await self.nc.request(
+                rpc.actor_subject(self.subjects, actor_id), payload,
+                timeout=self.limits.call_timeout_s + 3.0, headers={rpc.OP_HEADER: operation})
+        except nats.errors.NoRespondersError:
+            raise RuntimeFailure(f"actor {actor_id} has no running instance on the "
+                                 "lattice") from None
+        except nats.errors.TimeoutError:
+            raise RuntimeFailure(f"actor {actor_id} did not answer {operation} in time "
+                                 "(another host)") from None
+        error = rpc.error_of(reply)
+        if error is not None:
+            raise RuntimeFailure(error)
+        return reply.data
+
+    async def _on_actor_rpc(self, msg: Msg) -> None:
+        actor_id = msg.subject.rsplit(".", 1)[-1]
+        operation = (msg.headers or {}).get(rpc.OP_HEADER, "")
+        try:
+            data = await self._call_local(actor_id, operation, msg.data)
+        except Exception as exc:
+            if msg.reply and self.nc is not None:
+                await self.nc.publish(msg.reply, b"", headers=rpc.error_headers(words(exc)))
+            return
+        if msg.reply:
+            await msg.respond(data)
+
+    async def _call_local(self, actor_id: str, operation: str, payload: bytes) -> bytes:
         workers = self.by_actor.get(actor_id)
         if not workers:
             raise RuntimeFailure(f"actor {actor_id} has no running instance on this host")
@@ -210,17 +261,60 @@ class WasmRuntime:
         def host_call(binding: str, namespace: str, operation: str, payload: bytes) -> bytes:
             if namespace not in claims.capabilities:
                 raise HostCallError(f"actor does not claim capability {namespace}")
-            if (actor_id, namespace, binding) not in self.bindings:
-                raise HostCallError(f"actor is not bound to {namespace}/{binding} here")
             provider = self.providers.get((namespace, binding))
-            if provider is None:
-                raise HostCallError(f"no provider for {namespace}/{binding} here")
+            if (actor_id, namespace, binding) not in self.bindings or provider is None:
+                return self._remote_host_call(actor_id, namespace, binding, operation, payload)
             try:
                 return provider.host_call(actor_id, operation, payload)
             except ProviderError as exc:
                 raise HostCallError(str(exc)) from exc
 
         return host_call
+
+    def _remote_host_call(self, actor_id: str, namespace: str, binding: str,
+                          operation: str, payload: bytes) -> bytes:
+        """A host call to the provider holding the binding on another host (runs on the
+        actor's worker thread; blocks it, not the event loop)."""
+        if self.nc is None or self._loop is None:
+            raise HostCallError(f"actor is not bound to {namespace}/{binding} here")
+        timeout = self.limits.call_timeout_s
+        request = self.nc.request(
+            rpc.provider_subject(self.subjects, actor_id, namespace, binding), payload,
+            timeout=timeout, headers={rpc.OP_HEADER: operation})
+        try:
+            reply = asyncio.run_coroutine_threadsafe(request, self._loop).result(timeout + 1)
+        except nats.errors.NoRespondersError:
+            raise HostCallError(f"actor is not bound to {namespace}/{binding} on this "
+                                "lattice") from None
+        except Exception as exc:
+            raise HostCallError(f"host call to {namespace}/{binding} on another host "
+                                f"failed: {type(exc).__name__}") from None
+        error = rpc.error_of(reply)
+        if error is not None:
+            raise HostCallError(error)
+        return reply.data
+
+    async def _on_provider_rpc(self, msg: Msg) -> None:
+        actor_id, namespace, binding = msg.subject.split(".")[-3:]
+        operation = (msg.headers or {}).get(rpc.OP_HEADER, "")
+        provider = self.providers.get((namespace, binding))
+        try:
+            if provider is None or (actor_id, namespace, binding) not in self.bindings:
+                raise ProviderError(f"actor is not bound to {namespace}/{binding} here")
+            data = await asyncio.to_thread(provider.host_call, actor_id, operation, msg.data)
+        except Exception as exc:
+            if msg.reply and self.nc is not None:
+                await self.nc.publish(msg.reply, b"", headers=rpc.error_headers(words(exc)))
+            return
+        if msg.reply:
+            await msg.respond(data)
+
+    @staticmethod
+    async def _unsubscribe(sub: Subscription) -> None:
+        try:
+            await sub.unsubscribe()
+        except Exception as exc:
+            log.debug("unsubscribe %s failed: %r", sub.subject, exc)
 
     # ------------------------------------------------------------ providers
 
@@ -277,12 +371,20 @@ class WasmRuntime:
             await provider.bind(binding.actor_id, resolved)
         except Exception as exc:
             raise RuntimeFailure(words(exc)) from exc
-        self.bindings[binding_key(binding)] = binding
+        key = binding_key(binding)
+        self.bindings[key] = binding
+        if self.nc is not None and key not in self._binding_subs:
+            self._binding_subs[key] = await self.nc.subscribe(
+                rpc.provider_subject(self.subjects, *key), queue=rpc.PROVIDER_QUEUE,
+                cb=self._on_provider_rpc)
         log.info("actor %s bound to %s/%s (keys %s)", binding.actor_id, binding.capability_id,
                  binding.binding_name, sorted(resolved))
 
     async def delete_binding(self, binding: BindingInstance) -> None:
         self.bindings.pop(binding_key(binding), None)
+        sub = self._binding_subs.pop(binding_key(binding), None)
+        if sub is not None:
+            await self._unsubscribe(sub)
         provider = self.providers.get((binding.capability_id, binding.binding_name))
         if provider is not None:
             await provider.unbind(binding.actor_id)
