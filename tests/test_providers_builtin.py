@@ -134,3 +134,19 @@ async def test_messaging_on_its_own_connection_to_the_binding_url(
     await provider.bind("M1", {"SUBSCRIPTION": "t.url", "URL": nats_server.url})
     assert (await nc.request("t.url", b"via url", timeout=5)).data == b"VIA URL"
     await provider.unbind("M1")
+
+
+async def test_two_hosts_bound_to_one_actor_handle_a_message_once(
+        messaging: Messaging, nc: Client) -> None:
+    provider, calls = messaging
+    twin_calls: Calls = []
+    twin = NatsMessaging(context("wascc:messaging", "nats", nc, twin_calls))
+    await twin.start()
+    try:
+        for p in (provider, twin):
+            await p.bind("M1", {"SUBSCRIPTION": "t.once"})
+        for i in range(10):
+            assert (await nc.request("t.once", b"m%d" % i, timeout=5)).data == b"M%d" % i
+        assert len(calls) + len(twin_calls) == 10
+    finally:
+        await twin.stop()

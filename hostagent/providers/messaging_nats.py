@@ -1,12 +1,14 @@
 """``wascc:messaging`` / ``nats``: NATS subjects delivered to actors, and ``Publish``.
 
-Per binding, the provider subscribes to ``SUBSCRIPTION`` (with queue group ``QUEUE`` when
-given) on the host's NATS connection, or on its own connection to ``URL`` when that value
-is given. Every message becomes a ``HandleMessage`` call with the body; the actor's answer
-is published to the message's reply subject. A failed call is answered with an empty body
-and a ``Nats-Service-Error`` header (and logged), so a requester learns at once. Up to
-:data:`MAX_IN_FLIGHT` messages per binding are in flight; more wait in nats-py's pending
-queue. The actor's ``Publish`` host call takes "subject\\nbody".
+Per binding, the provider subscribes to ``SUBSCRIPTION`` in queue group ``QUEUE`` (default
+``vinculum.<actor id>``, so a message is handled once by the lattice however many hosts
+run the provider bound to that actor) on the host's NATS connection, or on its own
+connection to ``URL`` when that value is given. Every message becomes a ``HandleMessage``
+call with the body; the actor's answer is published to the message's reply subject. A
+failed call is answered with an empty body and a ``Nats-Service-Error`` header (and
+logged), so a requester learns at once. Up to :data:`MAX_IN_FLIGHT` messages per binding
+are in flight; more wait in nats-py's pending queue. The actor's ``Publish`` host call
+takes "subject\\nbody".
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ class NatsMessaging:
 
             task.add_done_callback(done)
 
-        sub = await nc.subscribe(subject, queue=values.get("QUEUE", ""), cb=on_message,
+        queue = values.get("QUEUE", "").strip() or f"vinculum.{actor_id}"
+        sub = await nc.subscribe(subject, queue=queue, cb=on_message,
                                  pending_msgs_limit=65536)
         self._bound[actor_id] = _Bound(sub=sub, nc=nc, own_connection=bool(url))
         await server_barrier(nc)  # the binding is acked once the subscription is live
