@@ -1,0 +1,169 @@
+"""End to end with real workloads (issue 6 acceptance): signed WebAssembly actors from the
+gantry registry, run by host processes with the wasm runtime, placed by the agent from git,
+answering NATS requests through the messaging provider.
+
+Everything is real: nats-server, host processes, the agent process, a git repository. The
+example actors are the ones `latticectl up` runs (examples/actors, demo seeds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from cli.examples import EXAMPLE_ACTORS, ExampleActor, build_examples
+from lattice.claims import ClaimsError, sign_module, verify_module
+from lattice.gantry import Gantry
+from lattice.ids import encode_module_key
+from lattice.status import Phase
+from tests.cliutil import clean_env, run
+from tests.helpers import eventually
+from tests.lattice_e2e import HEARTBEAT, Lattice, count_hosts, lat, repo, where
+
+__all__ = ["lat", "repo"]  # fixtures
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+WASM = ["--runtime", "wasm"]
+KEYS = EXAMPLE_ACTORS / "keys"
+
+
+@pytest.fixture(scope="module")
+def examples() -> dict[str, ExampleActor]:
+    return {a.name: a for a in build_examples()}
+
+
+async def push(lat: Lattice, *modules: bytes) -> None:
+    gantry = Gantry(lat.nc, lat.lattice)
+    for wasm in modules:
+        await gantry.push(wasm)
+
+
+def deployment(name: str, actor: str, *, replicas: int = 1,
+               providers: tuple[tuple[str, str], ...] = (("wascc:messaging", "nats"),)
+               ) -> dict[str, object]:
+    return {"kind": "Deployment", "metadata": {"name": name}, "spec": {
+        "actors": [{"id": actor, "replicas": replicas}],
+        "providers": [{"id": cap, "vendor_id": vendor} for cap, vendor in providers]}}
+
+
+def bindings(name: str, actor: str, subject: str, *extra: tuple[str, str]
+             ) -> dict[str, object]:
+    specs: list[dict[str, object]] = [{"capability_id": "wascc:messaging", "actor": actor,
+                                       "vendor_id": "nats", "values": {"SUBSCRIPTION": subject}}]
+    specs += [{"capability_id": cap, "actor": actor, "vendor_id": vendor}
+              for cap, vendor in extra]
+    return {"kind": "BindingSet", "metadata": {"name": name}, "spec": {"bindings": specs}}
+
+
+async def wasm_hosts(lat: Lattice, n: int = 3) -> None:
+    for i in range(n):
+        lat.pool.spawn(labels={"zone": "abc"[i % 3]}, name=f"w{i}", extra_args=WASM)
+    await eventually(lambda: count_hosts(lat, n), timeout=30, message=f"{n} wasm hosts")
+
+
+async def answer(lat: Lattice, subject: str, body: bytes, timeout: float = 2.0) -> bytes | None:
+    """The reply to one request, or None (no responders yet, or a timeout)."""
+    try:
+        msg = await lat.nc.request(subject, body, timeout=timeout)
+    except Exception:  # NoRespondersError / TimeoutError while the lattice converges
+        return None
+    return msg.data if not msg.headers or not msg.headers.get("Nats-Service-Error") else None
+
+
+async def test_echo_answers_through_the_lattice_and_survives_its_host(
+        lat: Lattice, examples: dict[str, ExampleActor]) -> None:
+    echo = examples["echo"]
+    await push(lat, echo.wasm)
+    await wasm_hosts(lat)
+    sha = lat.commit({"deployments/echo.yaml": deployment("echo", echo.claims.subject),
+                      "bindingsets/echo.yaml": bindings("echo", echo.claims.subject,
+                                                        "demo.echo")}, "echo")
+    agent = lat.agent()
+    await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=45,
+                     message=f"echo Synced\n{agent.log()[-3000:]}")
+    reply = await eventually(lambda: answer(lat, "demo.echo", b"hello lattice"), timeout=15,
+                             message="echo answers")
+    assert reply == b"hello lattice"
+
+    [victim] = where(await lat.inventories(), actor=echo.claims.subject)
+    host = next(h for h in lat.pool.hosts if h.name == victim)
+    host.kill()
+    loop = asyncio.get_running_loop()
+    killed = loop.time()
+
+    async def answered_elsewhere() -> bool:
+        names = where(await lat.inventories(), actor=echo.claims.subject)
+        if not names or victim in names:
+            return False
+        return await answer(lat, "demo.echo", b"again", timeout=0.5) == b"again"
+
+    await eventually(answered_elsewhere, timeout=30, message="echo answers from another host")
+    # acceptance: heartbeat timeout (3 missed) + 2 s; scheduling slack for a loaded 2-core box
+    assert loop.time() - killed < 3 * HEARTBEAT + 2 + 3
+
+
+async def test_counter_counts_through_keyvalue(
+        lat: Lattice, examples: dict[str, ExampleActor]) -> None:
+    counter = examples["counter"]
+    await push(lat, counter.wasm)
+    await wasm_hosts(lat, 2)
+    aid = counter.claims.subject
+    sha = lat.commit({
+        "deployments/counter.yaml": deployment(
+            "counter", aid, providers=(("wascc:messaging", "nats"), ("wascc:keyvalue", "memory"))),
+        "bindingsets/counter.yaml": bindings("counter", aid, "demo.counter",
+                                             ("wascc:keyvalue", "memory")),
+    }, "counter")
+    agent = lat.agent()
+    await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=45,
+                     message=f"counter Synced\n{agent.log()[-3000:]}")
+    first = await eventually(lambda: answer(lat, "demo.counter", b""), timeout=15,
+                             message="counter answers")
+    counts = [first] + [await answer(lat, "demo.counter", b"", timeout=5) for _ in range(2)]
+    assert counts == [b"1", b"2", b"3"]
+
+
+async def test_refusals_are_degraded_with_the_reason_and_hosts_stay_up(
+        lat: Lattice, tmp_path: Path) -> None:
+    """A module that expired after it was pushed, and one that is not in the registry:
+    the host refuses to start them, stays up, and the reason reaches describe."""
+    account = (KEYS / "account.nk").read_bytes()
+    module = (KEYS / "echo.nk").read_bytes()
+    wasm = bytes(wasmtime.wat2wasm((EXAMPLE_ACTORS / "echo.wat").read_text()))
+    soon = int(time.time()) + 2
+    signed, claims = sign_module(wasm, account_seed=account, module_seed=module, name="brief",
+                                 capabilities=["wascc:messaging"], expires=soon)
+    await push(lat, signed)
+
+    def expired() -> bool:
+        try:
+            verify_module(signed)
+        except ClaimsError:
+            return True
+        return False
+
+    await eventually(expired, timeout=10, message="the pushed module expires")
+    await wasm_hosts(lat, 1)
+    missing = encode_module_key(bytes([7]) * 32)  # a valid id, never pushed
+    sha = lat.commit({"deployments/brief.yaml": deployment("brief", claims.subject,
+                                                           providers=()),
+                      "deployments/ghost.yaml": deployment("ghost", missing, providers=())},
+                     "refusals")
+    agent = lat.agent()
+    await eventually(lambda: lat.note_phase(sha, Phase.DEGRADED), timeout=45,
+                     message=f"Degraded\n{agent.log()[-3000:]}")
+    status = await lat.status_of(sha, Phase.DEGRADED)
+    brief = status.deployments["brief"].conditions[0].message
+    ghost = status.deployments["ghost"].conditions[0].message
+    assert "expire" in brief, brief
+    assert missing[:8] in ghost or "registry" in ghost or "not found" in ghost, ghost
+    assert all(h.alive() for h in lat.pool.hosts)
+    env = {**clean_env(tmp_path), "LATTICECTL_REPO": str(lat.repo.working_tree_dir)}
+    described = run(env, "describe", "deployment", "brief")
+    assert described.exit_code == 0, described.output
+    assert "expire" in described.output
