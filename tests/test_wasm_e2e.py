@@ -89,6 +89,9 @@ async def test_echo_answers_through_the_lattice_and_survives_its_host(
     reply = await eventually(lambda: answer(lat, "demo.echo", b"hello lattice"), timeout=15,
                              message="echo answers")
     assert reply == b"hello lattice"
+    env = {**clean_env(lat.tmp), "LATTICECTL_NATS_URL": lat.url}
+    said = await asyncio.to_thread(run, env, "request", "demo.echo", "via latticectl")
+    assert (said.exit_code, said.output.strip()) == (0, "via latticectl"), said.output
 
     [victim] = where(await lat.inventories(), actor=echo.claims.subject)
     host = next(h for h in lat.pool.hosts if h.name == victim)

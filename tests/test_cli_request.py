@@ -1,0 +1,21 @@
+"""``latticectl request`` against a real nats-server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lattice.localnats import NatsServer
+from tests.cliutil import clean_env, run
+
+
+def test_nobody_listening_is_a_one_line_error(nats_server: NatsServer, tmp_path: Path) -> None:
+    env = {**clean_env(tmp_path), "LATTICECTL_NATS_URL": nats_server.url}
+    res = run(env, "request", "nobody.here", "hi", "--timeout", "500ms")
+    assert res.exit_code != 0
+    assert "nothing on" in res.output and "nobody.here" in res.output
+
+
+def test_bad_timeout_names_the_option(nats_server: NatsServer, tmp_path: Path) -> None:
+    env = {**clean_env(tmp_path), "LATTICECTL_NATS_URL": nats_server.url}
+    res = run(env, "request", "x", "--timeout", "soon")
+    assert res.exit_code == 2 and "--timeout" in res.output
