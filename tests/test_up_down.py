@@ -8,10 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from cli.main import cli
 from cli.up_cmd import ping_hosts
+from tests.helpers import eventually_sync
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -25,6 +26,10 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def _ok(result: Result) -> str | None:
+    return result.output if result.exit_code == 0 else None
 
 
 def test_up_detach_then_down(tmp_path: Path) -> None:
@@ -46,6 +51,16 @@ def test_up_detach_then_down(tmp_path: Path) -> None:
         assert {i.name: i.labels.get("leds") for i in invs}["host-0"] == "12"
         # the demo repository was made from examples/repo
         assert (Path(state["repo"]) / ".git").is_dir()
+        # the demo answers: echo and counter run as WebAssembly on the hosts `up` started
+        ctl = ["--state-dir", str(state_dir), "--lattice", "updown"]
+        echoed = eventually_sync(lambda: _ok(runner.invoke(
+            cli, [*ctl, "request", "demo.echo", "hi up", "--timeout", "1s"], env=env)),
+            timeout=60, message="demo.echo answers")
+        assert echoed.strip() == "hi up"
+        counted = runner.invoke(cli, [*ctl, "request", "demo.counter", "--count", "2"], env=env)
+        assert counted.exit_code == 0, counted.output
+        first, second = (int(x) for x in counted.output.split())
+        assert second == first + 1
         again = runner.invoke(cli, ["--state-dir", str(state_dir), "up", "--detach"], env=env)
         assert again.exit_code != 0 and "already up" in again.output
     finally:
