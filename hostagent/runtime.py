@@ -1,10 +1,11 @@
-"""The workload runtime behind a host: the interface, and the in-memory default.
+"""The workload runtime behind a host: the interface, and the in-memory one.
 
 The :class:`~hostagent.host.Host` decides *whether* to start or stop something
 (:mod:`hostagent.commands`); a :class:`Runtime` does it. Runtimes are pluggable through the
-:class:`Runtime` protocol. The only implementation in this version, :class:`MemoryRuntime`,
-records the entities and their state and executes nothing: running WebAssembly actors and
-capability provider code arrives in a later issue.
+:class:`Runtime` protocol. Two implement it: :mod:`hostagent.wasm.runtime` (the default of
+``lattice-host``: signed WebAssembly actors from gantry, Python capability providers) and
+:class:`MemoryRuntime` here (``--runtime memory``), which records the entities and their
+state and executes nothing, for tests and benchmarks of the control plane.
 
 A runtime signals a failure by raising :class:`RuntimeFailure`; the host turns it into a
 refused command and a ``*_start_failed`` event. A runtime receives binding values resolved
