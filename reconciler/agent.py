@@ -268,7 +268,10 @@ class Agent:
             log.info("revision %s: %d actions planned", self.applied.sha[:8], len(actions))
             # Show the gap before closing it: `latticectl get -w` sees 1/2 before 2/2. The
             # note waits for the outcome (a git write here would delay the first command).
-            await self._report(desired, Phase.PROGRESSING, note=False)
+            # Not when only retries of what failed are due: Degraded must not flap.
+            if (self.applied.phase is not Phase.DEGRADED
+                    and self.executor.runnable(actions)):
+                await self._report(desired, Phase.PROGRESSING, note=False)
             await self.executor.execute(actions)
         remaining = plan(desired, self.observed.snapshot()) if actions else []
         ex = self.executor

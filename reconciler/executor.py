@@ -85,7 +85,7 @@ class Executor:
         observed: ObservedState,
         *,
         bid_timeout: float = 0.25,
-        command_timeout: float = 2.0,
+        command_timeout: float = 5.0,
         confirm_timeout: float = 5.0,
         concurrency: int = 32,
         backoff_base: float = 0.5,
