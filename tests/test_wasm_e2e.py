@@ -202,6 +202,9 @@ async def test_hostile_modules_are_refused_with_reasons_and_the_host_stays_up(
     cases["otherhash"] = (swapped, aid, "hash")
     cases["loopinit"] = (*_signed((WASM_TESTS / "loop_init.wat").read_text(), 13), "deadline")
     cases["hog"] = (*_signed((WASM_TESTS / "hog.wat").read_text(), 14), "memory")
+    trap_init = ('(module (memory (export "memory") 1) (func (export "wapc_init") unreachable)'
+                 ' (func (export "__guest_call") (param i32 i32) (result i32) (i32.const 1)))')
+    cases["trapinit"] = (*_signed(trap_init, 17), "trap")
     big, aid = _signed(echo_wat, 15)
     cases["oversize"] = (big + custom_section("padding", b"\0" * (16 * 1024 * 1024)), aid,
                          "limit")
