@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -31,6 +31,7 @@ from hostagent.state import HostState, auction_reply, labels_view
 from lattice.ids import random_host_id
 from lattice.protocol import (
     DEFAULT_LATTICE,
+    ActorInstance,
     AuctionReply,
     AuctionRequest,
     CommandAck,
@@ -40,6 +41,7 @@ from lattice.protocol import (
     Message,
     PingRequest,
     ProviderInstance,
+    StopActor,
     Subjects,
     decode,
     encode,
@@ -47,6 +49,13 @@ from lattice.protocol import (
 )
 
 AuctionKind = Literal["actor", "provider"]
+
+
+@runtime_checkable
+class CrashReporter(Protocol):
+    """A runtime that tells the host when an instance crashed (the WebAssembly one)."""
+
+    on_crash: Callable[[ActorInstance, str], Coroutine[Any, Any, None]] | None
 
 
 @runtime_checkable
@@ -102,6 +111,8 @@ class Host:
         )
         self.runtime: Runtime = runtime if runtime is not None else MemoryRuntime()
         self.commands = CommandHandler(self.state, self.runtime, environ=config.environ)
+        if isinstance(self.runtime, CrashReporter):
+            self.runtime.on_crash = self.actor_crashed
         self.log = host_logger(__name__, config.host_id, config.name)
         self._lock = asyncio.Lock()  # one command (or the shutdown) at a time
         self._subs: list[Subscription] = []
@@ -221,6 +232,18 @@ class Host:
         self.log.debug("auction %s (%s): %s", request.auction_id, kind,
                        "bid" if reply.bid else f"decline: {reply.reason}")
         await self._reply(msg, reply)
+
+    async def actor_crashed(self, actor: ActorInstance, reason: str) -> None:
+        """An instance trapped or overran its CPU deadline in a call: stop it and publish
+        ``actor_stopped`` with the reason, so the agent sees it gone (and may start it
+        again) and ``latticectl events`` shows why."""
+        async with self._lock:
+            if self.stopping or actor.instance_id not in self.state.actors:
+                return
+            outcome = await self.commands.stop_actor(
+                StopActor(actor_id=actor.actor_id, instance_id=actor.instance_id),
+                reason=f"crashed: {reason}")
+        await self._emit(outcome.events)
 
     async def _on_command(self, msg: Msg) -> None:
         prefix = self.subjects.host_commands(self.host_id)[:-1]

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 import wasmtime
+from nats.aio.msg import Msg
 
 from cli.examples import EXAMPLE_ACTORS, ExampleActor, build_examples
 from gitsync.status import read_status
 from lattice.claims import ClaimsError, custom_section, sign_module, verify_module
 from lattice.gantry import Gantry
 from lattice.ids import encode_module_key
+from lattice.protocol import ActorEvent, CloudEvent, EventType, Subjects
 from lattice.status import Phase
 from tests.cliutil import clean_env, run
 from tests.helpers import eventually
@@ -253,3 +255,41 @@ async def test_hostile_modules_are_refused_with_reasons_and_the_host_stays_up(
         assert described.exit_code == 0 and cases[name][2] in described.output.lower(), (
             described.output)
 
+
+
+async def test_an_actor_that_traps_in_a_call_is_stopped_and_reported(
+        lat: Lattice, examples: dict[str, ExampleActor]) -> None:
+    """The caller gets an error, the instance is stopped with the trap as the reason of
+    its ``actor_stopped`` event (the agent then starts it again), and the host and its
+    other actors carry on."""
+    echo = examples["echo"]
+    trap, trap_id = _signed((WASM_TESTS / "trap.wat").read_text(), 18)
+    await push(lat, echo.wasm, trap)
+    await wasm_hosts(lat, 1)
+    sha = lat.commit({
+        "deployments/echo.yaml": deployment("echo", echo.claims.subject),
+        "bindingsets/echo.yaml": bindings("echo", echo.claims.subject, "demo.echo"),
+        "deployments/trap.yaml": deployment("trap", trap_id),
+        "bindingsets/trap.yaml": bindings("trap", trap_id, "demo.trap"),
+    }, "trap")
+    agent = lat.agent()
+    await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=45,
+                     message=f"Synced\n{agent.log()[-3000:]}")
+    stopped: list[ActorEvent] = []
+
+    async def on_stopped(msg: Msg) -> None:
+        ev = CloudEvent.model_validate_json(msg.data).typed_data()
+        if isinstance(ev, ActorEvent) and ev.actor_id == trap_id:
+            stopped.append(ev)
+
+    sub = await lat.nc.subscribe(Subjects(lat.lattice).event(EventType.ACTOR_STOPPED),
+                                 cb=on_stopped)
+    try:
+        msg = await lat.nc.request("demo.trap", b"boom", timeout=5)
+        assert msg.headers and msg.headers.get("Nats-Service-Error"), msg
+        await eventually(lambda: stopped, timeout=10, message="actor_stopped for the trap")
+    finally:
+        await sub.unsubscribe()
+    assert stopped[0].reason.startswith("crashed:") and "trap" in stopped[0].reason, stopped
+    assert all(h.alive() for h in lat.pool.hosts)
+    assert await answer(lat, "demo.echo", b"carry on") == b"carry on"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -40,6 +40,7 @@ from hostagent.wasm.modules import ModuleCache
 from hostagent.wasm.wapc import (
     EpochTicker,
     GuestError,
+    GuestTrap,
     HostCallError,
     Limits,
     WapcInstance,
@@ -109,6 +110,10 @@ class WasmRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._actor_subs: dict[str, Subscription] = {}  # actor id -> rpc subscription
         self._binding_subs: dict[BindingKey, Subscription] = {}
+        #: told when an instance traps or overruns during a call; the host stops it and
+        #: publishes ``actor_stopped`` with the reason (set by :class:`hostagent.host.Host`)
+        self.on_crash: Callable[[ActorInstance, str], Coroutine[Any, Any, None]] | None = None
+        self._crashes: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:  # never show binding values
         return (f"WasmRuntime(actors={len(self.workers)}, providers={len(self.providers)}, "
@@ -251,6 +256,14 @@ class WasmRuntime:
         except RuntimeError as exc:  # the executor was shut down: the instance stopped
             raise RuntimeFailure(f"actor {actor_id} instance {worker.actor.instance_id} "
                                  f"stopped: {exc}") from None
+        except GuestTrap as exc:
+            log.warning("actor %s instance %s crashed in %s: %s", actor_id,
+                        worker.actor.instance_id, operation, words(exc))
+            if self.on_crash is not None:  # stopped and reported; the caller gets the error
+                task = asyncio.create_task(self.on_crash(worker.actor, words(exc)))
+                self._crashes.add(task)
+                task.add_done_callback(self._crashes.discard)
+            raise
         except GuestError as exc:
             log.warning("actor %s instance %s: %s failed: %s", actor_id,
                         worker.actor.instance_id, operation, words(exc))

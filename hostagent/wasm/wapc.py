@@ -41,6 +41,11 @@ class GuestError(PermanentError):
     """A guest call failed: the guest reported an error, trapped or ran out of time."""
 
 
+class GuestTrap(GuestError):
+    """The guest trapped or ran past its CPU deadline: the instance is broken, not the
+    call (the runtime stops it and the host reports why)."""
+
+
 class HostCallError(Exception):
     """A host call failed; the message goes to the guest through ``__host_error``."""
 
@@ -164,7 +169,7 @@ class WapcInstance:
         try:
             result = thunk()
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
-            raise GuestError(f"{self.name} {what}: trapped: {describe_trap(exc)}") from exc
+            raise GuestTrap(f"{self.name} {what}: trapped: {describe_trap(exc)}") from exc
         return result != 0 if isinstance(result, int) else True
 
     # ------------------------------------------------------------ imports
