@@ -37,3 +37,12 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
 def lattice_id(request: pytest.FixtureRequest) -> str:
     """A lattice id unique to the test."""
     return "t" + format(abs(hash(request.node.nodeid)) % 10**8, "08d")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A latticectl environment that sees nothing of the caller's: no config file, no
+    `up` state, no NATS URL or repository (tests add what they need)."""
+    from tests.cliutil import clean_env
+
+    return clean_env(tmp_path)

@@ -21,15 +21,10 @@ from lattice.claims import ClaimsError, encode_seed, public_key, verify_module
 from lattice.gantry import Gantry
 from lattice.localnats import NatsServer
 from lattice.natsutil import connect
-from tests.cliutil import clean_env, run
+from tests.cliutil import run
 
 KEYS = Path(__file__).resolve().parent.parent / "examples" / "actors" / "keys"
 WAT = '(module (memory (export "memory") 1) (data (i32.const 0) "hello"))'
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return clean_env(tmp_path)
 
 
 @pytest.fixture

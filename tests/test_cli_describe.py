@@ -12,15 +12,10 @@ from nats.aio.client import Client
 from lattice.localnats import NatsServer
 from lattice.protocol import ANN_KIND, ANN_NAME, CommandOp, StartActor
 from lattice.status import Phase
-from tests.cliutil import UNPLACED, clean_env, gitops_repo, note, report, run, write_status
+from tests.cliutil import UNPLACED, gitops_repo, note, report, run, write_status
 from tests.gitrepo import ACTOR, OTHER_ACTOR
 from tests.helpers import eventually
 from tests.hostproc import HostPool, command, ping
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return clean_env(tmp_path)
 
 
 @pytest.fixture

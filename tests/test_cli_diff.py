@@ -10,15 +10,10 @@ import git
 import pytest
 
 from lattice.localnats import NatsServer
-from tests.cliutil import clean_env, gitops_repo, run
+from tests.cliutil import gitops_repo, run
 from tests.gitrepo import DEPLOYMENT, ELIDED_ACTOR, OTHER_ACTOR, deployment, index_state
 from tests.helpers import eventually_sync
 from tests.hostproc import HostPool
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return clean_env(tmp_path)
 
 
 @pytest.fixture

@@ -12,17 +12,12 @@ from nats.aio.client import Client
 
 from lattice.localnats import NatsServer
 from lattice.protocol import CommandOp, HostInventory, StartActor
-from tests.cliutil import clean_env, interrupt, latticectl, run
+from tests.cliutil import interrupt, latticectl, run
 from tests.gitrepo import ACTOR
 from tests.helpers import eventually
 from tests.hostproc import HostPool, command, ping
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return clean_env(tmp_path)
 
 
 async def two_hosts(nc: Client, pool: HostPool, lattice: str) -> dict[str, str]:

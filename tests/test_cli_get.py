@@ -12,7 +12,6 @@ import yaml
 
 from lattice.status import Phase
 from tests.cliutil import (
-    clean_env,
     gitops_repo,
     interrupt,
     latticectl,
@@ -23,11 +22,6 @@ from tests.cliutil import (
 )
 from tests.gitrepo import clone, commit_files, deployment, file_url, make_remote, tip
 from tests.helpers import eventually_sync
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return clean_env(tmp_path)
 
 
 @pytest.fixture

@@ -7,19 +7,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from lattice.localnats import NatsServer
-from tests.cliutil import clean_env, gitops_repo, report, run, write_status
+from tests.cliutil import gitops_repo, report, run, write_status
 from tests.helpers import eventually_sync
 from tests.hostproc import HostPool
 
 CLOSED = "nats://127.0.0.1:1"
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return clean_env(tmp_path)
 
 
 def test_live_hosts_from_a_ping(nats_server: NatsServer, lattice_id: str, tmp_path: Path,

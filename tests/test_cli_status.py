@@ -11,7 +11,6 @@ import pytest
 from lattice.status import Phase
 from tests.cliutil import (
     UNPLACED,
-    clean_env,
     gitops_repo,
     latticectl,
     note,
@@ -20,11 +19,6 @@ from tests.cliutil import (
     write_status,
 )
 from tests.gitrepo import commit_files, deployment, init_repo
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return clean_env(tmp_path)
 
 
 @pytest.fixture

@@ -230,8 +230,12 @@ class WasmRuntime:
     async def _on_actor_rpc(self, msg: Msg) -> None:
         actor_id = msg.subject.rsplit(".", 1)[-1]
         operation = (msg.headers or {}).get(rpc.OP_HEADER, "")
+        await self._answer(msg, self._call_local(actor_id, operation, msg.data))
+
+    async def _answer(self, msg: Msg, work: Awaitable[bytes]) -> None:
+        """Reply to a lattice RPC with what ``work`` returns, or with its error in words."""
         try:
-            data = await self._call_local(actor_id, operation, msg.data)
+            data = await work
         except Exception as exc:
             if msg.reply and self.nc is not None:
                 await self.nc.publish(msg.reply, b"", headers=rpc.error_headers(words(exc)))
@@ -311,16 +315,13 @@ class WasmRuntime:
         actor_id, namespace, binding = msg.subject.split(".")[-3:]
         operation = (msg.headers or {}).get(rpc.OP_HEADER, "")
         provider = self.providers.get((namespace, binding))
-        try:
+
+        async def serve() -> bytes:
             if provider is None or (actor_id, namespace, binding) not in self.bindings:
                 raise ProviderError(f"actor is not bound to {namespace}/{binding} here")
-            data = await asyncio.to_thread(provider.host_call, actor_id, operation, msg.data)
-        except Exception as exc:
-            if msg.reply and self.nc is not None:
-                await self.nc.publish(msg.reply, b"", headers=rpc.error_headers(words(exc)))
-            return
-        if msg.reply:
-            await msg.respond(data)
+            return await asyncio.to_thread(provider.host_call, actor_id, operation, msg.data)
+
+        await self._answer(msg, serve())
 
     @staticmethod
     async def _unsubscribe(sub: Subscription) -> None:
