@@ -108,10 +108,10 @@ def _report(result: ApplyResult, settings: Settings, verb: str) -> None:
 
 def publish_nudge(settings: Settings, *, reason: str, revision: str | None = None) -> None:
     """Publish a :class:`SyncNudge` on the lattice's nudge subject."""
-    url = settings.require_nats()
+    nats = settings.nats()
 
     async def go() -> None:
-        nc = await connect(url, initial_timeout=2.0)
+        nc = await connect(nats, initial_timeout=2.0)
         try:
             await nc.publish(Subjects(settings.lattice).nudge,
                              encode(SyncNudge(reason=reason, revision=revision)))

@@ -24,12 +24,14 @@ from cli.up_cmd import format_event
 from cli.view import connect_quickly, ping_quickly, unreachable
 from hostagent.host import server_barrier
 from lattice.errors import VinculumError
+from lattice.natsutil import NatsOptions
 from lattice.protocol import CloudEvent, EventType, Subjects, decode
 
 EVENT_TYPES = [t.value for t in EventType]
 
 
-async def listen(url: str, lattice: str, on_event: Callable[[CloudEvent], None], *,
+async def listen(url: str | NatsOptions, lattice: str,
+                 on_event: Callable[[CloudEvent], None], *,
                  seconds: float | None) -> None:
     """Call ``on_event`` for every event of ``lattice`` for ``seconds`` (None: until
     SIGINT/SIGTERM). Raises ConnectionError within :data:`NATS_TIMEOUT` seconds when NATS
@@ -108,12 +110,12 @@ def events_cmd(settings: Settings, follow: bool, seconds: float, types: tuple[st
       latticectl events -f --type actor_started --type actor_stopped
       latticectl events --for 10 --host pi -o json | jq .data
     """
-    url = settings.require_nats()
+    nats = settings.nats()
     wanted = {EventType(t) for t in types} or (set(EventType) - {EventType.HOST_HEARTBEAT})
     host_filter: HostFilter | None = None
     try:
         if host is not None:
-            known = asyncio.run(ping_quickly(url, settings.lattice, timeout=0.5))
+            known = asyncio.run(ping_quickly(nats, settings.lattice, timeout=0.5))
             host_filter = HostFilter(host, {i.host_id: i.name for i in known})
 
         def on_event(ev: CloudEvent) -> None:
@@ -126,7 +128,8 @@ def events_cmd(settings: Settings, follow: bool, seconds: float, types: tuple[st
             else:
                 click.echo(format_event(ev))
 
-        asyncio.run(listen(url, settings.lattice, on_event, seconds=None if follow else seconds))
+        asyncio.run(listen(nats, settings.lattice, on_event,
+                           seconds=None if follow else seconds))
     except KeyboardInterrupt:
         return
     except (OSError, ConnectionError, TimeoutError, VinculumError) as exc:

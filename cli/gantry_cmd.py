@@ -35,7 +35,7 @@ def with_gantry(settings: Settings, action: Callable[[Gantry], Awaitable[T]]) ->
     url = settings.require_nats()
 
     async def run() -> T:
-        nc: Client = await connect_quickly(url)
+        nc: Client = await connect_quickly(settings.nats())
         try:
             return await asyncio.wait_for(action(Gantry(nc, settings.lattice)),
                                           OPERATION_TIMEOUT)

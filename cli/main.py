@@ -38,6 +38,11 @@ class Group(click.Group):
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--repo", envvar="LATTICECTL_REPO", help="Git repository (path or URL).")
 @click.option("--nats-url", envvar="LATTICECTL_NATS_URL", help="NATS server URL.")
+@click.option("--nats-creds", envvar="LATTICECTL_NATS_CREDS",
+              help="NATS credentials file (JWT and nkey seed).")
+@click.option("--nats-user", envvar="LATTICECTL_NATS_USER",
+              help="NATS user (password from LATTICECTL_NATS_PASSWORD).")
+@click.option("--nats-tls-ca", envvar="LATTICECTL_NATS_TLS_CA", help="CA bundle for NATS TLS.")
 @click.option("--lattice", envvar="LATTICECTL_LATTICE", help="Lattice id (default: default).")
 @click.option("--context", "context_name", envvar="LATTICECTL_CONTEXT",
               help="Named context from ~/.config/latticectl/config.yaml.")
@@ -50,6 +55,9 @@ def cli(
     ctx: click.Context,
     repo: str | None,
     nats_url: str | None,
+    nats_creds: str | None,
+    nats_user: str | None,
+    nats_tls_ca: str | None,
     lattice: str | None,
     context_name: str | None,
     state_dir: str | None,
@@ -70,7 +78,8 @@ def cli(
     )
     ctx.obj = Settings.resolve(
         repo=repo, nats_url=nats_url, lattice=lattice, context=context_name,
-        state_dir=state_dir, debug=debug,
+        state_dir=state_dir, debug=debug, nats_creds=nats_creds, nats_user=nats_user,
+        nats_tls_ca=nats_tls_ca,
     )
 
 

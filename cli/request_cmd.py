@@ -44,7 +44,7 @@ def request_cmd(settings: Settings, subject: str, body: str, timeout: str, count
     url = settings.require_nats()
 
     async def run() -> list[bytes]:
-        nc = await connect_quickly(url)
+        nc = await connect_quickly(settings.nats())
         try:
             return [(await nc.request(subject, payload, timeout=seconds)).data
                     for _ in range(count)]

@@ -9,8 +9,14 @@ the current context of ``~/.config/latticectl/config.yaml``, which beats the sta
     contexts:
       lab:
         repo: /srv/gitops
-        nats-url: nats://10.0.0.5:4222
+        nats-url: tls://nats.lab:4222
+        nats-creds: ~/.nats/lab.creds     # or nats-user + LATTICECTL_NATS_PASSWORD
+        nats-tls-ca: ~/.nats/lab-ca.pem
         lattice: default
+
+NATS credentials come from ``--nats-creds`` / ``LATTICECTL_NATS_CREDS``, ``--nats-user`` /
+``LATTICECTL_NATS_USER`` with ``LATTICECTL_NATS_PASSWORD`` (never a flag: it would show in
+``ps``), ``--nats-tls-ca`` / ``LATTICECTL_NATS_TLS_CA``, or the context's keys.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from typing import Any
 import click
 import platformdirs
 import yaml
+
+from lattice.natsutil import NatsOptions
 
 
 class CliError(click.ClickException):
@@ -89,6 +97,10 @@ class Settings:
     context: str | None = None
     state_dir: Path = Path()
     debug: bool = False
+    nats_creds: str | None = None
+    nats_user: str | None = None
+    nats_password: str | None = None
+    nats_tls_ca: str | None = None
 
     @classmethod
     def resolve(
@@ -100,6 +112,9 @@ class Settings:
         context: str | None,
         state_dir: str | None,
         debug: bool,
+        nats_creds: str | None = None,
+        nats_user: str | None = None,
+        nats_tls_ca: str | None = None,
     ) -> Settings:
         sdir = Path(state_dir) if state_dir else default_state_dir()
         conf = load_context(context)
@@ -111,6 +126,10 @@ class Settings:
             context=context,
             state_dir=sdir,
             debug=debug,
+            nats_creds=_path(nats_creds or conf.get("nats-creds")),
+            nats_user=nats_user or conf.get("nats-user"),
+            nats_password=os.environ.get("LATTICECTL_NATS_PASSWORD") or None,
+            nats_tls_ca=_path(nats_tls_ca or conf.get("nats-tls-ca")),
         )
 
     def require_nats(self) -> str:
@@ -120,6 +139,16 @@ class Settings:
             )
         return self.nats_url
 
+    def nats(self) -> NatsOptions:
+        """How to reach NATS: the URL (required) and any credentials or CA."""
+        return NatsOptions(url=self.require_nats(), name="latticectl",
+                           creds_file=self.nats_creds, user=self.nats_user,
+                           password=self.nats_password, tls_ca=self.nats_tls_ca)
+
     def repo_path(self) -> str:
         """The repository to work on: --repo, else the current directory."""
         return self.repo or os.getcwd()
+
+
+def _path(value: str | None) -> str | None:
+    return os.path.expanduser(value) if value else None

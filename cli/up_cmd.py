@@ -18,13 +18,14 @@ import click
 
 from cli.localstack import LocalStack, StackState, is_ours, parse_host_labels, stop_records
 from cli.settings import CliError, Settings
-from lattice.natsutil import connect, scatter_gather
+from lattice.natsutil import NatsOptions, connect, scatter_gather
 from lattice.protocol import CloudEvent, EventType, HostInventory, PingRequest, Subjects, encode
 
 DEFAULT_LABELS = ("0:leds=12",)
 
 
-async def ping_hosts(url: str, lattice: str, *, timeout: float = 1.0) -> list[HostInventory]:
+async def ping_hosts(url: str | NatsOptions, lattice: str, *,
+                     timeout: float = 1.0) -> list[HostInventory]:
     """Every host's inventory, gathered for ``timeout`` seconds."""
     nc = await connect(url, initial_timeout=3.0)
     try:

@@ -45,7 +45,7 @@ from gitsync.statusformat import (
     STATUS_REF,
 )
 from lattice.errors import VinculumError
-from lattice.natsutil import connect
+from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import HostInventory
 from lattice.status import RevisionNote, StatusReport
 
@@ -271,7 +271,7 @@ def open_view(settings: Settings, *, fetch: bool = True) -> Iterator[RepoView]:
 
 # ---------------------------------------------------------------- the lattice
 
-async def connect_quickly(url: str) -> Client:
+async def connect_quickly(url: str | NatsOptions) -> Client:
     """A connection to NATS, or ConnectionError within :data:`NATS_TIMEOUT` seconds.
 
     (``lattice.natsutil.connect`` alone can wait forever for a server that is not there:
@@ -285,7 +285,8 @@ async def connect_quickly(url: str) -> Client:
         raise ConnectionError(f"no connection within {NATS_TIMEOUT:g}s") from None
 
 
-async def ping_quickly(url: str, lattice: str, *, timeout: float) -> list[HostInventory]:
+async def ping_quickly(url: str | NatsOptions, lattice: str, *,
+                       timeout: float) -> list[HostInventory]:
     """:func:`cli.up_cmd.ping_hosts`, bounded: ConnectionError when NATS is unreachable."""
     try:
         return await asyncio.wait_for(ping_hosts(url, lattice, timeout=timeout),
@@ -299,7 +300,7 @@ def live_hosts(settings: Settings, *, timeout: float = 1.0) -> list[HostInventor
     if not settings.nats_url:
         return "no NATS URL configured"
     try:
-        return asyncio.run(ping_quickly(settings.nats_url, settings.lattice, timeout=timeout))
+        return asyncio.run(ping_quickly(settings.nats(), settings.lattice, timeout=timeout))
     except (OSError, ConnectionError, TimeoutError, VinculumError) as exc:
         return f"NATS at {settings.nats_url} is unreachable ({exc})"
 

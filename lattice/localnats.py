@@ -77,8 +77,10 @@ class NatsServer:
         port: int | None = None,
         host: str = "127.0.0.1",
         log_file: str | os.PathLike[str] | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.host = host
+        self.extra_args = list(extra_args or [])  # e.g. ["--user", "u", "--pass", "p"]
         self.port = port or free_port(host)
         self.data_dir = Path(data_dir)
         self.log_file = Path(log_file) if log_file else self.data_dir / "nats-server.log"
@@ -96,7 +98,7 @@ class NatsServer:
         return [
             find_nats_server(), "-a", self.host, "-p", str(self.port),
             "-js", "-sd", str(self.data_dir / "jetstream"),
-            "--server_name", f"vinculum-{self.port}",
+            "--server_name", f"vinculum-{self.port}", *self.extra_args,
         ]
 
     def start(self, *, timeout: float = 10.0, detach: bool = False) -> NatsServer:

@@ -90,8 +90,10 @@ async def connect(
     if on_disconnect is not None:
         kwargs["disconnected_cb"] = on_disconnect
 
+    errors: list[Exception] = []
+
     async def _quiet(exc: Exception) -> None:  # nats-py logs loudly otherwise
-        return None
+        errors[:] = [exc]  # the last one explains a first connection that never succeeds
 
     kwargs["error_cb"] = _quiet
     kwargs.update(opts.extra)
@@ -105,6 +107,8 @@ async def connect(
         except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
             if deadline.expired:
                 why = str(exc) or f"no answer within {initial_timeout:g}s"
+                if errors and str(errors[-1]).strip():
+                    why = f"{why}; last error: {str(errors[-1]).strip()}"
                 raise ConnectionError(f"cannot reach NATS at {opts.url}: {why}") from exc
             await asyncio.sleep(min(reconnect_wait, deadline.remaining))
 
