@@ -92,11 +92,15 @@ _file = click.Path(exists=True, dir_okay=False)
               show_default=True, type=click.Choice(["wasm", "memory"]),
               help="wasm: run signed WebAssembly actors from gantry and the Python "
                    "providers; memory: record what runs, execute nothing (tests).")
+@click.option("--trusted-issuer", "trusted_issuers", multiple=True,
+              envvar="LATTICE_TRUSTED_ISSUERS",
+              help="Account public key (A...) whose signed actors this host runs; "
+                   "repeat for several. Default: any issuer whose signature verifies.")
 def main(nats_url: str, lattice_id: str, labels: Sequence[str], name: str | None,
          heartbeat: float, creds: str | None, nkey_seed: str | None, user: str | None,
          password: str | None, tls_ca: str | None, tls_cert: str | None,
          tls_key: str | None, connect_timeout: float, log_level: str,
-         runtime: str) -> None:
+         runtime: str, trusted_issuers: Sequence[str]) -> None:
     """Join a lattice as a host that starts empty and obeys the control protocol."""
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr,
@@ -118,21 +122,23 @@ def main(nats_url: str, lattice_id: str, labels: Sequence[str], name: str | None
         nkey_seed_file=nkey_seed, user=user, password=password, tls_ca=tls_ca,
         tls_cert=tls_cert, tls_key=tls_key,
     )
+    issuers = [i for v in trusted_issuers for i in v.replace(",", " ").split()]
     sys.exit(asyncio.run(run_host(nats, config, connect_timeout=connect_timeout,
-                                  runtime_kind=runtime)))
+                                  runtime_kind=runtime, trusted_issuers=issuers)))
 
 
-def make_runtime(kind: str, nc: Client, lattice_id: str) -> Runtime:
+def make_runtime(kind: str, nc: Client, lattice_id: str, *,
+                 trusted_issuers: Sequence[str] = ()) -> Runtime:
     """The runtime named on the command line."""
     if kind == "memory":
         return MemoryRuntime()
     from hostagent.wasm.runtime import WasmRuntime  # wasmtime loads only when used
 
-    return WasmRuntime(nc, lattice_id)
+    return WasmRuntime(nc, lattice_id, trusted_issuers=trusted_issuers)
 
 
 async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: float,
-                   runtime_kind: str = "wasm") -> int:
+                   runtime_kind: str = "wasm", trusted_issuers: Sequence[str] = ()) -> int:
     """Run one host until a signal; the process exit status."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -179,7 +185,7 @@ async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: fl
         log.error("cannot reach NATS at %s within %.1fs: %s", nats.url, connect_timeout,
                   str(exc) or type(exc).__name__)
         return 1
-    runtime = make_runtime(runtime_kind, nc, config.lattice)
+    runtime = make_runtime(runtime_kind, nc, config.lattice, trusted_issuers=trusted_issuers)
     host = Host(nc, config, runtime=runtime)
     hosts.append(host)
     log.info("connected to %s", nats.url)

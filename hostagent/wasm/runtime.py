@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -91,7 +91,7 @@ class WasmRuntime:
     """Runs waPC actors with wasmtime and capability providers in-process."""
 
     def __init__(self, nc: Client | None, lattice_id: str, *, limits: Limits | None = None,
-                 fetch: Fetch | None = None) -> None:
+                 fetch: Fetch | None = None, trusted_issuers: Iterable[str] = ()) -> None:
         self.nc = nc
         self.lattice_id = lattice_id
         self.limits = limits or Limits()
@@ -100,6 +100,8 @@ class WasmRuntime:
         self.modules = ModuleCache(self.engine)
         self.provider_classes = discover()
         self._fetch = fetch
+        #: account keys whose actors may run here; empty: any whose signature verifies
+        self.trusted_issuers = frozenset(trusted_issuers)
         self.workers: dict[str, ActorWorker] = {}  # instance id -> worker
         self.by_actor: dict[str, list[ActorWorker]] = {}  # actor id -> its workers
         self.claims: dict[str, Claims] = {}  # actor id -> verified claims
@@ -157,6 +159,9 @@ class WasmRuntime:
             claims = verify_module(wasm)
         except Exception as exc:
             raise RuntimeFailure(f"the module's claims do not verify: {words(exc)}") from exc
+        if self.trusted_issuers and claims.issuer not in self.trusted_issuers:
+            raise RuntimeFailure(f"the module is signed by account {claims.issuer}, which "
+                                 "this host does not trust (--trusted-issuer)")
         if claims.subject != actor_id:
             raise RuntimeFailure(f"the module in the registry is signed for {claims.subject}, "
                                  f"not {actor_id}")
