@@ -38,6 +38,7 @@ class Reason(StrEnum):
     VALIDATION_FAILED = "ValidationFailed"
     WAITING_FOR_PROVIDER = "WaitingForProvider"
     CONFLICT = "Conflict"
+    CRASH_LOOP = "CrashLoopBackOff"
 
 
 class Model(BaseModel):

@@ -35,7 +35,9 @@ from gitsync.watch import watch_heads
 from lattice.manifests import DesiredState
 from lattice.natsutil import NatsOptions, connect, scatter_gather
 from lattice.protocol import (
+    ActorEvent,
     CloudEvent,
+    EventType,
     HostInventory,
     PingRequest,
     Subjects,
@@ -54,6 +56,7 @@ from lattice.status import (
     SyncSummary,
 )
 from reconciler.assess import assess
+from reconciler.crashes import CrashTracker
 from reconciler.executor import Executor
 from reconciler.lease import Lease
 from reconciler.observed import Change, ObservedState
@@ -109,6 +112,7 @@ class Agent:
         self.writer: StatusWriter | None = None
         self.head_seen_at: dict[str, float] = {}
         self.last_report: StatusReport | None = None
+        self.crashes = CrashTracker()
         self._published: StatusReport | None = None  # last report handed to the writer
 
     # ------------------------------------------------------------------ lifecycle
@@ -168,6 +172,15 @@ class Agent:
         if ev is None:
             return
         change = self.observed.apply_event(ev)
+        data = ev.typed_data()
+        if isinstance(data, ActorEvent) and ev.event_type is EventType.ACTOR_STOPPED:
+            key = self.crashes.record(data)
+            if key is not None and self.executor is not None:
+                delay = self.crashes.backoff(key)
+                log.warning("actor %s replica %s on host %s %s; restart in %.0fs",
+                            data.actor_id[:12], key.rsplit("/", 1)[-1], data.host_id[:12],
+                            data.reason, delay)
+                self.executor.hold(key, delay)
         if change in (Change.HOST_JOINED, Change.HOST_CHANGED) and self.executor is not None:
             self.executor.hosts_changed()
         if change is not Change.NONE:
@@ -292,7 +305,7 @@ class Agent:
         snap = self.observed.snapshot()
         deps, bss = assess(desired, snap, unplaced=self.executor.unplaced,
                            failures=self.executor.failures, now=now,
-                           previous=self.last_report)
+                           previous=self.last_report, crashes=self.crashes.loops())
         problems = sorted({*self.executor.unplaced.values(), *self.executor.failures.values()})
         if phase is Phase.SYNCED:  # nothing to do, yet an entity may wait on the impossible
             entities: list[DeploymentStatus | BindingSetStatus] = [*deps.values(),

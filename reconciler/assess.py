@@ -58,9 +58,12 @@ class _Tally:
     waiting: list[str] = field(default_factory=list)
     orphaned: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    crashing: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
 
     def verdict(self, ready_message: str) -> tuple[Phase, Condition]:
+        if self.crashing:
+            return Phase.DEGRADED, Condition.stalled(Reason.CRASH_LOOP, self.crashing[0])
         if self.unplaced:
             return Phase.DEGRADED, Condition.stalled(Reason.UNPLACEABLE, self.unplaced[0])
         if self.failed:
@@ -86,12 +89,15 @@ def assess(
     failures: Mapping[str, str],
     now: datetime,
     previous: StatusReport | None = None,
+    crashes: Mapping[str, tuple[int, str]] | None = None,
 ) -> Statuses:
     """Status of every deployment and binding set of ``desired`` against ``observed``.
 
     ``unplaced`` and ``failures`` map action keys (:mod:`reconciler.actions`) to the
     message of the last attempt; ``previous`` (the last report) carries creation and
-    transition times over. Pure: ``now`` is the only clock.
+    transition times over. ``crashes`` maps the start key of a crash-looping replica to
+    (crashes in the window, last reason) (:mod:`reconciler.crashes`). Pure: ``now`` is
+    the only clock.
     """
     found = analyse(desired, observed)
     surplus = _surplus_by_owner(found)
@@ -100,7 +106,7 @@ def assess(
         dep = desired.deployments[name]
         old_dep = previous.deployments.get(name) if previous else None
         deps[name] = _deployment(dep, desired.revision, found, surplus.get(name, 0),
-                                 unplaced, failures, now, old_dep)
+                                 unplaced, failures, now, old_dep, crashes or {})
     declared = {spec.key for dep in desired.deployments.values()
                 for spec in dep.spec.providers}
     by_set: dict[str, list[BindingMatch]] = {}
@@ -130,7 +136,7 @@ def _surplus_by_owner(found: Analysis) -> dict[str, int]:
 def _deployment(
     dep: Deployment, revision: str, found: Analysis, surplus: int,
     unplaced: Mapping[str, str], failures: Mapping[str, str], now: datetime,
-    old: DeploymentStatus | None,
+    old: DeploymentStatus | None, crashes: Mapping[str, tuple[int, str]],
 ) -> DeploymentStatus:
     name = dep.metadata.name
     tally = _Tally()
@@ -138,15 +144,23 @@ def _deployment(
     actors = Count()
     for slots in (s for s in found.actors if s.deployment == name):
         for r, inst in enumerate(slots.instances):
+            key = start_actor_key(name, slots.actor_id, r)
+            looping = crashes.get(key)
+            if looping is not None:
+                tally.crashing.append(f"replica {r} of {slots.actor_id[:12]} crashed "
+                                      f"{looping[0]} times in 10 min; last: {looping[1]}")
             if inst is not None:
                 host = found.host_of(inst)
                 placements.append(Placement(
                     entity=slots.actor_id, kind="actor", host_id=host.host_id,
-                    host_name=host.name, since=inst.started_at, message=f"replica {r}"))
+                    host_name=host.name, since=inst.started_at,
+                    message=f"replica {r}" + (f", {looping[0]} crashes in 10 min"
+                                              if looping else "")))
                 continue
-            key = start_actor_key(name, slots.actor_id, r)
             message = _problem(key, unplaced, failures, tally,
-                               f"replica {r} not running yet")
+                               f"replica {r} not running yet" + (
+                                   f" (restart backing off after {looping[0]} crashes)"
+                                   if looping else ""))
             placements.append(Placement(entity=slots.actor_id, kind="actor", message=message))
         ready = sum(1 for i in slots.instances if i is not None)
         actors = Count(ready=actors.ready + ready,

@@ -148,6 +148,14 @@ class Executor:
         times += [f.deadline for f in self._inflight.values()]
         return max(0.0, min(times) - now) if times else None
 
+    def hold(self, key: str, delay: float) -> None:
+        """Do not run the action ``key`` for ``delay`` seconds (a crash-looping replica's
+        restart backs off; 0 releases it)."""
+        if delay <= 0:
+            return
+        b = self._backoff.get(key)
+        self._backoff[key] = _Backoff((b.attempts if b else 0) + 1, time.monotonic() + delay)
+
     def hosts_changed(self) -> None:
         """A host joined or changed labels: retry unplaced entities at once."""
         for key in self.unplaced:

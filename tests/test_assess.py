@@ -190,3 +190,16 @@ def test_synced_exactly_when_the_planner_has_nothing_left(
             assert 0 <= d.providers.ready <= d.providers.desired
         for b in bss.values():
             assert 0 <= b.bindings.ready <= b.bindings.desired
+
+
+def test_a_crash_looping_replica_is_degraded_with_the_last_reason() -> None:
+    desired = state(deployment("d", [ActorSpec(id=A)]))
+    placed = lattice(host("H1", actors=[actor_inst(A, "i", owned("Deployment", "d", replica=0))]))
+    key = start_actor_key("d", A, 0)
+    deps, _ = assess(desired, placed, unplaced={}, failures={}, now=NOW,
+                     crashes={key: (3, "crashed: trapped: unreachable")})
+    d = deps["d"]
+    assert (d.phase, d.conditions[0].reason) == (Phase.DEGRADED, Reason.CRASH_LOOP)
+    assert "crashed 3 times" in d.conditions[0].message
+    assert "trapped: unreachable" in d.conditions[0].message
+    assert d.placements[0].message == "replica 0, 3 crashes in 10 min"

@@ -22,7 +22,7 @@ from lattice.claims import ClaimsError, custom_section, sign_module, verify_modu
 from lattice.gantry import Gantry
 from lattice.ids import encode_module_key
 from lattice.protocol import ActorEvent, CloudEvent, EventType, Subjects
-from lattice.status import Phase
+from lattice.status import Phase, Reason
 from tests.cliutil import clean_env, run
 from tests.helpers import eventually
 from tests.lattice_e2e import HEARTBEAT, Lattice, count_hosts, lat, repo, where
@@ -293,3 +293,32 @@ async def test_an_actor_that_traps_in_a_call_is_stopped_and_reported(
     assert stopped[0].reason.startswith("crashed:") and "trap" in stopped[0].reason, stopped
     assert all(h.alive() for h in lat.pool.hosts)
     assert await answer(lat, "demo.echo", b"carry on") == b"carry on"
+
+    # restarted at once after a first crash; a second makes it a crash loop: Degraded,
+    # CrashLoopBackOff, with the trap as the reason (and the next restart backs off)
+    async def running_again() -> bool:
+        return bool(where(await lat.inventories(), actor=trap_id))
+
+    await eventually(running_again, timeout=20, message="the trapping actor restarted")
+    await eventually(lambda: _crash_once(lat), timeout=20, message="a second crash")
+
+    async def crash_looping() -> bool:
+        st = await asyncio.to_thread(read_status, lat.repo)
+        return st is not None and st.deployments["trap"].conditions[0].reason == (
+            Reason.CRASH_LOOP)
+
+    await eventually(crash_looping, timeout=30,
+                     message=f"CrashLoopBackOff in status\n{agent.log()[-2000:]}")
+    st = await asyncio.to_thread(read_status, lat.repo)
+    assert st is not None and st.deployments["trap"].phase == Phase.DEGRADED
+    assert "trap" in st.deployments["trap"].conditions[0].message
+    assert st.deployments["echo"].phase == Phase.SYNCED
+
+
+async def _crash_once(lat: Lattice) -> bool:
+    """A request to the trapping actor that reached it (an error reply, not silence)."""
+    try:
+        msg = await lat.nc.request("demo.trap", b"boom", timeout=2)
+    except Exception:
+        return False
+    return bool(msg.headers and msg.headers.get("Nats-Service-Error"))
