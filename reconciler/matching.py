@@ -28,108 +28,48 @@ The rules, in short (docs/architecture.md has the long form):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import NamedTuple
 
-from lattice import selectors
 from lattice.manifests import BindingSpec, DesiredState, ProviderKey
 from lattice.protocol import (
-    ANN_KIND,
     ANN_MANAGED_BY,
     ANN_NAME,
-    ANN_REPLICA,
     MANAGED_BY_VALUE,
     ActorInstance,
     BindingInstance,
     HostInventory,
     ProviderInstance,
 )
+from reconciler.matching_actors import match_actors
+from reconciler.rulesets import (
+    KIND_BINDINGSET,
+    KIND_DEPLOYMENT,
+    OWNER_SEPARATOR,
+    REPLICA_LABELS,
+    ActorSlots,
+    Placed,
+    Rules,
+    RuleSet,
+    RuleSets,
+    Served,
+    SurplusActor,
+    SurplusBinding,
+    SurplusProvider,
+    binding_entity,
+    canonical_rules,
+    provider_entity,
+)
 
-KIND_DEPLOYMENT = "Deployment"
-KIND_BINDINGSET = "BindingSet"
-#: Separates the owner deployments in a shared provider's name annotation.
-OWNER_SEPARATOR = ","
-REPLICA_LABELS = tuple(str(i) for i in range(10_001))
+__all__ = [
+    "KIND_BINDINGSET", "KIND_DEPLOYMENT", "OWNER_SEPARATOR", "REPLICA_LABELS", "ActorSlots",
+    "Analysis", "BindingMatch", "Placed", "ProviderGroup", "RuleSet", "StaleBinding",
+    "analyse", "binding_entity", "canonical_rules", "provider_entity",
+]
 
-Rules = tuple[str, ...]
-Placed = tuple[HostInventory, ActorInstance]
-Served = tuple[HostInventory, ProviderInstance]
-SurplusActor = tuple[HostInventory, ActorInstance, str]
-SurplusProvider = tuple[HostInventory, ProviderInstance, str]
-SurplusBinding = tuple[HostInventory, BindingInstance, str]
 _Rank = tuple[bool, bool, datetime, str, str]
-
-
-def provider_entity(capability_id: str, binding_name: str) -> str:
-    return f"{capability_id}/{binding_name}"
-
-
-def binding_entity(actor_id: str, capability_id: str, binding_name: str) -> str:
-    return f"{actor_id}->{capability_id}/{binding_name}"
-
-
-@lru_cache(maxsize=4096)
-def canonical_rules(rules: Rules) -> Rules:
-    """Affinity rules in one spelling (``leds == 12`` becomes ``leds=12``), sorted and
-    deduplicated, so two lists that say the same thing are one rule set."""
-    return tuple(sorted({str(s) for s in selectors.parse_all(rules)}))
-
-
-class RuleSet:
-    """A canonical rule set, its parsed selectors, and which hosts satisfy it (cached for
-    one analysis: a host's labels do not change within one observed snapshot)."""
-
-    __slots__ = ("_selectors", "rules", "verdicts")
-
-    def __init__(self, rules: Rules) -> None:
-        self.rules = rules
-        self._selectors = selectors.parse_all(rules)
-        #: host id -> whether that host satisfies the rules (filled by :meth:`allows`)
-        self.verdicts: dict[str, bool] = {}
-
-    def allows(self, host: HostInventory) -> bool:
-        if not self._selectors:
-            return True
-        ok = self.verdicts.get(host.host_id)
-        if ok is None:
-            labels = host.labels
-            ok = self.verdicts[host.host_id] = all(s.matches(labels) for s in self._selectors)
-        return ok
-
-    def __str__(self) -> str:
-        return ", ".join(self.rules) or "(no affinity rules)"
-
-
-class _RuleSets:
-    """Interns rule sets: each distinct list of rules is parsed once per analysis."""
-
-    def __init__(self) -> None:
-        self._by_raw: dict[Rules, RuleSet] = {}
-        self._by_canon: dict[Rules, RuleSet] = {}
-
-    def get(self, raw: Sequence[str]) -> RuleSet:
-        key = tuple(raw)
-        rs = self._by_raw.get(key)
-        if rs is None:
-            canon = canonical_rules(key)
-            rs = self._by_canon.get(canon)
-            if rs is None:
-                rs = self._by_canon[canon] = RuleSet(canon)
-            self._by_raw[key] = rs
-        return rs
-
-
-class ActorSlots(NamedTuple):
-    """The replicas of one actor of one deployment: replica ``r`` is served by
-    ``instances[r]`` (its host: :meth:`Analysis.host_of`), or by nothing (None)."""
-
-    deployment: str
-    actor_id: str
-    rules: RuleSet
-    instances: list[ActorInstance | None]
 
 
 class ProviderGroup(NamedTuple):
@@ -190,10 +130,10 @@ class Analysis:
 
 def analyse(desired: DesiredState, observed: Mapping[str, HostInventory]) -> Analysis:
     """Match ``desired`` against ``observed``. Pure; consumed by the planner and assess."""
-    rulesets = _RuleSets()
+    rulesets = RuleSets()
     by_id = {h.host_id: h for h in sorted(observed.values(), key=lambda h: h.host_id)}
     hosts = list(by_id.values())
-    actors, surplus_actors, actor_hosts = _match_actors(desired, by_id, rulesets)
+    actors, surplus_actors, actor_hosts = match_actors(desired, by_id, rulesets)
     groups, group_of, surplus_providers = _match_providers(desired, hosts, rulesets)
     stopping = {(h.host_id, p.capability_id, p.binding_name) for h, p, _ in surplus_providers}
     bindings, surplus_bindings = _match_bindings(desired, hosts, stopping)
@@ -201,154 +141,10 @@ def analyse(desired: DesiredState, observed: Mapping[str, HostInventory]) -> Ana
                     bindings, surplus_bindings, actor_hosts, by_id)
 
 
-# ---------------------------------------------------------------- actors
-#
-# Hot path: a converged lattice of 10,000 replicas must plan in a few milliseconds. The
-# index maps (name, actor id, replica) to the instance itself and keeps its host id in a
-# dict by id(): the only objects allocated per instance are tuples of strings, which the
-# garbage collector stops tracking at once.
-
-
-_ActorKey = tuple[str | None, str, str | None]
-
-
-class _HostActors(NamedTuple):
-    """One host's owned actors, indexed: what :func:`_match_actors` needs of a host."""
-
-    host: HostInventory  # held so that the id() the cache is keyed by stays this host's
-    by_key: dict[_ActorKey, ActorInstance]
-    host_of: dict[int, str]
-    dupes: list[tuple[_ActorKey, ActorInstance]]
-    strays: list[ActorInstance]  # owned, but not by a deployment
-
-
-_HOST_CACHE: dict[int, _HostActors] = {}
-_HOST_CACHE_MAX = 8192
-
-
-def _host_actors(host: HostInventory) -> _HostActors:
-    """The index of one host's owned actors, cached by inventory object: inventories are
-    frozen, and the observed state hands out the same object until the host changes, so
-    a converged lattice re-plans without touching its instances. Pure (a memo)."""
-    got = _HOST_CACHE.get(id(host))
-    if got is not None and got.host is host:
-        return got
-    hid = host.host_id
-    index: dict[_ActorKey, ActorInstance] = {}
-    host_of: dict[int, str] = {}
-    dupes: list[tuple[_ActorKey, ActorInstance]] = []
-    strays: list[ActorInstance] = []
-    for inst in host.actors:
-        ann = inst.annotations
-        if ann.get(ANN_MANAGED_BY) != MANAGED_BY_VALUE:
-            continue
-        if ann.get(ANN_KIND) != KIND_DEPLOYMENT:
-            strays.append(inst)
-            continue
-        host_of[id(inst)] = hid
-        key = (ann.get(ANN_NAME), inst.actor_id, ann.get(ANN_REPLICA))
-        if index.setdefault(key, inst) is not inst:
-            dupes.append((key, inst))
-    got = _HostActors(host, index, host_of, dupes, strays)
-    if len(_HOST_CACHE) >= _HOST_CACHE_MAX:
-        _HOST_CACHE.clear()
-    _HOST_CACHE[id(host)] = got
-    return got
-
-
-def _match_actors(
-    desired: DesiredState, hosts: dict[str, HostInventory], rulesets: _RuleSets
-) -> tuple[list[ActorSlots], list[SurplusActor], dict[int, str]]:
-    index: dict[_ActorKey, ActorInstance] = {}
-    dupes: dict[_ActorKey, list[ActorInstance]] = {}
-    host_of: dict[int, str] = {}
-    surplus: list[SurplusActor] = []
-    expected = 0
-    per_host = [_host_actors(host) for host in hosts.values()]
-    for ha in per_host:
-        index.update(ha.by_key)  # C speed; a key on two hosts shows as a short count
-        host_of.update(ha.host_of)
-        expected += len(ha.by_key)
-        surplus.extend((ha.host, inst, "not part of any deployment") for inst in ha.strays)
-    if len(index) != expected or any(ha.dupes for ha in per_host):
-        index.clear()  # a replica claimed more than once: index again, keeping them all
-        for ha in per_host:
-            for key, inst in (*ha.by_key.items(), *ha.dupes):
-                prev = index.setdefault(key, inst)
-                if prev is not inst:
-                    dupes.setdefault(key, [prev]).append(inst)
-
-    slots: list[ActorSlots] = []
-    pop = index.pop
-    labels = REPLICA_LABELS
-    for name in sorted(desired.deployments):
-        for spec in desired.deployments[name].spec.actors:
-            rs = rulesets.get(spec.affinity_rules)
-            aid = spec.id
-            insts: list[ActorInstance | None] = [
-                pop((name, aid, labels[r]), None) for r in range(spec.replicas)]
-            if dupes:
-                for r in range(spec.replicas):
-                    if (name, aid, labels[r]) in dupes:
-                        insts[r] = _keep_one(dupes.pop((name, aid, labels[r])), hosts, host_of,
-                                             rs, r, surplus)
-            if rs.rules:
-                verdicts = rs.verdicts
-                for r, there in enumerate(insts):
-                    if there is None:
-                        continue
-                    hid = host_of[id(there)]
-                    ok = verdicts.get(hid)
-                    if ok is None:
-                        ok = rs.allows(hosts[hid])
-                    if not ok:
-                        surplus.append((hosts[hid], there,
-                                        f"host {hosts[hid].name} no longer satisfies {rs}"))
-                        insts[r] = None
-            slots.append(ActorSlots(name, aid, rs, insts))
-    for key, inst in index.items():
-        for each in dupes.get(key, [inst]):
-            why = _why_actor_unwanted(desired, *key)
-            surplus.append((hosts[host_of[id(each)]], each, why))
-    return slots, surplus, host_of
-
-
-def _keep_one(
-    found: list[ActorInstance], hosts: dict[str, HostInventory], host_of: dict[int, str],
-    rs: RuleSet, r: int, surplus: list[SurplusActor],
-) -> ActorInstance:
-    """Several owned instances claim replica ``r``: keep the earliest started (then by
-    host id), preferring those on hosts that satisfy the rules; the rest become surplus.
-    (Instances on ineligible hosts are dealt with by the caller's rules check.)"""
-    keep = min(found, key=lambda i: (not rs.allows(hosts[host_of[id(i)]]), i.started_at,
-                                     host_of[id(i)], i.instance_id))
-    for inst in found:
-        if inst is not keep:
-            host = hosts[host_of[id(inst)]]
-            why = (f"duplicate of replica {r}, which runs on host "
-                   f"{hosts[host_of[id(keep)]].name} as {keep.instance_id}")
-            if not rs.allows(host):
-                why = f"host {host.name} no longer satisfies {rs}"
-            surplus.append((host, inst, why))
-    return keep
-
-
-def _why_actor_unwanted(
-    desired: DesiredState, name: str | None, aid: str, replica: str | None
-) -> str:
-    dep = desired.deployments.get(name) if name is not None else None
-    if dep is None:
-        return f"deployment {name} is no longer desired"
-    spec = next((a for a in dep.spec.actors if a.id == aid), None)
-    if spec is None:
-        return f"the actor is no longer part of deployment {name}"
-    return f"replica {replica} is not among the {spec.replicas} deployment {name} wants"
-
-
 # ---------------------------------------------------------------- providers
 
 def _match_providers(
-    desired: DesiredState, hosts: list[HostInventory], rulesets: _RuleSets
+    desired: DesiredState, hosts: list[HostInventory], rulesets: RuleSets
 ) -> tuple[list[ProviderGroup], dict[tuple[str, ProviderKey], ProviderGroup],
            list[SurplusProvider]]:
     needs: dict[ProviderKey, dict[Rules, list[str]]] = {}
@@ -406,7 +202,7 @@ def _provider_rank(owners: tuple[str, ...]) -> Callable[[Served], _Rank]:
 
 def _why_provider_unwanted(
     host: HostInventory, inst: ProviderInstance,
-    needs: dict[ProviderKey, dict[Rules, list[str]]], rulesets: _RuleSets,
+    needs: dict[ProviderKey, dict[Rules, list[str]]], rulesets: RuleSets,
 ) -> str:
     cap, bn, vendor = inst.capability_id, inst.binding_name, inst.vendor_id
     what = provider_entity(cap, bn)
