@@ -1,10 +1,7 @@
 """The executor: the only code that turns planned actions into lattice traffic.
 
-For each start it runs an auction under the entity's affinity rules; the bid window ends as
-soon as every known host has answered (bid or decline), else at ``bid_timeout`` (250 ms by
-default; wasmCloud's control client waits a fixed 5 s). The winner is the least-loaded
-bidder, preferring hosts that do not already run a sibling replica. Then the command, acked
-by the host, then confirmation by event or inventory.
+Each start goes to a host picked by auction (:mod:`reconciler.auctions`); then the
+command, acked by the host, then confirmation by event or inventory.
 
 Retry policy lives here, not in the planner: an action whose command was acked but whose
 effect is not yet observed is *in flight* and is not issued again until it is observed or
@@ -12,33 +9,24 @@ effect is not yet observed is *in flight* and is not issued again until it is ob
 backoff and jitter; an entity no host will take is *unplaced*, reported with the hosts'
 decline reasons, and retried when a host joins or changes (:meth:`hosts_changed`).
 
-Actor starts under the same affinity rules share one auction per pass: every host answers
-once, and the starts are dealt out over the bidders by load (a sibling replica's host last).
-A thousand starts on a thousand hosts cost a thousand replies, not a million.
-
 Phases run in order, START then BIND then STOP: make-before-break.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import random
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from lattice.errors import PermanentError, TransientError
-from lattice.natsutil import scatter_gather
 from lattice.protocol import (
-    AuctionReply,
     AuctionRequest,
     CommandAck,
     DeleteBinding,
@@ -53,13 +41,10 @@ from lattice.protocol import (
 )
 from lattice.protocol import StartActor as StartActorCmd
 from reconciler import actions as A
+from reconciler.auctions import Auctioneer, Dealt, Unplaceable
 from reconciler.observed import ObservedState
 
 log = logging.getLogger(__name__)
-
-
-class Unplaceable(PermanentError):
-    """No host bid in an auction; ``message`` carries the decline reasons."""
 
 
 @dataclass
@@ -104,9 +89,9 @@ class Executor:
         self._rng = rng or random.Random()
         self._inflight: dict[str, _Flight] = {}
         self._backoff: dict[str, _Backoff] = {}
-        self._pending_load: Counter[str] = Counter()
+        self.auctions = Auctioneer(nc, subjects, observed, bid_timeout=bid_timeout)
         #: start key -> host chosen by a shared auction this pass (or why none was)
-        self._dealt: dict[str, str | Unplaceable | TransientError] = {}
+        self._dealt: dict[str, Dealt] = {}
         self.unplaced: dict[str, str] = {}
         self.failures: dict[str, str] = {}
         self.commands_sent = 0
@@ -194,7 +179,8 @@ class Executor:
         for phase in sorted({a.phase for a in todo}):
             batch = [a for a in todo if a.phase == phase]
             if phase == A.ActionPhase.START:
-                await self._deal([a for a in batch if isinstance(a, A.StartActor)])
+                self._dealt.update(await self.auctions.deal(
+                    [a for a in batch if isinstance(a, A.StartActor)]))
             # make-before-break: keep an old instance while its replacement is not up
             batch = [a for a in batch
                      if not (isinstance(a, A.StopActor) and a.actor_id in failed_actor_starts)]
@@ -203,7 +189,7 @@ class Executor:
                 done += ok
                 if not ok and isinstance(act, A.StartActor):
                     failed_actor_starts.add(act.actor_id)
-        self._pending_load.clear()
+        self.auctions.pending.clear()
         self._dealt.clear()
         return done
 
@@ -272,7 +258,7 @@ class Executor:
         else:
             req = AuctionRequest(kind="actor", actor_id=act.actor_id,
                                  constraints=list(act.constraints))
-            host = await self._auction(req, avoid=set(act.avoid_hosts))
+            host = await self.auctions.auction(req, avoid=set(act.avoid_hosts))
         ack = await self._command(host, StartActorCmd(actor_id=act.actor_id,
                                                        annotations=dict(act.annotations)))
         iid = ack.instance_id or ""
@@ -282,99 +268,11 @@ class Executor:
         req = AuctionRequest(kind="provider", capability_id=act.capability_id,
                              binding_name=act.binding_name, vendor_id=act.vendor_id,
                              constraints=list(act.constraints))
-        host = await self._auction(req, avoid=set())
+        host = await self.auctions.auction(req, avoid=set())
         await self._command(host, StartProvider(
             capability_id=act.capability_id, binding_name=act.binding_name,
             vendor_id=act.vendor_id, annotations=dict(act.annotations)))
         self._fly(act, host, lambda o: _has_provider(o, host, act.capability_id, act.binding_name))
-
-    async def _deal(self, starts: list[A.StartActor]) -> None:
-        """One auction per affinity rule set shared by several starts; each start gets
-        the least loaded bidder, hosts of sibling replicas (same deployment and actor)
-        last. Results wait in :attr:`_dealt` for :meth:`_start_actor`."""
-        groups: dict[tuple[str, ...], list[A.StartActor]] = {}
-        for act in starts:
-            groups.setdefault(act.constraints, []).append(act)
-        for constraints, acts in groups.items():
-            if len(acts) < 2:
-                continue  # a lone start has its own auction, which may end early
-            req = AuctionRequest(kind="actor", actor_id=acts[0].actor_id,
-                                 constraints=list(constraints))
-            known = len(self.observed)
-            msgs = await scatter_gather(self.nc, self.subjects.auction("actor"), encode(req),
-                                        timeout=self.bid_timeout, max_replies=known or None)
-            replies = [r for m in msgs
-                       if (r := decode(AuctionReply, m.data, subject=m.subject)) is not None
-                       and r.auction_id == req.auction_id]
-            load = {r.host_id: r.load for r in replies if r.bid}
-            if not load:
-                why = decline_message(constraints, replies)
-                for act in acts:
-                    self._dealt[act.key] = (Unplaceable(why) if replies
-                                            else TransientError(why, delay=0.5))
-                continue
-            siblings: dict[tuple[str, str], set[str]] = {}
-            pending = self._pending_load
-            heap = [(n + pending[h], h) for h, n in load.items()]
-            heapq.heapify(heap)
-            for act in acts:
-                near = siblings.setdefault((act.deployment, act.actor_id), set(act.avoid_hosts))
-                skipped = []
-                while heap and heap[0][1] in near:
-                    skipped.append(heapq.heappop(heap))
-                weight, host = heapq.heappop(heap) if heap else skipped.pop(0)
-                for item in skipped:
-                    heapq.heappush(heap, item)
-                heapq.heappush(heap, (weight + 1, host))
-                pending[host] += 1
-                near.add(host)
-                self._dealt[act.key] = host
-
-    async def _auction(self, req: AuctionRequest, *, avoid: set[str]) -> str:
-        """The host to run ``req``: the least loaded bidder (outside ``avoid`` if any).
-
-        The auction ends when every known host answered, after ``bid_timeout``, or as soon
-        as a bid that cannot be beaten is in: an idle host (no load, none pending from this
-        pass) outside ``avoid``. On a big, mostly idle lattice that is the first answer,
-        so the other thousand need not be decoded. Declines are kept to explain a
-        failure; no answer at all is transient (hosts may be busy), not unplaceable."""
-        known = len(self.observed)
-        replies: list[AuctionReply] = []
-        seen = 0
-        pending = self._pending_load
-
-        chosen: list[str] = []
-
-        def unbeatable(msgs: list[Msg]) -> bool:
-            nonlocal seen
-            for m in msgs[seen:]:
-                r = decode(AuctionReply, m.data, subject=m.subject)
-                if r is None or r.auction_id != req.auction_id:
-                    continue
-                replies.append(r)
-                if (not chosen and r.bid and r.load == 0 and not pending[r.host_id]
-                        and r.host_id not in avoid):
-                    chosen.append(r.host_id)
-                    pending[r.host_id] += 1  # at once: concurrent auctions see it taken
-            seen = len(msgs)
-            return bool(chosen)
-
-        msgs = await scatter_gather(
-            self.nc, self.subjects.auction(req.kind), encode(req),
-            timeout=self.bid_timeout, max_replies=known or None, done=unbeatable,
-        )
-        unbeatable(msgs)  # replies that arrived with the last one
-        if chosen:
-            return chosen[0]
-        bids = [r for r in replies if r.bid]
-        if not bids and not replies:
-            raise TransientError(decline_message(req.constraints, replies), delay=0.5)
-        if not bids:
-            raise Unplaceable(decline_message(req.constraints, replies))
-        best = min(bids, key=lambda r: (
-            r.host_id in avoid, r.load + self._pending_load[r.host_id], r.host_id))
-        self._pending_load[best.host_id] += 1
-        return best.host_id
 
     async def _command(self, host_id: str, msg: Message) -> CommandAck:
         op = getattr(msg, "op", "?")
@@ -394,17 +292,6 @@ class Executor:
             raise PermanentError(f"host {host_id[:12]} refused {op}: {ack.reason}")
         log.info("%s on host %s: %s", op, host_id[:12], "done" if ack.changed else "no change")
         return ack
-
-
-def decline_message(constraints: Iterable[str], replies: list[AuctionReply]) -> str:
-    """E.g. ``no host satisfies leds=12: 3 hosts declined: label leds missing``."""
-    rules = ", ".join(constraints) or "(no affinity rules)"
-    if not replies:
-        return f"no host satisfies {rules}: no host answered the auction"
-    reasons = Counter(r.reason or "declined" for r in replies)
-    parts = [f"{n} host{'s' if n > 1 else ''} declined: {why}"
-             for why, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))]
-    return f"no host satisfies {rules}: " + "; ".join(parts)
 
 
 def _has_actor(o: ObservedState, host: str, iid: str) -> bool:
