@@ -198,3 +198,19 @@ def test_python_dash_m_entry_point() -> None:
     out = subprocess.run([sys.executable, "-m", "hostagent.main", "--help"],
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0 and "--nats-url" in out.stdout and "--label" in out.stdout
+
+
+async def test_a_second_signal_exits_at_once(
+    nats_server: NatsServer, nc: Client, lattice_id: str, tmp_path: Path
+) -> None:
+    """SIGTERM starts the graceful stop; a SIGINT right behind it exits at once with
+    128 + SIGINT (two different signals, so the kernel cannot merge them into one)."""
+    async with EventRecorder(nc, lattice_id) as bus:
+        with HostPool(nats_server.url, lattice_id, log_dir=tmp_path) as pool:
+            proc = pool.spawn(labels={}, name="impatient")
+            await started(bus, "impatient")
+            proc.signal(signal.SIGTERM)
+            proc.signal(signal.SIGINT)
+            code = await asyncio.to_thread(proc.wait, 10.0)
+            assert code == 128 + signal.SIGINT, f"exit {code}; log:\n{proc.log()}"
+            assert "second signal" in proc.log()
