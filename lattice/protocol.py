@@ -431,6 +431,15 @@ class Subjects:
     def nudge(self) -> str:
         return f"{self.prefix}.sync.nudge"
 
+    def actor_rpc(self, actor_id: str) -> str:
+        """Calls to an actor from a provider on another host (queue group ``actors``)."""
+        return f"{self.prefix}.rpc.actor.{actor_id}"
+
+    def provider_rpc(self, actor_id: str, capability_id: str, binding_name: str) -> str:
+        """Host calls of an actor to the provider bound on another host (queue group
+        ``providers``)."""
+        return f"{self.prefix}.rpc.provider.{actor_id}.{capability_id}.{binding_name}"
+
     @property
     def lease_bucket(self) -> str:
         """JetStream key-value bucket holding the agent's leader lease."""

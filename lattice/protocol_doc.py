@@ -187,6 +187,13 @@ def subject_rows(s: p.Subjects) -> list[tuple[str, str, str, str]]:
         rows.append((s.event(et), "publish", f"[CloudEvent](#cloudevent) of [{data}]"
                      f"(#{data.lower()})", "none"))
     rows.append((s.nudge, "publish", "[SyncNudge](#syncnudge)", "none"))
+    rows.append((s.actor_rpc("<actor_id>"), "request/reply (queue group `actors`)",
+                 "the operation's payload, operation in header `Vinculum-Op`",
+                 "the actor's response, or an empty body with `Nats-Service-Error`"))
+    rows.append((s.provider_rpc("<actor_id>", "<capability_id>", "<binding_name>"),
+                 "request/reply (queue group `providers`)",
+                 "a host call's payload, operation in header `Vinculum-Op`",
+                 "the provider's response, or an empty body with `Nats-Service-Error`"))
     return rows
 
 

@@ -30,13 +30,13 @@ PROVIDER_QUEUE = "providers"
 
 def actor_subject(subjects: Subjects, actor_id: str) -> str:
     """Where calls to ``actor_id`` go. Pure."""
-    return f"{subjects.prefix}.rpc.actor.{actor_id}"
+    return subjects.actor_rpc(actor_id)
 
 
 def provider_subject(subjects: Subjects, actor_id: str, capability_id: str,
                      binding_name: str) -> str:
     """Where host calls of ``actor_id`` to (capability, binding) go. Pure."""
-    return f"{subjects.prefix}.rpc.provider.{actor_id}.{capability_id}.{binding_name}"
+    return subjects.provider_rpc(actor_id, capability_id, binding_name)
 
 
 def error_of(msg: Msg) -> str | None:
