@@ -8,6 +8,7 @@ one line too, and a traceback only with ``--debug``.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -26,6 +27,10 @@ class Group(click.Group):
             raise
         except KeyboardInterrupt:
             raise click.Abort() from None
+        except BrokenPipeError:
+            # the reader went away (`latticectl ... | head`): stop quietly, as kubectl does
+            _silence_stdout()
+            raise click.exceptions.Exit(0) from None
         except Exception as exc:
             settings = ctx.find_object(Settings)
             if settings is not None and settings.debug:
@@ -33,6 +38,15 @@ class Group(click.Group):
             raise CliError(
                 f"{type(exc).__name__}: {exc} (rerun with --debug for details)"
             ) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail too."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

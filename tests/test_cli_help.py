@@ -46,3 +46,18 @@ def test_completion_of_commands_and_names(tmp_path: Path) -> None:
     assert complete(env, f"latticectl --repo {root} get deployment am") == ["amazing-deployment"]
     assert complete(env, f"latticectl --repo {root} describe bs ") == ["amazing-bindings"]
     assert complete(env, f"latticectl --repo {tmp_path} get deploy ") == []  # no repo: none
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`latticectl ... | head`: the reader is gone; exit 0 and no traceback or error."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", "from cli.main import main; main()", "get", "--help"],
+            stdout=write_end, stderr=subprocess.PIPE, timeout=60,
+            env={**os.environ, "LATTICECTL_CONFIG": str(tmp_path / "none.yaml")})
+    finally:
+        os.close(write_end)
+    assert b"BrokenPipe" not in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0
