@@ -219,22 +219,51 @@ def _why_provider_unwanted(
 
 # ---------------------------------------------------------------- bindings
 
+class _HostBindings(NamedTuple):
+    """One host's bindings, indexed; memoised by inventory object like the actors'."""
+
+    host: HostInventory
+    bound: dict[tuple[str, str, str, str], BindingInstance]
+    managed: int  # how many of them the agent owns
+
+
+_BINDINGS_CACHE: dict[int, _HostBindings] = {}
+
+
+def _host_bindings(host: HostInventory) -> _HostBindings:
+    got = _BINDINGS_CACHE.get(id(host))
+    if got is not None and got.host is host:
+        return got
+    hid = host.host_id
+    bound = {(hid, b.actor_id, b.capability_id, b.binding_name): b for b in host.bindings}
+    managed = sum(1 for b in host.bindings
+                  if b.annotations.get(ANN_MANAGED_BY) == MANAGED_BY_VALUE)
+    got = _HostBindings(host, bound, managed)
+    if len(_BINDINGS_CACHE) >= 8192:
+        _BINDINGS_CACHE.clear()
+    _BINDINGS_CACHE[id(host)] = got
+    return got
+
+
 def _match_bindings(
     desired: DesiredState, hosts: list[HostInventory], stopping: set[tuple[str, str, str]]
 ) -> tuple[list[BindingMatch], list[SurplusBinding]]:
     serving: dict[tuple[str, str], list[tuple[HostInventory, str]]] = {}  # hosts by id
     bound: dict[tuple[str, str, str, str], BindingInstance] = {}
+    managed_total = 0
     for host in hosts:
         hid = host.host_id
         for p in host.providers:
             if (hid, p.capability_id, p.binding_name) not in stopping:
                 serving.setdefault((p.capability_id, p.binding_name), []).append(
                     (host, p.vendor_id))
-        for b in host.bindings:
-            bound[(hid, b.actor_id, b.capability_id, b.binding_name)] = b
+        hb = _host_bindings(host)
+        bound.update(hb.bound)  # keys carry the host id: no collisions
+        managed_total += hb.managed
 
     claimed: dict[tuple[str, str, str], str] = {}
     wanted: set[int] = set()  # id() of observed bindings a winning spec wants where they are
+    wanted_managed = 0
     matches: list[BindingMatch] = []
     for name in sorted(desired.bindingsets):
         for spec in desired.bindingsets[name].spec.bindings:
@@ -250,13 +279,16 @@ def _match_bindings(
                 if obs is None:
                     stale.append(StaleBinding(host, obs))
                     continue
-                if owner == name:
+                if owner == name and id(obs) not in wanted:
                     wanted.add(id(obs))
+                    wanted_managed += obs.annotations.get(ANN_MANAGED_BY) == MANAGED_BY_VALUE
                 if obs.values != spec.values or (vendor is not None and obs.vendor_id != vendor):
                     stale.append(StaleBinding(host, obs))
             matches.append(BindingMatch(name, spec, owner, on, stale))
 
     surplus: list[SurplusBinding] = []
+    if not stopping and wanted_managed == managed_total:
+        return matches, surplus  # every owned binding is wanted where it is
     for host in hosts:
         hid = host.host_id
         for b in host.bindings:
