@@ -93,7 +93,7 @@ async def connect(
     errors: list[Exception] = []
 
     async def _quiet(exc: Exception) -> None:  # nats-py logs loudly otherwise
-        errors[:] = [exc]  # the last one explains a first connection that never succeeds
+        errors[:] = [*errors[-7:], exc]  # kept to explain a first connection that fails
 
     kwargs["error_cb"] = _quiet
     kwargs.update(opts.extra)
@@ -107,10 +107,19 @@ async def connect(
         except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
             if deadline.expired:
                 why = str(exc) or f"no answer within {initial_timeout:g}s"
-                if errors and str(errors[-1]).strip():
-                    why = f"{why}; last error: {str(errors[-1]).strip()}"
+                told = _most_telling(errors)
+                if told:
+                    why = f"{why}; last error: {told}"
                 raise ConnectionError(f"cannot reach NATS at {opts.url}: {why}") from exc
             await asyncio.sleep(min(reconnect_wait, deadline.remaining))
+
+
+def _most_telling(errors: list[Exception]) -> str:
+    """The error that best explains a failed first connection: what the server said
+    (``Authorization Violation``) beats the socket reset that follows it."""
+    said = [e for e in errors if not isinstance(e, OSError | TimeoutError) and str(e).strip()]
+    pick = said or [e for e in errors if str(e).strip()]
+    return str(pick[-1]).strip() if pick else ""
 
 
 async def scatter_gather(

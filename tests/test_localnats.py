@@ -58,3 +58,16 @@ async def test_connect_gives_up_after_initial_timeout() -> None:
     else:
         raise AssertionError("connected to a port nobody listens on")
     assert time.monotonic() - started < 5
+
+
+def test_what_the_server_said_outlives_the_socket_reset_after_it() -> None:
+    """A refused login is followed by a reset; the reason shown is the refusal."""
+    from nats.errors import AuthorizationError
+
+    from lattice.natsutil import _most_telling
+
+    refused = AuthorizationError()
+    assert _most_telling([refused, ConnectionResetError(104, "reset")]) == str(refused)
+    reset = ConnectionResetError(104, "reset by peer")
+    assert _most_telling([reset]) == "[Errno 104] reset by peer"
+    assert _most_telling([]) == ""
