@@ -93,7 +93,7 @@ async def connect(
     errors: list[Exception] = []
 
     async def _quiet(exc: Exception) -> None:  # nats-py logs loudly otherwise
-        errors[:] = [*errors[-7:], exc]  # kept to explain a first connection that fails
+        errors[:] = _remember(errors, exc)
 
     kwargs["error_cb"] = _quiet
     kwargs.update(opts.extra)
@@ -112,6 +112,13 @@ async def connect(
                     why = f"{why}; last error: {told}"
                 raise ConnectionError(f"cannot reach NATS at {opts.url}: {why}") from exc
             await asyncio.sleep(min(reconnect_wait, deadline.remaining))
+
+
+def _remember(errors: list[Exception], exc: Exception) -> list[Exception]:
+    """What is kept to explain a first connection that fails: the last thing the server
+    said (it may be followed by any number of socket resets) and the latest error."""
+    said = [e for e in errors if not isinstance(e, OSError | TimeoutError)][-1:]
+    return [*said, exc]
 
 
 def _most_telling(errors: list[Exception]) -> str:

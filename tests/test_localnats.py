@@ -64,9 +64,13 @@ def test_what_the_server_said_outlives_the_socket_reset_after_it() -> None:
     """A refused login is followed by a reset; the reason shown is the refusal."""
     from nats.errors import AuthorizationError
 
-    from lattice.natsutil import _most_telling
+    from lattice.natsutil import _most_telling, _remember
 
     refused = AuthorizationError()
+    kept: list[Exception] = []
+    for exc in [ConnectionResetError(), refused, *[ConnectionResetError()] * 40]:
+        kept = _remember(kept, exc)
+    assert len(kept) == 2 and kept[0] is refused
     assert _most_telling([refused, ConnectionResetError(104, "reset")]) == str(refused)
     reset = ConnectionResetError(104, "reset by peer")
     assert _most_telling([reset]) == "[Errno 104] reset by peer"
