@@ -6,6 +6,7 @@ interruption); the CPU deadline is shortened so the runaway guests are stopped q
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -25,12 +26,16 @@ from tests.wasmutil import wat
 pytestmark = pytest.mark.timeout(60)
 
 
+_TICKERS: dict[int, EpochTicker] = {}
+
+
 @pytest.fixture(scope="module")
 def engine() -> Iterator[wasmtime.Engine]:
     engine = new_engine()
-    ticker = EpochTicker(engine)
+    ticker = _TICKERS[id(engine)] = EpochTicker(engine)
     yield engine
     ticker.close()
+    del _TICKERS[id(engine)]
 
 
 def instance(engine: wasmtime.Engine, name: str, *, timeout: float = 1.0,
@@ -48,7 +53,7 @@ def instance(engine: wasmtime.Engine, name: str, *, timeout: float = 1.0,
 
     module = wasmtime.Module(engine, wat(name))
     return WapcInstance(engine, module, name=name, host_call=host_call,
-                        limits=Limits(call_timeout_s=timeout))
+                        limits=Limits(call_timeout_s=timeout), ticker=_TICKERS[id(engine)])
 
 
 @pytest.mark.parametrize("body", [b"", b"hello", bytes(range(256)) * 1024])
@@ -120,3 +125,22 @@ def test_a_host_call_error_reaches_the_guest() -> None:
     counter = WapcInstance(engine, module, name="counter", host_call=refuse)
     with pytest.raises(GuestError, match="not bound here"):
         counter.call("HandleMessage", b"")
+
+
+def test_the_epoch_ticker_sleeps_while_no_guest_runs() -> None:
+    """No ticks while idle (an idle host costs no CPU); ticks while a guest runs."""
+    ticker = EpochTicker(new_engine())
+    try:
+        idle = threading.Event()
+        idle.wait(0.2)  # a window in which a 100 Hz ticker would have ticked ~20 times
+        assert ticker.ticks == 0
+        deadline = time.monotonic() + 10.0
+        with ticker.running():
+            while ticker.ticks < 3 and time.monotonic() < deadline:
+                idle.wait(0.01)
+        assert ticker.ticks >= 3
+        settled = ticker.ticks
+        idle.wait(0.2)
+        assert ticker.ticks <= settled + 1  # at most one tick racing the exit
+    finally:
+        ticker.close()

@@ -182,7 +182,7 @@ class WasmRuntime:
 
         def instantiate() -> WapcInstance:
             return WapcInstance(self.engine, module, name=name, host_call=host_call,
-                                limits=self.limits)
+                                limits=self.limits, ticker=self.ticker)
 
         try:
             worker.instance = await worker.run(instantiate)

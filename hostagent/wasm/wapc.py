@@ -10,14 +10,17 @@ name and payload go to the guest through ``__guest_request``, the guest answers 
 Everything here is synchronous and NOT thread-safe: one instance is used by one thread at
 a time (:mod:`hostagent.wasm.runtime` gives every instance its own worker thread). The
 CPU bound is epoch interruption: :class:`EpochTicker` increments the engine's epoch every
-:data:`TICK_S` seconds, and a call that runs longer than its deadline traps.
+:data:`TICK_S` seconds while guest code runs, and a call that runs longer than its
+deadline traps.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 
@@ -71,20 +74,53 @@ def new_engine() -> wasmtime.Engine:
 
 
 class EpochTicker:
-    """A daemon thread that advances an engine's epoch every :data:`TICK_S` seconds."""
+    """A daemon thread that advances an engine's epoch every :data:`TICK_S` seconds while
+    a guest runs (:meth:`running`), and sleeps while none does: an idle host costs no CPU.
+    A store's deadline is set when its call starts, so ticks skipped while idle shorten
+    nobody's budget."""
 
     def __init__(self, engine: wasmtime.Engine) -> None:
         self.engine = engine
-        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._busy = 0
+        self._closed = False
+        self.ticks = 0  #: epochs advanced so far (read by tests)
         self._thread = threading.Thread(target=self._run, name="wasm-epoch", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(TICK_S):
-            self.engine.increment_epoch()
+        with self._cond:
+            next_tick = time.monotonic() + TICK_S
+            while not self._closed:
+                if self._busy == 0:
+                    self._cond.wait()  # woken by running() or close()
+                    next_tick = time.monotonic() + TICK_S
+                    continue
+                left = next_tick - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self.engine.increment_epoch()
+                self.ticks += 1
+                next_tick += TICK_S
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Tick while the body runs guest code (nested and concurrent uses add up)."""
+        with self._cond:
+            self._busy += 1
+            if self._busy == 1:
+                self._cond.notify()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy -= 1
 
     def close(self) -> None:
-        self._stop.set()
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
         self._thread.join(timeout=1.0)
 
 
@@ -109,8 +145,9 @@ class WapcInstance:
 
     def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module, *, name: str,
                  host_call: HostCall, limits: Limits | None = None,
-                 console: ConsoleLog | None = None) -> None:
+                 console: ConsoleLog | None = None, ticker: EpochTicker | None = None) -> None:
         self.name = name
+        self._ticker = ticker
         self.limits = limits or Limits()
         self._host_call = host_call
         self._console = console or (lambda text: log.info("actor %s: %s", name, text))
@@ -128,7 +165,8 @@ class WapcInstance:
         linker = wasmtime.Linker(engine)
         self._define(linker)
         try:
-            self.instance = linker.instantiate(self.store, module)
+            with self._ticking():  # a start function runs during instantiation
+                self.instance = linker.instantiate(self.store, module)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
             raise GuestError(f"cannot instantiate {name}: {describe_trap(exc)}") from exc
         exports = self.instance.exports(self.store)
@@ -167,10 +205,15 @@ class WapcInstance:
     def _run(self, thunk: Callable[[], object], what: str) -> bool:
         self.store.set_epoch_deadline(self.limits.deadline_ticks)
         try:
-            result = thunk()
+            with self._ticking():
+                result = thunk()
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
             raise GuestTrap(f"{self.name} {what}: trapped: {describe_trap(exc)}") from exc
         return result != 0 if isinstance(result, int) else True
+
+    def _ticking(self) -> AbstractContextManager[None]:
+        """The epoch advances while guest code runs (no ticker: it never advances)."""
+        return self._ticker.running() if self._ticker is not None else nullcontext()
 
     # ------------------------------------------------------------ imports
 
