@@ -164,7 +164,8 @@ class LocalStack:
             name = f"host-{i}"
             args = [sys.executable, "-m", "hostagent.main", "--nats-url", self.nats.url,
                     "--lattice", self.lattice, "--name", name,
-                    "--heartbeat", str(self.heartbeat), *runtime]
+                    "--heartbeat", str(self.heartbeat), *runtime,
+                    "--cache-dir", str(self.state_dir / "wasm-cache")]
             for k, v in sorted(self.host_labels.get(i, {}).items()):
                 args += ["--label", f"{k}={v}"]
             path = logs / f"{name}.log"

@@ -18,9 +18,11 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
+import platformdirs
 from nats.aio.client import Client
 
 from hostagent.host import Host, HostConfig
@@ -96,11 +98,16 @@ _file = click.Path(exists=True, dir_okay=False)
               envvar="LATTICE_TRUSTED_ISSUERS",
               help="Account public key (A...) whose signed actors this host runs; "
                    "repeat for several. Default: any issuer whose signature verifies.")
+@click.option("--cache-dir", envvar="LATTICE_CACHE_DIR", type=click.Path(file_okay=False),
+              default=None, help="Where compiled WebAssembly is kept between runs "
+              "[default: the user cache dir, .../vinculum/wasmtime].")
+@click.option("--no-cache", is_flag=True, help="Compile every module afresh; keep nothing.")
 def main(nats_url: str, lattice_id: str, labels: Sequence[str], name: str | None,
          heartbeat: float, creds: str | None, nkey_seed: str | None, user: str | None,
          password: str | None, tls_ca: str | None, tls_cert: str | None,
          tls_key: str | None, connect_timeout: float, log_level: str,
-         runtime: str, trusted_issuers: Sequence[str]) -> None:
+         runtime: str, trusted_issuers: Sequence[str], cache_dir: str | None,
+         no_cache: bool) -> None:
     """Join a lattice as a host that starts empty and obeys the control protocol."""
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr,
@@ -123,22 +130,30 @@ def main(nats_url: str, lattice_id: str, labels: Sequence[str], name: str | None
         tls_cert=tls_cert, tls_key=tls_key,
     )
     issuers = [i for v in trusted_issuers for i in v.replace(",", " ").split()]
+    cache = None if no_cache else Path(cache_dir) if cache_dir else default_cache_dir()
     sys.exit(asyncio.run(run_host(nats, config, connect_timeout=connect_timeout,
-                                  runtime_kind=runtime, trusted_issuers=issuers)))
+                                  runtime_kind=runtime, trusted_issuers=issuers,
+                                  cache_dir=cache)))
+
+
+def default_cache_dir() -> Path:
+    """Compiled modules by default: the user's cache dir (``~/.cache/vinculum/wasmtime``)."""
+    return Path(platformdirs.user_cache_dir("vinculum")) / "wasmtime"
 
 
 def make_runtime(kind: str, nc: Client, lattice_id: str, *,
-                 trusted_issuers: Sequence[str] = ()) -> Runtime:
+                 trusted_issuers: Sequence[str] = (), cache_dir: Path | None = None) -> Runtime:
     """The runtime named on the command line."""
     if kind == "memory":
         return MemoryRuntime()
     from hostagent.wasm.runtime import WasmRuntime  # wasmtime loads only when used
 
-    return WasmRuntime(nc, lattice_id, trusted_issuers=trusted_issuers)
+    return WasmRuntime(nc, lattice_id, trusted_issuers=trusted_issuers, cache_dir=cache_dir)
 
 
 async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: float,
-                   runtime_kind: str = "wasm", trusted_issuers: Sequence[str] = ()) -> int:
+                   runtime_kind: str = "wasm", trusted_issuers: Sequence[str] = (),
+                   cache_dir: Path | None = None) -> int:
     """Run one host until a signal; the process exit status."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -185,7 +200,8 @@ async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: fl
         log.error("cannot reach NATS at %s within %.1fs: %s", nats.url, connect_timeout,
                   str(exc) or type(exc).__name__)
         return 1
-    runtime = make_runtime(runtime_kind, nc, config.lattice, trusted_issuers=trusted_issuers)
+    runtime = make_runtime(runtime_kind, nc, config.lattice, trusted_issuers=trusted_issuers,
+                           cache_dir=cache_dir)
     host = Host(nc, config, runtime=runtime)
     hosts.append(host)
     log.info("connected to %s", nats.url)

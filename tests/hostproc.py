@@ -148,7 +148,9 @@ def spawn_host(
     if "--runtime" not in extra:
         args += ["--runtime", runtime]
     args += extra
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # compiled modules go to the test's directory, never to the user's cache
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1",
+                "LATTICE_CACHE_DIR": str(directory / "wasm-cache"), **(env or {})}
     with open(log_path, "wb") as logf:
         proc = subprocess.Popen(
             args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

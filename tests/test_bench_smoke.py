@@ -54,3 +54,8 @@ def test_bench_scale_smallest(tmp_path: Path) -> None:
     row = next(line for line in text.splitlines() if line.startswith("| 2 | 2 |"))
     assert "not Synced" not in row
     assert row.split("|")[4].strip() == "2"  # two commands: one start per deployment
+
+
+def test_bench_module_cache_smallest(tmp_path: Path) -> None:
+    text = run_bench("bench_module_cache.py", tmp_path, "--functions", "50", "--repeat", "1")
+    assert "filled cache dir" in text and "50 functions" in text

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
@@ -189,3 +190,42 @@ async def test_actor_and_providers_on_different_hosts_talk_over_the_lattice(
         assert other.provider_state(provider(KEYVALUE)) == {"keys": "1"}
     finally:
         await other.close()
+
+
+async def test_compiled_code_is_kept_in_the_cache_dir_across_runtimes(
+        nc: Client, lattice_id: str, tmp_path: Path) -> None:
+    """A restarted host finds its compiled modules on disk (wasmtime's own cache)."""
+    echo = await push(nc, lattice_id, "echo", ("wascc:messaging",))
+
+    def cached() -> list[Path]:
+        return [p for p in (tmp_path / "cache").rglob("*")
+                if p.is_file() and p.parent.parent.name == "modules" and p.suffix != ".stats"]
+
+    first = WasmRuntime(nc, lattice_id, cache_dir=tmp_path / "cache")
+    try:
+        await first.start_actor(actor(echo))
+    finally:
+        await first.close()
+    entries = cached()
+    assert len(entries) == 1, sorted((tmp_path / "cache").rglob("*"))
+    stamp = entries[0].stat().st_mtime_ns
+    second = WasmRuntime(nc, lattice_id, cache_dir=tmp_path / "cache")
+    try:
+        await second.start_actor(actor(echo))
+    finally:
+        await second.close()
+    assert cached() == entries and entries[0].stat().st_mtime_ns == stamp  # read, not rewritten
+
+
+async def test_an_unusable_cache_dir_is_logged_and_the_runtime_works(
+        nc: Client, lattice_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache dir should be")
+    echo = await push(nc, lattice_id, "echo", ("wascc:messaging",))
+    rt = WasmRuntime(nc, lattice_id, cache_dir=blocker / "cache")
+    try:
+        await rt.start_actor(actor(echo))
+        assert rt.modules.compiled == 1
+    finally:
+        await rt.close()
+    assert "not cached on disk" in caplog.text

@@ -25,6 +25,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import nats.errors
@@ -91,11 +92,12 @@ class WasmRuntime:
     """Runs waPC actors with wasmtime and capability providers in-process."""
 
     def __init__(self, nc: Client | None, lattice_id: str, *, limits: Limits | None = None,
-                 fetch: Fetch | None = None, trusted_issuers: Iterable[str] = ()) -> None:
+                 fetch: Fetch | None = None, trusted_issuers: Iterable[str] = (),
+                 cache_dir: Path | None = None) -> None:
         self.nc = nc
         self.lattice_id = lattice_id
         self.limits = limits or Limits()
-        self.engine = new_engine()
+        self.engine = new_engine(cache_dir)
         self.ticker = EpochTicker(self.engine)
         self.modules = ModuleCache(self.engine)
         self.provider_classes = discover()

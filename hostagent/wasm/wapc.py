@@ -16,6 +16,7 @@ deadline traps.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import wasmtime
 
@@ -65,12 +67,36 @@ class Limits:
         return max(1, round(self.call_timeout_s / TICK_S))
 
 
-def new_engine() -> wasmtime.Engine:
-    """An engine with epoch interruption on (every store of it needs a deadline)."""
+def new_engine(cache_dir: Path | None = None) -> wasmtime.Engine:
+    """An engine with epoch interruption on (every store of it needs a deadline). With
+    ``cache_dir``, compiled code is kept there by wasmtime's own cache, so a restarted
+    host does not compile the same module again; a cache that cannot be set up is
+    logged and skipped (it never stops a host)."""
     config = wasmtime.Config()
     config.epoch_interruption = True
     config.cranelift_opt_level = "speed"
+    if cache_dir is not None:
+        _enable_cache(config, cache_dir)
     return wasmtime.Engine(config)
+
+
+def _enable_cache(config: wasmtime.Config, cache_dir: Path) -> None:
+    """Point wasmtime's compilation cache at ``cache_dir`` (a TOML file says where)."""
+    directory = json.dumps(str(cache_dir.resolve()))  # a TOML basic string
+    # wasmtime >= 33 has no `enabled` key; older releases require it
+    bodies = (f"[cache]\ndirectory = {directory}\n",
+              f"[cache]\nenabled = true\ndirectory = {directory}\n")
+    last: Exception | None = None
+    for body in bodies:
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            toml = cache_dir / "wasmtime-cache.toml"
+            toml.write_text(body)
+            config.cache = str(toml)
+            return
+        except (OSError, wasmtime.WasmtimeError) as exc:
+            last = exc
+    log.warning("compiled modules are not cached on disk: cannot use %s: %s", cache_dir, last)
 
 
 class EpochTicker:
