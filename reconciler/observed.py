@@ -6,8 +6,9 @@ is dropped by :meth:`ObservedState.expire`: its entities are no longer observed.
 keeps no database: after a restart this is rebuilt from a ping, so it never starts a second
 copy of what already runs.
 
-:meth:`snapshot` hands the planner an immutable view; the executor checks against it that
-what a host acked has happened (confirmation by event or inventory).
+:meth:`snapshot` hands the planner an immutable view (a host whose heartbeat says nothing
+new keeps its inventory object, so the planner's per-host memos hold); the executor checks
+against it that what a host acked has happened (confirmation by event or inventory).
 """
 
 from __future__ import annotations
@@ -93,8 +94,12 @@ class ObservedState:
         now = self._now()
         new = []
         for inv in inventories:
-            if inv.host_id not in self._hosts:
+            old = self._hosts.get(inv.host_id)
+            if old is None:
                 new.append(inv.host_id)
+            elif _unchanged(old.inventory, inv):
+                old.last_seen = now  # keep the object: the planner's memos stay valid
+                continue
             self._hosts[inv.host_id] = _Host(inv, now)
         self.version += 1
         return new
@@ -139,6 +144,9 @@ class ObservedState:
 
     def _host_seen(self, inv: HostInventory, et: EventType) -> Change:
         old = self._hosts.get(inv.host_id)
+        if old is not None and _unchanged(old.inventory, inv):
+            old.last_seen = self._now()  # keep the object: the planner's memos stay valid
+            return Change.NONE
         self._hosts[inv.host_id] = _Host(inv, self._now())
         if old is None:
             self.version += 1
@@ -217,6 +225,18 @@ class ObservedState:
             return Change.NONE
         self._update(d.host_id, bindings=rest)
         return Change.BINDING_CHANGED
+
+
+#: inventory fields that change on every heartbeat without anything having changed
+_VOLATILE = frozenset({"uptime_s"})
+_COMPARED = tuple(f for f in HostInventory.model_fields if f not in _VOLATILE)
+
+
+def _unchanged(old: HostInventory, new: HostInventory) -> bool:
+    """Whether ``new`` says exactly what ``old`` did (uptime aside). Such a heartbeat or
+    ping answer keeps the old object, so everything memoised by inventory object (the
+    planner's per-host indexes) stays valid in a converged lattice."""
+    return all(getattr(old, f) == getattr(new, f) for f in _COMPARED)
 
 
 def _content(inv: HostInventory) -> tuple[object, ...]:

@@ -84,3 +84,26 @@ def test_host_missing_three_heartbeats_is_dropped(monkeypatch: object) -> None:
     assert o.expire() == [h1]
     assert o.host_ids == [h2]
     assert obs.MISSED_HEARTBEATS == 3
+
+
+def test_a_heartbeat_that_says_nothing_new_keeps_the_inventory_object() -> None:
+    """Uptime aside, an identical heartbeat or ping answer keeps the object the planner's
+    per-host memos are keyed by; any other difference replaces it."""
+    from lattice.protocol import ActorInstance
+
+    o = ObservedState()
+    h = random_host_id()
+    actor = ActorInstance(actor_id=random_actor_id(), instance_id="i1", started_at=T0,
+                          annotations={"vinculum.io/name": "web"})
+    first = inv(h).model_copy(update={"actors": [actor]})
+    o.reset([first])
+    later = first.model_copy(update={"uptime_s": 99.0, "actors": [actor.model_copy()]})
+    assert o.apply_event(make_event(EventType.HOST_HEARTBEAT, h, later)) is Change.NONE
+    assert o.get(h) is first
+    assert o.merge_ping([later]) == [] and o.get(h) is first
+    relabelled = actor.model_copy(update={"annotations": {"vinculum.io/name": "api"}})
+    moved = first.model_copy(update={"actors": [relabelled]})
+    o.apply_event(make_event(EventType.HOST_HEARTBEAT, h, moved))
+    assert o.get(h) is not first and o.get(h).actors[0].annotations == relabelled.annotations  # type: ignore[union-attr]
+    o.merge_ping([first])
+    assert o.get(h) is first  # a different object again: taken
