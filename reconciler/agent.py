@@ -91,6 +91,24 @@ class _Revision:
     counts: tuple[tuple[str, str, Phase, int, int], ...] = ()
 
 
+@dataclass(frozen=True)
+class _ReportInputs:
+    """Everything a status report is computed from. When a pass sees the same inputs as
+    the last report (a converged lattice on a resync), the report would come out the same
+    but for its clocks, so it is not computed again. Host inventories are compared by
+    identity (:class:`ObservedState` keeps the object while a host says nothing new) and
+    held here, so an id cannot be reused by another object."""
+
+    desired: DesiredState
+    hosts: tuple[HostInventory, ...]
+    rest: tuple[object, ...]
+
+    def same_as(self, other: _ReportInputs | None) -> bool:
+        return (other is not None and other.desired is self.desired
+                and len(other.hosts) == len(self.hosts) and other.rest == self.rest
+                and all(a is b for a, b in zip(other.hosts, self.hosts, strict=True)))
+
+
 class Agent:
     """One vinculum process. ``await Agent(config).run(stop)`` until ``stop`` is set."""
 
@@ -114,6 +132,7 @@ class Agent:
         self.last_report: StatusReport | None = None
         self.crashes = CrashTracker()
         self._published: StatusReport | None = None  # last report handed to the writer
+        self._reported: _ReportInputs | None = None  # what the last report was made of
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, stop: asyncio.Event) -> None:
@@ -301,11 +320,21 @@ class Agent:
         """Assess and publish the status branch; with ``note``, also (re)write the note on
         the applied revision when its phase or counts changed."""
         assert self.executor is not None and self.applied is not None
-        now = utcnow()
         snap = self.observed.snapshot()
+        rev, refused, crashes = self.applied, self.refused, self.crashes.loops()
+        inputs = _ReportInputs(desired, tuple(snap.values()), (
+            phase, note, rev.sha, rev.phase, rev.counts,
+            (refused.sha, tuple(refused.errors)) if refused else None,
+            self.lease.is_leader if self.lease else None, tuple(snap),
+            tuple(sorted(self.executor.unplaced.items())),
+            tuple(sorted(self.executor.failures.items())), tuple(sorted(crashes.items()))))
+        if inputs.same_as(self._reported):
+            return  # same inputs, same report (clocks aside): nothing to assess or write
+        self._reported = inputs
+        now = utcnow()
         deps, bss = assess(desired, snap, unplaced=self.executor.unplaced,
                            failures=self.executor.failures, now=now,
-                           previous=self.last_report, crashes=self.crashes.loops())
+                           previous=self.last_report, crashes=crashes)
         problems = sorted({*self.executor.unplaced.values(), *self.executor.failures.values()})
         if phase is Phase.SYNCED:  # nothing to do, yet an entity may wait on the impossible
             entities: list[DeploymentStatus | BindingSetStatus] = [*deps.values(),
@@ -325,12 +354,10 @@ class Agent:
             + [("BindingSet", n, b.phase, b.bindings.ready, b.bindings.desired)
                for n, b in sorted(bss.items())]
         )
-        rev = self.applied
         if note and (rev.phase, rev.counts) != (phase, counts):
             rev.counts = counts
             rev.errors = problems
             await self._write_note(rev, phase, message)
-        refused = self.refused
         summary = SyncSummary(
             branch=self.source.branch if self.source else "",
             attempted_revision=(refused or rev).sha,

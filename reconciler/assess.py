@@ -39,6 +39,7 @@ from reconciler.actions import put_binding_key, start_actor_key, start_provider_
 from reconciler.matching import (
     KIND_DEPLOYMENT,
     OWNER_SEPARATOR,
+    ActorSlots,
     Analysis,
     BindingMatch,
     analyse,
@@ -101,12 +102,16 @@ def assess(
     """
     found = analyse(desired, observed)
     surplus = _surplus_by_owner(found)
+    slots_of: dict[str, list[ActorSlots]] = {}  # one pass, not one scan per deployment
+    for slots in found.actors:
+        slots_of.setdefault(slots.deployment, []).append(slots)
     deps: dict[str, DeploymentStatus] = {}
     for name in sorted(desired.deployments):
         dep = desired.deployments[name]
         old_dep = previous.deployments.get(name) if previous else None
-        deps[name] = _deployment(dep, desired.revision, found, surplus.get(name, 0),
-                                 unplaced, failures, now, old_dep, crashes or {})
+        deps[name] = _deployment(dep, desired.revision, found, slots_of.get(name, []),
+                                 surplus.get(name, 0), unplaced, failures, now, old_dep,
+                                 crashes or {})
     declared = {spec.key for dep in desired.deployments.values()
                 for spec in dep.spec.providers}
     by_set: dict[str, list[BindingMatch]] = {}
@@ -134,7 +139,7 @@ def _surplus_by_owner(found: Analysis) -> dict[str, int]:
 
 
 def _deployment(
-    dep: Deployment, revision: str, found: Analysis, surplus: int,
+    dep: Deployment, revision: str, found: Analysis, own_slots: list[ActorSlots], surplus: int,
     unplaced: Mapping[str, str], failures: Mapping[str, str], now: datetime,
     old: DeploymentStatus | None, crashes: Mapping[str, tuple[int, str]],
 ) -> DeploymentStatus:
@@ -142,7 +147,7 @@ def _deployment(
     tally = _Tally()
     placements: list[Placement] = []
     actors = Count()
-    for slots in (s for s in found.actors if s.deployment == name):
+    for slots in own_slots:
         for r, inst in enumerate(slots.instances):
             key = start_actor_key(name, slots.actor_id, r)
             looping = crashes.get(key)
