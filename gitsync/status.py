@@ -83,8 +83,15 @@ class StatusWriter:
         self.min_interval = min_interval
         self.retries = retries
         self.commits = 0  #: status commits made by this writer
-        self._repo = git.Repo(self.git_dir)  # our own: GitPython repos are not thread-safe
-        self._git = threading.Lock()  # serialises every write to the repository
+        # Two independent writers, each with its own lock and its own Repo (GitPython
+        # repos are not thread-safe): a note never waits for a status commit of a
+        # thousand files, which matters because the note is what says Synced. Objects
+        # are content-addressed and refs updated by compare-and-swap, so the two can
+        # write to one repository at once.
+        self._repo = git.Repo(self.git_dir)  # the status branch
+        self._status_lock = threading.Lock()
+        self._notes_repo = git.Repo(self.git_dir)
+        self._notes_lock = threading.Lock()
         self._cond = threading.Condition()
         self._pending: _Pending | None = None
         self._committed: dict[str, bytes] | None = None
@@ -103,10 +110,10 @@ class StatusWriter:
     def note(self, sha: str, note: RevisionNote) -> None:
         """Write (or replace) the note on commit ``sha`` now; pushed soon when remote."""
         content = render_note(note)
-        with self._git:
+        with self._notes_lock:
             if self._notes.get(sha) == content:
                 return
-            blob = write_blob(self._repo, content).hex()
+            blob = write_blob(self._notes_repo, content).hex()
             self._add_note(sha, blob)
             self._notes[sha] = content
             log.debug("note on %s: %s", sha[:12], note.phase)
@@ -164,6 +171,7 @@ class StatusWriter:
                 self._cond.notify_all()
             self._thread.join(timeout=30)
             self._repo.close()
+            self._notes_repo.close()
 
     def _wake(self) -> None:
         with self._cond:
@@ -173,7 +181,7 @@ class StatusWriter:
         """Learn what the branch holds (once), so a restart makes no needless commit."""
         if self._loaded:
             return
-        with self._git:
+        with self._status_lock:
             if self._loaded:
                 return
             if self.remote and resolve(self._repo, STATUS_REF) is None:
@@ -189,7 +197,7 @@ class StatusWriter:
             self._committed = committed
 
     def _commit(self, pending: _Pending) -> None:
-        with self._git:
+        with self._status_lock:
             tree = tree_from_files(self._repo, pending.files)
             for attempt in range(self.retries + 1):
                 parent = resolve(self._repo, STATUS_REF)
@@ -216,10 +224,11 @@ class StatusWriter:
 
     # ------------------------------------------------------------------ pushing
     def _push(self) -> None:
-        with self._git:
+        with self._notes_lock:
             if self._unpushed_notes:
                 self._push_ref(NOTES_REF, self._rebase_notes)
                 self._unpushed_notes.clear()
+        with self._status_lock:
             if self._status_unpushed:
                 self._push_ref(STATUS_REF, self._rebase_status)
                 self._status_unpushed = False
@@ -238,7 +247,7 @@ class StatusWriter:
                 _backoff(attempt)
                 rebase()
 
-    def _fetch_to(self, src: str, dst: str) -> str | None:
+    def _fetch_to(self, repo: git.Repo, src: str, dst: str) -> str | None:
         try:
             run_git("fetch", "--no-tags", "--quiet", REMOTE, f"+{src}:{dst}",
                     git_dir=self.git_dir)
@@ -246,7 +255,7 @@ class StatusWriter:
             if "couldn't find remote ref" not in exc.stderr.lower():
                 raise
             return None
-        return resolve(self._repo, dst)
+        return resolve(repo, dst)
 
     def _is_ancestor(self, old: str, new: str) -> bool:
         try:
@@ -257,17 +266,17 @@ class StatusWriter:
 
     def _rebase_notes(self) -> None:
         """Put our unpushed notes on top of the remote's notes."""
-        theirs = self._fetch_to(NOTES_REF, REMOTE_NOTES_REF)
-        ours = resolve(self._repo, NOTES_REF)
+        theirs = self._fetch_to(self._notes_repo, NOTES_REF, REMOTE_NOTES_REF)
+        ours = resolve(self._notes_repo, NOTES_REF)
         if theirs is None or (ours is not None and self._is_ancestor(theirs, ours)):
             return
         update_ref(self.git_dir, NOTES_REF, theirs, ours, message="vinculum: rebase notes")
         for sha, content in self._unpushed_notes.items():
-            self._add_note(sha, write_blob(self._repo, content).hex())
+            self._add_note(sha, write_blob(self._notes_repo, content).hex())
 
     def _rebase_status(self) -> None:
         """Re-commit our status tree on top of the remote's status tip."""
-        theirs = self._fetch_to(STATUS_REF, REMOTE_STATUS_REF)
+        theirs = self._fetch_to(self._repo, STATUS_REF, REMOTE_STATUS_REF)
         ours = resolve(self._repo, STATUS_REF)
         if theirs is None or ours is None or self._is_ancestor(theirs, ours):
             return

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -95,6 +96,22 @@ def test_note_written_read_back_and_updated(local: tuple[git.Repo, GitSource, St
     assert read_note(repo, sha) == second
     shown = repo.git.log("-1", "--notes=lattice", "--format=%N")
     assert "phase: Synced" in shown  # humans can read it with plain git
+
+
+def test_a_note_does_not_wait_for_a_status_commit_in_progress(
+        local: tuple[git.Repo, GitSource, StatusWriter]) -> None:
+    """The note says Synced: it must not queue behind a status commit of a thousand files
+    (which holds the status branch's lock for as long as that takes)."""
+    repo, source, writer = local
+    sha = source.head()
+    done = threading.Event()
+    with writer._status_lock:  # a status commit in progress
+        worker = threading.Thread(target=lambda: (writer.note(sha, note(sha, Phase.SYNCED)),
+                                                  done.set()), daemon=True)
+        worker.start()
+        assert done.wait(10.0), "the note waited for the status branch"
+    worker.join(10.0)
+    assert read_note(repo, sha) is not None and read_note(repo, sha).phase is Phase.SYNCED  # type: ignore[union-attr]
 
 
 def test_invalid_note_carries_its_errors(local: tuple[git.Repo, GitSource, StatusWriter]) -> None:
