@@ -9,48 +9,25 @@ before anything is sent. ``get actors`` is attached to the ``get`` group by
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
-from nats.aio.client import Client
 
 from cli.actor_cmd import read_module
 from cli.output import emit, list_document, output_option, short, table
 from cli.settings import CliError, Settings
-from cli.view import connect_quickly, unreachable
+from cli.view import on_lattice
 from lattice.claims import Claims, ClaimsError, verify_module
-from lattice.errors import TransientError
 from lattice.gantry import ActorRecord, Gantry
 
 T = TypeVar("T")
-#: Seconds a registry operation may take once connected.
-OPERATION_TIMEOUT = 30.0
 
 
 def with_gantry(settings: Settings, action: Callable[[Gantry], Awaitable[T]]) -> T:
-    """Run ``action`` on the lattice's registry; one-line errors when NATS cannot be reached
-    or JetStream does not answer."""
-    url = settings.require_nats()
-
-    async def run() -> T:
-        nc: Client = await connect_quickly(settings.nats())
-        try:
-            return await asyncio.wait_for(action(Gantry(nc, settings.lattice)),
-                                          OPERATION_TIMEOUT)
-        finally:
-            await nc.close()
-
-    try:
-        return asyncio.run(run())
-    except TimeoutError:
-        raise CliError(f"the registry on {url} did not answer within {OPERATION_TIMEOUT:g}s"
-                       ) from None
-    except TransientError as exc:
-        raise CliError(exc.message) from None
-    except (OSError, ConnectionError) as exc:
-        raise unreachable(settings, exc) from None
+    """Run ``action`` on the lattice's registry (:func:`cli.view.on_lattice`)."""
+    return on_lattice(settings, lambda nc: action(Gantry(nc, settings.lattice)),
+                      what="the registry")
 
 
 def size_text(n: int) -> str:

@@ -109,11 +109,12 @@ def _register() -> None:
         get_cmd,
         request_cmd,
         status_cmd,
+        trust_cmd,
         up_cmd,
     )
 
     for family in (up_cmd, apply_cmd, get_cmd, describe_cmd, diff_cmd, status_cmd, events_cmd,
-                   actor_cmd, gantry_cmd, request_cmd):
+                   actor_cmd, gantry_cmd, trust_cmd, request_cmd):
         for command in family.COMMANDS:
             cli.add_command(command)
 

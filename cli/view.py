@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import click
 import git
@@ -44,10 +45,12 @@ from gitsync.statusformat import (
     STATUS_BRANCH,
     STATUS_REF,
 )
-from lattice.errors import VinculumError
+from lattice.errors import TransientError, VinculumError
 from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import HostInventory
 from lattice.status import RevisionNote, StatusReport
+
+T = TypeVar("T")
 
 REMOTE = "origin"
 #: Seconds a fetch may take before latticectl shows the local copy instead.
@@ -303,6 +306,34 @@ def live_hosts(settings: Settings, *, timeout: float = 1.0) -> list[HostInventor
         return asyncio.run(ping_quickly(settings.nats(), settings.lattice, timeout=timeout))
     except (OSError, ConnectionError, TimeoutError, VinculumError) as exc:
         return f"NATS at {settings.nats_url} is unreachable ({exc})"
+
+
+#: Seconds a JetStream operation (registry, policy) may take once connected.
+OPERATION_TIMEOUT = 30.0
+
+
+def on_lattice(settings: Settings, action: Callable[[Client], Awaitable[T]], *,
+               what: str) -> T:
+    """Run ``action`` on a fresh NATS connection; one-line errors when NATS cannot be
+    reached, ``what`` (e.g. "the registry") does not answer in time, or fails for now."""
+    url = settings.require_nats()
+
+    async def run() -> T:
+        nc: Client = await connect_quickly(settings.nats())
+        try:
+            return await asyncio.wait_for(action(nc), OPERATION_TIMEOUT)
+        finally:
+            await nc.close()
+
+    try:
+        return asyncio.run(run())
+    except TimeoutError:
+        raise CliError(f"{what} on {url} did not answer within {OPERATION_TIMEOUT:g}s"
+                       ) from None
+    except TransientError as exc:
+        raise CliError(exc.message) from None
+    except (OSError, ConnectionError) as exc:
+        raise unreachable(settings, exc) from None
 
 
 def unreachable(settings: Settings, exc: BaseException) -> CliError:

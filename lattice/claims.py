@@ -201,6 +201,12 @@ def public_key(seed: bytes, role: str) -> str:
     return encode_public_key(bytes(key.verify_key), _ROLES[role])
 
 
+def check_public_key(key: str, role: str) -> None:
+    """Raise ClaimsError unless ``key`` is a valid public key of ``role`` (``A``: an
+    account, ``M``: a module). Pure."""
+    _raw_public_key(key, role)
+
+
 def _raw_public_key(key: str, role: str) -> bytes:
     what = {"A": "issuer", "M": "subject"}[role]
     try:

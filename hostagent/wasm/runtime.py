@@ -1,8 +1,8 @@
 """The WebAssembly runtime of a host: signed waPC actors from gantry, Python providers.
 
-:class:`WasmRuntime` implements :class:`hostagent.runtime.Runtime`. ``start_actor`` fetches
-the module from the lattice's gantry registry, verifies its claims
-(:func:`lattice.claims.verify_module`; the claims' subject must be the actor id), compiles
+:class:`WasmRuntime` implements :class:`hostagent.runtime.Runtime`. ``start_actor`` has
+the module fetched from the lattice's gantry registry, verified and checked against the
+trusted issuers (:mod:`hostagent.wasm.admission`), compiles
 it once per content hash (:class:`~hostagent.wasm.modules.ModuleCache`) and instantiates it
 on a worker thread of its own (:class:`ActorWorker`) under the memory limit and CPU
 deadline of :class:`~hostagent.wasm.wapc.Limits`, running ``wapc_init``/``_start``. Any
@@ -37,6 +37,7 @@ from hostagent.providers.base import Provider, ProviderContext, ProviderError
 from hostagent.providers.registry import discover
 from hostagent.runtime import BindingKey, RuntimeFailure, binding_key
 from hostagent.wasm import rpc
+from hostagent.wasm.admission import Admission, Fetch, words
 from hostagent.wasm.modules import ModuleCache
 from hostagent.wasm.wapc import (
     EpochTicker,
@@ -47,22 +48,10 @@ from hostagent.wasm.wapc import (
     WapcInstance,
     new_engine,
 )
-from lattice.claims import Claims, verify_module
-from lattice.errors import VinculumError
-from lattice.gantry import Gantry
+from lattice.claims import Claims
 from lattice.protocol import ActorInstance, BindingInstance, ProviderInstance, Subjects
 
 log = logging.getLogger(__name__)
-
-Fetch = Callable[[str], Awaitable[bytes]]
-
-
-def words(exc: BaseException) -> str:
-    """An exception as a sentence, without the package prefix."""
-    if isinstance(exc, VinculumError):
-        return exc.message
-    return str(exc) or type(exc).__name__
-
 
 class ActorWorker:
     """One actor instance and the single thread that owns its wasmtime store."""
@@ -101,9 +90,8 @@ class WasmRuntime:
         self.ticker = EpochTicker(self.engine)
         self.modules = ModuleCache(self.engine)
         self.provider_classes = discover()
-        self._fetch = fetch
-        #: account keys whose actors may run here; empty: any whose signature verifies
-        self.trusted_issuers = frozenset(trusted_issuers)
+        self.admission = Admission(nc, lattice_id, fetch=fetch,
+                                   trusted_issuers=trusted_issuers)
         self.workers: dict[str, ActorWorker] = {}  # instance id -> worker
         self.by_actor: dict[str, list[ActorWorker]] = {}  # actor id -> its workers
         self.claims: dict[str, Claims] = {}  # actor id -> verified claims
@@ -143,30 +131,8 @@ class WasmRuntime:
 
     # ------------------------------------------------------------ actors
 
-    async def _module_bytes(self, actor_id: str) -> bytes:
-        if self._fetch is not None:
-            return await self._fetch(actor_id)
-        if self.nc is None:
-            raise RuntimeFailure("no NATS connection to fetch modules from gantry")
-        return await Gantry(self.nc, self.lattice_id).fetch(actor_id)
-
     async def _verified(self, actor_id: str) -> tuple[bytes, Claims]:
-        try:
-            wasm = await self._module_bytes(actor_id)
-        except RuntimeFailure:
-            raise
-        except Exception as exc:
-            raise RuntimeFailure(f"cannot fetch the module: {words(exc)}") from exc
-        try:
-            claims = verify_module(wasm)
-        except Exception as exc:
-            raise RuntimeFailure(f"the module's claims do not verify: {words(exc)}") from exc
-        if self.trusted_issuers and claims.issuer not in self.trusted_issuers:
-            raise RuntimeFailure(f"the module is signed by account {claims.issuer}, which "
-                                 "this host does not trust (--trusted-issuer)")
-        if claims.subject != actor_id:
-            raise RuntimeFailure(f"the module in the registry is signed for {claims.subject}, "
-                                 f"not {actor_id}")
+        wasm, claims = await self.admission.admit(actor_id)
         self.claims[actor_id] = claims
         return wasm, claims
 
