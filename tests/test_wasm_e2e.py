@@ -18,7 +18,7 @@ from nats.aio.msg import Msg
 
 from cli.examples import EXAMPLE_ACTORS, ExampleActor, build_examples
 from gitsync.status import read_status
-from lattice.claims import ClaimsError, custom_section, sign_module, verify_module
+from lattice.claims import ClaimsError, custom_section, public_key, sign_module, verify_module
 from lattice.gantry import Gantry
 from lattice.ids import encode_module_key
 from lattice.protocol import ActorEvent, CloudEvent, EventType, Subjects
@@ -26,6 +26,7 @@ from lattice.status import Phase, Reason
 from tests.cliutil import clean_env, run
 from tests.helpers import eventually
 from tests.lattice_e2e import HEARTBEAT, Lattice, count_hosts, lat, repo, where
+from tests.wasmutil import seed
 
 __all__ = ["lat", "repo"]  # fixtures
 
@@ -173,6 +174,38 @@ async def test_refusals_are_degraded_with_the_reason_and_hosts_stay_up(
     described = run(env, "describe", "deployment", "brief")
     assert described.exit_code == 0, described.output
     assert "expire" in described.output
+
+
+async def test_the_lattice_trust_policy_refuses_then_admits_without_a_restart(
+        lat: Lattice, examples: dict[str, ExampleActor], tmp_path: Path) -> None:
+    """`latticectl trust` against real hosts and the agent: an actor of an untrusted
+    account is Degraded with the reason; trusting its account lets the agent's retry start
+    it, with no host or agent restarted."""
+    echo = examples["echo"]
+    await push(lat, echo.wasm)
+    env = {**clean_env(tmp_path), "LATTICECTL_NATS_URL": lat.url,
+           "LATTICECTL_LATTICE": lat.lattice}
+    someone = public_key(seed("someone else", "A"), "A")  # not the demo account
+    told = await asyncio.to_thread(run, env, "trust", "add", someone)
+    assert told.exit_code == 0, told.output
+    await wasm_hosts(lat, 1)
+    sha = lat.commit({"deployments/echo.yaml": deployment("echo", echo.claims.subject),
+                      "bindingsets/echo.yaml": bindings("echo", echo.claims.subject,
+                                                        "demo.trusted")}, "echo")
+    agent = lat.agent()
+    await eventually(lambda: lat.note_phase(sha, Phase.DEGRADED), timeout=45,
+                     message=f"Degraded\n{agent.log()[-3000:]}")
+    status = await lat.status_of(sha, Phase.DEGRADED)
+    reason = status.deployments["echo"].conditions[0].message
+    assert "the lattice does not trust" in reason and echo.claims.issuer in reason, reason
+    told = await asyncio.to_thread(run, env, "trust", "add", echo.claims.issuer)
+    assert told.exit_code == 0, told.output
+    await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=60,
+                     message=f"Synced once trusted\n{agent.log()[-3000:]}")
+    reply = await eventually(lambda: answer(lat, "demo.trusted", b"admitted"), timeout=15,
+                             message="echo answers")
+    assert reply == b"admitted"
+    assert all(h.alive() for h in lat.pool.hosts) and agent.alive()
 
 
 WASM_TESTS = Path(__file__).resolve().parent / "wasm"
