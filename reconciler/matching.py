@@ -28,6 +28,7 @@ The rules, in short (docs/architecture.md has the long form):
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -245,21 +246,48 @@ def _host_bindings(host: HostInventory) -> _HostBindings:
     return got
 
 
+class _LatticeBindings(NamedTuple):
+    """What every host serves and has bound, merged; kept with the hosts it came from
+    (held, so the identity check cannot be fooled by a reused id)."""
+
+    hosts: list[HostInventory]
+    serving: dict[tuple[str, str], list[tuple[HostInventory, str]]]  # (cap, name) -> hosts
+    bound: dict[tuple[str, str, str, str], BindingInstance]
+    managed: int
+
+
+_LATTICE_BINDINGS: list[_LatticeBindings] = []  # the last merge (at most one)
+
+
+def _lattice_bindings(hosts: list[HostInventory]) -> _LatticeBindings:
+    """The merge of every host's providers and bindings, reused while the hosts are the
+    same objects (a converged lattice). Read only by callers. Pure (a memo)."""
+    if _LATTICE_BINDINGS:
+        last = _LATTICE_BINDINGS[0]
+        if len(last.hosts) == len(hosts) and all(map(operator.is_, last.hosts, hosts)):
+            return last
+    serving: dict[tuple[str, str], list[tuple[HostInventory, str]]] = {}  # hosts by id
+    bound: dict[tuple[str, str, str, str], BindingInstance] = {}
+    managed = 0
+    for host in hosts:
+        for p in host.providers:
+            serving.setdefault((p.capability_id, p.binding_name), []).append(
+                (host, p.vendor_id))
+        hb = _host_bindings(host)
+        bound.update(hb.bound)  # keys carry the host id: no collisions
+        managed += hb.managed
+    _LATTICE_BINDINGS[:] = [_LatticeBindings(list(hosts), serving, bound, managed)]
+    return _LATTICE_BINDINGS[0]
+
+
 def _match_bindings(
     desired: DesiredState, hosts: list[HostInventory], stopping: set[tuple[str, str, str]]
 ) -> tuple[list[BindingMatch], list[SurplusBinding]]:
-    serving: dict[tuple[str, str], list[tuple[HostInventory, str]]] = {}  # hosts by id
-    bound: dict[tuple[str, str, str, str], BindingInstance] = {}
-    managed_total = 0
-    for host in hosts:
-        hid = host.host_id
-        for p in host.providers:
-            if (hid, p.capability_id, p.binding_name) not in stopping:
-                serving.setdefault((p.capability_id, p.binding_name), []).append(
-                    (host, p.vendor_id))
-        hb = _host_bindings(host)
-        bound.update(hb.bound)  # keys carry the host id: no collisions
-        managed_total += hb.managed
+    lattice = _lattice_bindings(hosts)
+    serving, bound, managed_total = lattice.serving, lattice.bound, lattice.managed
+    if stopping:  # providers about to stop serve nobody (their bindings go with them)
+        serving = {k: [(h, v) for h, v in on if (h.host_id, *k) not in stopping]
+                   for k, on in serving.items()}
 
     claimed: dict[tuple[str, str, str], str] = {}
     wanted: set[int] = set()  # id() of observed bindings a winning spec wants where they are

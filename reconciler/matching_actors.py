@@ -6,6 +6,7 @@ in that module's docstring.
 
 from __future__ import annotations
 
+import operator
 from typing import NamedTuple
 
 from lattice.manifests import DesiredState
@@ -80,20 +81,50 @@ def _host_actors(host: HostInventory) -> _HostActors:
     return got
 
 
-def match_actors(
-    desired: DesiredState, hosts: dict[str, HostInventory], rulesets: RuleSets
-) -> tuple[list[ActorSlots], list[SurplusActor], dict[int, str]]:
+class _Merged(NamedTuple):
+    """The per-host indexes merged into one, with the records they came from (held, so
+    the identity check below cannot be fooled by a reused id)."""
+
+    records: list[_HostActors]
+    by_key: dict[_ActorKey, ActorInstance]
+    host_of: dict[int, str]
+    expected: int
+
+
+_MERGED: list[_Merged] = []  # the last merge (at most one)
+
+
+def _merged(per_host: list[_HostActors]) -> _Merged:
+    """The merge of ``per_host``, reused while every host's record is the same object (a
+    converged lattice re-plans without merging 10,000 entries again). Pure (a memo)."""
+    if _MERGED:
+        last = _MERGED[0]
+        if len(last.records) == len(per_host) and all(map(operator.is_, last.records,
+                                                          per_host)):
+            return last
     index: dict[_ActorKey, ActorInstance] = {}
-    dupes: dict[_ActorKey, list[ActorInstance]] = {}
     host_of: dict[int, str] = {}
-    surplus: list[SurplusActor] = []
     expected = 0
-    per_host = [_host_actors(host) for host in hosts.values()]
     for ha in per_host:
         index.update(ha.by_key)  # C speed; a key on two hosts shows as a short count
         host_of.update(ha.host_of)
         expected += len(ha.by_key)
-        surplus.extend((ha.host, inst, "not part of any deployment") for inst in ha.strays)
+    _MERGED[:] = [_Merged(per_host, index, host_of, expected)]
+    return _MERGED[0]
+
+
+def match_actors(
+    desired: DesiredState, hosts: dict[str, HostInventory], rulesets: RuleSets
+) -> tuple[list[ActorSlots], list[SurplusActor], dict[int, str]]:
+    dupes: dict[_ActorKey, list[ActorInstance]] = {}
+    surplus: list[SurplusActor] = []
+    per_host = [_host_actors(host) for host in hosts.values()]
+    merged = _merged(per_host)
+    index = dict(merged.by_key)  # a copy: matching pops what it finds
+    host_of, expected = merged.host_of, merged.expected  # read only from here on
+    for ha in per_host:
+        if ha.strays:
+            surplus.extend((ha.host, inst, "not part of any deployment") for inst in ha.strays)
     if len(index) != expected or any(ha.dupes for ha in per_host):
         index.clear()  # a replica claimed more than once: index again, keeping them all
         for ha in per_host:
