@@ -68,9 +68,9 @@ def trust_group() -> None:
     \b
     Examples:
       latticectl trust list
-      latticectl trust add ADRF...Q7   # from `latticectl actor inspect`: issuer
+      latticectl trust add ADRF...Q7      # the ISSUER that `actor inspect` prints
       latticectl trust remove ADRF...Q7
-      latticectl trust reset             # any account whose signature verifies
+      latticectl trust reset              # any account whose signature verifies
     """
 
 
