@@ -3,6 +3,7 @@ against 1,000 hosts, from an empty lattice (everything to start) and converged (
 to do). Targets on the 2-core reference machine: full plan <= 50 ms, converged <= 10 ms.
 
     python bench/bench_planner.py [--replicas 10000] [--hosts 1000] [--repeat 9] [--no-record]
+                                  [--results FILE]
 
 The scenario: one deployment per 10 replicas (two actors of five replicas each, affinity
 rules cycling over none / zone=a / zone!=b / leds=12), one shared provider per deployment
@@ -17,20 +18,24 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import platform
-import shlex
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.benchlib import (  # noqa: E402
+    RESULTS,
+    command_line,
+    heading,
+    machine,
+    record,
+    verdict,
+)
 from lattice.ids import encode_module_key  # noqa: E402
 from lattice.manifests import ActorSpec, BindingSpec, DesiredState, ProviderSpec  # noqa: E402
 from lattice.protocol import HostInventory  # noqa: E402
@@ -44,8 +49,6 @@ from tests.planner_strategies import (  # noqa: E402
     state,
 )
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
-HEADER = "# Benchmark results\n\nAppended by the scripts in bench/; newest last.\n\n"
 TARGET_FULL_MS, TARGET_CONVERGED_MS = 50.0, 10.0
 ACTOR_RULES: tuple[list[str], ...] = ([], ["zone=a"], ["zone!=b"], ["leds=12"])
 PROVIDER_RULES: tuple[list[str], ...] = ([], ["leds=12"], ["zone=c"])
@@ -96,32 +99,13 @@ def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     return min(runs), statistics.median(runs)
 
 
-def machine() -> str:
-    """Same shape as bench_commit_to_note's, so the lines of RESULTS.md compare."""
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{platform.node()}, {platform.system()} {platform.machine()}, "
-            f"{os.cpu_count()} CPUs, {mem:.0f} GiB, load {os.getloadavg()[0]:.2f}, "
-            f"Python {platform.python_version()}")
-
-
-def verdict(ms: float, target: float) -> str:
-    return f"target ≤ {target:.0f} ms: {'met' if ms <= target else 'NOT met'}"
-
-
-def record(lines: list[str]) -> None:
-    """Append a section to bench/RESULTS.md, creating it with its header if missing."""
-    if not RESULTS.exists():
-        RESULTS.write_text(HEADER)
-    with RESULTS.open("a") as f:
-        f.write("\n".join([*lines, ""]) + "\n")
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replicas", type=int, default=10_000)
     ap.add_argument("--hosts", type=int, default=1_000)
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="append here instead")
     args = ap.parse_args(argv)
 
     desired, empty = scenario(args.replicas, args.hosts)
@@ -143,19 +127,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     print(f"converged plan: median {idle[1]:7.2f} ms   min {idle[0]:7.2f} ms   "
           f"({verdict(idle[1], TARGET_CONVERGED_MS)})")
     if not args.no_record:
-        argv_used = list(argv) if argv is not None else sys.argv[1:]
         record([
-            f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: planner, {args.replicas} replicas / "
-            f"{args.hosts} hosts",
+            heading(f"planner, {args.replicas} replicas / {args.hosts} hosts"),
             f"- machine: {machine()}",
-            f"- command: `{shlex.join(['python', 'bench/bench_planner.py', *argv_used])}`",
+            f"- command: `{command_line('bench_planner.py', argv)}`",
             f"- scenario: {ndep} deployments, {nbind} bindings; {len(full_plan)} actions from "
             f"empty; {entities} running entities when converged",
             f"- full plan (from empty): median {full[1]:.1f} ms, min {full[0]:.1f} ms "
             f"over {args.repeat} runs; {verdict(full[1], TARGET_FULL_MS)}",
             f"- converged plan: median {idle[1]:.1f} ms, min {idle[0]:.1f} ms "
             f"over {args.repeat} runs; {verdict(idle[1], TARGET_CONVERGED_MS)}",
-        ])
+        ], args.results)
     return result
 
 

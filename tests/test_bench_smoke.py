@@ -1,8 +1,8 @@
 """Smoke tests of the end-to-end benchmarks in bench/ at their smallest sizes, so they
 cannot rot. Each runs as a process, as a user would, and appends to a temporary results
 file (never to bench/RESULTS.md). The figures are not judged: a shared, loaded machine is
-no place for latency targets; bench/RESULTS.md is. (bench_planner and bench_commit_to_note
-have their own tests.)"""
+no place for latency targets; bench/RESULTS.md is. (bench_commit_to_note has its own, in
+tests/test_gitsync_bench.py.)"""
 
 from __future__ import annotations
 
@@ -59,3 +59,9 @@ def test_bench_scale_smallest(tmp_path: Path) -> None:
 def test_bench_module_cache_smallest(tmp_path: Path) -> None:
     text = run_bench("bench_module_cache.py", tmp_path, "--functions", "50", "--repeat", "1")
     assert "filled cache dir" in text and "50 functions" in text
+
+
+def test_bench_planner_smallest(tmp_path: Path) -> None:
+    text = run_bench("bench_planner.py", tmp_path, "--replicas", "40", "--hosts", "8",
+                     "--repeat", "1")
+    assert "planner, 40 replicas / 8 hosts" in text and "converged plan: median" in text
