@@ -59,6 +59,7 @@ from reconciler.assess import assess
 from reconciler.crashes import CrashTracker
 from reconciler.executor import Executor
 from reconciler.lease import Lease
+from reconciler.memo import same_objects
 from reconciler.observed import Change, ObservedState
 from reconciler.planner import plan, unmanaged
 
@@ -105,8 +106,7 @@ class _ReportInputs:
 
     def same_as(self, other: _ReportInputs | None) -> bool:
         return (other is not None and other.desired is self.desired
-                and len(other.hosts) == len(self.hosts) and other.rest == self.rest
-                and all(a is b for a, b in zip(other.hosts, self.hosts, strict=True)))
+                and other.rest == self.rest and same_objects(other.hosts, self.hosts))
 
 
 class Agent:

@@ -28,8 +28,7 @@ The rules, in short (docs/architecture.md has the long form):
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -45,6 +44,7 @@ from lattice.protocol import (
     ProviderInstance,
 )
 from reconciler.matching_actors import match_actors
+from reconciler.memo import LastCall, PerObject
 from reconciler.rulesets import (
     KIND_BINDINGSET,
     KIND_DEPLOYMENT,
@@ -221,51 +221,34 @@ def _why_provider_unwanted(
 # ---------------------------------------------------------------- bindings
 
 class _HostBindings(NamedTuple):
-    """One host's bindings, indexed; memoised by inventory object like the actors'."""
+    """One host's bindings, indexed."""
 
-    host: HostInventory
     bound: dict[tuple[str, str, str, str], BindingInstance]
     managed: int  # how many of them the agent owns
 
 
-_BINDINGS_CACHE: dict[int, _HostBindings] = {}
-
-
-def _host_bindings(host: HostInventory) -> _HostBindings:
-    got = _BINDINGS_CACHE.get(id(host))
-    if got is not None and got.host is host:
-        return got
+def _index_bindings(host: HostInventory) -> _HostBindings:
+    """One host's bindings by (host, actor, capability, binding name). Pure."""
     hid = host.host_id
     bound = {(hid, b.actor_id, b.capability_id, b.binding_name): b for b in host.bindings}
     managed = sum(1 for b in host.bindings
                   if b.annotations.get(ANN_MANAGED_BY) == MANAGED_BY_VALUE)
-    got = _HostBindings(host, bound, managed)
-    if len(_BINDINGS_CACHE) >= 8192:
-        _BINDINGS_CACHE.clear()
-    _BINDINGS_CACHE[id(host)] = got
-    return got
+    return _HostBindings(bound, managed)
+
+
+_host_bindings = PerObject(_index_bindings)  # memoised by inventory, like the actors'
 
 
 class _LatticeBindings(NamedTuple):
-    """What every host serves and has bound, merged; kept with the hosts it came from
-    (held, so the identity check cannot be fooled by a reused id)."""
+    """What every host serves and has bound, merged."""
 
-    hosts: list[HostInventory]
     serving: dict[tuple[str, str], list[tuple[HostInventory, str]]]  # (cap, name) -> hosts
     bound: dict[tuple[str, str, str, str], BindingInstance]
     managed: int
 
 
-_LATTICE_BINDINGS: list[_LatticeBindings] = []  # the last merge (at most one)
-
-
-def _lattice_bindings(hosts: list[HostInventory]) -> _LatticeBindings:
-    """The merge of every host's providers and bindings, reused while the hosts are the
-    same objects (a converged lattice). Read only by callers. Pure (a memo)."""
-    if _LATTICE_BINDINGS:
-        last = _LATTICE_BINDINGS[0]
-        if len(last.hosts) == len(hosts) and all(map(operator.is_, last.hosts, hosts)):
-            return last
+def _merge_bindings(hosts: Sequence[HostInventory]) -> _LatticeBindings:
+    """The merge of every host's providers and bindings. Pure; read only by callers."""
     serving: dict[tuple[str, str], list[tuple[HostInventory, str]]] = {}  # hosts by id
     bound: dict[tuple[str, str, str, str], BindingInstance] = {}
     managed = 0
@@ -276,8 +259,11 @@ def _lattice_bindings(hosts: list[HostInventory]) -> _LatticeBindings:
         hb = _host_bindings(host)
         bound.update(hb.bound)  # keys carry the host id: no collisions
         managed += hb.managed
-    _LATTICE_BINDINGS[:] = [_LatticeBindings(list(hosts), serving, bound, managed)]
-    return _LATTICE_BINDINGS[0]
+    return _LatticeBindings(serving, bound, managed)
+
+
+#: reused while the hosts are the same objects (a converged lattice)
+_lattice_bindings = LastCall(_merge_bindings)
 
 
 def _match_bindings(

@@ -6,7 +6,7 @@ in that module's docstring.
 
 from __future__ import annotations
 
-import operator
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from lattice.manifests import DesiredState
@@ -19,6 +19,7 @@ from lattice.protocol import (
     ActorInstance,
     HostInventory,
 )
+from reconciler.memo import LastCall, PerObject
 from reconciler.rulesets import (
     KIND_DEPLOYMENT,
     REPLICA_LABELS,
@@ -38,26 +39,17 @@ _ActorKey = tuple[str | None, str, str | None]
 
 
 class _HostActors(NamedTuple):
-    """One host's owned actors, indexed: what :func:`_match_actors` needs of a host."""
+    """One host's owned actors, indexed: what :func:`match_actors` needs of a host."""
 
-    host: HostInventory  # held so that the id() the cache is keyed by stays this host's
+    host: HostInventory
     by_key: dict[_ActorKey, ActorInstance]
     host_of: dict[int, str]
     dupes: list[tuple[_ActorKey, ActorInstance]]
     strays: list[ActorInstance]  # owned, but not by a deployment
 
 
-_HOST_CACHE: dict[int, _HostActors] = {}
-_HOST_CACHE_MAX = 8192
-
-
-def _host_actors(host: HostInventory) -> _HostActors:
-    """The index of one host's owned actors, cached by inventory object: inventories are
-    frozen, and the observed state hands out the same object until the host changes, so
-    a converged lattice re-plans without touching its instances. Pure (a memo)."""
-    got = _HOST_CACHE.get(id(host))
-    if got is not None and got.host is host:
-        return got
+def _index_host(host: HostInventory) -> _HostActors:
+    """The index of one host's owned actors. Pure."""
     hid = host.host_id
     index: dict[_ActorKey, ActorInstance] = {}
     host_of: dict[int, str] = {}
@@ -74,43 +66,37 @@ def _host_actors(host: HostInventory) -> _HostActors:
         key = (ann.get(ANN_NAME), inst.actor_id, ann.get(ANN_REPLICA))
         if index.setdefault(key, inst) is not inst:
             dupes.append((key, inst))
-    got = _HostActors(host, index, host_of, dupes, strays)
-    if len(_HOST_CACHE) >= _HOST_CACHE_MAX:
-        _HOST_CACHE.clear()
-    _HOST_CACHE[id(host)] = got
-    return got
+    return _HostActors(host, index, host_of, dupes, strays)
+
+
+#: a converged lattice re-plans without touching its instances (see reconciler.memo)
+_host_actors = PerObject(_index_host)
 
 
 class _Merged(NamedTuple):
-    """The per-host indexes merged into one, with the records they came from (held, so
-    the identity check below cannot be fooled by a reused id)."""
+    """The per-host indexes merged into one."""
 
-    records: list[_HostActors]
     by_key: dict[_ActorKey, ActorInstance]
     host_of: dict[int, str]
     expected: int
 
 
-_MERGED: list[_Merged] = []  # the last merge (at most one)
-
-
-def _merged(per_host: list[_HostActors]) -> _Merged:
-    """The merge of ``per_host``, reused while every host's record is the same object (a
-    converged lattice re-plans without merging 10,000 entries again). Pure (a memo)."""
-    if _MERGED:
-        last = _MERGED[0]
-        if len(last.records) == len(per_host) and all(map(operator.is_, last.records,
-                                                          per_host)):
-            return last
+def _merge(per_host: Sequence[_HostActors]) -> _Merged:
+    """Every host's index in one (C-speed updates; a key on two hosts shows as a short
+    count). Pure."""
     index: dict[_ActorKey, ActorInstance] = {}
     host_of: dict[int, str] = {}
     expected = 0
     for ha in per_host:
-        index.update(ha.by_key)  # C speed; a key on two hosts shows as a short count
+        index.update(ha.by_key)
         host_of.update(ha.host_of)
         expected += len(ha.by_key)
-    _MERGED[:] = [_Merged(per_host, index, host_of, expected)]
-    return _MERGED[0]
+    return _Merged(index, host_of, expected)
+
+
+#: reused while every host's record is the same object: a converged lattice re-plans
+#: without merging 10,000 entries again
+_merged = LastCall(_merge)
 
 
 def match_actors(

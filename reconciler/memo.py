@@ -1,0 +1,60 @@
+"""Identity memos: a result kept while its inputs are the very same objects.
+
+Inventories are frozen, and :class:`reconciler.observed.ObservedState` hands out the same
+object until a host says something new, so a converged lattice is planned and assessed from
+the same objects pass after pass. These memos key on object identity and hold the objects
+they key on, so an ``id()`` can never be reused by another object while its entry lives.
+Used by the matching (one host's index, the whole lattice's merge) and by the agent (the
+inputs of the last status report). Pure: a hit returns what the build would.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+K = TypeVar("K")
+T = TypeVar("T")
+
+
+def same_objects(a: Sequence[object], b: Sequence[object]) -> bool:
+    """Whether ``a`` and ``b`` hold the very same objects in the same order."""
+    return len(a) == len(b) and all(map(operator.is_, a, b))
+
+
+class PerObject(Generic[K, T]):
+    """``build(obj)`` memoised per object, by identity; all entries are dropped when
+    ``size`` is reached (the observed lattice replaces its objects as hosts change)."""
+
+    def __init__(self, build: Callable[[K], T], *, size: int = 8192) -> None:
+        self._build = build
+        self._size = size
+        self._cache: dict[int, tuple[K, T]] = {}
+
+    def __call__(self, obj: K) -> T:
+        got = self._cache.get(id(obj))
+        if got is not None and got[0] is obj:
+            return got[1]
+        value = self._build(obj)
+        if len(self._cache) >= self._size:
+            self._cache.clear()
+        self._cache[id(obj)] = (obj, value)
+        return value
+
+
+class LastCall(Generic[K, T]):
+    """``build(objs)`` for the last sequence of objects only, reused while the call is
+    made with the same objects in the same order."""
+
+    def __init__(self, build: Callable[[Sequence[K]], T]) -> None:
+        self._build = build
+        self._last: tuple[tuple[K, ...], T] | None = None
+
+    def __call__(self, objs: Sequence[K]) -> T:
+        last = self._last
+        if last is not None and same_objects(last[0], objs):
+            return last[1]
+        value = self._build(objs)
+        self._last = (tuple(objs), value)
+        return value
