@@ -134,9 +134,10 @@ class StatusWriter:
                 _backoff(attempt)
 
     # ------------------------------------------------------------------ status branch
-    def publish(self, report: StatusReport) -> None:
-        """Schedule a write of the status branch; no commit when only the clock moved."""
-        stable = report_files(without_clock(report))
+    def publish(self, report: StatusReport, *, unclocked: StatusReport | None = None) -> None:
+        """Schedule a write of the status branch; no commit when only the clock moved.
+        ``unclocked`` is ``without_clock(report)`` when the caller has computed it."""
+        stable = report_files(unclocked if unclocked is not None else without_clock(report))
         s = report.summary
         message = (f"status: {s.phase} at {s.applied_revision[:12] or '-'} "
                    f"({s.deployments} deployments, {s.bindingsets} binding sets, "

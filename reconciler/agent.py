@@ -22,6 +22,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -384,7 +385,7 @@ class Agent:
         if stable == self._published:  # only the clock moved: nothing to serialise
             return
         self._published = stable
-        await asyncio.to_thread(self.writer.publish, report)
+        await asyncio.to_thread(partial(self.writer.publish, report, unclocked=stable))
 
     async def _write_note(self, rev: _Revision, phase: Phase, message: str) -> None:
         if self.writer is None or self.lease is None or not self.lease.is_leader:
