@@ -12,9 +12,8 @@ import click
 from nats.aio.client import Client
 
 from cli.output import emit, output_option
-from cli.settings import CliError, Settings
+from cli.settings import Settings
 from cli.view import on_lattice
-from lattice.errors import PermanentError
 from lattice.policy import bucket_name, parse_issuers, read_trusted, set_trusted
 
 
@@ -44,10 +43,7 @@ def _edit(settings: Settings, change: str, keys: list[str]) -> list[str] | None:
             await set_trusted(nc, settings.lattice, result, revision=revision)
         return result
 
-    try:
-        return on_lattice(settings, run, what="the trust policy")
-    except PermanentError as exc:
-        raise CliError(exc.message) from None
+    return on_lattice(settings, run, what="the trust policy")
 
 
 def _say(settings: Settings, result: list[str] | None) -> None:
@@ -79,11 +75,8 @@ def trust_group() -> None:
 @click.pass_obj
 def list_cmd(settings: Settings, output: str | None) -> None:
     """Print the trusted accounts, one per line (none: every verified account)."""
-    try:
-        current, _ = on_lattice(settings, lambda nc: read_trusted(nc, settings.lattice),
-                                what="the trust policy")
-    except PermanentError as exc:
-        raise CliError(exc.message) from None
+    current, _ = on_lattice(settings, lambda nc: read_trusted(nc, settings.lattice),
+                            what="the trust policy")
     if output:
         emit({"lattice": settings.lattice, "bucket": bucket_name(settings.lattice),
               "issuers": sorted(current) if current is not None else None}, output)

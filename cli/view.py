@@ -45,7 +45,7 @@ from gitsync.statusformat import (
     STATUS_BRANCH,
     STATUS_REF,
 )
-from lattice.errors import TransientError, VinculumError
+from lattice.errors import VinculumError
 from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import HostInventory
 from lattice.status import RevisionNote, StatusReport
@@ -315,7 +315,8 @@ OPERATION_TIMEOUT = 30.0
 def on_lattice(settings: Settings, action: Callable[[Client], Awaitable[T]], *,
                what: str) -> T:
     """Run ``action`` on a fresh NATS connection; one-line errors when NATS cannot be
-    reached, ``what`` (e.g. "the registry") does not answer in time, or fails for now."""
+    reached, ``what`` (e.g. "the registry") does not answer in time, or refuses (any
+    :class:`~lattice.errors.VinculumError`, transient or not)."""
     url = settings.require_nats()
 
     async def run() -> T:
@@ -330,7 +331,7 @@ def on_lattice(settings: Settings, action: Callable[[Client], Awaitable[T]], *,
     except TimeoutError:
         raise CliError(f"{what} on {url} did not answer within {OPERATION_TIMEOUT:g}s"
                        ) from None
-    except TransientError as exc:
+    except VinculumError as exc:
         raise CliError(exc.message) from None
     except (OSError, ConnectionError) as exc:
         raise unreachable(settings, exc) from None
