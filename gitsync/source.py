@@ -48,7 +48,6 @@ REMOTE = "origin"
 CACHE_SIZE = 128
 FETCH_TIMEOUT = 120.0
 _SCP_LIKE = re.compile(r"^[\w.+-]+@[\w.-]+:")
-_MODE_SYMLINK = 0o120000
 _MODE_SYMLINK_TEXT = "120000"
 
 
@@ -244,21 +243,14 @@ class GitSource:
 
 
 def manifest_files(tree: git.Tree | None, base: str) -> dict[str, bytes]:
-    """path → content of every manifest file in ``tree`` (symlinks and hidden directories
-    skipped, the latter without being read)."""
-    files: dict[str, bytes] = {}
+    """path → content of every manifest file under ``base`` in ``tree`` (a root tree),
+    chosen as :func:`manifest_blobs` chooses them."""
     if tree is None:
-        return files
-
-    def hidden(item: object, _depth: int) -> bool:
-        return isinstance(item, git.Tree) and str(item.name).startswith(".")
-
-    for item in tree.traverse(prune=hidden):
-        if isinstance(item, git.Blob) and item.mode != _MODE_SYMLINK:
-            rel = str(item.path)
-            if is_manifest_file(rel, base):
-                files[rel] = bytes(item.data_stream.read())
-    return files
+        return {}
+    repo = tree.repo
+    return {path: bytes(repo.odb.stream(bytes.fromhex(blob)).read())
+            for path, blob in manifest_blobs(Path(repo.git_dir), str(tree.hexsha), "")
+            if is_manifest_file(path, base)}
 
 
 def manifest_blobs(git_dir: Path, tree: str, base: str) -> list[tuple[str, str]]:

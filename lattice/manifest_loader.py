@@ -155,8 +155,7 @@ ParsedFile = tuple[list[LoadedManifest], list[ManifestIssue], int]
 
 def load_sources(sources: Iterable[tuple[str, str | bytes]]) -> LoadResult:
     """Parse and validate ``(path, content)`` pairs; check kind+name is unique overall."""
-    return combine((path, parse_file(path, content))
-                   for path, content in sorted(sources, key=lambda s: s[0]))
+    return combine((path, parse_file(path, content)) for path, content in sources)
 
 
 def combine(parsed: Iterable[tuple[str, ParsedFile]]) -> LoadResult:

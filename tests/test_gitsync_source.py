@@ -197,3 +197,21 @@ def test_worktree_uses_the_common_dir(tmp_path: Path) -> None:
     assert src.branch == "side" and src.head() == sha
     assert src.git_dir == Path(repo.git_dir)
     assert isinstance(clone(tmp_path / "r", tmp_path / "c"), git.Repo)
+
+
+def test_manifest_files_takes_what_evaluation_takes(tmp_path: Path) -> None:
+    """apply and diff read files as the agent does: YAML under the base, no hidden
+    directories, no symlinks."""
+    from gitsync.source import manifest_files
+
+    repo = init_repo(tmp_path / "r")
+    root = Path(str(repo.working_tree_dir))
+    commit_files(repo, {"apps/a.yaml": deployment("a"), "apps/.hidden/b.yaml": deployment("b"),
+                        "apps/notes.txt": "x", "other/c.yml": deployment("c")})
+    (root / "apps" / "link.yaml").symlink_to("a.yaml")
+    repo.git.add("--", "apps/link.yaml")
+    repo.git.commit("-q", "-m", "a symlink")
+    tree = repo.head.commit.tree
+    assert manifest_files(tree, "apps") == {"apps/a.yaml": deployment("a").encode()}
+    assert sorted(manifest_files(tree, "")) == ["apps/a.yaml", "other/c.yml"]
+    assert manifest_files(None, "") == {}
