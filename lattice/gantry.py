@@ -12,7 +12,6 @@ operations are in docs/registry.md.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 import nats.errors
@@ -21,13 +20,13 @@ from nats.aio.client import Client
 from nats.js.api import ObjectMeta
 from nats.js.object_store import ObjectStore
 
+from lattice import natsutil
 from lattice.claims import MAX_MODULE_SIZE, Claims, verify_module
 from lattice.errors import PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 
 BUCKET = "gantry"
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 H_NAME = "Lattice-Actor-Name"
 H_CAPS = "Lattice-Actor-Caps"
 H_HASH = "Lattice-Module-Hash"
@@ -58,7 +57,7 @@ class ActorRecord:
 
 def bucket_name(lattice_id: str) -> str:
     """The object store bucket of a lattice's registry. Pure."""
-    return _UNSAFE.sub("_", f"{BUCKET}_{lattice_id}")
+    return natsutil.bucket_name(BUCKET, lattice_id)
 
 
 def _header(headers: dict[str, object] | None, key: str) -> str:

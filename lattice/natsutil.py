@@ -10,6 +10,7 @@ soon as the last known host has answered instead of waiting a fixed window.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -127,6 +128,15 @@ def _most_telling(errors: list[Exception]) -> str:
     said = [e for e in errors if not isinstance(e, OSError | TimeoutError) and str(e).strip()]
     pick = said or [e for e in errors if str(e).strip()]
     return str(pick[-1]).strip() if pick else ""
+
+
+_UNSAFE_IN_BUCKET = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def bucket_name(prefix: str, lattice_id: str) -> str:
+    """A JetStream bucket of one lattice: ``<prefix>_<lattice id>``, with every character
+    a bucket name may not hold replaced by ``_``. Pure."""
+    return _UNSAFE_IN_BUCKET.sub("_", f"{prefix}_{lattice_id}")
 
 
 async def scatter_gather(

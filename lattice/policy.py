@@ -16,18 +16,17 @@ key's revision, so two editors cannot lose each other's change); the hosts read 
 from __future__ import annotations
 
 import json
-import re
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
+from lattice import natsutil
 from lattice.claims import ClaimsError, check_public_key
 from lattice.errors import PermanentError, TransientError
 
 KEY = "trusted_issuers"
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 class PolicyError(PermanentError):
@@ -40,7 +39,7 @@ class PolicyUnavailable(TransientError):
 
 def bucket_name(lattice_id: str) -> str:
     """The key-value bucket of a lattice's policy. Pure."""
-    return f"vinculum_policy_{_UNSAFE.sub('_', lattice_id)}"
+    return natsutil.bucket_name("vinculum_policy", lattice_id)
 
 
 def parse_issuers(keys: list[str]) -> list[str]:
