@@ -16,6 +16,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from cli.main import cli
+from hostagent.host import server_barrier
 from lattice.localnats import NatsServer
 from lattice.protocol import Subjects, SyncNudge
 from tests.gitrepo import (
@@ -141,7 +142,7 @@ async def _collect(nc: Client, lattice: str) -> list[SyncNudge]:
     async def on(msg: Msg) -> None:
         got.append(SyncNudge.model_validate_json(msg.data))
     await nc.subscribe(Subjects(lattice).nudge, cb=on)
-    await nc.flush()
+    await server_barrier(nc)  # the subscription is live before anything is applied
     return got
 
 

@@ -54,7 +54,7 @@ async def test_host_joins_answers_ping_heartbeats_and_survives_bad_input(
             assert inv.heartbeat_s == 0.5 and inv.actors == [] and inv.providers == []
 
             beats = await bus.wait_for(EventType.HOST_HEARTBEAT, host_id=inv.host_id,
-                                       timeout=0.5 + 2.0)
+                                       timeout=0.5 + 1.0)  # its interval, + slack for load
             assert HostInventory.model_validate(beats[0].data).labels == inv.labels
 
             ack = await command(nc, lattice_id, inv.host_id, CommandOp.ACTOR_START,
@@ -64,7 +64,7 @@ async def test_host_joins_answers_ping_heartbeats_and_survives_bad_input(
                 inv.host_id
             ]
         assert proc.returncode == 0
-        assert joined_after < 10, f"host took {joined_after:.1f}s from spawn to ping"
+        assert joined_after < 5, f"host took {joined_after:.1f}s from spawn to ping"  # 0.4 s idle
 
 
 async def test_sigterm_and_sigint_stop_actors_then_the_host(
@@ -97,7 +97,7 @@ async def test_sigterm_and_sigint_stop_actors_then_the_host(
                 assert bus.types(host_id=host_id)[-3:] == [
                     "actor_stopped", "actor_stopped", "host_stopped"
                 ], sig.name
-            assert took < 5.0 + 2.0, f"hosts took {took:.1f}s to stop"
+            assert took < 5.0, f"hosts took {took:.1f}s to stop"  # 0.07 s idle
 
 
 async def test_host_is_back_in_a_ping_after_nats_restarts(
@@ -119,8 +119,8 @@ async def test_host_is_back_in_a_ping_after_nats_restarts(
                     return None
                 return host_id if host_id in found else None
 
-            await eventually(seen, timeout=5.0 + 3.0, message="host back in a ping")
-            assert time.monotonic() - restarted < 5.0 + 3.0
+            await eventually(seen, timeout=5.0, message="host back in a ping")
+            assert time.monotonic() - restarted < 5.0  # 0.45 s idle
             await eventually(lambda: "reconnected to NATS; announcing again" in proc.log(),
                              timeout=10, message="host re-announced")
             assert proc.alive()
