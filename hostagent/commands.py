@@ -5,7 +5,8 @@
 order. It never touches NATS: :mod:`hostagent.host` sends what it returns. Every command is
 idempotent (starting what runs, stopping what does not, putting an identical binding: all
 acked with ``changed=False`` and no event) and every failure is a refusal with a reason,
-never an exception. Binding values are kept as templates; only the runtime sees them
+never an exception; a failed start and a refused ``binding.put`` are announced as events
+too. Binding values are kept as templates; only the runtime sees them
 resolved (:mod:`hostagent.values`).
 """
 
@@ -28,6 +29,7 @@ from lattice.protocol import (
     ActorStartFailed,
     BindingEvent,
     BindingInstance,
+    BindingPutFailed,
     CommandAck,
     CommandOp,
     DeleteBinding,
@@ -264,10 +266,10 @@ class CommandHandler:
         where = f"{cmd.capability_id}/{cmd.binding_name}"
         provider = self.state.providers.get((cmd.capability_id, cmd.binding_name))
         if provider is None:
-            return self._refuse(f"no provider for {where} on this host")
+            return self._refuse_binding(cmd, f"no provider for {where} on this host")
         if cmd.vendor_id is not None and cmd.vendor_id != provider.vendor_id:
-            return self._refuse(
-                f"provider {where} on this host is vendor {provider.vendor_id}, "
+            return self._refuse_binding(
+                cmd, f"provider {where} on this host is vendor {provider.vendor_id}, "
                 f"not {cmd.vendor_id}"
             )
         binding = BindingInstance(
@@ -281,11 +283,11 @@ class CommandHandler:
         try:
             resolved = resolve(cmd.values, self.environ)
         except UnresolvedError as exc:
-            return self._refuse(f"binding of {cmd.actor_id} to {where}: {exc}")
+            return self._refuse_binding(cmd, f"binding of {cmd.actor_id} to {where}: {exc}")
         try:
             await self.runtime.put_binding(binding, resolved.values)
         except Exception as exc:
-            return self._refuse(redact(
+            return self._refuse_binding(cmd, redact(
                 f"binding of {cmd.actor_id} to {where} failed: {_failure(exc)}",
                 resolved.secrets,
             ))
@@ -294,6 +296,16 @@ class CommandHandler:
                       cmd.actor_id, where, sorted(binding.values))
         return self._ok(changed=True,
                         events=[(EventType.BINDING_PUT, self._binding_event(binding, ""))])
+
+    def _refuse_binding(self, cmd: PutBinding, reason: str) -> Outcome:
+        """Refuse a ``binding.put`` and announce it; the event names the binding but never
+        its values (``reason`` is already free of resolved secrets)."""
+        failed = BindingPutFailed(
+            host_id=self.state.host_id, actor_id=cmd.actor_id,
+            capability_id=cmd.capability_id, binding_name=cmd.binding_name,
+            vendor_id=cmd.vendor_id, annotations=dict(cmd.annotations), reason=reason,
+        )
+        return self._refuse(reason, events=[(EventType.BINDING_PUT_FAILED, failed)])
 
     async def delete_binding(self, cmd: DeleteBinding) -> Outcome:
         binding = self.state.bindings.get((cmd.actor_id, cmd.capability_id, cmd.binding_name))

@@ -87,6 +87,9 @@ def examples() -> dict[type[BaseModel], BaseModel]:
                               **prov, **common),
         p.BindingEvent(actor_id=_ACTOR_ID, vendor_id="wascc", values=_VALUES,
                        annotations=_PROVIDER_ANN, **prov, **common),
+        p.BindingPutFailed(actor_id=_ACTOR_ID, vendor_id="wascc", annotations=_PROVIDER_ANN,
+                           reason=f"binding of {_ACTOR_ID} to iot:ledcontroller/default: "
+                                  "unset environment variable LED_TOKEN", **prov, **common),
     ]
     out: dict[type[BaseModel], BaseModel] = {type(m): m for m in found}
     out[p.CloudEvent] = event_example(p.EventType.ACTOR_STARTED, out)

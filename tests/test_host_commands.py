@@ -3,7 +3,7 @@ idempotency, refusals, and what a host does when it stops."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import pytest
 from nats.aio.client import Client
@@ -18,6 +18,7 @@ from lattice.protocol import (
     ANN_REPLICA,
     ANN_REVISION,
     ActorInstance,
+    BindingInstance,
     CommandOp,
     DeleteBinding,
     EventType,
@@ -37,7 +38,8 @@ OWNED = {ANN_MANAGED_BY: "vinculum", "vinculum.io/name": "demo"}
 
 
 class FlakyRuntime(MemoryRuntime):
-    """Fails to start the actor ``OTHER`` and the provider ``bad:cap``."""
+    """Fails to start the actor ``OTHER`` and the provider ``bad:cap``, and to bind to
+    ``leaky:cap`` with an error that repeats the resolved token."""
 
     async def start_actor(self, actor: ActorInstance) -> None:
         if actor.actor_id == OTHER:
@@ -48,6 +50,11 @@ class FlakyRuntime(MemoryRuntime):
         if provider.capability_id == "bad:cap":
             raise RuntimeFailure("provider archive missing")
         await super().start_provider(provider)
+
+    async def put_binding(self, binding: BindingInstance, resolved: Mapping[str, str]) -> None:
+        if binding.capability_id == "leaky:cap":
+            raise RuntimeFailure(f"token {resolved.get('token')} was rejected")
+        await super().put_binding(binding, resolved)
 
 
 @pytest.fixture
@@ -213,11 +220,49 @@ async def test_bindings_keep_templates_and_resolve_only_in_the_runtime(
     deleted = await command(nc, lattice_id, host.host_id, CommandOp.BINDING_DEL, delete)
     assert deleted.accepted and deleted.changed
     await bus.wait_for(EventType.BINDING_DELETED, host_id=host.host_id)
-    # the identical put published no event: binding_put is followed by binding_deleted
-    assert bus.types(host_id=host.host_id)[-2:] == ["binding_put", "binding_deleted"]
+    # the identical put published no event (the refusals each published theirs)
+    assert [t for t in bus.types(host_id=host.host_id) if t != "binding_put_failed"][-2:] == [
+        "binding_put", "binding_deleted"]
     again = await command(nc, lattice_id, host.host_id, CommandOp.BINDING_DEL, delete)
     assert again.accepted and not again.changed
     assert "tok-3f9a1c" not in b"".join(bus.raw).decode()
+
+
+async def test_every_refused_binding_is_announced_with_its_reason_and_no_values(
+    nc: Client, lattice_id: str, host: Host, bus: EventRecorder
+) -> None:
+    """binding.put refusals publish ``binding_put_failed``: who, what and why, the same
+    reason as the ack, and none of the values: no templates, no literals, and a resolved
+    secret that a runtime error repeats is redacted."""
+    values = {"token": "${APP_TOKEN}", "password": "literal-pw-77d1"}
+    for cap, vendor in (("wascc:messaging", "nats"), ("leaky:cap", "x")):
+        await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_START,
+                      StartProvider(capability_id=cap, vendor_id=vendor))
+    put = PutBinding(actor_id=ECHO, capability_id="wascc:messaging", values=values,
+                     annotations=OWNED)
+    refusals = {
+        "no provider for wascc:keyvalue/default on this host":
+            put.model_copy(update={"capability_id": "wascc:keyvalue"}),
+        "vendor nats, not kafka": put.model_copy(update={"vendor_id": "kafka"}),
+        "unset environment variable NOT_SET_A":
+            put.model_copy(update={"values": {**values, "a": "${NOT_SET_A}"}}),
+        "token *** was rejected": put.model_copy(update={"capability_id": "leaky:cap"}),
+    }
+    for i, (words, cmd) in enumerate(refusals.items(), start=1):
+        ack = await command(nc, lattice_id, host.host_id, CommandOp.BINDING_PUT, cmd)
+        assert not ack.accepted and words in ack.reason, ack.reason
+        failed = await bus.wait_for(EventType.BINDING_PUT_FAILED, host_id=host.host_id,
+                                    count=i)
+        data = failed[-1].data
+        assert data["reason"] == ack.reason
+        assert (data["host_id"], data["actor_id"], data["capability_id"],
+                data["binding_name"], data["annotations"]) == (
+            host.host_id, ECHO, cmd.capability_id, "default", OWNED)
+        assert "values" not in data
+    published = b"".join(bus.raw).decode()
+    for secret in ("tok-3f9a1c", "literal-pw-77d1", "${APP_TOKEN}", "${NOT_SET_A}"):
+        assert secret not in published
+    assert bus.of(EventType.BINDING_PUT) == []
 
 
 @pytest.mark.parametrize(

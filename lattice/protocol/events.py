@@ -34,6 +34,7 @@ class EventType(StrEnum):
     PROVIDER_START_FAILED = "provider_start_failed"
     BINDING_PUT = "binding_put"
     BINDING_DELETED = "binding_deleted"
+    BINDING_PUT_FAILED = "binding_put_failed"
 
 
 class HostStopped(Message):
@@ -92,6 +93,20 @@ class BindingEvent(Message):
     reason: str = ""
 
 
+class BindingPutFailed(Message):
+    """Data of ``binding_put_failed``: a host refused a ``binding.put`` (the same reason as
+    its negative ack). It names the binding but carries no values, not even templates: a
+    value may be a literal secret."""
+
+    host_id: str
+    actor_id: str
+    capability_id: str
+    binding_name: str
+    vendor_id: str | None = None
+    annotations: Annotations = Field(default_factory=dict)
+    reason: str
+
+
 EVENT_DATA: dict[EventType, type[Message]] = {
     EventType.HOST_STARTED: HostInventory,
     EventType.HOST_HEARTBEAT: HostInventory,
@@ -104,6 +119,7 @@ EVENT_DATA: dict[EventType, type[Message]] = {
     EventType.PROVIDER_START_FAILED: ProviderStartFailed,
     EventType.BINDING_PUT: BindingEvent,
     EventType.BINDING_DELETED: BindingEvent,
+    EventType.BINDING_PUT_FAILED: BindingPutFailed,
 }
 
 
