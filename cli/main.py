@@ -2,7 +2,8 @@
 
 Every command receives the resolved :class:`cli.settings.Settings` as ``ctx.obj``. Domain
 errors are :class:`cli.settings.CliError` (one line, exit 2); any other exception prints
-one line too, and a traceback only with ``--debug``.
+one line too. With ``--debug`` the traceback, with the exception the line hides (its
+cause), is printed on stderr before the line.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 from typing import Any
 
 import click
@@ -18,12 +20,17 @@ from cli.settings import CliError, Settings
 
 
 class Group(click.Group):
-    """A click group that turns unexpected exceptions into one line unless --debug."""
+    """A click group that turns unexpected exceptions into one line, and shows the
+    traceback first with --debug."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+        except (click.exceptions.Exit, click.Abort):
+            raise
+        except click.ClickException as exc:
+            if _debug(ctx):
+                _print_traceback(exc)
             raise
         except KeyboardInterrupt:
             raise click.Abort() from None
@@ -32,12 +39,24 @@ class Group(click.Group):
             _silence_stdout()
             raise click.exceptions.Exit(0) from None
         except Exception as exc:
-            settings = ctx.find_object(Settings)
-            if settings is not None and settings.debug:
-                raise
+            if _debug(ctx):
+                _print_traceback(exc)
+                raise CliError(f"{type(exc).__name__}: {exc}") from None
             raise CliError(
                 f"{type(exc).__name__}: {exc} (rerun with --debug for details)"
             ) from None
+
+
+def _debug(ctx: click.Context) -> bool:
+    """--debug, from the parsed flag: it holds even when Settings could not be built."""
+    return bool(ctx.params.get("debug"))
+
+
+def _print_traceback(exc: BaseException) -> None:
+    """The traceback of ``exc`` on stderr, with the exception it was raised from even when
+    that was hidden (``raise ... from None``): the cause is what --debug is for."""
+    exc.__suppress_context__ = False
+    click.echo("".join(traceback.format_exception(exc)).rstrip("\n"), err=True)
 
 
 def _silence_stdout() -> None:

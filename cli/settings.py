@@ -54,8 +54,13 @@ def default_state_dir() -> Path:
     return Path(platformdirs.user_state_dir("vinculum"))
 
 
+#: The keys a context may set (all strings).
+CONTEXT_KEYS = ("repo", "nats-url", "nats-creds", "nats-user", "nats-tls-ca", "lattice")
+
+
 def load_context(name: str | None) -> dict[str, Any]:
-    """The named (or current) context of the config file; empty when there is none."""
+    """The named (or current) context of the config file; empty when there is none.
+    A file of the wrong shape is a :class:`CliError` naming the file and the field."""
     path = config_path()
     if not path.is_file():
         if name:
@@ -63,16 +68,52 @@ def load_context(name: str | None) -> dict[str, Any]:
         return {}
     try:
         doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: cannot read: {exc}") from None
     except yaml.YAMLError as exc:
-        raise CliError(f"{path}: not valid YAML: {exc}") from None
+        raise CliError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+    if not isinstance(doc, dict):
+        raise CliError(f"{path}: expected a mapping with current-context and contexts, "
+                       f"got {_kind(doc)}")
     contexts = doc.get("contexts") or {}
+    if not isinstance(contexts, dict):
+        raise CliError(f"{path}: contexts: expected a mapping of context names to "
+                       f"settings, got {_kind(contexts)}")
     chosen = name or doc.get("current-context")
     if not chosen:
         return {}
+    if not isinstance(chosen, str):
+        raise CliError(f"{path}: current-context: expected a context name, got "
+                       f"{_kind(chosen)}")
     if chosen not in contexts:
-        raise CliError(f"context {chosen!r} not found in {path}; known: {sorted(contexts)}")
+        raise CliError(f"context {chosen!r} not found in {path}; known: "
+                       f"{sorted(map(str, contexts))}")
     ctx = contexts[chosen] or {}
-    return dict(ctx) if isinstance(ctx, dict) else {}
+    if not isinstance(ctx, dict):
+        raise CliError(f"{path}: contexts.{chosen}: expected a mapping of settings, got "
+                       f"{_kind(ctx)}")
+    for key, value in ctx.items():
+        if key not in CONTEXT_KEYS:
+            raise CliError(f"{path}: contexts.{chosen}.{key}: unknown setting; known: "
+                           f"{', '.join(CONTEXT_KEYS)}")
+        if value is not None and not isinstance(value, str):
+            raise CliError(f"{path}: contexts.{chosen}.{key}: expected a string, got "
+                           f"{_kind(value)}")
+    return dict(ctx)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where. Pure."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
+
+
+def _kind(value: object) -> str:
+    """How a YAML value reads in an error: ``int 5``, ``list``. Pure."""
+    if isinstance(value, dict | list):
+        return type(value).__name__
+    return f"{type(value).__name__} {value!r}"
 
 
 def load_up_state(state_dir: Path) -> dict[str, Any]:
