@@ -1,12 +1,15 @@
-"""latticectl's global settings: one-line errors for a bad config file, and --debug (the
-traceback with its cause, then the same one line)."""
+"""latticectl's global settings: the config file and its contexts, the precedence flag >
+environment > context > the state of `up`, one-line errors for a bad config file, and
+--debug (the traceback with its cause, then the same one line)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from cli.settings import Settings, config_path
 from tests.cliutil import run
 
 CONFIG = """\
@@ -27,6 +30,123 @@ def write_config(env: dict[str, str], tmp: Path, text: str | None = None) -> Pat
     path = Path(env["LATTICECTL_CONFIG"])
     path.write_text(CONFIG.format(tmp=tmp) if text is None else text)
     return path
+
+
+def write_up_state(env: dict[str, str], **values: str) -> None:
+    state_dir = Path(env["LATTICECTL_STATE_DIR"])
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "state.json").write_text(json.dumps(values))
+
+
+def repo_used(env: dict[str, str], *args: str) -> str:
+    """The repository latticectl settled on: `get deployments` names it when it is not
+    there (every candidate below is a directory that does not exist)."""
+    result = run(env, *args, "get", "deployments")
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip()
+    assert line.endswith(": no such directory; pass --repo (a path or URL)"), line
+    return Path(line.removeprefix("Error: ").split(":")[0]).name
+
+
+# ---------------------------------------------------------------- where the file is
+
+def test_config_file_is_under_xdg_config_home(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LATTICECTL_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert config_path() == tmp_path / "xdg" / "latticectl" / "config.yaml"
+
+
+def test_config_file_defaults_to_dot_config(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LATTICECTL_CONFIG", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert config_path() == tmp_path / ".config" / "latticectl" / "config.yaml"
+
+
+def test_the_command_reads_the_xdg_config_file(tmp_path: Path, env: dict[str, str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LATTICECTL_CONFIG", raising=False)
+    xdg = tmp_path / "xdg"
+    (xdg / "latticectl").mkdir(parents=True)
+    (xdg / "latticectl" / "config.yaml").write_text(CONFIG.format(tmp=tmp_path))
+    env["XDG_CONFIG_HOME"] = str(xdg)
+    del env["LATTICECTL_CONFIG"]
+    assert repo_used(env) == "from-context-lab"
+
+
+# ---------------------------------------------------------------- contexts
+
+def test_current_context_is_used_by_default(tmp_path: Path, env: dict[str, str]) -> None:
+    write_config(env, tmp_path)
+    assert repo_used(env) == "from-context-lab"
+
+
+def test_context_flag_and_env_choose_another(tmp_path: Path, env: dict[str, str]) -> None:
+    write_config(env, tmp_path)
+    assert repo_used(env, "--context", "edge") == "from-context-edge"
+    assert repo_used({**env, "LATTICECTL_CONTEXT": "edge"}) == "from-context-edge"
+    # the flag beats the environment
+    assert repo_used({**env, "LATTICECTL_CONTEXT": "edge"}, "--context", "lab") \
+        == "from-context-lab"
+
+
+def test_unknown_context_is_one_line(tmp_path: Path, env: dict[str, str]) -> None:
+    path = write_config(env, tmp_path)
+    result = run(env, "--context", "nope", "status")
+    assert result.exit_code == 2
+    assert result.stderr == (f"Error: context 'nope' not found in {path}; "
+                             "known: ['edge', 'lab']\n")
+
+
+def test_context_without_a_config_file(tmp_path: Path, env: dict[str, str]) -> None:
+    result = run(env, "--context", "lab", "status")
+    assert result.exit_code == 2
+    assert "context 'lab' requested but" in result.stderr
+    assert env["LATTICECTL_CONFIG"] in result.stderr
+
+
+@pytest.mark.parametrize(("args", "extra_env", "expected"), [
+    (("--repo", "{tmp}/from-flag"), {"LATTICECTL_REPO": "{tmp}/from-env"}, "from-flag"),
+    ((), {"LATTICECTL_REPO": "{tmp}/from-env"}, "from-env"),
+    ((), {}, "from-context-lab"),
+], ids=["flag beats env", "env beats context", "context beats up state"])
+def test_precedence(tmp_path: Path, env: dict[str, str], args: tuple[str, ...],
+                    extra_env: dict[str, str], expected: str) -> None:
+    write_config(env, tmp_path)
+    write_up_state(env, repo=str(tmp_path / "from-up"), nats_url="nats://up:4222")
+    fill = {k: v.format(tmp=tmp_path) for k, v in extra_env.items()}
+    assert repo_used({**env, **fill}, *(a.format(tmp=tmp_path) for a in args)) == expected
+
+
+def test_up_state_is_the_last_resort(tmp_path: Path, env: dict[str, str]) -> None:
+    write_up_state(env, repo=str(tmp_path / "from-up"), nats_url="nats://up:4222")
+    assert repo_used(env) == "from-up"
+
+
+def test_resolve_takes_each_setting_from_the_context(
+        tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_config(env, tmp_path)
+    write_up_state(env, repo="/up", nats_url="nats://up:4222", lattice="up-lattice")
+    state_dir = env["LATTICECTL_STATE_DIR"]
+
+    def resolve(**flags: str | None) -> Settings:
+        args: dict[str, str | None] = {"repo": None, "nats_url": None, "lattice": None,
+                                       "context": None, "state_dir": state_dir}
+        return Settings.resolve(**{**args, **flags}, debug=False)
+
+    lab = resolve()
+    assert (lab.nats_url, lab.lattice) == ("nats://lab.example:4222", "lab-lattice")
+    assert lab.nats_creds == str(tmp_path / "lab.creds")  # ~ expanded
+    edge = resolve(context="edge")
+    assert edge.nats_url == "nats://edge.example:4222"
+    assert edge.lattice == "up-lattice"  # edge names none: the state of `up`
+    flagged = resolve(nats_url="nats://flag:4222", lattice="flag-lattice")
+    assert (flagged.nats_url, flagged.lattice) == ("nats://flag:4222", "flag-lattice")
 
 
 # ---------------------------------------------------------------- a bad config file
