@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from lattice.manifests import BindingSpec, DesiredState, ProviderKey
 from lattice.protocol import (
@@ -130,16 +130,36 @@ class Analysis:
 
 
 def analyse(desired: DesiredState, observed: Mapping[str, HostInventory]) -> Analysis:
-    """Match ``desired`` against ``observed``. Pure; consumed by the planner and assess."""
+    """Match ``desired`` against ``observed``. Pure; consumed by the planner and assess.
+
+    The result is read only by its consumers, so it is reused while the call is made with
+    the same desired state and the same inventory objects: the planner and the assessment
+    of one pass share one analysis, and a converged lattice (whose records stay the same
+    objects) is not matched again pass after pass.
+    """
+    return _last_analysis([desired, *sorted(observed.values(), key=_host_id)])
+
+
+def _host_id(host: HostInventory) -> str:
+    return host.host_id
+
+
+def _analyse(inputs: Sequence[object]) -> Analysis:
+    """The analysis of ``[desired, *hosts sorted by id]`` (the memo's key). Pure."""
+    desired = cast(DesiredState, inputs[0])
+    hosts = cast(list[HostInventory], list(inputs[1:]))
     rulesets = RuleSets()
-    by_id = {h.host_id: h for h in sorted(observed.values(), key=lambda h: h.host_id)}
-    hosts = list(by_id.values())
+    by_id = {h.host_id: h for h in hosts}
     actors, surplus_actors, actor_hosts = match_actors(desired, by_id, rulesets)
     groups, group_of, surplus_providers = _match_providers(desired, hosts, rulesets)
     stopping = {(h.host_id, p.capability_id, p.binding_name) for h, p, _ in surplus_providers}
     bindings, surplus_bindings = _match_bindings(desired, hosts, stopping)
     return Analysis(actors, surplus_actors, groups, group_of, surplus_providers,
                     bindings, surplus_bindings, actor_hosts, by_id)
+
+
+#: the last analysis, by identity of its inputs (see :func:`analyse`)
+_last_analysis: LastCall[object, Analysis] = LastCall(_analyse)
 
 
 # ---------------------------------------------------------------- providers

@@ -38,3 +38,22 @@ def test_a_host_that_lost_its_replica_is_planned_from_its_new_inventory() -> Non
     edited = {**converged, bound.host_id: bound.model_copy(update={"bindings": [stale]})}
     puts = [a for a in plan(desired, edited) if isinstance(a, A.PutBinding)]
     assert len(puts) == 1 and puts[0].host_id == bound.host_id
+
+
+def test_the_analysis_is_shared_while_inputs_are_the_same_objects() -> None:
+    """The planner and the assessment of one pass share one analysis; any new object
+    (desired state or one host's record) makes a new one."""
+    from reconciler.matching import analyse
+
+    desired = state(deployment("web", [ActorSpec(id=ACTOR, replicas=2)], []))
+    observed = lattice(*(host(f"H{i}") for i in range(3)))
+    first = analyse(desired, observed)
+    assert analyse(desired, dict(reversed(list(observed.items())))) is first  # order-free
+    assert all(s.instances == [None, None] for s in first.actors)
+    running = apply_plan(plan(desired, observed), observed).observed
+    second = analyse(desired, running)
+    assert second is not first and all(all(s.instances) for s in second.actors)
+    same_content = state(deployment("web", [ActorSpec(id=ACTOR, replicas=2)], []))
+    assert analyse(same_content, running) is not second  # a new desired object
+    one_new = {**running, "H0": running["H0"].model_copy()}
+    assert analyse(desired, one_new) is not analyse(desired, running)
