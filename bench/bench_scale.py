@@ -255,15 +255,17 @@ def plot(results: list[Result]) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib not installed (pip install -e '.[bench]'): no plot"
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for n in sorted({r.hosts for r in results}):
         rows = [r for r in results if r.hosts == n and r.wall_s is not None]
         ms = [r.deployments for r in rows]
         axes[0].plot(ms, [r.wall_s for r in rows], "o-", label=f"{n} hosts")
         axes[1].plot(ms, [r.cpu_s for r in rows], "o-", label=f"{n} hosts")
         axes[2].plot(ms, [r.resync_ms for r in rows], "o-", label=f"{n} hosts")
+        axes[3].plot(ms, [r.rss_mb for r in rows], "o-", label=f"{n} hosts")
     for ax, title in zip(axes, ("wall time to Synced (s)", "agent CPU to Synced (s)",
-                                "agent CPU per resync period (ms)"), strict=True):
+                                "agent CPU per resync period (ms)", "agent peak RSS (MB)"),
+                         strict=True):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("deployments")
