@@ -75,8 +75,8 @@ async def test_local_yields_current_head_then_each_new_commit_quickly(
         sha = await asyncio.to_thread(commit_files, repo, {"a.yaml": deployment("a", replicas=i)})
         latencies.append(await w.saw(sha) - t0)
     # The 100 ms target is measured by bench/bench_commit_to_note.py; on a loaded CI
-    # machine we only insist that watching beats the 30 s polling by far.
-    assert sorted(latencies)[2] < 2.0, latencies
+    # machine we insist on 5x that: watching, not the 30 s polling, saw it.
+    assert sorted(latencies)[2] < 0.5, latencies  # from before `git commit` runs
     assert len(w.heads) == len(set(w.heads)) == 6
 
 
