@@ -102,16 +102,23 @@ async def test_echo_answers_through_the_lattice_and_survives_its_host(
     host.kill()
     loop = asyncio.get_running_loop()
     killed = loop.time()
+    gone_at: list[float] = []  # when the agent's log first says the host is gone
 
     async def answered_elsewhere() -> bool:
+        if not gone_at and "considered gone" in agent.log():
+            gone_at.append(loop.time())
         names = where(await lat.inventories(), actor=echo.claims.subject)
         if not names or victim in names:
             return False
         return await answer(lat, "demo.echo", b"again", timeout=0.5) == b"again"
 
     await eventually(answered_elsewhere, timeout=30, message="echo answers from another host")
-    # acceptance: heartbeat timeout (3 missed) + 2 s; scheduling slack for a loaded 2-core box
-    assert loop.time() - killed < 3 * HEARTBEAT + 2 + 3
+    took = loop.time() - killed
+    # acceptance (issue 6): answered again within the heartbeat timeout (3 missed) + 2 s
+    # of the kill -9, measured from the kill (1.5-1.7 s here, with four busy loops on two
+    # cores too); the time the agent declared the host gone is there to read a failure
+    gone = f"declared gone after {gone_at[0] - killed:.2f} s" if gone_at else "gone unseen"
+    assert took < 3 * HEARTBEAT + 2, f"failover took {took:.2f} s ({gone})"
 
 
 async def test_counter_counts_through_keyvalue(
