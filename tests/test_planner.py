@@ -319,6 +319,19 @@ def test_shared_provider_instance_serves_a_group_with_new_members() -> None:
     assert plan(desired, observed) == []
 
 
+def test_removing_one_owner_keeps_the_shared_provider_for_the_others() -> None:
+    """The wadm pain point: undeploying one app must not stop a provider another uses,
+    whether the other was among the owners at start or came later."""
+    observed = lattice(host("H0", providers=[
+        provider_inst(MSG, "p0", owned(DEP, "alpha,beta"))]))
+    for remaining in ("beta", "alpha"):
+        assert plan(state(deployment(remaining, providers=[msg_provider()])), observed) == []
+    late = state(deployment("gamma", providers=[msg_provider()]))  # joined after the start
+    assert plan(late, observed) == []
+    (stop,) = plan(state(deployment("other")), observed)  # nobody needs it any more
+    assert isinstance(stop, A.StopProvider) and stop.host_id == "H0"
+
+
 def test_one_instance_per_group_the_others_stop() -> None:
     desired = state(deployment("alpha", providers=[msg_provider()]))
     observed = lattice(
