@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from cli.settings import CliError, Settings
+from cli.view import unreachable
 from gitsync.apply import ApplyResult, apply_manifests, delete_manifests, load_inputs
 from gitsync.errors import GitSyncError, InvalidManifestsError
 from lattice.errors import VinculumError
@@ -192,7 +193,7 @@ def sync_cmd(settings: Settings, reason: str) -> None:
     try:
         publish_nudge(settings, reason=reason)
     except (OSError, ConnectionError, TimeoutError, VinculumError) as exc:
-        raise CliError(f"could not reach NATS at {settings.nats_url}: {exc}") from None
+        raise unreachable(settings, exc) from None
     click.echo(f"nudged the agent of lattice {settings.lattice}")
 
 

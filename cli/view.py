@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -305,7 +306,7 @@ def live_hosts(settings: Settings, *, timeout: float = 1.0) -> list[HostInventor
     try:
         return asyncio.run(ping_quickly(settings.nats(), settings.lattice, timeout=timeout))
     except (OSError, ConnectionError, TimeoutError, VinculumError) as exc:
-        return f"NATS at {settings.nats_url} is unreachable ({exc})"
+        return cannot_reach(settings.nats_url, exc)
 
 
 #: Seconds a JetStream operation (registry, policy) may take once connected.
@@ -339,8 +340,19 @@ def on_lattice(settings: Settings, action: Callable[[Client], Awaitable[T]], *,
 
 def unreachable(settings: Settings, exc: BaseException) -> CliError:
     """The one-line error for a lattice that cannot be reached."""
-    return CliError(f"cannot reach NATS at {settings.nats_url} ({exc}); is the lattice up? "
+    return CliError(f"{cannot_reach(settings.nats_url, exc)}; is the lattice up? "
                     "(`latticectl up`, or pass --nats-url)")
+
+
+def cannot_reach(url: str | None, exc: BaseException) -> str:
+    """``cannot reach NATS at URL (why)``, the why said once: ``lattice.natsutil.connect``
+    already starts its message with ``cannot reach NATS at URL:``. Pure."""
+    why = exc.message if isinstance(exc, VinculumError) else str(exc)
+    why = _SAID_ALREADY.sub("", why).strip() or type(exc).__name__
+    return f"cannot reach NATS at {url} ({why})"
+
+
+_SAID_ALREADY = re.compile(r"^cannot reach NATS at \S+?:\s")
 
 
 # ---------------------------------------------------------------- shell completion

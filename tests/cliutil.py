@@ -40,6 +40,9 @@ from tests.gitrepo import ACTOR, BINDINGS, DEPLOYMENT, commit_files, init_repo
 HOST_PI = "N" + "A" * 55
 HOST_VM = "N" + "B" * 55
 UNPLACED = "no host satisfies leds=12 (vm1: label leds missing)"
+#: Why a closed port cannot be reached, in the parentheses of ``cannot reach NATS at URL
+#: (...)`` (once: "no answer within 2s; last error: [Errno 111] Connect call failed ...").
+CAUSE = r"\((?!cannot reach)(?:[^()]|\([^()]*\))+\)"
 
 
 def clean_env(tmp: Path) -> dict[str, str]:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
 
+from cli.view import cannot_reach
 from lattice.localnats import NatsServer
 from lattice.protocol import CommandOp, HostInventory, StartActor
-from tests.cliutil import interrupt, latticectl, run
+from tests.cliutil import CAUSE, interrupt, latticectl, run
 from tests.gitrepo import ACTOR
 from tests.helpers import eventually
 from tests.hostproc import HostPool, command, ping
@@ -97,6 +99,20 @@ def test_unreachable_or_unconfigured_nats(env: dict[str, str]) -> None:
     result = run(env, "--nats-url", "nats://127.0.0.1:1", "events")
     assert result.exit_code == 2
     [line] = result.stderr.splitlines()
-    assert "cannot reach NATS at nats://127.0.0.1:1" in line and "latticectl up" in line
+    assert re.fullmatch(r"Error: cannot reach NATS at nats://127\.0\.0\.1:1 " + CAUSE
+                        + r"; is the lattice up\? \(`latticectl up`, or pass --nats-url\)",
+                        line), line
+    assert line.count("cannot reach NATS") == 1 and line.count("nats://127.0.0.1:1") == 1, line
     unset = run(env, "events", "-f")
     assert unset.exit_code == 2 and "no NATS URL" in unset.stderr
+
+
+@pytest.mark.parametrize(("exc", "expected"), [
+    (ConnectionError("cannot reach NATS at nats://h:1: no answer within 2s"),
+     "cannot reach NATS at nats://h:1 (no answer within 2s)"),
+    (ConnectionError("no connection within 2s"),
+     "cannot reach NATS at nats://h:1 (no connection within 2s)"),
+    (TimeoutError(), "cannot reach NATS at nats://h:1 (TimeoutError)"),
+])
+def test_the_cause_is_said_once(exc: Exception, expected: str) -> None:
+    assert cannot_reach("nats://h:1", exc) == expected
