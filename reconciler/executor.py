@@ -9,7 +9,9 @@ effect is not yet observed is *in flight* and is not issued again until it is ob
 backoff and jitter; an entity no host will take is *unplaced*, reported with the hosts'
 decline reasons, and retried when a host joins or changes (:meth:`hosts_changed`).
 
-Phases run in order, START then BIND then STOP: make-before-break.
+Phases run in order, START then BIND then STOP: make-before-break. Across passes too: a
+stop whose replacement (a start for the same entity) is not observed running yet is held
+back until it is (:meth:`Executor.held_back`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from lattice.errors import PermanentError, TransientError
 from lattice.protocol import (
+    ANN_KIND,
+    ANN_NAME,
     AuctionRequest,
     CommandAck,
     DeleteBinding,
@@ -40,9 +44,11 @@ from lattice.protocol import (
     encode,
 )
 from lattice.protocol import StartActor as StartActorCmd
+from lattice.selectors import satisfied
 from reconciler import actions as A
 from reconciler.auctions import Auctioneer, Dealt, Unplaceable
 from reconciler.observed import ObservedState
+from reconciler.rulesets import KIND_DEPLOYMENT
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +100,8 @@ class Executor:
         self._dealt: dict[str, Dealt] = {}
         self.unplaced: dict[str, str] = {}
         self.failures: dict[str, str] = {}
+        #: stop key -> why it waits for its replacement (the last pass's :meth:`held_back`)
+        self.held: dict[str, str] = {}
         self.commands_sent = 0
         self.first_command_at: float | None = None
 
@@ -172,26 +180,61 @@ class Executor:
 
     # ------------------------------------------------------------------ running
     async def execute(self, actions: list[A.Action]) -> int:
-        """Run ``actions`` phase by phase; returns how many succeeded."""
+        """Run ``actions`` (the whole plan of this pass) phase by phase; returns how many
+        succeeded. Stops whose replacement is not confirmed yet are held back
+        (:meth:`held_back`)."""
         todo = self.runnable(actions)
         done = 0
-        failed_actor_starts: set[str] = set()
         for phase in sorted({a.phase for a in todo}):
             batch = [a for a in todo if a.phase == phase]
             if phase == A.ActionPhase.START:
                 self._dealt.update(await self.auctions.deal(
                     [a for a in batch if isinstance(a, A.StartActor)]))
-            # make-before-break: keep an old instance while its replacement is not up
-            batch = [a for a in batch
-                     if not (isinstance(a, A.StopActor) and a.actor_id in failed_actor_starts)]
+            if phase == A.ActionPhase.STOP:  # after the starts: their outcome counts
+                held = self.held_back(actions)
+                for key in held.keys() - self.held.keys():
+                    log.info("%s held back: %s", key, held[key])
+                self.held = held
+                batch = [a for a in batch if a.key not in held]
             results = await asyncio.gather(*(self._run_one(a) for a in batch))
-            for act, ok in zip(batch, results, strict=True):
-                done += ok
-                if not ok and isinstance(act, A.StartActor):
-                    failed_actor_starts.add(act.actor_id)
+            done += sum(results)
         self.auctions.pending.clear()
         self._dealt.clear()
         return done
+
+    def held_back(self, actions: Iterable[A.Action]) -> dict[str, str]:
+        """Make-before-break across passes: the stops in ``actions`` whose replacement is
+        not confirmed, as stop key -> why.
+
+        A replacement is a start planned for the same entity (deployment and actor id; for a
+        provider, capability id and binding name). Planned means not observed running yet:
+        pending, in flight, failed, unplaced or in backoff, the old instance stays until the
+        planner stops asking for the start. A stop without a replacement (removed from git)
+        is not held. One exception keeps a provider swap on a full lattice from deadlocking:
+        a host runs one provider per capability and binding name, so when the replacement is
+        unplaced and the stop's host satisfies its rules, the stop goes first."""
+        actors: set[tuple[str, str]] = set()
+        providers: dict[tuple[str, str], list[A.StartProvider]] = {}
+        for act in actions:
+            if isinstance(act, A.StartActor):
+                actors.add((act.deployment, act.actor_id))
+            elif isinstance(act, A.StartProvider):
+                providers.setdefault((act.capability_id, act.binding_name), []).append(act)
+        held: dict[str, str] = {}
+        for act in actions:
+            if isinstance(act, A.StopActor) and actors:
+                dep = _deployment_of(self.observed, act.host_id, act.instance_id)
+                if dep is not None and (dep, act.actor_id) in actors:
+                    held[act.key] = f"its replacement in deployment {dep} is not running yet"
+            elif isinstance(act, A.StopProvider):
+                starts = providers.get((act.capability_id, act.binding_name), [])
+                inv = self.observed.get(act.host_id)
+                if starts and not any(
+                        s.key in self.unplaced and inv is not None
+                        and satisfied(s.constraints, inv.labels) for s in starts):
+                    held[act.key] = f"its replacement from vendor {starts[0].vendor_id} " \
+                                    f"is not running yet"
+        return held
 
     async def _run_one(self, act: A.Action) -> bool:
         async with self._sem:
@@ -292,6 +335,15 @@ class Executor:
             raise PermanentError(f"host {host_id[:12]} refused {op}: {ack.reason}")
         log.info("%s on host %s: %s", op, host_id[:12], "done" if ack.changed else "no change")
         return ack
+
+
+def _deployment_of(o: ObservedState, host: str, iid: str) -> str | None:
+    """The deployment that owns actor instance ``iid`` on ``host``, if any."""
+    inv = o.get(host)
+    for a in inv.actors if inv is not None else ():
+        if a.instance_id == iid and a.annotations.get(ANN_KIND) == KIND_DEPLOYMENT:
+            return a.annotations.get(ANN_NAME)
+    return None
 
 
 def _has_actor(o: ObservedState, host: str, iid: str) -> bool:

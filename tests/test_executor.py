@@ -1,0 +1,287 @@
+"""The executor against a real nats-server and small scripted hosts.
+
+A :class:`ScriptedHost` answers auctions and commands on the bus as a host would, but its
+answers are the test's: a load to bid with, a refusal, an ack that is never confirmed. What
+it runs goes straight into the executor's :class:`ObservedState` (as the host's event would).
+The tests wait on conditions with deadlines, never on sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from lattice.protocol import (
+    ANN_KIND,
+    ANN_MANAGED_BY,
+    ANN_NAME,
+    ANN_REPLICA,
+    MANAGED_BY_VALUE,
+    ActorInstance,
+    AuctionReply,
+    AuctionRequest,
+    CommandAck,
+    HostInventory,
+    ProviderInstance,
+    Subjects,
+    decode,
+    encode,
+)
+from lattice.protocol.models import new_id
+from lattice.selectors import satisfied
+from reconciler import actions as A
+from reconciler.executor import Executor
+from reconciler.observed import ObservedState
+from tests.helpers import eventually
+
+ACTOR = "MB2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW"
+CAP, BN = "wascc:keyvalue", "default"
+
+
+class ScriptedHost:
+    """A host on the bus whose answers the test sets: ``load`` to bid with, ``accept``
+    (else commands are refused), ``confirm`` (else an accepted start is acked but never
+    shows up). Every auction and command it receives is recorded with its arrival time."""
+
+    def __init__(self, nc: Client, subjects: Subjects, observed: ObservedState, name: str,
+                 *, labels: dict[str, str] | None = None, load: int = 0) -> None:
+        self.nc, self.subjects, self.observed = nc, subjects, observed
+        self.name, self.host_id = name, f"N{name.upper()}{new_id()[:8]}"
+        self.labels = labels or {}
+        self.load = load
+        self.accept = True
+        self.confirm = True
+        self.answer = True  # False: a known host that says nothing
+        self.actors: list[ActorInstance] = []
+        self.hidden: list[ActorInstance] = []  # acked, not confirmed (yet)
+        self.providers: list[ProviderInstance] = []
+        self.auctions: list[float] = []
+        self.commands: list[tuple[float, str]] = []
+        self._subs: list[Subscription] = []
+
+    async def join(self) -> ScriptedHost:
+        for kind in ("actor", "provider"):
+            self._subs.append(await self.nc.subscribe(self.subjects.auction(kind),  # type: ignore[arg-type]
+                                                      cb=self._on_auction))
+        self._subs.append(await self.nc.subscribe(self.subjects.host_commands(self.host_id),
+                                                  cb=self._on_command))
+        await self.nc.flush()
+        self.show()
+        return self
+
+    def show(self) -> None:
+        """Tell the observed state what runs here (as a heartbeat would)."""
+        self.observed.merge_ping([HostInventory(
+            host_id=self.host_id, name=self.name, labels=self.labels,
+            started_at=datetime.now(UTC), actors=list(self.actors),
+            providers=list(self.providers))])
+
+    def reveal(self) -> None:
+        """What was acked but hidden shows up now (its event was late)."""
+        self.actors += self.hidden
+        self.hidden = []
+        self.show()
+
+    def ops(self, op: str) -> list[float]:
+        return [t for t, o in self.commands if o == op]
+
+    async def _on_auction(self, msg: Msg) -> None:
+        self.auctions.append(time.monotonic())
+        req = decode(AuctionRequest, msg.data)
+        if req is None or not self.answer:
+            return
+        why = "" if satisfied(req.constraints, self.labels) else "labels do not match"
+        if req.kind == "provider" and any(
+                (p.capability_id, p.binding_name) == (req.capability_id, req.binding_name)
+                for p in self.providers):
+            why = "already runs the provider"
+        await msg.respond(encode(AuctionReply(auction_id=req.auction_id, host_id=self.host_id,
+                                              bid=not why, reason=why, load=self.load)))
+
+    async def _on_command(self, msg: Msg) -> None:
+        op = msg.subject.split(f".{self.host_id}.", 1)[1]
+        self.commands.append((time.monotonic(), op))
+        body = json.loads(msg.data)
+        if not self.accept:
+            await msg.respond(encode(CommandAck(host_id=self.host_id, accepted=False,
+                                                reason="scripted refusal")))
+            return
+        iid = new_id()
+        now = datetime.now(UTC)
+        if op == "actor.start":
+            (self.actors if self.confirm else self.hidden).append(ActorInstance(
+                actor_id=body["actor_id"], instance_id=iid, annotations=body["annotations"],
+                started_at=now))
+        elif op == "actor.stop":
+            self.actors = [a for a in self.actors if a.instance_id != body["instance_id"]]
+        elif op == "provider.start" and self.confirm:
+            self.providers.append(ProviderInstance(
+                capability_id=body["capability_id"], binding_name=body["binding_name"],
+                vendor_id=body["vendor_id"], instance_id=iid, annotations=body["annotations"],
+                started_at=now))
+        elif op == "provider.stop":
+            self.providers = [p for p in self.providers if p.capability_id != body["capability_id"]]
+        self.show()
+        await msg.respond(encode(CommandAck(host_id=self.host_id, accepted=True, changed=True,
+                                            instance_id=iid)))
+
+
+Joiner = Callable[..., Awaitable[ScriptedHost]]
+
+
+@pytest.fixture
+def subjects(lattice_id: str) -> Subjects:
+    return Subjects(lattice_id)
+
+
+@pytest.fixture
+def observed() -> ObservedState:
+    return ObservedState()
+
+
+@pytest.fixture
+async def host(nc: Client, subjects: Subjects, observed: ObservedState) -> AsyncIterator[Joiner]:
+    """``await host("name", labels=..., load=...)``: a scripted host joined to the lattice."""
+    async def join(name: str, **kw: object) -> ScriptedHost:
+        return await ScriptedHost(nc, subjects, observed, name, **kw).join()  # type: ignore[arg-type]
+    yield join
+
+
+def executor(nc: Client, subjects: Subjects, observed: ObservedState, **kw: object) -> Executor:
+    return Executor(nc, subjects, observed, **kw)  # type: ignore[arg-type]
+
+
+def owned(deployment: str, replica: int) -> tuple[tuple[str, str], ...]:
+    return A.pairs({ANN_KIND: "Deployment", ANN_MANAGED_BY: MANAGED_BY_VALUE,
+                    ANN_NAME: deployment, ANN_REPLICA: str(replica)})
+
+
+def start_actor(*, rules: tuple[str, ...] = (), replica: int = 0, deployment: str = "d"
+                ) -> A.StartActor:
+    return A.StartActor(deployment=deployment, actor_id=ACTOR, replica=replica,
+                        constraints=rules, annotations=owned(deployment, replica),
+                        avoid_hosts=(), reason="replica not running")
+
+
+def running_actor(h: ScriptedHost, deployment: str = "d", replica: int = 0) -> A.StopActor:
+    """An instance of replica ``replica`` on ``h``, and the action that stops it."""
+    inst = ActorInstance(actor_id=ACTOR, instance_id=new_id(),
+                         annotations=dict(owned(deployment, replica)),
+                         started_at=datetime.now(UTC))
+    h.actors.append(inst)
+    h.show()
+    return A.StopActor(host_id=h.host_id, actor_id=ACTOR, instance_id=inst.instance_id,
+                       reason="host no longer satisfies zone=b")
+
+
+class NoJitter(random.Random):
+    def random(self) -> float:
+        return 1.0  # the jitter factor 0.5 + r / 2 is then exactly 1
+
+
+# ---------------------------------------------------------------- make-before-break
+
+
+@pytest.mark.parametrize("outcome", ["refused", "unplaced", "in flight"])
+async def test_a_stop_waits_for_its_replacement_across_passes(
+    nc: Client, subjects: Subjects, observed: ObservedState, host: Joiner, outcome: str
+) -> None:
+    old = await host("old", labels={"zone": "a"})
+    stop = running_actor(old)
+    start = start_actor(rules=("zone=b",))
+    new = await host("new", labels={"zone": "b"}) if outcome != "unplaced" else None
+    if new is not None:
+        new.accept = outcome != "refused"
+        new.confirm = outcome != "in flight"
+    ex = executor(nc, subjects, observed, backoff_base=0.2, confirm_timeout=60)
+    for _ in range(3):  # the first pass, then passes with the start in backoff or in flight
+        await ex.execute([start, stop])
+    assert old.ops("actor.stop") == []
+    assert stop.key in ex.held
+
+    # the replacement comes up: refusals end, a host joins, the start is confirmed
+    if new is None:
+        new = await host("new", labels={"zone": "b"})
+        ex.hosts_changed()
+    new.accept = new.confirm = True
+    new.reveal()
+
+    async def one_pass() -> bool:
+        planned = [stop] if new.actors else [start, stop]  # what the planner would ask
+        await ex.execute(planned)
+        return bool(old.ops("actor.stop"))
+
+    await eventually(one_pass, timeout=20, message="the old replica is stopped")
+    assert len(new.actors) == 1
+    assert new.ops("actor.start")[-1] < old.ops("actor.stop")[0]
+
+
+async def test_a_stop_without_replacement_runs_at_once(
+    nc: Client, subjects: Subjects, observed: ObservedState, host: Joiner
+) -> None:
+    old = await host("old")
+    other = running_actor(old, deployment="other")  # the start below is not its replacement
+    gone = running_actor(old, deployment="d", replica=1)
+    ex = executor(nc, subjects, observed)
+    refused = await host("refuses", labels={"zone": "b"})
+    refused.accept = False
+    await ex.execute([start_actor(rules=("zone=b",)), other])
+    await ex.execute([gone])  # removed from git: nothing replaces it
+    assert len(old.ops("actor.stop")) == 2
+    assert ex.held == {}
+
+
+async def provider_host(h: ScriptedHost, vendor: str) -> A.StopProvider:
+    h.providers.append(ProviderInstance(capability_id=CAP, binding_name=BN, vendor_id=vendor,
+                                        instance_id=new_id(), started_at=datetime.now(UTC)))
+    h.show()
+    return A.StopProvider(host_id=h.host_id, capability_id=CAP, binding_name=BN,
+                          reason="deployments want it from vendor redis")
+
+
+def start_provider(vendor: str) -> A.StartProvider:
+    return A.StartProvider(capability_id=CAP, binding_name=BN, vendor_id=vendor,
+                           constraints=(), annotations=(), owners=("d",), reason="swap")
+
+
+async def test_a_provider_swap_keeps_the_old_vendor_until_the_new_one_runs(
+    nc: Client, subjects: Subjects, observed: ObservedState, host: Joiner
+) -> None:
+    old = await host("old")
+    stop = await provider_host(old, "memory")
+    new = await host("new")
+    new.accept = False
+    start = start_provider("redis")
+    ex = executor(nc, subjects, observed, backoff_base=0.2)
+    for _ in range(3):
+        await ex.execute([start, stop])
+    assert old.ops("provider.stop") == []
+    new.accept = True
+
+    async def one_pass() -> bool:
+        await ex.execute([stop] if new.providers else [start, stop])
+        return bool(old.ops("provider.stop"))
+
+    await eventually(one_pass, timeout=20, message="the old provider is stopped")
+    assert [p.vendor_id for p in new.providers] == ["redis"]
+
+
+async def test_a_provider_swap_on_a_full_lattice_stops_first(
+    nc: Client, subjects: Subjects, observed: ObservedState, host: Joiner
+) -> None:
+    """The only host runs the old vendor, so no host bids for the new one: holding the stop
+    back would wait forever."""
+    only = await host("only")
+    stop = await provider_host(only, "memory")
+    ex = executor(nc, subjects, observed, bid_timeout=2.0)
+    await ex.execute([start_provider("redis"), stop])
+    assert start_provider("redis").key in ex.unplaced
+    assert only.ops("provider.stop")
