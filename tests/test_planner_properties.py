@@ -146,3 +146,28 @@ def test_plans_converge_in_a_few_rounds(
     # unowned actors and providers survive; unowned bindings may go with a stopped provider
     assert [u for u in before if u.kind != "binding"] == [
         u for u in after if u.kind != "binding"]
+
+
+
+@PROPS
+@given(desired_states(), observed_lattices())
+def test_later_rounds_only_bind_what_was_placed_or_retry_what_was_not(
+    desired: DesiredState, observed: dict[str, HostInventory]
+) -> None:
+    """What a plan cannot do in one round: put a binding on the host that a start of the
+    same plan will pick (the executor's auction chooses it), or start what no host could
+    take yet (a provider swapped on the one host that may run it). So every plan after an
+    applied one holds only binding puts and the previous round's unplaced starts, and a
+    round that placed nothing new leaves only those starts."""
+    applied = apply_plan(plan(desired, observed), observed)
+    for _ in range(ROUNDS):
+        acts = plan(desired, applied.observed)
+        assert all(isinstance(a, A.PutBinding) or a.key in applied.unplaced
+                   for a in acts), acts
+        if not acts:
+            break
+        nxt = apply_plan(acts, applied.observed)
+        if nxt.observed == applied.observed:  # nothing placed: only unplaceable starts left
+            assert all(isinstance(a, A.StartActor | A.StartProvider) for a in acts), acts
+            break
+        applied = nxt
