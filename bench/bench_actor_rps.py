@@ -10,9 +10,11 @@ host for CPU, so the numbers are pessimistic for the host):
 * **throughput**: ``--concurrency`` (64) requests in flight for ``--seconds`` (10 s):
   completed requests per second, and the latency of those requests.
 
-Targets: p50 ≤ 1 ms (one in flight) and ≥ 5,000 req/s. Appends to bench/RESULTS.md.
+Targets: p50 ≤ 1 ms (one in flight) and ≥ 5,000 req/s. Appends to bench/RESULTS.md, or to
+``--results FILE`` (the smoke test's, at ``--seconds 1``).
 
-    python bench/bench_actor_rps.py [--seconds 10] [--concurrency 64] [--no-record]
+    python bench/bench_actor_rps.py [--seconds 10] [--latency-seconds 3] [--concurrency 64]
+                                    [--no-record] [--results FILE]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.benchlib import (  # noqa: E402
+    RESULTS,
     command_line,
     heading,
     machine,
@@ -145,14 +148,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--latency-seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="append here instead")
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     with tempfile.TemporaryDirectory(prefix="bench-rps-") as tmp:
         lines = asyncio.run(measure(args, Path(tmp)))
     print("\n".join(lines))
     if not args.no_record:
-        record(lines)
+        record(lines, args.results)
 
 
 if __name__ == "__main__":

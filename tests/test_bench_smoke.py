@@ -6,6 +6,7 @@ tests/test_gitsync_bench.py.)"""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,14 @@ def test_bench_planner_smallest(tmp_path: Path) -> None:
     text = run_bench("bench_planner.py", tmp_path, "--replicas", "40", "--hosts", "8",
                      "--repeat", "1")
     assert "planner, 40 replicas / 8 hosts" in text and "converged plan: median" in text
+
+
+def test_bench_actor_rps_smallest(tmp_path: Path) -> None:
+    text = run_bench("bench_actor_rps.py", tmp_path, "--seconds", "1", "--latency-seconds",
+                     "0.5", "--concurrency", "8")
+    assert "request → wasm actor → reply, one host" in text
+    assert re.search(r"^- one request in flight, 0\.5 s: p50 [\d.]+ ms, p95 [\d.]+ ms, "
+                     r"max [\d.]+ ms \(n=\d+\); target ≤ 1 ms: (met|NOT met)$", text, re.M), text
+    figures = re.search(r"^- 8 in flight, 1 s: (\d+) req/s \(target ≥ 5000 req/s: "
+                        r"(met|NOT met)\), errors (\d+); latency p50 ", text, re.M)
+    assert figures and int(figures[1]) > 0 and figures[3] == "0", text
