@@ -18,28 +18,11 @@ import click
 
 from cli.localstack import LocalStack, StackState, is_ours, parse_host_labels, stop_records
 from cli.settings import CliError, Settings
-from lattice.natsutil import NatsOptions, connect, scatter_gather
-from lattice.protocol import CloudEvent, EventType, HostInventory, PingRequest, Subjects, encode
+from cli.view import ping_hosts
+from lattice.natsutil import connect
+from lattice.protocol import CloudEvent, EventType, Subjects
 
 DEFAULT_LABELS = ("0:leds=12",)
-
-
-async def ping_hosts(url: str | NatsOptions, lattice: str, *,
-                     timeout: float = 1.0) -> list[HostInventory]:
-    """Every host's inventory, gathered for ``timeout`` seconds."""
-    nc = await connect(url, initial_timeout=3.0)
-    try:
-        msgs = await scatter_gather(nc, Subjects(lattice).ping, encode(PingRequest()),
-                                    timeout=timeout)
-    finally:
-        await nc.close()
-    out = []
-    for m in msgs:
-        try:
-            out.append(HostInventory.model_validate_json(m.data))
-        except ValueError:
-            continue
-    return out
 
 
 async def wait_for_hosts(url: str, lattice: str, count: int, *, timeout: float) -> int:

@@ -11,8 +11,8 @@ and the followed branch first, into remote-tracking refs
 
 A note attests only a revision the agent evaluated, so :meth:`RepoView.freshness` compares
 the branch HEAD with what the status talks about, and callers say so rather than showing
-stale status silently. :func:`live_hosts` pings the lattice (through
-:func:`cli.up_cmd.ping_hosts`) and says why not when it cannot.
+stale status silently. :func:`live_hosts` pings the lattice (through :func:`ping_hosts`,
+which gives up within :data:`NATS_TIMEOUT` seconds) and says why not when it cannot.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from nats.aio.client import Client
 
 from cli.output import short, warn
 from cli.settings import CliError, Settings
-from cli.up_cmd import ping_hosts
 from gitsync.errors import GitCommandError
 from gitsync.gitcmd import resolve, run_git
 from gitsync.source import is_url
@@ -47,8 +46,8 @@ from gitsync.statusformat import (
     STATUS_REF,
 )
 from lattice.errors import VinculumError
-from lattice.natsutil import NatsOptions, connect
-from lattice.protocol import HostInventory
+from lattice.natsutil import NatsOptions, connect, scatter_gather
+from lattice.protocol import HostInventory, PingRequest, Subjects, encode
 from lattice.status import RevisionNote, StatusReport
 
 T = TypeVar("T")
@@ -289,9 +288,28 @@ async def connect_quickly(url: str | NatsOptions) -> Client:
         raise ConnectionError(f"no connection within {NATS_TIMEOUT:g}s") from None
 
 
+async def ping_hosts(url: str | NatsOptions, lattice: str, *,
+                     timeout: float = 1.0) -> list[HostInventory]:
+    """Every host's inventory, gathered for ``timeout`` seconds after connecting (which
+    fails with ConnectionError within :data:`NATS_TIMEOUT` seconds)."""
+    nc = await connect_quickly(url)
+    try:
+        msgs = await scatter_gather(nc, Subjects(lattice).ping, encode(PingRequest()),
+                                    timeout=timeout)
+    finally:
+        await nc.close()
+    out = []
+    for m in msgs:
+        try:
+            out.append(HostInventory.model_validate_json(m.data))
+        except ValueError:
+            continue
+    return out
+
+
 async def ping_quickly(url: str | NatsOptions, lattice: str, *,
                        timeout: float) -> list[HostInventory]:
-    """:func:`cli.up_cmd.ping_hosts`, bounded: ConnectionError when NATS is unreachable."""
+    """:func:`ping_hosts`, bounded as a whole: ConnectionError when NATS is unreachable."""
     try:
         return await asyncio.wait_for(ping_hosts(url, lattice, timeout=timeout),
                                       NATS_TIMEOUT + timeout + 0.5)

@@ -51,7 +51,8 @@ def test_unreachable_nats_falls_back_to_the_status_branch(tmp_path: Path,
     start = time.monotonic()
     result = run(env, "--repo", str(repo.working_tree_dir), "--nats-url", CLOSED,
                  "get", "hosts")
-    assert time.monotonic() - start < 8  # a short connect timeout, not a hang
+    took = time.monotonic() - start
+    assert took < 3.0, took  # NATS_TIMEOUT (2 s) to give up on NATS (it was ~3.4 s)
     assert result.exit_code == 0, result.output
     [line] = result.stderr.splitlines()
     assert re.fullmatch(rf"warning: cannot reach NATS at {re.escape(CLOSED)} {CAUSE}: "
