@@ -31,7 +31,7 @@ from cli.output import (
 )
 from cli.settings import Settings
 from cli.up_cmd import format_event
-from cli.view import RepoView, complete_names, open_view
+from cli.view import RepoView, cannot_reach, complete_names, open_view
 from gitsync.statusformat import file_name
 from lattice.errors import VinculumError
 from lattice.protocol import ANN_KIND, ANN_NAME, CloudEvent, EventType
@@ -151,10 +151,10 @@ def event_lines(settings: Settings, e: Entity, seconds: float) -> list[str]:
         if ev.event_type is not EventType.HOST_HEARTBEAT and concerns(ev, kind, e.name):
             seen.append(ev)
 
-    try:
-        asyncio.run(listen(settings.nats_url, settings.lattice, on_event, seconds=seconds))
-    except (OSError, ConnectionError, TimeoutError, VinculumError):
-        return ["Events:", f"{INDENT}(not shown: NATS at {settings.nats_url} is unreachable)"]
+    try:  # the full options (credentials, CA), as every other command connects
+        asyncio.run(listen(settings.nats(), settings.lattice, on_event, seconds=seconds))
+    except (OSError, ConnectionError, TimeoutError, VinculumError) as exc:
+        return ["Events:", f"{INDENT}(not shown: {cannot_reach(settings.nats_url, exc)})"]
     if not seen:
         return [f"Events (live, {seconds:g}s):", f"{INDENT}{NONE}"]
     return [f"Events (live, {seconds:g}s):", *(INDENT + format_event(ev) for ev in seen)]
@@ -183,7 +183,8 @@ def describe_entity(settings: Settings, kind: Kind, name: str, events_for: float
 })
 def describe_group() -> None:
     """Show one deployment or binding set in detail: spec, placements, conditions,
-    history, recent events.
+    history, and the events about it seen live while listening for --events-for seconds
+    (the lattice keeps no past events; the history is the status branch's).
 
     \b
     Examples:
@@ -195,8 +196,8 @@ def describe_group() -> None:
 def _events_option(f: click.decorators.FC) -> click.decorators.FC:
     return click.option("--events-for", type=click.FloatRange(min=0), default=1.0,
                         show_default=True, metavar="SECONDS",
-                        help="Listen to the lattice this long for events about it "
-                             "(0: skip).")(f)
+                        help="Listen to the lattice this long and show the events "
+                             "about it seen live meanwhile; none from before (0: skip).")(f)
 
 
 @describe_group.command("deployment")

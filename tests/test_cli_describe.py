@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import git
@@ -12,7 +13,7 @@ from nats.aio.client import Client
 from lattice.localnats import NatsServer
 from lattice.protocol import ANN_KIND, ANN_NAME, CommandOp, StartActor
 from lattice.status import Phase
-from tests.cliutil import UNPLACED, gitops_repo, note, report, run, write_status
+from tests.cliutil import CAUSE, UNPLACED, gitops_repo, note, report, run, write_status
 from tests.gitrepo import ACTOR, OTHER_ACTOR
 from tests.helpers import eventually
 from tests.hostproc import HostPool, command, ping
@@ -97,8 +98,36 @@ def test_unreachable_nats_skips_events_with_a_note(repo: git.Repo, env: dict[str
     result = run(env, "--nats-url", "nats://127.0.0.1:1", "describe", "deploy",
                  "amazing-deployment")
     assert result.exit_code == 0, result.output
-    assert section(result.stdout, "Events:") == [
-        "(not shown: NATS at nats://127.0.0.1:1 is unreachable)"]
+    [line] = section(result.stdout, "Events:")
+    assert re.fullmatch(r"\(not shown: cannot reach NATS at nats://127\.0\.0\.1:1 "
+                        + CAUSE + r"\)", line), line
+
+
+def test_events_are_collected_with_the_credentials(repo: git.Repo, env: dict[str, str],
+                                                   tmp_path: Path) -> None:
+    """describe listens with the user, password (and CA) of the settings, not the bare
+    URL: on a server that requires a password the bare URL is refused."""
+    write_status(repo, tmp_path / "agent", report(repo.head.commit.hexsha))
+    with NatsServer(data_dir=tmp_path / "nats-auth",
+                    extra_args=["--user", "ctl", "--pass", "s3cret"]) as server:
+        args = ("--nats-url", server.url, "describe", "deploy", "amazing-deployment",
+                "--events-for", "0.2")
+        result = run({**env, "LATTICECTL_NATS_PASSWORD": "s3cret"}, "--nats-user", "ctl",
+                     *args)
+        assert result.exit_code == 0, result.output
+        assert section(result.stdout, "Events (live, 0.2s):") == ["<none>"], result.stdout
+        refused = run({**env, "LATTICECTL_NATS_PASSWORD": "wrong"}, "--nats-user", "ctl",
+                      *args)
+    [line] = section(refused.stdout, "Events:")
+    assert line.startswith(f"(not shown: cannot reach NATS at {server.url} ("), line
+    assert "uthorization" in line, line
+
+
+def test_help_says_the_events_are_live(env: dict[str, str]) -> None:
+    text = " ".join(run(env, "describe", "deployment", "--help").stdout.split())
+    assert "seen live meanwhile" in text
+    assert "seen live while listening for --events-for seconds" in " ".join(
+        run(env, "describe", "--help").stdout.split())
 
 
 async def test_events_about_the_deployment_are_shown(
