@@ -7,7 +7,8 @@ bidder, preferring hosts that do not already run a sibling replica. Actor starts
 same rules share one auction per pass (:meth:`Auctioneer.deal`): every host answers once,
 and the starts are dealt out over the bidders by load. A thousand starts on a thousand
 hosts cost a thousand replies, not a million. An entity no host will take is
-:class:`Unplaceable`, with the hosts' decline reasons.
+:class:`Unplaceable`, with the hosts' decline reasons (or none, when no host answered:
+the executor retries both as soon as a host joins).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterable
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from lattice.errors import PermanentError, TransientError
+from lattice.errors import PermanentError
 from lattice.natsutil import scatter_gather
 from lattice.protocol import AuctionReply, AuctionRequest, Subjects, decode, encode
 from reconciler import actions as A
@@ -30,7 +31,7 @@ class Unplaceable(PermanentError):
     """No host bid in an auction; ``message`` carries the decline reasons."""
 
 
-Dealt = str | Unplaceable | TransientError
+Dealt = str | Unplaceable
 
 
 class Auctioneer:
@@ -69,8 +70,7 @@ class Auctioneer:
             if not load:
                 why = decline_message(constraints, replies)
                 for act in acts:
-                    dealt[act.key] = (Unplaceable(why) if replies
-                                            else TransientError(why, delay=0.5))
+                    dealt[act.key] = Unplaceable(why)
                 continue
             siblings: dict[tuple[str, str], set[str]] = {}
             pending = self.pending
@@ -97,7 +97,8 @@ class Auctioneer:
         as a bid that cannot be beaten is in: an idle host (no load, none pending from this
         pass) outside ``avoid``. On a big, mostly idle lattice that is the first answer,
         so the other thousand need not be decoded. Declines are kept to explain a
-        failure; no answer at all is transient (hosts may be busy), not unplaceable."""
+        failure. No answer at all (an empty lattice, or hosts too busy) is unplaceable
+        too: like a decline, it is retried as soon as a host joins or changes."""
         known = len(self.observed)
         replies: list[AuctionReply] = []
         seen = 0
@@ -127,8 +128,6 @@ class Auctioneer:
         if chosen:
             return chosen[0]
         bids = [r for r in replies if r.bid]
-        if not bids and not replies:
-            raise TransientError(decline_message(req.constraints, replies), delay=0.5)
         if not bids:
             raise Unplaceable(decline_message(req.constraints, replies))
         best = min(bids, key=lambda r: (

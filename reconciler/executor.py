@@ -150,7 +150,8 @@ class Executor:
         self._backoff[key] = _Backoff((b.attempts if b else 0) + 1, time.monotonic() + delay)
 
     def hosts_changed(self) -> None:
-        """A host joined or changed labels: retry unplaced entities at once."""
+        """A host joined or changed labels: retry unplaced entities at once (those no host
+        would take, and those no host answered for, as on an empty lattice)."""
         for key in self.unplaced:
             self._backoff.pop(key, None)
 

@@ -285,3 +285,26 @@ async def test_a_provider_swap_on_a_full_lattice_stops_first(
     await ex.execute([start_provider("redis"), stop])
     assert start_provider("redis").key in ex.unplaced
     assert only.ops("provider.stop")
+
+
+# ---------------------------------------------------------------- unplaced
+
+
+@pytest.mark.parametrize("replicas", [1, 2])  # a lone auction; a shared one (deal)
+async def test_on_an_empty_lattice_a_start_is_placed_as_soon_as_a_host_joins(
+    nc: Client, subjects: Subjects, observed: ObservedState, host: Joiner, replicas: int
+) -> None:
+    starts = [start_actor(replica=r) for r in range(replicas)]
+    ex = executor(nc, subjects, observed, backoff_base=20.0)  # a backoff far off
+    await ex.execute(list(starts))
+    assert sorted(ex.unplaced) == [s.key for s in starts]
+    assert "no host answered" in ex.unplaced[starts[0].key]
+    assert ex.runnable(starts) == []  # backing off
+    first = await host("first")
+    joined = time.monotonic()
+    ex.hosts_changed()  # what the agent does on HOST_JOINED
+    assert ex.runnable(starts) == starts
+    await ex.execute(list(starts))
+    assert len(first.actors) == replicas
+    assert first.ops("actor.start")[-1] - joined < 5.0  # not the 10-20 s backoff
+    assert ex.unplaced == {} and ex.failures == {}
