@@ -32,6 +32,7 @@ from lattice.protocol import ActorEvent, CloudEvent, EventType, Subjects
 from lattice.status import Phase, Reason
 from tests.cliutil import clean_env, run
 from tests.helpers import eventually
+from tests.hostproc import EventRecorder
 from tests.lattice_e2e import HEARTBEAT, Lattice, count_hosts, lat, repo, where
 from tests.wasmutil import seed
 
@@ -277,27 +278,31 @@ async def test_hostile_modules_are_refused_with_reasons_and_the_host_stays_up(
                  "(it claims: wascc:messaging)")
     files["deployments/kv.yaml"] = deployment("kv", good_id, providers=(
         ("wascc:keyvalue", "memory"),))
-    lat.commit(files, "hostile")
-    agent = lat.agent()
-    seen: dict[str, str] = {}
+    async with EventRecorder(lat.nc, lat.lattice) as bus:
+        lat.commit(files, "hostile")
+        agent = lat.agent()
+        seen: dict[str, str] = {}
 
-    async def all_refused_with_reasons() -> bool:
-        # a refusal may first show as a transient timeout (the host is busy verifying a
-        # 16 MiB module); the reason is right once the retry is answered
-        st = await asyncio.to_thread(read_status, lat.repo)
-        if st is None or "good" not in st.bindingsets:
-            return False
-        seen.update({n: st.deployments[n].conditions[0].message for n in cases
-                     if n in st.deployments})
-        seen["kv binding"] = st.bindingsets["good"].conditions[0].message
-        return all(words in seen.get(n, "") for n, (_, _, words) in cases.items()) and (
-            unclaimed in seen["kv binding"])
+        async def all_refused_with_reasons() -> bool:
+            # a refusal may first show as a transient timeout (the host is busy verifying a
+            # 16 MiB module); the reason is right once the retry is answered
+            st = await asyncio.to_thread(read_status, lat.repo)
+            if st is None or "good" not in st.bindingsets:
+                return False
+            seen.update({n: st.deployments[n].conditions[0].message for n in cases
+                         if n in st.deployments})
+            seen["kv binding"] = st.bindingsets["good"].conditions[0].message
+            return all(words in seen.get(n, "") for n, (_, _, words) in cases.items()) and (
+                unclaimed in seen["kv binding"])
 
-    try:
-        await eventually(all_refused_with_reasons, timeout=90, interval=0.5,
-                         message="every refusal with its reason")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\nlast seen: {seen}\n{agent.log()[-2000:]}") from None
+        try:
+            await eventually(all_refused_with_reasons, timeout=90, interval=0.5,
+                             message="every refusal with its reason")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nlast seen: {seen}\n{agent.log()[-2000:]}") from None
+        [refused, *_] = await bus.wait_for(EventType.BINDING_PUT_FAILED,
+                                           where=lambda d: unclaimed in d["reason"])
+        assert refused.data["capability_id"] == "wascc:keyvalue" and "values" not in refused.data
     assert all(h.alive() for h in lat.pool.hosts)
     assert await answer(lat, "demo.good", b"still here") == b"still here"
     env = {**clean_env(tmp_path), "LATTICECTL_REPO": str(lat.repo.working_tree_dir)}
