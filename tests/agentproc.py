@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,6 +41,16 @@ class AgentProcess:
         return sum(1 for line in self.log().splitlines() if " on host " in line
                    and ("done" in line or "no change" in line))
 
+    def holder(self) -> str | None:
+        """The lease holder name this agent campaigns as (from its start-up line)."""
+        found = re.search(r"agent up: .* holder=(\S+)", self.log())
+        return found.group(1) if found else None
+
+    def first_line(self, needle: str) -> int | None:
+        """Index of the first log line containing ``needle``, or None."""
+        return next((i for i, line in enumerate(self.log().splitlines()) if needle in line),
+                    None)
+
     def kill(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
@@ -47,9 +58,10 @@ class AgentProcess:
         _RUNNING.pop(self.pid, None)
         return code
 
-    def stop(self, timeout: float = 10.0) -> int:
+    def stop(self, timeout: float = 10.0, *, sig: int = signal.SIGTERM) -> int:
+        """Send ``sig`` (SIGTERM or SIGINT: a graceful stop); SIGKILL after ``timeout``."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
         try:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

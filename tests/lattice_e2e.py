@@ -4,25 +4,43 @@ a real git repository, agent processes; the ``lat`` fixture and what tests ask o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import git
 import pytest
 import yaml
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 
 from gitsync.status import read_note, read_status
+from hostagent.host import server_barrier
 from lattice.localnats import NatsServer
 from lattice.natsutil import connect, scatter_gather
-from lattice.protocol import HostInventory, PingRequest, Subjects, encode
+from lattice.protocol import (
+    CloudEvent,
+    EventType,
+    HostInventory,
+    PingRequest,
+    Subjects,
+    decode,
+    encode,
+)
 from lattice.status import Phase, StatusReport
 from tests.agentproc import AgentProcess, spawn_agent
 from tests.helpers import eventually
 from tests.hostproc import HostPool
 
 HEARTBEAT = 0.5
+#: what the agent allows a silent host before dropping it (reconciler.observed)
+HEARTBEAT_TIMEOUT = 3 * HEARTBEAT
+ACTOR = "MB2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW"
+OTHER_ACTOR = "MCNVNZX3P6JHF72ZMJKMVWNCMFPLCIDPL2FMUGMDW35M4K6YFS56M7CJ"
 
 
 @dataclass
@@ -62,6 +80,17 @@ class Lattice:
         note = await asyncio.to_thread(read_note, self.repo, sha)
         return note is not None and note.phase == phase
 
+    async def lease_holder(self) -> str | None:
+        """Who holds the agents' leader lease now (the KV entry), or None."""
+        js = self.nc.jetstream()
+        try:
+            kv = await js.key_value(Subjects(self.lattice).lease_bucket)
+            entry = await kv.get("leader")
+        except (BucketNotFoundError, KeyNotFoundError, NotFoundError):
+            return None
+        holder = json.loads(entry.value).get("holder") if entry.value else None
+        return str(holder) if holder else None
+
     async def status_of(self, sha: str, phase: Phase, timeout: float = 15) -> StatusReport:
         """The status branch once it reports ``sha`` applied in ``phase`` (the branch is
         written at most once a second, so it may trail the note)."""
@@ -72,6 +101,70 @@ class Lattice:
             return st if ok else None
         return await eventually(check, timeout=timeout,
                                 message=f"status branch: {sha[:8]} {phase}")
+
+
+@dataclass
+class EventLog:
+    """Every event of a lattice with the loop time it arrived here, for clocks that start
+    and stop on events (hostproc's EventRecorder keeps no times); ``async with``.
+    ``on_event`` callbacks run as each event arrives (e.g. to kill a process at once)."""
+
+    nc: Client
+    lattice: str
+    seen: list[tuple[float, CloudEvent]] = field(default_factory=list)
+    on_event: list[Callable[[CloudEvent], None]] = field(default_factory=list)
+    _sub: Subscription | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __aenter__(self) -> EventLog:
+        loop = asyncio.get_running_loop()
+
+        async def on_msg(msg: Msg) -> None:
+            ev = decode(CloudEvent, msg.data, subject=msg.subject)
+            if ev is None:
+                return
+            self.seen.append((loop.time(), ev))
+            for cb in self.on_event:
+                cb(ev)
+            self._changed.set()
+
+        self._sub = await self.nc.subscribe(Subjects(self.lattice).events, cb=on_msg)
+        await server_barrier(self.nc)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._sub is not None and not self.nc.is_closed:
+            await self._sub.unsubscribe()
+
+    def of(self, event_type: EventType, *, since: float = float("-inf"),
+           **data: str) -> list[tuple[float, CloudEvent]]:
+        """(arrival, event) of ``event_type`` arrived after ``since`` whose data has the
+        given fields (``host_id=..., actor_id=...``)."""
+        return [(t, e) for t, e in self.seen
+                if t > since and e.event_type is event_type
+                and all(e.data.get(k) == v for k, v in data.items())]
+
+    def count(self, *types: EventType, since: float = float("-inf")) -> dict[str, int]:
+        """How many events of each of ``types`` (all types if none) arrived after ``since``."""
+        out: dict[str, int] = {}
+        for t, e in self.seen:
+            if t > since and e.event_type is not None and (not types or e.event_type in types):
+                out[e.event_type.value] = out.get(e.event_type.value, 0) + 1
+        return out
+
+    async def first(self, event_type: EventType, *, since: float = float("-inf"),
+                    timeout: float = 15, **data: str) -> tuple[float, CloudEvent]:
+        """The first matching event after ``since``, waiting up to ``timeout`` for it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not (found := self.of(event_type, since=since, **data)):
+            if loop.time() >= deadline:
+                raise AssertionError(f"no {event_type.value} {data} within {timeout}s; saw "
+                                     f"{[e.event_type for _, e in self.seen[-20:]]}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), deadline - loop.time())
+        return found[0]
 
 
 def where(invs: dict[str, HostInventory], *, actor: str | None = None,
@@ -123,3 +216,13 @@ async def three_hosts(lat: Lattice) -> None:
 
 async def count_hosts(lat: Lattice, n: int) -> bool:
     return len(await lat.inventories()) >= n
+
+
+async def settled(lat: Lattice) -> dict[str, HostInventory]:
+    """Inventories once every live host answered a ping. NATS keeps one connection's
+    messages in order, so every event a host published before answering has reached
+    :class:`EventLog` by then: counting events after this is exact."""
+    async def all_answer() -> dict[str, HostInventory] | None:
+        invs = await lat.inventories()
+        return invs if len(invs) == sum(h.alive() for h in lat.pool.hosts) else None
+    return await eventually(all_answer, timeout=10, message="every live host answers")

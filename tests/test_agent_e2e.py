@@ -1,7 +1,9 @@
 """End to end: a real nats-server, real host processes, a real git repo, the real agent.
 
-Each test is one acceptance criterion of the reconciler issue. Nothing is mocked; the
-tests wait on conditions with deadlines (pings, notes), never on sleeps.
+Each test is one acceptance criterion of the reconciler issue (convergence, surgical
+changes, drift, placement, refused revisions; failover is in test_agent_e2e_failover.py,
+repair by the periodic resync alone in test_agent_e2e_resync.py). Nothing is mocked; the
+tests wait on conditions with deadlines (pings, events, notes), never on sleeps.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gitsync.status import read_note, read_status
 from lattice.protocol import (
     ANN_MANAGED_BY,
     CommandAck,
+    EventType,
+    HostInventory,
     StartActor,
     StopActor,
     Subjects,
@@ -23,14 +28,22 @@ from lattice.protocol import (
 )
 from lattice.status import Phase
 from tests.helpers import eventually
-from tests.lattice_e2e import HEARTBEAT, Lattice, count_hosts, lat, repo, three_hosts, where
+from tests.lattice_e2e import (
+    ACTOR,
+    OTHER_ACTOR,
+    EventLog,
+    Lattice,
+    count_hosts,
+    lat,
+    repo,
+    settled,
+    three_hosts,
+    where,
+)
 
 __all__ = ["lat", "repo"]  # fixtures
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-ACTOR = "MB2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW"
-OTHER_ACTOR = "MCNVNZX3P6JHF72ZMJKMVWNCMFPLCIDPL2FMUGMDW35M4K6YFS56M7CJ"
 
 DEPLOYMENT = {
     "kind": "Deployment",
@@ -56,6 +69,24 @@ BINDINGS = {
 }
 
 
+def _instances(invs: dict[str, HostInventory]) -> dict[str, tuple[str, object]]:
+    """What runs where, down to instance ids: actors by instance id, providers by
+    capability (host and instance id), bindings by key (host and values)."""
+    out: dict[str, tuple[str, object]] = {}
+    for hid, inv in invs.items():
+        out |= {f"actor {a.instance_id}": (hid, a.actor_id) for a in inv.actors}
+        out |= {f"provider {p.capability_id}/{p.binding_name}": (hid, p.instance_id)
+                for p in inv.providers}
+        out |= {f"binding {b.actor_id}/{b.capability_id}/{b.binding_name}":
+                (hid, sorted(b.values.items())) for b in inv.bindings}
+    return out
+
+
+def _changes(events: EventLog) -> dict[str, int]:
+    """Counts of the events that change what runs (host lifecycle and heartbeats aside)."""
+    return {k: v for k, v in events.count().items() if not k.startswith("host_")}
+
+
 async def test_feature_request_converges_and_changes_are_surgical(lat: Lattice) -> None:
     await three_hosts(lat)
     sha = lat.commit({"deployments/amazing-deployment.yaml": DEPLOYMENT,
@@ -63,7 +94,7 @@ async def test_feature_request_converges_and_changes_are_surgical(lat: Lattice) 
     agent = lat.agent()
     await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=30,
                      message=f"note on {sha[:8]} says Synced\n{agent.log()[-3000:]}")
-    invs = await lat.inventories()
+    invs = await settled(lat)
     assert len(where(invs, actor=ACTOR)) == 1
     assert len(where(invs, provider="wascc:messaging")) == 1
     assert where(invs, provider="iot:ledcontroller") == ["pi"]
@@ -76,53 +107,47 @@ async def test_feature_request_converges_and_changes_are_surgical(lat: Lattice) 
     assert (str(dep.actors), str(dep.providers)) == ("1/1", "2/2")
     assert str(status.bindingsets["amazing-bindings"].bindings) == "1/1"
     actor_instance = [a.instance_id for i in invs.values() for a in i.actors]
+    before = _instances(invs)
+    led = "provider iot:ledcontroller/default"
+    kv = "provider wascc:keyvalue/default"
 
     # same name, different providers: led controller out, a keyvalue provider in
     changed = {**DEPLOYMENT, "spec": {**DEPLOYMENT["spec"], "providers": [
         DEPLOYMENT["spec"]["providers"][0],  # type: ignore[index]
         {"id": "wascc:keyvalue", "binding_name": "default", "vendor_id": "redis"},
     ]}}
-    sha2 = lat.commit({"deployments/amazing-deployment.yaml": changed}, "swap provider")
-    await eventually(lambda: lat.note_phase(sha2, Phase.SYNCED), timeout=30,
-                     message="second revision Synced")
-    invs2 = await lat.inventories()
-    assert where(invs2, provider="iot:ledcontroller") == []
-    assert len(where(invs2, provider="wascc:keyvalue")) == 1
-    assert [a.instance_id for i in invs2.values() for a in i.actors] == actor_instance
-    assert where(invs2, provider="wascc:messaging") == where(invs, provider="wascc:messaging")
+    async with EventLog(lat.nc, lat.lattice) as events:
+        sha2 = lat.commit({"deployments/amazing-deployment.yaml": changed}, "swap provider")
+        await eventually(lambda: lat.note_phase(sha2, Phase.SYNCED), timeout=30,
+                         message="second revision Synced")
+        invs2 = await settled(lat)  # every event the change caused has arrived
+        assert where(invs2, provider="iot:ledcontroller") == []
+        assert len(where(invs2, provider="wascc:keyvalue")) == 1
+        assert [a.instance_id for i in invs2.values() for a in i.actors] == actor_instance
+        assert where(invs2, provider="wascc:messaging") == where(invs, provider="wascc:messaging")
+        after = _instances(invs2)
+        # nothing else touched: same actor, provider and binding instances on the same hosts
+        assert {k: v for k, v in after.items() if k != kv} == {
+            k: v for k, v in before.items() if k != led}
+        assert _changes(events) == {"provider_stopped": 1, "provider_started": 1}, events.seen
+        [(_, stopped)] = events.of(EventType.PROVIDER_STOPPED)
+        [(_, started)] = events.of(EventType.PROVIDER_STARTED)
+        assert (stopped.data["capability_id"], stopped.data["instance_id"]) == (
+            "iot:ledcontroller", before[led][1])
+        assert started.data["capability_id"] == "wascc:keyvalue"
 
     # revert: what the change added is stopped, what it removed comes back
-    lat.repo.git.revert("--no-edit", sha2)
-    sha3 = lat.repo.head.commit.hexsha
-    await eventually(lambda: lat.note_phase(sha3, Phase.SYNCED), timeout=30,
-                     message="revert Synced")
-    invs3 = await lat.inventories()
-    assert where(invs3, provider="wascc:keyvalue") == []
-    assert where(invs3, provider="iot:ledcontroller") == ["pi"]
-
-
-async def test_heals_when_the_actor_host_is_killed(lat: Lattice) -> None:
-    await three_hosts(lat)
-    sha = lat.commit({"deployments/d.yaml": {
-        "kind": "Deployment", "metadata": {"name": "heal"},
-        "spec": {"actors": [{"id": ACTOR, "affinity_rules": ["zone"]}]}}}, "deploy")
-    lat.agent()
-    await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=30, message="Synced")
-    invs = await lat.inventories()
-    [victim] = where(invs, actor=ACTOR)
-    host = next(h for h in lat.pool.hosts if h.name == victim)
-    host.kill()
-    loop = asyncio.get_running_loop()
-    killed = loop.time()
-
-    async def moved() -> bool:
-        now = await lat.inventories()
-        names = where(now, actor=ACTOR)
-        return len(names) == 1 and names[0] != victim
-
-    await eventually(moved, timeout=15, message="actor placed on the other zone host")
-    # the acceptance bound is heartbeat-timeout + 1 s; allow scheduling slack on 2 cores
-    assert loop.time() - killed < 3 * HEARTBEAT + 1 + 2.5
+    async with EventLog(lat.nc, lat.lattice) as events:
+        lat.repo.git.revert("--no-edit", sha2)
+        sha3 = lat.repo.head.commit.hexsha
+        await eventually(lambda: lat.note_phase(sha3, Phase.SYNCED), timeout=30,
+                         message="revert Synced")
+        invs3 = await settled(lat)
+        assert where(invs3, provider="wascc:keyvalue") == []
+        assert where(invs3, provider="iot:ledcontroller") == ["pi"]
+        assert {k: v for k, v in _instances(invs3).items() if k != led} == {
+            k: v for k, v in after.items() if k != kv}
+        assert _changes(events) == {"provider_stopped": 1, "provider_started": 1}, events.seen
 
 
 async def test_drift_is_corrected_and_unowned_is_left_alone(lat: Lattice) -> None:
@@ -177,83 +202,58 @@ async def test_degraded_with_reasons_then_placed_when_a_host_joins(lat: Lattice)
     assert note is not None
     assert any("no host satisfies leds=12" in e and "label leds missing" in e
                for e in note.errors), note.errors
-    lat.pool.spawn(labels={"leds": "12"}, name="pi")
-    loop = asyncio.get_running_loop()
-    joined = loop.time()
-
-    async def placed() -> bool:
-        return where(await lat.inventories(), provider="iot:ledcontroller") == ["pi"]
-
-    await eventually(placed, timeout=15, message="placed on the new host")
-    assert loop.time() - joined < 2 + 3  # 2 s target, plus process start-up of the host
+    async with EventLog(lat.nc, lat.lattice) as events:
+        lat.pool.spawn(labels={"leds": "12"}, name="pi")
+        # the clock starts when the host is up and says so, not at process spawn
+        joined, hello = await events.first(EventType.HOST_STARTED, name="pi", timeout=20)
+        placed, started = await events.first(EventType.PROVIDER_STARTED, since=joined,
+                                             capability_id="iot:ledcontroller")
+        assert started.data["host_id"] == hello.data["host_id"]
+        print(f"placement {placed - joined:.2f}s after host_started")
+        assert placed - joined < 2.0, f"placed {placed - joined:.2f}s after the host joined"
+    assert where(await settled(lat), provider="iot:ledcontroller") == ["pi"]
     await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=15, message="Synced")
 
 
-async def test_restarted_agent_never_duplicates(lat: Lattice) -> None:
+async def test_an_invalid_revision_is_refused_and_the_last_good_stays_in_force(
+        lat: Lattice) -> None:
     await three_hosts(lat)
-    sha = lat.commit({"deployments/d.yaml": {
-        "kind": "Deployment", "metadata": {"name": "many"},
-        "spec": {"actors": [{"id": ACTOR, "replicas": 5}],
-                 "providers": [{"id": "wascc:messaging", "vendor_id": "nats"}]}}}, "deploy")
-    first = lat.agent("one")
-
-    async def some_running() -> bool:
-        return len(where(await lat.inventories(), actor=ACTOR)) >= 1
-
-    await eventually(some_running, timeout=30, message="reconcile under way")
-    first.kill()  # mid-reconcile or just after: either way no duplicates may follow
-    lat.agent("two")
+    good = {"kind": "Deployment", "metadata": {"name": "kept"},
+            "spec": {"actors": [{"id": ACTOR, "replicas": 2}],
+                     "providers": [{"id": "wascc:messaging", "vendor_id": "nats"}]}}
+    sha = lat.commit({"deployments/d.yaml": good}, "deploy")
+    agent = lat.agent()
     await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=30, message="Synced")
-    invs = await lat.inventories()
-    assert len(where(invs, actor=ACTOR)) == 5
-    assert len(where(invs, provider="wascc:messaging")) == 1
-    # spread: 5 replicas over 3 hosts means no host has more than 2
-    names = where(invs, actor=ACTOR)
-    assert max(names.count(n) for n in set(names)) == 2
+    await lat.status_of(sha, Phase.SYNCED)
+    before = _instances(await settled(lat))
+    bad = {**good, "spec": {**good["spec"], "actors": [{"id": ACTOR, "replicas": "many"}]}}
+    text = yaml.safe_dump(bad, sort_keys=False).splitlines()
+    line = next(n for n, t in enumerate(text, 1) if "replicas: many" in t)
+    async with EventLog(lat.nc, lat.lattice) as events:
+        sha2 = lat.commit({"deployments/d.yaml": bad}, "typo")
+        await eventually(lambda: lat.note_phase(sha2, Phase.INVALID), timeout=30,
+                         message=f"note on {sha2[:8]} says Invalid\n{agent.log()[-2000:]}")
+        note = await asyncio.to_thread(read_note, lat.repo, sha2)
+        assert note is not None
+        assert any(e.startswith(f"deployments/d.yaml:{line}: spec.actors[0].replicas")
+                   for e in note.errors), note.errors
 
+        async def refused() -> bool:
+            st = await asyncio.to_thread(read_status, lat.repo)
+            return st is not None and (
+                st.summary.phase, st.summary.attempted_revision,
+                st.summary.applied_revision) == (Phase.INVALID, sha2, sha)
 
-async def test_two_agents_one_acts_then_the_other_takes_over(lat: Lattice) -> None:
-    await three_hosts(lat)
-    a = lat.agent("a", lease_ttl=2.0)
-    b = lat.agent("b", lease_ttl=2.0)
-    sha = lat.commit({"deployments/d.yaml": {
-        "kind": "Deployment", "metadata": {"name": "ha"},
-        "spec": {"actors": [{"id": ACTOR, "replicas": 2}]}}}, "deploy")
-    await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=30, message="Synced")
-    sent = {a: a.commands_sent(), b: b.commands_sent()}
-    assert sorted(sent.values())[0] == 0 and sorted(sent.values())[1] >= 2, sent
-    leader = a if sent[a] else b
-    follower = b if leader is a else a
-    leader.kill()
-    sha2 = lat.commit({"deployments/d.yaml": {
-        "kind": "Deployment", "metadata": {"name": "ha"},
-        "spec": {"actors": [{"id": ACTOR, "replicas": 3}]}}}, "scale")
-    await eventually(lambda: lat.note_phase(sha2, Phase.SYNCED), timeout=30,
-                     message=f"follower took over\n{follower.log()[-2000:]}")
-    assert follower.commands_sent() >= 1
-    assert len(where(await lat.inventories(), actor=ACTOR)) == 3
-
-
-async def test_sigterm_exits_zero_and_releases_the_lease(lat: Lattice) -> None:
-    """Graceful shutdown: exit 0, lease deleted, so a successor acts before the TTL ends."""
-    await three_hosts(lat)
-    ttl = 9.0  # a takeover inside the TTL can only come from the released lease
-    a = lat.agent("a", lease_ttl=ttl)
-    sha = lat.commit({"deployments/d.yaml": {
-        "kind": "Deployment", "metadata": {"name": "bye"},
-        "spec": {"actors": [{"id": ACTOR}]}}}, "deploy")
-    await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=30, message="Synced")
-    b = lat.agent("b", lease_ttl=ttl)
-    loop = asyncio.get_running_loop()
-    stopped = loop.time()
-    assert await asyncio.to_thread(a.stop, 10.0) == 0, a.log()[-2000:]
-    sha2 = lat.commit({"deployments/d.yaml": {
-        "kind": "Deployment", "metadata": {"name": "bye"},
-        "spec": {"actors": [{"id": ACTOR, "replicas": 2}]}}}, "scale")
-    await eventually(lambda: lat.note_phase(sha2, Phase.SYNCED), timeout=20,
-                     message=f"successor acted\n{b.log()[-2000:]}")
-    assert loop.time() - stopped < ttl
-    assert b.commands_sent() >= 1
+        await eventually(refused, timeout=15, message="status: refused, last good in force")
+        st = await asyncio.to_thread(read_status, lat.repo)
+        assert st is not None
+        assert st.summary.message == (
+            f"revision {sha2[:8]} refused; {sha[:8]} stays in force"), st.summary.message
+        assert any(f"deployments/d.yaml:{line}:" in e for e in st.summary.errors)
+        # the lattice keeps running what it ran: the same instances, nothing started or stopped
+        assert _instances(await settled(lat)) == before
+        assert _changes(events) == {}, events.seen
+    assert await lat.note_phase(sha, Phase.SYNCED)
 
 
 def _cpu_seconds(pid: int) -> float:
