@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import click
 
+from cli.output import warn
 from cli.settings import Settings
 from cli.up_cmd import format_event
 from cli.view import connect_quickly, ping_quickly, unreachable
@@ -84,8 +85,15 @@ class HostFilter:
             name = ev.data.get("name")
             if isinstance(name, str):
                 self.names[host_id] = name
+        return self._matches(host_id)
+
+    def _matches(self, host_id: str) -> bool:
         return (host_id == self.wanted or host_id.startswith(self.wanted)
                 or self.names.get(host_id) == self.wanted)
+
+    def matches_a_known_host(self) -> bool:
+        """Whether a host seen so far (the ping at start) is the one wanted."""
+        return any(self._matches(host_id) for host_id in self.names)
 
 
 @click.command("events")
@@ -117,6 +125,9 @@ def events_cmd(settings: Settings, follow: bool, seconds: float, types: tuple[st
         if host is not None:
             known = asyncio.run(ping_quickly(nats, settings.lattice, timeout=0.5))
             host_filter = HostFilter(host, {i.host_id: i.name for i in known})
+            if not host_filter.matches_a_known_host():  # it may start later: keep going
+                warn(f"no host named {host!r} (or with that id) answered a ping; "
+                     "listening for its events anyway")
 
         def on_event(ev: CloudEvent) -> None:
             if host_filter is not None and not host_filter(ev):

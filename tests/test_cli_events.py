@@ -95,6 +95,31 @@ async def test_heartbeats_are_hidden_by_default(nats_server: NatsServer, nc: Cli
     assert "host_heartbeat" not in result.output
 
 
+async def test_a_host_nobody_knows_is_a_warning_then_followed(
+        nats_server: NatsServer, nc: Client, lattice_id: str, tmp_path: Path,
+        env: dict[str, str]) -> None:
+    """--host NAME with no such host: one warning on stderr, and the events of a host of
+    that name that starts afterwards are still shown."""
+    out = tmp_path / "late.out"
+    proc = latticectl("--nats-url", nats_server.url, "--lattice", lattice_id, "events",
+                      "-f", "--type", "host_started", "--type", "host_heartbeat",
+                      "--host", "late", env=env, out=out)
+    try:
+        await eventually(lambda: "warning:" in out.read_text(), timeout=20,
+                         message="the warning")
+        with HostPool(nats_server.url, lattice_id, log_dir=tmp_path / "hosts") as pool:
+            pool.spawn(labels={}, name="late")
+            await eventually(lambda: out.read_text().count("\n") >= 2, timeout=20,
+                             message="an event of late")  # its start, or a heartbeat
+    finally:
+        code = await asyncio.to_thread(interrupt, proc)
+    assert code == 0, out.read_text()
+    warning, *events = out.read_text().splitlines()
+    assert warning == ("warning: no host named 'late' (or with that id) answered a ping; "
+                       "listening for its events anyway")
+    assert events and all(" late " in e for e in events), events
+
+
 def test_unreachable_or_unconfigured_nats(env: dict[str, str]) -> None:
     result = run(env, "--nats-url", "nats://127.0.0.1:1", "events")
     assert result.exit_code == 2
