@@ -134,6 +134,12 @@ def apply_cmd(settings: Settings, filenames: tuple[str, ...], dry_run: bool,
 
     Each entity is written to deployments/<name>.yaml or bindingsets/<name>.yaml; applying
     the same content again reports `unchanged` and makes no commit.
+
+    \b
+    Examples:
+      latticectl apply -f deploy.yaml             # validate, commit, push, nudge the agent
+      latticectl apply -f manifests/ --dry-run    # print the diff; write nothing
+      kustomize build . | latticectl apply -f - -m "counter: 2 replicas"
     """
     documents = _load(_validated(filenames))
     try:
@@ -160,7 +166,14 @@ def apply_cmd(settings: Settings, filenames: tuple[str, ...], dry_run: bool,
 def delete_cmd(settings: Settings, kind: str | None, names: tuple[str, ...],
                filenames: tuple[str, ...], ignore_not_found: bool, dry_run: bool,
                message: str | None, manifests_path: str, no_push: bool) -> None:
-    """Commit the removal of entities: `delete deployment NAME...` or `delete -f FILE`."""
+    """Commit the removal of entities: `delete deployment NAME...` or `delete -f FILE`.
+
+    \b
+    Examples:
+      latticectl delete deployment counter
+      latticectl delete bs counter-bindings --ignore-not-found --no-push
+      latticectl delete -f deploy.yaml --dry-run
+    """
     targets: list[tuple[str, str]] = []
     if kind is not None:
         canonical = KINDS.get(kind.lower())
@@ -189,7 +202,13 @@ def delete_cmd(settings: Settings, kind: str | None, names: tuple[str, ...],
 @click.option("--reason", default="latticectl sync", help="Recorded in the agent's log.")
 @click.pass_obj
 def sync_cmd(settings: Settings, reason: str) -> None:
-    """Ask the agent to fetch its repository now (publishes sync.nudge)."""
+    """Ask the agent to fetch its repository now (publishes sync.nudge).
+
+    \b
+    Examples:
+      latticectl sync
+      git push && latticectl sync --reason "pushed by hand"
+    """
     try:
         publish_nudge(settings, reason=reason)
     except (OSError, ConnectionError, TimeoutError, VinculumError) as exc:

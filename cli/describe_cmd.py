@@ -208,8 +208,9 @@ def describe_deployment(settings: Settings, name: str, events_for: float) -> Non
     """Describe the deployment NAME.
 
     \b
-    Example:
+    Examples:
       latticectl describe deployment amazing-deployment
+      latticectl describe deploy counter --events-for 5    # listen longer for events
     """
     describe_entity(settings, DEPLOYMENTS, name, events_for)
 
@@ -222,8 +223,9 @@ def describe_bindingset(settings: Settings, name: str, events_for: float) -> Non
     """Describe the binding set NAME.
 
     \b
-    Example:
+    Examples:
       latticectl describe bindingset amazing-bindings
+      latticectl describe bs counter-bindings --events-for 0   # skip the events
     """
     describe_entity(settings, BINDINGSETS, name, events_for)
 

@@ -74,7 +74,13 @@ def trust_group() -> None:
 @output_option(formats=("yaml", "json"))
 @click.pass_obj
 def list_cmd(settings: Settings, output: str | None) -> None:
-    """Print the trusted accounts, one per line (none: every verified account)."""
+    """Print the trusted accounts, one per line (none: every verified account).
+
+    \b
+    Examples:
+      latticectl trust list
+      latticectl trust list -o json | jq -r '.issuers[]'
+    """
     current, _ = on_lattice(settings, lambda nc: read_trusted(nc, settings.lattice),
                             what="the trust policy")
     if output:
@@ -93,7 +99,13 @@ def list_cmd(settings: Settings, output: str | None) -> None:
 @click.pass_obj
 def add_cmd(settings: Settings, accounts: tuple[str, ...]) -> None:
     """Trust ACCOUNTS (public keys, A...): hosts then start only actors signed by a
-    trusted account."""
+    trusted account.
+
+    \b
+    Examples:
+      latticectl trust add ADRF...Q7      # the ISSUER that `actor inspect` prints
+      latticectl trust add "$(latticectl actor inspect echo.wasm -o json | jq -r .issuer)"
+    """
     _say(settings, _edit(settings, "add", _issuers(accounts)))
 
 
@@ -102,14 +114,26 @@ def add_cmd(settings: Settings, accounts: tuple[str, ...]) -> None:
 @click.pass_obj
 def remove_cmd(settings: Settings, accounts: tuple[str, ...]) -> None:
     """Stop trusting ACCOUNTS. Running actors are left alone: it applies to the next
-    start. Removing the last one trusts nobody (see reset)."""
+    start. Removing the last one trusts nobody (see reset).
+
+    \b
+    Examples:
+      latticectl trust remove ADRF...Q7
+      latticectl trust remove ADRF...Q7 ACBX...2M
+    """
     _say(settings, _edit(settings, "remove", _issuers(accounts)))
 
 
 @trust_group.command("reset")
 @click.pass_obj
 def reset_cmd(settings: Settings) -> None:
-    """Remove the policy: hosts run actors of any account whose signature verifies."""
+    """Remove the policy: hosts run actors of any account whose signature verifies.
+
+    \b
+    Examples:
+      latticectl trust reset
+      latticectl --lattice staging trust reset
+    """
     _say(settings, _edit(settings, "reset", []))
 
 

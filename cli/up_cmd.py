@@ -171,8 +171,9 @@ def down(settings: Settings) -> None:
     """Stop the lattice that `latticectl up --detach` started (by its recorded pids).
 
     \b
-    Example:
+    Examples:
       latticectl down
+      latticectl --state-dir /tmp/lab down    # the lattice of `--state-dir /tmp/lab up --detach`
     """
     state = StackState.load(settings.state_dir)
     if state is None:

@@ -1,5 +1,6 @@
-"""Every read command has --help with examples; shell completion is click's own and knows
-entity names from the status branch."""
+"""Every command and subcommand (click's command tree, walked) has --help with an
+Examples: block; shell completion is click's own and knows entity names from the status
+branch."""
 
 from __future__ import annotations
 
@@ -8,23 +9,53 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
+from cli.main import cli
 from tests.cliutil import clean_env, gitops_repo, report, run, write_status
 
-COMMANDS = [
-    ("get",), ("get", "deployments"), ("get", "bindingsets"), ("get", "hosts"),
-    ("describe",), ("describe", "deployment"), ("describe", "bindingset"),
-    ("diff",), ("status",), ("history",), ("events",),
-]
+
+def command_paths(cmd: click.Command = cli, path: tuple[str, ...] = ()
+                  ) -> list[tuple[str, ...]]:
+    """Every command and subcommand of latticectl, by the words that name it (click's
+    command tree, so a new command is checked without being listed here)."""
+    out = [path]
+    if isinstance(cmd, click.Group):
+        for name, sub in sorted(cmd.commands.items()):
+            out += command_paths(sub, (*path, name))
+    return out
 
 
-@pytest.mark.parametrize("words", COMMANDS, ids=" ".join)
+def examples_block(text: str) -> list[str]:
+    """The indented lines under ``Examples:`` in a --help text."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "Examples:")
+    block = []
+    for line in lines[start + 1:]:
+        if not line.startswith("  ") or not line.strip():
+            break
+        block.append(line.strip())
+    return block
+
+
+def test_the_tree_is_walked() -> None:
+    paths = command_paths()
+    assert len(paths) > 20
+    for expected in [(), ("apply",), ("trust", "reset"), ("describe", "bindingset"),
+                     ("get", "hosts"), ("down",)]:
+        assert expected in paths
+
+
+@pytest.mark.parametrize("words", command_paths(), ids=lambda w: " ".join(w) or "latticectl")
 def test_help_has_examples(words: tuple[str, ...], tmp_path: Path) -> None:
     result = run(clean_env(tmp_path), *words, "--help")
     assert result.exit_code == 0, result.output
-    assert "Example" in result.stdout
-    assert "latticectl " + words[0] in result.stdout
+    assert any(line.strip() == "Examples:" for line in result.stdout.splitlines()), \
+        result.stdout
+    block = examples_block(result.stdout)
+    named = " ".join(("latticectl", *words))
+    assert any(named in line for line in block), (named, block)
 
 
 def complete(env: dict[str, str], line: str) -> list[str]:
