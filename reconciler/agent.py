@@ -153,8 +153,9 @@ class Agent:
         scheduler.add_job(self._resync_tick, "interval", seconds=cfg.resync,
                           id="resync", max_instances=1, coalesce=True)
         scheduler.start()
+        release = asyncio.Event()  # the lease outlives the last status write
+        lease_task = asyncio.create_task(self.lease.run(release), name="lease")
         tasks = [
-            asyncio.create_task(self.lease.run(stop), name="lease"),
             asyncio.create_task(self._watch(stop), name="watch"),
             asyncio.create_task(self._expire_loop(stop), name="expire"),
             asyncio.create_task(self._lease_watch(stop), name="lease-watch"),
@@ -167,13 +168,13 @@ class Agent:
             scheduler.shutdown(wait=False)
             stop.set()
             for t in tasks:
-                if t.get_name() != "lease":
-                    t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)  # lease releases itself
-            if self.writer is not None:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.writer is not None:  # close flushes, while the lease is still ours
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self.writer.flush)
                     await asyncio.to_thread(self.writer.close)
+            release.set()
+            await asyncio.gather(lease_task, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await nc.drain()
             log.info("agent stopped")
@@ -380,7 +381,8 @@ class Agent:
         }
         report = StatusReport(summary=summary, deployments=deps, bindingsets=bss, hosts=hosts)
         self.last_report = report
-        assert self.writer is not None
+        if self.writer is None or self.lease is None or not self.lease.is_leader:
+            return  # only the leader writes status (it may have lost the lease mid-pass)
         stable = without_clock(report)
         if stable == self._published:  # only the clock moved: nothing to serialise
             return

@@ -1,13 +1,24 @@
-"""The leader lease in a real JetStream key-value bucket: one leader, takeover, release."""
+"""The leader lease in a real JetStream key-value bucket: one leader, takeover, release;
+only the leader writes status."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
+import git
+import pytest
+
+from gitsync.status import StatusWriter
 from lattice.localnats import NatsServer
-from lattice.natsutil import connect
-from lattice.protocol import Subjects
+from lattice.manifests import DesiredState
+from lattice.natsutil import NatsOptions, connect
+from lattice.protocol import Subjects, utcnow
+from lattice.status import Phase, StatusReport
+from reconciler import agent as agent_module
+from reconciler.agent import Agent, AgentConfig
+from reconciler.executor import Executor
 from reconciler.lease import Lease
 from tests.helpers import eventually
 
@@ -54,4 +65,77 @@ async def test_takeover_within_two_ttl_when_leader_dies(nats_server: NatsServer)
     finally:
         stop_b.set()
         await asyncio.gather(task_a, task_b, return_exceptions=True)
+        await nc2.close()
+
+
+# ---------------------------------------------------------------- only the leader writes
+
+
+def _repo(tmp: Path) -> Path:
+    r = git.Repo.init(tmp / "gitops", initial_branch="main")
+    with r.config_writer() as cw:
+        cw.set_value("user", "name", "test")
+        cw.set_value("user", "email", "test@localhost")
+    (tmp / "gitops" / "README.md").write_text("gitops\n")
+    r.index.add(["README.md"])
+    r.index.commit("init")
+    r.close()
+    return tmp / "gitops"
+
+
+async def test_the_agent_flushes_status_before_it_releases_the_lease(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushed_as_leader: list[bool] = []
+    agent = Agent(AgentConfig(repo=str(_repo(tmp_path)), nats=NatsOptions(url=nats_server.url),
+                              data_dir=tmp_path / "data", lattice="lease3", lease_ttl=TTL))
+
+    class Writer(StatusWriter):
+        def flush(self) -> None:
+            flushed_as_leader.append(agent.lease is not None and agent.lease.is_leader)
+            super().flush()
+
+    monkeypatch.setattr(agent_module, "StatusWriter", Writer)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await eventually(lambda: agent.reconciles and agent.last_report, timeout=20,
+                         message="the agent leads and reports")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert flushed_as_leader and all(flushed_as_leader), flushed_as_leader
+    assert agent.lease is not None and not agent.lease.is_leader  # released afterwards
+
+
+async def test_a_follower_publishes_no_status(nats_server: NatsServer, tmp_path: Path) -> None:
+    published: list[object] = []
+
+    class Writer:  # records what the agent would write to git
+        def publish(self, report: StatusReport, **kw: object) -> None:
+            published.append(report)
+
+        def note(self, sha: str, note: object) -> None:
+            published.append(note)
+
+    subjects = Subjects("lease4")
+    nc1, nc2 = await connect(nats_server.url), await connect(nats_server.url)
+    try:
+        leader = Lease(nc1, subjects, holder="leader", ttl=TTL)
+        assert await leader.step()
+        agent = Agent(AgentConfig(repo="unused", nats=NatsOptions(url=nats_server.url),
+                                  data_dir=tmp_path, lattice="lease4", lease_ttl=TTL))
+        agent.lease = Lease(nc2, subjects, holder="follower", ttl=TTL)
+        assert not await agent.lease.step()
+        agent.executor = Executor(nc2, subjects, agent.observed)
+        agent.writer = Writer()  # type: ignore[assignment]
+        agent.applied = agent_module._Revision(sha="0" * 40, first_seen=utcnow())
+        await agent._report(DesiredState(revision="0" * 40), Phase.SYNCED)
+        assert agent.last_report is not None  # assessed, so a takeover starts from it
+        assert published == []
+        agent.lease = leader  # the same pass on the leader: note and status branch
+        await agent._report(DesiredState(revision="0" * 40), Phase.SYNCED)
+        assert [type(p).__name__ for p in published] == ["RevisionNote", "StatusReport"]
+    finally:
+        await nc1.close()
         await nc2.close()
