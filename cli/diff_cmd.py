@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import click
 
 from cli.apply_cmd import read_inputs
-from cli.output import short, warn
+from cli.output import plural, short, warn
 from cli.settings import CliError, Settings
 from cli.view import RepoView, live_hosts, open_view
 from gitsync.apply import ApplyResult, apply_manifests, load_inputs
@@ -153,15 +153,26 @@ def diff_cmd(settings: Settings, filenames: tuple[str, ...], manifests_path: str
             before, after = desired_states(view, documents, base)
         actions, pending = lattice_changes(before, after, live)
         names = {h.host_id: h.name for h in live}
-        click.echo(f"lattice ({len(live)} hosts): "
-                   + (f"{len(actions)} actions" if actions else "no change"))
+        click.echo(lattice_summary(len(live), len(actions)))
         for action in actions:
             click.echo(describe_action(action, names))
         if pending:
-            click.echo(f"note: {pending} actions are planned regardless of this change "
-                       "(the agent is converging, or something cannot be placed)", err=True)
+            click.echo(pending_note(pending), err=True)
     if result.changed:
         raise click.exceptions.Exit(1)
+
+
+def lattice_summary(hosts: int, actions: int) -> str:
+    """``lattice (3 hosts): 2 actions``, the line above the actions. Pure."""
+    return (f"lattice ({plural(hosts, 'host')}): "
+            + (plural(actions, "action") if actions else "no change"))
+
+
+def pending_note(pending: int) -> str:
+    """Why more is planned than this change asks for. Pure."""
+    return (f"note: {plural(pending, 'action')} {'is' if pending == 1 else 'are'} planned "
+            "regardless of this change (the agent is converging, or something cannot be "
+            "placed)")
 
 
 COMMANDS: list[click.Command] = [diff_cmd]

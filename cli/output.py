@@ -167,6 +167,11 @@ def emit(data: Any, fmt: str) -> None:
     click.echo(render(data, fmt))
 
 
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``1 host``, ``2 hosts``, ``0 hosts`` (``nouns`` when adding an s will not do). Pure."""
+    return f"{n} {noun if n == 1 else nouns or noun + 's'}"
+
+
 def warn(message: str) -> None:
     """One line on stderr, prefixed ``warning:`` (stdout stays parseable)."""
     click.echo(f"warning: {message}", err=True)

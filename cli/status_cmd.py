@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from cli.output import age, emit, short, table, warn
+from cli.output import age, emit, plural, short, table, warn
 from cli.settings import CliError, Settings
 from cli.view import NO_STATUS, Freshness, RepoView, open_view
 from lattice.status import Phase, RevisionNote, StatusReport
@@ -57,8 +57,8 @@ def status_lines(report: StatusReport, fresh: Freshness, now: datetime) -> list[
         f"Message:     {s.message or '-'}",
         f"Updated:     {age(s.updated, now)} ago"
         + (f" ({s.updated:%Y-%m-%dT%H:%M:%SZ})" if s.updated else ""),
-        f"Entities:    {s.deployments} deployments, {s.bindingsets} binding sets, "
-        f"{s.hosts} hosts",
+        f"Entities:    {plural(s.deployments, 'deployment')}, "
+        f"{plural(s.bindingsets, 'binding set')}, {plural(s.hosts, 'host')}",
     ]
     errors = fresh.note.errors if fresh.note is not None else s.errors
     if errors:

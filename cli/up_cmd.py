@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from cli.localstack import LocalStack, StackState, is_ours, parse_host_labels, stop_records
+from cli.output import plural
 from cli.settings import CliError, Settings
 from cli.view import ping_hosts
 from lattice.natsutil import connect
@@ -180,7 +181,7 @@ def down(settings: Settings) -> None:
         raise CliError(f"nothing is up: no state in {settings.state_dir}")
     stopped = stop_records(state.procs)
     (settings.state_dir / "state.json").unlink(missing_ok=True)
-    click.echo(f"stopped {len(stopped)} processes")
+    click.echo(f"stopped {plural(len(stopped), 'process', 'processes')}")
 
 
 COMMANDS: list[click.Command] = [up, down]

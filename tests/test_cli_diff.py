@@ -10,6 +10,7 @@ from pathlib import Path
 import git
 import pytest
 
+from cli.diff_cmd import lattice_summary, pending_note
 from lattice.localnats import NatsServer
 from tests.cliutil import CAUSE, gitops_repo, run
 from tests.gitrepo import DEPLOYMENT, ELIDED_ACTOR, OTHER_ACTOR, deployment, index_state
@@ -90,6 +91,21 @@ def test_lattice_actions_the_change_causes(repo: git.Repo, env: dict[str, str],
         f"replica {r} of deployment x is not running" for r in (0, 1)]
     # amazing-deployment is not running either, but that is not this change's doing
     assert "actions are planned regardless of this change" in result.stderr
+
+
+@pytest.mark.parametrize(("hosts", "actions", "line"), [
+    (1, 1, "lattice (1 host): 1 action"),
+    (3, 2, "lattice (3 hosts): 2 actions"),
+    (0, 0, "lattice (0 hosts): no change"),
+])
+def test_lattice_summary_in_the_singular_and_plural(hosts: int, actions: int,
+                                                    line: str) -> None:
+    assert lattice_summary(hosts, actions) == line
+
+
+def test_pending_note_in_the_singular_and_plural() -> None:
+    assert pending_note(1).startswith("note: 1 action is planned regardless")
+    assert pending_note(2).startswith("note: 2 actions are planned regardless")
 
 
 def test_unreachable_nats_still_diffs_git(repo: git.Repo, env: dict[str, str],

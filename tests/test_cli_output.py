@@ -8,7 +8,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from cli.output import age, duration, entity_document, list_document, render, spec_of, table
+from cli.output import (
+    age,
+    duration,
+    entity_document,
+    list_document,
+    plural,
+    render,
+    spec_of,
+    table,
+)
 from lattice.status import Count, DeploymentStatus, Phase
 
 NOW = datetime(2025, 1, 5, 12, 0, tzinfo=UTC)
@@ -21,6 +30,12 @@ NOW = datetime(2025, 1, 5, 12, 0, tzinfo=UTC)
 ])
 def test_duration_like_kubectl(seconds: float, text: str) -> None:
     assert duration(seconds) == text
+
+
+@pytest.mark.parametrize(("n", "text"), [(0, "0 hosts"), (1, "1 host"), (2, "2 hosts")])
+def test_plural(n: int, text: str) -> None:
+    assert plural(n, "host") == text
+    assert plural(n, "process", "processes") == f"{n} {'process' if n == 1 else 'processes'}"
 
 
 def test_age_of_a_time_and_of_nothing() -> None:

@@ -44,6 +44,7 @@ def test_synced_exits_zero(repo: git.Repo, env: dict[str, str], tmp_path: Path) 
     assert field(out, "Evaluated").startswith(sha[:12])
     assert field(out, "Phase") == "Synced"
     assert " ago (" in field(out, "Updated")
+    assert field(out, "Entities") == "1 deployment, 1 binding set, 2 hosts"  # not "1 ...s"
     doc = json.loads(run(env, "status", "-o", "json").stdout)
     assert doc["synced"] is True and doc["headEvaluated"] is True and doc["head"] == sha
     assert doc["summary"]["phase"] == "Synced"
