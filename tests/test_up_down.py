@@ -61,6 +61,13 @@ def test_up_detach_then_down(tmp_path: Path) -> None:
         assert counted.exit_code == 0, counted.output
         first, second = (int(x) for x in counted.output.split())
         assert second == first + 1
+        # the acceptance: the agent converges the demo repository, and says so
+        status = runner.invoke(cli, [*ctl, "status", "--wait", "--timeout", "60"], env=env)
+        assert status.exit_code == 0, status.output
+        got = runner.invoke(cli, [*ctl, "get", "deployments"], env=env)
+        assert got.exit_code == 0, got.output
+        rows = {r[0]: r for r in (line.split() for line in got.stdout.splitlines()[1:])}
+        assert rows["amazing-deployment"][2:5] == ["1/1", "2/2", "Synced"], got.stdout
         again = runner.invoke(cli, ["--state-dir", str(state_dir), "up", "--detach"], env=env)
         assert again.exit_code != 0 and "already up" in again.output
     finally:
