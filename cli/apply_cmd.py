@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import click
 
+from cli.reach import unreachable
 from cli.settings import CliError, Settings
-from cli.view import unreachable
 from gitsync.apply import ApplyResult, apply_manifests, delete_manifests, load_inputs
 from gitsync.errors import GitSyncError, InvalidManifestsError
 from lattice.errors import VinculumError

@@ -29,9 +29,10 @@ from cli.output import (
     table,
     warn,
 )
+from cli.reach import cannot_reach
 from cli.settings import Settings
 from cli.up_cmd import format_event
-from cli.view import RepoView, cannot_reach, complete_names, open_view
+from cli.view import RepoView, complete_names, open_view
 from gitsync.statusformat import file_name
 from lattice.errors import VinculumError
 from lattice.protocol import ANN_KIND, ANN_NAME, CloudEvent, EventType

@@ -21,8 +21,9 @@ import click
 
 from cli.apply_cmd import read_inputs
 from cli.output import plural, short, warn
+from cli.reach import live_hosts
 from cli.settings import CliError, Settings
-from cli.view import RepoView, live_hosts, open_view
+from cli.view import RepoView, open_view
 from gitsync.apply import ApplyResult, apply_manifests, load_inputs
 from gitsync.errors import GitSyncError, InvalidManifestsError
 from gitsync.source import manifest_files

@@ -20,9 +20,9 @@ from collections.abc import Callable
 import click
 
 from cli.output import warn
+from cli.reach import connect_quickly, ping_quickly, unreachable
 from cli.settings import Settings
 from cli.up_cmd import format_event
-from cli.view import connect_quickly, ping_quickly, unreachable
 from hostagent.host import server_barrier
 from lattice.errors import VinculumError
 from lattice.natsutil import NatsOptions

@@ -16,8 +16,8 @@ import click
 
 from cli.actor_cmd import read_module
 from cli.output import emit, list_document, output_option, short, table
+from cli.reach import on_lattice
 from cli.settings import CliError, Settings
-from cli.view import on_lattice
 from lattice.claims import Claims, ClaimsError, verify_module
 from lattice.gantry import ActorRecord, Gantry
 
@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 
 def with_gantry(settings: Settings, action: Callable[[Gantry], Awaitable[T]]) -> T:
-    """Run ``action`` on the lattice's registry (:func:`cli.view.on_lattice`)."""
+    """Run ``action`` on the lattice's registry (:func:`cli.reach.on_lattice`)."""
     return on_lattice(settings, lambda nc: action(Gantry(nc, settings.lattice)),
                       what="the registry")
 

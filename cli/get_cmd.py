@@ -2,7 +2,8 @@
 
 Deployments and binding sets come from the agent's ``lattice/status`` branch (fetched
 first when the repository has a remote: see :mod:`cli.view`); hosts come live from the
-lattice by ping, or from the status branch when NATS cannot be reached. ``-w`` keeps the
+lattice by ping, or from the status branch when NATS cannot be reached (:mod:`cli.hosts`).
+``-w`` keeps the
 table live: the status branch is polled every :data:`WATCH_INTERVAL` seconds and a row is
 printed for each entity whose status changed, as ``kubectl get -w`` does. Tables and the
 ``-o yaml|json`` documents are built by :mod:`cli.output`; docs/cli.md lists the columns
@@ -20,14 +21,13 @@ from typing import Any
 import click
 
 from cli.gantry_cmd import get_actors
+from cli.hosts import hosts_of, print_hosts, select_hosts
 from cli.output import (
     NONE,
     Entity,
     age,
     emit,
     entity_document,
-    host_document,
-    labels_text,
     list_document,
     output_option,
     placed_hosts,
@@ -39,9 +39,8 @@ from cli.output import (
     widths,
 )
 from cli.settings import CliError, Settings
-from cli.view import NO_STATUS, RepoView, complete_names, live_hosts, open_view
-from lattice.protocol import HostInventory
-from lattice.status import HostStatus, StatusReport
+from cli.view import NO_STATUS, RepoView, complete_names, open_view
+from lattice.status import StatusReport
 
 #: Seconds between two looks at the status branch under ``--watch``.
 WATCH_INTERVAL = 0.5
@@ -237,75 +236,6 @@ def _print_change(kind: Kind, e: Entity, gone: bool, output: str | None,
         click.echo(row_line(column_widths, _row(kind, e, output == "wide", gone)))
 
 
-# ---------------------------------------------------------------- hosts
-
-HOST_HEADERS = ("NAME", "ID", "LABELS", "UPTIME", "ACTORS", "PROVIDERS")
-HOST_WIDE = ("BINDINGS", "LAST-SEEN")
-
-
-def host_from_inventory(inv: HostInventory, now: datetime) -> HostStatus:
-    """A pinged host in the form the status branch keeps (one schema for both sources)."""
-    return HostStatus(host_id=inv.host_id, name=inv.name, labels=inv.labels,
-                      started_at=inv.started_at, last_seen=now, actors=len(inv.actors),
-                      providers=len(inv.providers), bindings=len(inv.bindings))
-
-
-def select_hosts(hosts: Sequence[HostStatus], names: Sequence[str]) -> list[HostStatus]:
-    """Hosts by name or id (a prefix of the id will do); all, sorted, without names."""
-    ordered = sorted(hosts, key=lambda h: (h.name, h.host_id))
-    if not names:
-        return ordered
-    out: list[HostStatus] = []
-    for n in names:
-        match = [h for h in ordered if n in (h.name, h.host_id) or h.host_id.startswith(n)]
-        if not match:
-            known = ", ".join(h.name for h in ordered) or "none"
-            raise CliError(f"host {n!r} not found (known: {known})")
-        out.extend(h for h in match if h not in out)
-    return out
-
-
-def _hosts(settings: Settings) -> tuple[list[HostStatus], str]:
-    live = live_hosts(settings)
-    now = datetime.now(UTC)
-    if not isinstance(live, str):
-        return [host_from_inventory(i, now) for i in live], "lattice"
-    try:
-        with open_view(settings) as view:
-            report = view.status()
-    except CliError as exc:
-        raise CliError(f"{live}, and the status branch cannot be read: {exc.message}") from None
-    if report is None:
-        raise CliError(f"{live}, and {NO_STATUS}")
-    warn(f"{live}: hosts from the status branch, as of {age(report.summary.updated, now)} ago")
-    return list(report.hosts.values()), "status-branch"
-
-
-def print_hosts(hosts: Sequence[HostStatus], source: str, output: str | None, *,
-                single: bool) -> None:
-    if output in ("yaml", "json"):
-        docs = [host_document(h, source=source) for h in hosts]
-        emit(docs[0] if single and len(docs) == 1 else list_document(docs), output)
-        return
-    if output == "name":
-        for h in hosts:
-            click.echo(f"host/{h.name}")
-        return
-    if not hosts:
-        click.echo("No hosts found.", err=True)
-    wide = output == "wide"
-    now = datetime.now(UTC)
-    rows = []
-    for h in hosts:
-        uptime = age(h.started_at, h.last_seen if source == "lattice" else now)
-        row = [h.name, short(h.host_id), labels_text(h.labels), uptime, h.actors, h.providers]
-        if wide:
-            row += [h.bindings, age(h.last_seen, now)]
-        rows.append(row)
-    for line in table((*HOST_HEADERS, *HOST_WIDE) if wide else HOST_HEADERS, rows):
-        click.echo(line)
-
-
 # ---------------------------------------------------------------- commands
 
 @click.group("get", cls=AliasGroup, aliases={
@@ -394,7 +324,7 @@ def get_hosts(settings: Settings, names: tuple[str, ...], output: str | None) ->
       latticectl --nats-url nats://10.0.0.5:4222 get hosts -o wide
       latticectl get host pi -o json
     """
-    hosts, source = _hosts(settings)
+    hosts, source = hosts_of(settings)
     print_hosts(select_hosts(hosts, names), source, output, single=len(names) == 1)
 
 

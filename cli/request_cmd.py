@@ -14,8 +14,8 @@ import click
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from cli.reach import connect_quickly, unreachable
 from cli.settings import CliError, Settings
-from cli.view import connect_quickly, unreachable
 from lattice.durations import parse_duration
 
 

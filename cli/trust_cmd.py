@@ -12,8 +12,8 @@ import click
 from nats.aio.client import Client
 
 from cli.output import emit, output_option
+from cli.reach import on_lattice
 from cli.settings import Settings
-from cli.view import on_lattice
 from lattice.policy import bucket_name, parse_issuers, read_trusted, set_trusted
 
 

@@ -18,8 +18,8 @@ import click
 
 from cli.localstack import LocalStack, StackState, is_ours, parse_host_labels, stop_records
 from cli.output import plural
+from cli.reach import ping_hosts
 from cli.settings import CliError, Settings
-from cli.view import ping_hosts
 from lattice.natsutil import connect
 from lattice.protocol import CloudEvent, EventType, Subjects
 

@@ -11,26 +11,21 @@ and the followed branch first, into remote-tracking refs
 
 A note attests only a revision the agent evaluated, so :meth:`RepoView.freshness` compares
 the branch HEAD with what the status talks about, and callers say so rather than showing
-stale status silently. :func:`live_hosts` pings the lattice (through :func:`ping_hosts`,
-which gives up within :data:`NATS_TIMEOUT` seconds) and says why not when it cannot.
+stale status silently. What the lattice says live comes from :mod:`cli.reach`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import re
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 import click
 import git
-from nats.aio.client import Client
 
 from cli.output import short, warn
 from cli.settings import CliError, Settings
@@ -45,18 +40,11 @@ from gitsync.statusformat import (
     STATUS_BRANCH,
     STATUS_REF,
 )
-from lattice.errors import VinculumError
-from lattice.natsutil import NatsOptions, connect, scatter_gather
-from lattice.protocol import HostInventory, PingRequest, Subjects, encode
 from lattice.status import RevisionNote, StatusReport
-
-T = TypeVar("T")
 
 REMOTE = "origin"
 #: Seconds a fetch may take before latticectl shows the local copy instead.
 FETCH_TIMEOUT = 20.0
-#: Seconds to wait for NATS before saying it is unreachable.
-NATS_TIMEOUT = 2.0
 NO_STATUS = "no status yet: is the agent running on this repository?"
 
 
@@ -270,107 +258,6 @@ def open_view(settings: Settings, *, fetch: bool = True) -> Iterator[RepoView]:
         yield view
     finally:
         repo.close()
-
-
-# ---------------------------------------------------------------- the lattice
-
-async def connect_quickly(url: str | NatsOptions) -> Client:
-    """A connection to NATS, or ConnectionError within :data:`NATS_TIMEOUT` seconds.
-
-    (``lattice.natsutil.connect`` alone can wait forever for a server that is not there:
-    nats-py retries the first connection without end when reconnects are unlimited.)
-    """
-    try:
-        return await asyncio.wait_for(
-            connect(url, connect_timeout=NATS_TIMEOUT, initial_timeout=NATS_TIMEOUT),
-            NATS_TIMEOUT + 0.5)
-    except TimeoutError:
-        raise ConnectionError(f"no connection within {NATS_TIMEOUT:g}s") from None
-
-
-async def ping_hosts(url: str | NatsOptions, lattice: str, *,
-                     timeout: float = 1.0) -> list[HostInventory]:
-    """Every host's inventory, gathered for ``timeout`` seconds after connecting (which
-    fails with ConnectionError within :data:`NATS_TIMEOUT` seconds)."""
-    nc = await connect_quickly(url)
-    try:
-        msgs = await scatter_gather(nc, Subjects(lattice).ping, encode(PingRequest()),
-                                    timeout=timeout)
-    finally:
-        await nc.close()
-    out = []
-    for m in msgs:
-        try:
-            out.append(HostInventory.model_validate_json(m.data))
-        except ValueError:
-            continue
-    return out
-
-
-async def ping_quickly(url: str | NatsOptions, lattice: str, *,
-                       timeout: float) -> list[HostInventory]:
-    """:func:`ping_hosts`, bounded as a whole: ConnectionError when NATS is unreachable."""
-    try:
-        return await asyncio.wait_for(ping_hosts(url, lattice, timeout=timeout),
-                                      NATS_TIMEOUT + timeout + 0.5)
-    except TimeoutError:
-        raise ConnectionError(f"no connection within {NATS_TIMEOUT:g}s") from None
-
-
-def live_hosts(settings: Settings, *, timeout: float = 1.0) -> list[HostInventory] | str:
-    """Every host's inventory from a ping, or why the lattice could not be asked."""
-    if not settings.nats_url:
-        return "no NATS URL configured"
-    try:
-        return asyncio.run(ping_quickly(settings.nats(), settings.lattice, timeout=timeout))
-    except (OSError, ConnectionError, TimeoutError, VinculumError) as exc:
-        return cannot_reach(settings.nats_url, exc)
-
-
-#: Seconds a JetStream operation (registry, policy) may take once connected.
-OPERATION_TIMEOUT = 30.0
-
-
-def on_lattice(settings: Settings, action: Callable[[Client], Awaitable[T]], *,
-               what: str) -> T:
-    """Run ``action`` on a fresh NATS connection; one-line errors when NATS cannot be
-    reached, ``what`` (e.g. "the registry") does not answer in time, or refuses (any
-    :class:`~lattice.errors.VinculumError`, transient or not)."""
-    url = settings.require_nats()
-
-    async def run() -> T:
-        nc: Client = await connect_quickly(settings.nats())
-        try:
-            return await asyncio.wait_for(action(nc), OPERATION_TIMEOUT)
-        finally:
-            await nc.close()
-
-    try:
-        return asyncio.run(run())
-    except TimeoutError:
-        raise CliError(f"{what} on {url} did not answer within {OPERATION_TIMEOUT:g}s"
-                       ) from None
-    except VinculumError as exc:
-        raise CliError(exc.message) from None
-    except (OSError, ConnectionError) as exc:
-        raise unreachable(settings, exc) from None
-
-
-def unreachable(settings: Settings, exc: BaseException) -> CliError:
-    """The one-line error for a lattice that cannot be reached."""
-    return CliError(f"{cannot_reach(settings.nats_url, exc)}; is the lattice up? "
-                    "(`latticectl up`, or pass --nats-url)")
-
-
-def cannot_reach(url: str | None, exc: BaseException) -> str:
-    """``cannot reach NATS at URL (why)``, the why said once: ``lattice.natsutil.connect``
-    already starts its message with ``cannot reach NATS at URL:``. Pure."""
-    why = exc.message if isinstance(exc, VinculumError) else str(exc)
-    why = _SAID_ALREADY.sub("", why).strip() or type(exc).__name__
-    return f"cannot reach NATS at {url} ({why})"
-
-
-_SAID_ALREADY = re.compile(r"^cannot reach NATS at \S+?:\s")
 
 
 # ---------------------------------------------------------------- shell completion

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from cli.view import cannot_reach
+from cli.reach import cannot_reach
 from lattice.localnats import NatsServer
 from lattice.protocol import CommandOp, HostInventory, StartActor
 from tests.cliutil import CAUSE, interrupt, latticectl, run

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import cli
-from cli.view import ping_hosts
+from cli.reach import ping_hosts
 from tests.helpers import eventually_sync
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
