@@ -8,6 +8,11 @@ JetStream key-value bucket whose entries expire after ``ttl`` seconds. A candida
 holder dies its entry expires, and a candidate takes over within ``ttl + ttl / 3`` (inside
 the 2 x TTL the design asks for). On shutdown the holder deletes the key, so a successor
 need not wait for the TTL.
+
+The TTL is the bucket's (the ``max_age`` of its stream ``KV_<bucket>``), fixed when the
+bucket is created. An agent that finds the bucket with another TTL than its own updates the
+stream to its ``ttl`` (and says so); if the server refuses, the lease cannot be trusted to
+expire when this agent thinks, so it stops with a :class:`LeaseTTLError` naming both.
 """
 
 from __future__ import annotations
@@ -20,14 +25,31 @@ import os
 import socket
 
 from nats.aio.client import Client
+from nats.js.client import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
+from lattice.errors import PermanentError
 from lattice.protocol import Subjects, utcnow
 
 log = logging.getLogger(__name__)
 
 LEASE_KEY = "leader"
+
+
+class LeaseTTLError(PermanentError):
+    """The lease bucket's TTL differs from ours and could not be changed."""
+
+    def __init__(self, bucket: str, bucket_ttl: float | None, ttl: float, why: str) -> None:
+        super().__init__(
+            f"lease bucket {bucket} has a TTL of {_seconds(bucket_ttl)}, but --lease-ttl is "
+            f"{_seconds(ttl)}, and updating the bucket failed ({why}); run every agent of "
+            f"the lattice with --lease-ttl {_seconds(bucket_ttl)}, or delete the bucket")
+        self.bucket, self.bucket_ttl, self.ttl = bucket, bucket_ttl, ttl
+
+
+def _seconds(ttl: float | None) -> str:
+    return "none (entries never expire)" if not ttl else f"{ttl:g}s"
 
 
 class Lease:
@@ -48,13 +70,30 @@ class Lease:
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
             js = self.nc.jetstream()
+            bucket = self.subjects.lease_bucket
             try:
-                self._kv = await js.key_value(self.subjects.lease_bucket)
+                kv = await js.key_value(bucket)
             except NotFoundError:
-                self._kv = await js.create_key_value(
-                    bucket=self.subjects.lease_bucket, ttl=self.ttl, history=1
-                )
+                kv = await js.create_key_value(bucket=bucket, ttl=self.ttl, history=1)
+            else:
+                await self._align_ttl(js, bucket)
+            self._kv = kv
         return self._kv
+
+    async def _align_ttl(self, js: JetStreamContext, bucket: str) -> None:
+        """Make the existing bucket's TTL ours, or raise :class:`LeaseTTLError`."""
+        info = await js.stream_info(f"KV_{bucket}")
+        old = info.config.max_age
+        if old is not None and abs(old - self.ttl) < 1e-3:
+            return
+        try:
+            # as when a bucket is made: the duplicate window may not exceed the TTL
+            await js.update_stream(info.config, max_age=self.ttl,
+                                   duplicate_window=min(120.0, self.ttl))
+        except Exception as exc:
+            raise LeaseTTLError(bucket, old, self.ttl, f"{type(exc).__name__}: {exc}") from exc
+        log.warning("lease bucket %s had a TTL of %s; updated to --lease-ttl %s", bucket,
+                    _seconds(old), _seconds(self.ttl))
 
     def _value(self) -> bytes:
         return json.dumps({"holder": self.holder, "renewed": utcnow().isoformat()}).encode()
@@ -78,6 +117,8 @@ class Lease:
         except KeyWrongLastSequenceError:
             self._revision = None
             self._set(False)
+        except LeaseTTLError:
+            raise  # no retry fixes it
         except Exception as exc:  # NATS down or slow: we cannot prove we hold it
             log.debug("lease step failed: %s", exc)
             if self.is_leader:

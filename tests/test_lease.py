@@ -19,7 +19,7 @@ from lattice.status import Phase, StatusReport
 from reconciler import agent as agent_module
 from reconciler.agent import Agent, AgentConfig
 from reconciler.executor import Executor
-from reconciler.lease import Lease
+from reconciler.lease import Lease, LeaseTTLError
 from tests.helpers import eventually
 
 TTL = 1.5
@@ -66,6 +66,59 @@ async def test_takeover_within_two_ttl_when_leader_dies(nats_server: NatsServer)
         stop_b.set()
         await asyncio.gather(task_a, task_b, return_exceptions=True)
         await nc2.close()
+
+
+# ---------------------------------------------------------------- the bucket's TTL
+
+
+async def test_an_existing_bucket_takes_the_configured_ttl(nats_server: NatsServer) -> None:
+    """A bucket made by an agent run with --lease-ttl 30s, then agents with TTL: takeover
+    within 2 x TTL, not 30 s."""
+    subjects = Subjects("lease5")
+    nc0 = await connect(nats_server.url)
+    first = Lease(nc0, subjects, holder="first", ttl=30.0)
+    assert await first.step()
+    await first.release()
+    await nc0.close()
+    nc1, nc2 = await connect(nats_server.url), await connect(nats_server.url)
+    a = Lease(nc1, subjects, holder="a", ttl=TTL)
+    b = Lease(nc2, subjects, holder="b", ttl=TTL)
+    try:
+        assert await a.step()
+        info = await nc2.jetstream().stream_info(f"KV_{subjects.lease_bucket}")
+        assert info.config.max_age == TTL
+        assert not await b.step()
+        await nc1.close()  # a dies holding the lease
+        died = time.monotonic()
+        await eventually(b.step, timeout=2 * TTL + 5, interval=TTL / 3, message="b takes over")
+        assert time.monotonic() - died <= 2 * TTL + 0.5
+    finally:
+        await nc2.close()
+
+
+async def test_a_bucket_ttl_that_cannot_be_updated_is_refused(tmp_path: Path) -> None:
+    conf = tmp_path / "auth.conf"
+    conf.write_text("""authorization { users = [
+      {user: admin, password: admin}
+      {user: agent, password: agent,
+       permissions: {publish: {allow: [">"], deny: ["$JS.API.STREAM.UPDATE.>"]}}}
+    ] }
+    """)
+    srv = NatsServer(data_dir=tmp_path / "nats", extra_args=["-c", str(conf)]).start()
+    subjects = Subjects("lease6")
+    url = srv.url.replace("nats://", "nats://{0}:{0}@")
+    admin, agent = await connect(url.format("admin")), await connect(url.format("agent"))
+    try:
+        assert await Lease(admin, subjects, holder="admin", ttl=30.0).step()
+        lease = Lease(agent, subjects, holder="agent", ttl=TTL)
+        with pytest.raises(LeaseTTLError) as err:
+            await lease.step()
+        assert "TTL of 30s, but --lease-ttl is 1.5s" in str(err.value)
+        assert not lease.is_leader
+    finally:
+        await admin.close()
+        await agent.close()
+        srv.stop()
 
 
 # ---------------------------------------------------------------- only the leader writes
