@@ -204,3 +204,20 @@ def test_debug_shows_the_cause_a_one_line_error_hides(tmp_path: Path,
     assert "git.exc.InvalidGitRepositoryError" in loud.stderr  # the cause, chained
     assert "During handling of the above exception" in loud.stderr
     assert loud.stderr.endswith(line)
+
+
+def test_an_unexpected_exception_is_one_line_and_its_traceback_with_debug(
+        tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the disk is on fire")
+
+    monkeypatch.setattr("cli.status_cmd.open_view", boom)
+    quiet = run(env, "status")
+    assert quiet.exit_code == 2
+    assert quiet.stderr == ("Error: RuntimeError: the disk is on fire "
+                            "(rerun with --debug for details)\n")
+    loud = run(env, "--debug", "status")
+    assert loud.exit_code == 2
+    assert loud.stderr.startswith("Traceback (most recent call last):")
+    assert 'raise RuntimeError("the disk is on fire")' in loud.stderr
+    assert loud.stderr.endswith("\nError: RuntimeError: the disk is on fire\n")
