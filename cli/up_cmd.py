@@ -48,7 +48,7 @@ def format_event(ev: CloudEvent) -> str:
     elif et in (EventType.PROVIDER_STARTED, EventType.PROVIDER_STOPPED,
                 EventType.PROVIDER_START_FAILED):
         what = f"{d.get('capability_id')}/{d.get('binding_name')}"
-    elif et in (EventType.BINDING_PUT, EventType.BINDING_DELETED):
+    elif et in (EventType.BINDING_PUT, EventType.BINDING_DELETED, EventType.BINDING_PUT_FAILED):
         what = f"{d.get('actor_id', '')[:12]} -> {d.get('capability_id')}/{d.get('binding_name')}"
     elif et == EventType.HOST_STARTED:
         what = " ".join(f"{k}={v}" for k, v in sorted(d.get("labels", {}).items())

@@ -141,3 +141,15 @@ def test_unreachable_or_unconfigured_nats(env: dict[str, str]) -> None:
 ])
 def test_the_cause_is_said_once(exc: Exception, expected: str) -> None:
     assert cannot_reach("nats://h:1", exc) == expected
+
+
+def test_a_refused_binding_reads_as_the_binding_and_the_reason() -> None:
+    from cli.up_cmd import format_event
+    from lattice.protocol import BindingPutFailed, EventType, make_event
+
+    ev = make_event(EventType.BINDING_PUT_FAILED, "NHOST", BindingPutFailed(
+        host_id="N" + "H" * 55, actor_id=ACTOR, capability_id="wascc:keyvalue",
+        binding_name="default", reason="actor does not claim capability wascc:keyvalue"))
+    line = format_event(ev)
+    assert "binding_put_failed" in line and f"{ACTOR[:12]} -> wascc:keyvalue/default" in line
+    assert line.endswith("(actor does not claim capability wascc:keyvalue)")
