@@ -187,7 +187,8 @@ class Settings:
                            password=self.nats_password, tls_ca=self.nats_tls_ca)
 
     def repo_path(self) -> str:
-        """The repository to work on: --repo, else the current directory."""
+        """The repository to work on: the resolved ``repo`` (flag, environment, context,
+        then a running ``up``'s), else the current directory."""
         return self.repo or os.getcwd()
 
 
