@@ -4,6 +4,7 @@ concurrent apply processes against one bare remote."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -64,6 +65,29 @@ def test_apply_file_twice_then_unchanged(tmp_path: Path, env: dict[str, str]) ->
     assert second.exit_code == 0 and second.output.strip() == (
         "deployment/amazing-deployment unchanged")
     assert count_commits(git.Repo(bare), "main") == 2
+
+
+def test_the_current_directory_is_the_repository_unless_up_runs_one(
+        tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """No --repo: the current directory's repository (searched upwards); a running `up`'s
+    state names another repository, and that one wins (see docs/cli.md, Settings)."""
+    _bare, work = make_remote(tmp_path / "here", files={"README.md": "x"})
+    sub = Path(str(work.working_tree_dir)) / "sub"
+    sub.mkdir()
+    monkeypatch.chdir(sub)
+    f = write(tmp_path / "in" / "deploy.yaml", DEPLOYMENT)
+    res = run(env, "apply", "-f", f)
+    assert res.exit_code == 0, res.output
+    assert "deployments/amazing-deployment.yaml" in work.git.ls_files()
+    _bare2, lattice_repo = make_remote(tmp_path / "up", files={"README.md": "x"})
+    state = Path(env["LATTICECTL_STATE_DIR"])
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "state.json").write_text(json.dumps(
+        {"repo": str(lattice_repo.working_tree_dir), "procs": []}))
+    res = run(env, "apply", "-f", write(tmp_path / "in" / "d2.yaml", deployment("b")))
+    assert res.exit_code == 0, res.output
+    assert "deployments/b.yaml" in lattice_repo.git.ls_files()
+    assert "deployments/b.yaml" not in work.git.ls_files()
 
 
 def test_apply_directory_and_stdin(tmp_path: Path, env: dict[str, str]) -> None:
