@@ -8,6 +8,7 @@ The tests wait on conditions with deadlines, never on sleeps.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import time
@@ -308,3 +309,104 @@ async def test_on_an_empty_lattice_a_start_is_placed_as_soon_as_a_host_joins(
     assert len(first.actors) == replicas
     assert first.ops("actor.start")[-1] - joined < 5.0  # not the 10-20 s backoff
     assert ex.unplaced == {} and ex.failures == {}
+
+
+# ---------------------------------------------------------------- auctions, flights, backoff
+
+
+async def test_the_auction_ends_once_every_known_host_answered(
+    nc: Client, subjects: Subjects, observed: ObservedState, host: Joiner
+) -> None:
+    hosts = [await host(f"h{i}", load=load) for i, load in enumerate([3, 1, 2])]
+    ex = executor(nc, subjects, observed, bid_timeout=3.0)
+    started = time.monotonic()
+    winner = await ex.auctions.auction(AuctionRequest(kind="actor", actor_id=ACTOR), avoid=set())
+    took = time.monotonic() - started
+    assert all(h.auctions for h in hosts)
+    assert winner == hosts[1].host_id  # the least loaded bidder
+    assert took < 1.5  # of a 3 s window: it ended with the third answer
+
+    # with the default 250 ms window (best of three: a loaded machine may stall once)
+    default = executor(nc, subjects, observed)
+    took_default = []
+    for _ in range(3):
+        started = time.monotonic()
+        await default.auctions.auction(AuctionRequest(kind="actor", actor_id=ACTOR), avoid=set())
+        took_default.append(time.monotonic() - started)
+        default.auctions.pending.clear()
+    assert min(took_default) < 0.2, took_default
+
+    # a known host that does not answer: the window runs to its end
+    hosts[1].answer = False
+    slow = executor(nc, subjects, observed, bid_timeout=1.0)
+    started = time.monotonic()
+    winner = await slow.auctions.auction(AuctionRequest(kind="actor", actor_id=ACTOR), avoid=set())
+    assert time.monotonic() - started >= 0.95
+    assert winner == hosts[2].host_id  # the least loaded of those that answered
+
+
+@pytest.mark.parametrize("replicas", [1, 2])  # a lone auction; one shared by both (deal)
+async def test_starts_go_to_the_least_loaded_bidders(
+    nc: Client, subjects: Subjects, observed: ObservedState, host: Joiner, replicas: int
+) -> None:
+    busy, idle, middling = [await host(n, load=load)
+                            for n, load in (("busy", 5), ("idle", 1), ("middling", 3))]
+    ex = executor(nc, subjects, observed, bid_timeout=3.0)
+    started = time.monotonic()
+    assert await ex.execute([start_actor(replica=r) for r in range(replicas)]) == replicas
+    assert time.monotonic() - started < 1.5 * replicas
+    assert busy.commands == []
+    assert len(idle.ops("actor.start")) == 1
+    assert len(middling.ops("actor.start")) == replicas - 1  # siblings spread
+
+
+async def test_one_command_per_key_while_it_is_in_flight(
+    nc: Client, subjects: Subjects, observed: ObservedState, host: Joiner
+) -> None:
+    h = await host("h")
+    h.confirm = False  # acked, never seen running
+    ex = executor(nc, subjects, observed, confirm_timeout=1.0)
+    act = start_actor()
+    for _ in range(5):
+        await ex.execute([act])
+    assert len(h.ops("actor.start")) == 1
+    assert ex.inflight == 1 and ex.runnable([act]) == []
+
+    # unconfirmed when confirm_timeout passes: issued again, once
+    await eventually(lambda: ex.runnable([act]), timeout=10, interval=0.02,
+                     message="the flight times out")
+    assert time.monotonic() - h.ops("actor.start")[0] >= 1.0
+    for _ in range(3):
+        await ex.execute([act])
+    assert len(h.ops("actor.start")) == 2
+
+    h.reveal()  # confirmed: the flight ends, nothing waits
+    assert ex.next_retry_in() is None and ex.inflight == 0
+
+
+async def test_failed_commands_back_off_with_growing_delays(
+    nc: Client, subjects: Subjects, observed: ObservedState, host: Joiner
+) -> None:
+    h = await host("h")
+    h.accept = False
+    ex = executor(nc, subjects, observed, backoff_base=0.3, rng=NoJitter())
+    act = start_actor()
+    waits: list[float] = []
+    for n in range(1, 5):
+        async def attempted(n: int = n) -> bool:
+            await ex.execute([act])  # a pass: sends nothing while the backoff runs
+            return len(h.ops("actor.start")) >= n
+
+        await eventually(attempted, timeout=15, interval=0.01, message=f"attempt {n}")
+        assert len(h.ops("actor.start")) == n
+        assert "refused actor.start: scripted refusal" in ex.failures[act.key]
+        wait = ex.next_retry_in()
+        assert wait is not None
+        waits.append(wait)
+    sent = h.ops("actor.start")
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    for wait, want in zip(waits, [0.3, 0.6, 1.2, 2.4], strict=True):
+        assert want - 0.25 <= wait <= want  # base x 2^(n-1), read just after the failure
+    for gap, wait in zip(gaps, waits, strict=False):
+        assert gap >= wait - 0.01  # no attempt before its backoff ended
+    assert gaps[0] < gaps[1] < gaps[2], gaps
