@@ -152,6 +152,12 @@ class StatusWriter:
             self._pending = _Pending(report_files(report), stable, message)
             self._cond.notify_all()
 
+    def discard(self) -> None:
+        """Drop the status scheduled but not yet committed (the agent lost its lease: what
+        it saw as leader is no longer its to write). Notes already written stay."""
+        with self._cond:
+            self._pending = None
+
     def flush(self) -> None:
         """Write what is pending now (and push, when remote); raises PushError if the
         push keeps failing."""

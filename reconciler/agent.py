@@ -47,22 +47,18 @@ from lattice.protocol import (
     utcnow,
 )
 from lattice.status import (
-    BindingSetStatus,
-    DeploymentStatus,
     EntityCount,
-    HostStatus,
     Phase,
     RevisionNote,
     StatusReport,
-    SyncSummary,
 )
 from reconciler.assess import assess
 from reconciler.crashes import CrashTracker
 from reconciler.executor import Executor
 from reconciler.lease import Lease
-from reconciler.memo import same_objects
 from reconciler.observed import Change, ObservedState
-from reconciler.planner import plan, unmanaged
+from reconciler.planner import plan
+from reconciler.report import Counts, ReportInputs, outcome, status_report
 
 log = logging.getLogger(__name__)
 
@@ -90,24 +86,7 @@ class _Revision:
     first_seen: datetime
     phase: Phase | None = None
     errors: list[str] = field(default_factory=list)
-    counts: tuple[tuple[str, str, Phase, int, int], ...] = ()
-
-
-@dataclass(frozen=True)
-class _ReportInputs:
-    """Everything a status report is computed from. When a pass sees the same inputs as
-    the last report (a converged lattice on a resync), the report would come out the same
-    but for its clocks, so it is not computed again. Host inventories are compared by
-    identity (:class:`ObservedState` keeps the object while a host says nothing new) and
-    held here, so an id cannot be reused by another object."""
-
-    desired: DesiredState
-    hosts: tuple[HostInventory, ...]
-    rest: tuple[object, ...]
-
-    def same_as(self, other: _ReportInputs | None) -> bool:
-        return (other is not None and other.desired is self.desired
-                and other.rest == self.rest and same_objects(other.hosts, self.hosts))
+    counts: Counts = ()
 
 
 class Agent:
@@ -133,7 +112,7 @@ class Agent:
         self.last_report: StatusReport | None = None
         self.crashes = CrashTracker()
         self._published: StatusReport | None = None  # last report handed to the writer
-        self._reported: _ReportInputs | None = None  # what the last report was made of
+        self._reported: ReportInputs | None = None  # what the last report was made of
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, stop: asyncio.Event) -> None:
@@ -171,6 +150,8 @@ class Agent:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.writer is not None:  # close flushes, while the lease is still ours
+                if not self.lease.is_leader:
+                    self.writer.discard()
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(self.writer.close)
             release.set()
@@ -263,6 +244,8 @@ class Agent:
             if self.lease.is_leader:  # a new leader starts from a fresh view
                 self.resync_due = True
                 self.wake.set()
+            elif self.writer is not None:  # what it queued as leader is not its to write
+                self.writer.discard()
 
     # ------------------------------------------------------------------ reconciling
     async def _loop(self, stop: asyncio.Event) -> None:
@@ -324,7 +307,7 @@ class Agent:
         assert self.executor is not None and self.applied is not None
         snap = self.observed.snapshot()
         rev, refused, crashes = self.applied, self.refused, self.crashes.loops()
-        inputs = _ReportInputs(desired, tuple(snap.values()), (
+        inputs = ReportInputs(desired, tuple(snap.values()), (
             phase, note, rev.sha, rev.phase, rev.counts,
             (refused.sha, tuple(refused.errors)) if refused else None,
             self.lease.is_leader if self.lease else None, tuple(snap),
@@ -337,49 +320,16 @@ class Agent:
         deps, bss = assess(desired, snap, unplaced=self.executor.unplaced,
                            failures=self.executor.failures, now=now,
                            previous=self.last_report, crashes=crashes)
-        problems = sorted({*self.executor.unplaced.values(), *self.executor.failures.values()})
-        if phase is Phase.SYNCED:  # nothing to do, yet an entity may wait on the impossible
-            entities: list[DeploymentStatus | BindingSetStatus] = [*deps.values(),
-                                                                   *bss.values()]
-            stuck = [c.message for e in entities
-                     if e.phase is Phase.DEGRADED for c in e.conditions[:1]]
-            if stuck:
-                phase, problems = Phase.DEGRADED, sorted(set(stuck))
-        message = {
-            Phase.SYNCED: "observed matches desired",
-            Phase.PROGRESSING: "waiting for the lattice to confirm changes",
-            Phase.DEGRADED: problems[0] if problems else "some entities cannot be placed",
-        }.get(phase, "")
-        counts = tuple(
-            [("Deployment", n, d.phase, d.actors.ready + d.providers.ready,
-              d.actors.desired + d.providers.desired) for n, d in sorted(deps.items())]
-            + [("BindingSet", n, b.phase, b.bindings.ready, b.bindings.desired)
-               for n, b in sorted(bss.items())]
-        )
-        if note and (rev.phase, rev.counts) != (phase, counts):
-            rev.counts = counts
-            rev.errors = problems
-            await self._write_note(rev, phase, message)
-        summary = SyncSummary(
-            branch=self.source.branch if self.source else "",
-            attempted_revision=(refused or rev).sha,
-            applied_revision=rev.sha,
-            phase=Phase.INVALID if refused else phase,
-            message=(f"revision {refused.sha[:8]} refused; {rev.sha[:8]} stays in force"
-                     if refused else message),
-            errors=refused.errors if refused else problems,
-            updated=now,
-            deployments=len(deps), bindingsets=len(bss), hosts=len(snap),
-            unmanaged=unmanaged(snap),
-        )
-        hosts = {
-            hid: HostStatus(host_id=hid, name=inv.name, labels=inv.labels,
-                            started_at=inv.started_at, last_seen=now,
-                            actors=len(inv.actors), providers=len(inv.providers),
-                            bindings=len(inv.bindings))
-            for hid, inv in snap.items()
-        }
-        report = StatusReport(summary=summary, deployments=deps, bindingsets=bss, hosts=hosts)
+        out = outcome(phase, deps, bss,
+                      [*self.executor.unplaced.values(), *self.executor.failures.values()])
+        if note and (rev.phase, rev.counts) != (out.phase, out.counts):
+            rev.counts = out.counts
+            rev.errors = out.problems
+            await self._write_note(rev, out.phase, out.message)
+        report = status_report(
+            out, branch=self.source.branch if self.source else "", applied=rev.sha,
+            refused=(refused.sha, refused.errors) if refused else None,
+            deps=deps, bss=bss, hosts=snap, now=now)
         self.last_report = report
         if self.writer is None or self.lease is None or not self.lease.is_leader:
             return  # only the leader writes status (it may have lost the lease mid-pass)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from lattice.manifests import DesiredState
 from lattice.protocol import HostInventory
-from reconciler.agent import _ReportInputs
+from reconciler.report import ReportInputs
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -18,15 +18,15 @@ def host(hid: str) -> HostInventory:
 
 def test_same_objects_and_values_are_the_same_inputs() -> None:
     desired, a, b = DesiredState(revision="r1"), host("A"), host("B")
-    first = _ReportInputs(desired, (a, b), ("Synced", True, (("k", "v"),)))
-    assert first.same_as(_ReportInputs(desired, (a, b), ("Synced", True, (("k", "v"),))))
+    first = ReportInputs(desired, (a, b), ("Synced", True, (("k", "v"),)))
+    assert first.same_as(ReportInputs(desired, (a, b), ("Synced", True, (("k", "v"),))))
     assert not first.same_as(None)
 
 
 def test_any_difference_recomputes() -> None:
     desired, a, b = DesiredState(revision="r1"), host("A"), host("B")
-    first = _ReportInputs(desired, (a, b), ("Synced",))
-    assert not first.same_as(_ReportInputs(desired, (a, host("B")), ("Synced",)))  # new object
-    assert not first.same_as(_ReportInputs(desired, (a,), ("Synced",)))  # a host left
-    assert not first.same_as(_ReportInputs(desired, (a, b), ("Degraded",)))
-    assert not first.same_as(_ReportInputs(DesiredState(revision="r1"), (a, b), ("Synced",)))
+    first = ReportInputs(desired, (a, b), ("Synced",))
+    assert not first.same_as(ReportInputs(desired, (a, host("B")), ("Synced",)))  # new object
+    assert not first.same_as(ReportInputs(desired, (a,), ("Synced",)))  # a host left
+    assert not first.same_as(ReportInputs(desired, (a, b), ("Degraded",)))
+    assert not first.same_as(ReportInputs(DesiredState(revision="r1"), (a, b), ("Synced",)))

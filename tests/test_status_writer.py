@@ -164,6 +164,22 @@ def test_only_changed_content_makes_commits(
     assert "deployments/a.yaml" not in ls_tree(repo, STATUS_REF)
 
 
+def test_discarded_status_is_never_committed(
+        local: tuple[git.Repo, GitSource, StatusWriter]) -> None:
+    """An agent that lost its lease drops what it queued as leader."""
+    repo, source, writer = local
+    sha = source.head()
+    writer.publish(report(sha))
+    writer.flush()
+    writer.publish(report(sha, ready=0))  # within the coalescing second: still pending
+    writer.discard()
+    writer.flush()
+    writer.close()
+    assert count_commits(repo, STATUS_REF) == 1
+    st = read_status(repo)
+    assert st is not None and st.deployments["a"].actors.ready == 1
+
+
 def test_burst_of_fifty_updates_in_200ms_makes_a_handful_of_commits(
         local: tuple[git.Repo, GitSource, StatusWriter]) -> None:
     repo, source, writer = local

@@ -1,0 +1,113 @@
+"""The status report of one pass, from its assessment. Pure: no I/O, no clock but ``now``.
+
+The agent (:mod:`reconciler.agent`) assesses the lattice (:mod:`reconciler.assess`) and
+hands the result here for the three things it writes: the revision's phase and message
+(a pass with nothing left to do is still ``Degraded`` when an entity waits on something no
+action can fix), the per-entity counts that decide whether the note on the revision
+changes, and the :class:`~lattice.status.StatusReport` the status writer publishes.
+:class:`ReportInputs` is what a report is computed from, so an unchanged pass is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from lattice.manifests import DesiredState
+from lattice.protocol import HostInventory
+from lattice.status import (
+    BindingSetStatus,
+    DeploymentStatus,
+    HostStatus,
+    Phase,
+    StatusReport,
+    SyncSummary,
+)
+from reconciler.memo import same_objects
+from reconciler.planner import unmanaged
+
+#: (kind, name, phase, ready, desired) per entity, as the note on a revision lists them
+Counts = tuple[tuple[str, str, Phase, int, int], ...]
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Everything a status report is computed from. When a pass sees the same inputs as
+    the last report (a converged lattice on a resync), the report would come out the same
+    but for its clocks, so it is not computed again. Host inventories are compared by
+    identity (:class:`~reconciler.observed.ObservedState` keeps the object while a host
+    says nothing new) and held here, so an id cannot be reused by another object."""
+
+    desired: DesiredState
+    hosts: tuple[HostInventory, ...]
+    rest: tuple[object, ...]
+
+    def same_as(self, other: ReportInputs | None) -> bool:
+        return (other is not None and other.desired is self.desired
+                and other.rest == self.rest and same_objects(other.hosts, self.hosts))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The verdict on the applied revision after a pass."""
+
+    phase: Phase
+    message: str
+    problems: list[str]
+    counts: Counts
+
+
+def outcome(phase: Phase, deps: Mapping[str, DeploymentStatus],
+            bss: Mapping[str, BindingSetStatus], problems: Sequence[str]) -> Outcome:
+    """The revision's phase, message and counts, from the plan's verdict ``phase`` and the
+    executor's ``problems`` (unplaced and failed actions). Pure."""
+    found = sorted(set(problems))
+    if phase is Phase.SYNCED:  # nothing to do, yet an entity may wait on the impossible
+        entities: list[DeploymentStatus | BindingSetStatus] = [*deps.values(), *bss.values()]
+        stuck = [c.message for e in entities
+                 if e.phase is Phase.DEGRADED for c in e.conditions[:1]]
+        if stuck:
+            phase, found = Phase.DEGRADED, sorted(set(stuck))
+    message = {
+        Phase.SYNCED: "observed matches desired",
+        Phase.PROGRESSING: "waiting for the lattice to confirm changes",
+        Phase.DEGRADED: found[0] if found else "some entities cannot be placed",
+    }.get(phase, "")
+    counts = tuple(
+        [("Deployment", n, d.phase, d.actors.ready + d.providers.ready,
+          d.actors.desired + d.providers.desired) for n, d in sorted(deps.items())]
+        + [("BindingSet", n, b.phase, b.bindings.ready, b.bindings.desired)
+           for n, b in sorted(bss.items())]
+    )
+    return Outcome(phase, message, found, counts)
+
+
+def status_report(
+    out: Outcome, *, branch: str, applied: str, refused: tuple[str, list[str]] | None,
+    deps: dict[str, DeploymentStatus], bss: dict[str, BindingSetStatus],
+    hosts: Mapping[str, HostInventory], now: datetime,
+) -> StatusReport:
+    """The status branch's content: the summary (``Invalid`` while the newest revision,
+    ``refused`` as (sha, errors), does not validate and ``applied`` stays in force), every
+    entity and every observed host. Pure."""
+    summary = SyncSummary(
+        branch=branch,
+        attempted_revision=refused[0] if refused else applied,
+        applied_revision=applied,
+        phase=Phase.INVALID if refused else out.phase,
+        message=(f"revision {refused[0][:8]} refused; {applied[:8]} stays in force"
+                 if refused else out.message),
+        errors=refused[1] if refused else out.problems,
+        updated=now,
+        deployments=len(deps), bindingsets=len(bss), hosts=len(hosts),
+        unmanaged=unmanaged(hosts),
+    )
+    host_files = {
+        hid: HostStatus(host_id=hid, name=inv.name, labels=inv.labels,
+                        started_at=inv.started_at, last_seen=now,
+                        actors=len(inv.actors), providers=len(inv.providers),
+                        bindings=len(inv.bindings))
+        for hid, inv in hosts.items()
+    }
+    return StatusReport(summary=summary, deployments=deps, bindingsets=bss, hosts=host_files)
