@@ -13,13 +13,15 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 import platformdirs
 
 from lattice.durations import parse_duration
+from lattice.errors import VinculumError
 from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import Subjects, SyncNudge, encode
 from reconciler.agent import Agent, AgentConfig
@@ -123,7 +125,17 @@ def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_pat
         interval=interval, resync=resync, bid_timeout=bid_timeout, lease_ttl=lease_ttl,
         data_dir=data_dir or Path(platformdirs.user_data_dir("vinculum")) / lattice,
     )
-    asyncio.run(_run(config))
+    _run_or_say(_run(config))
+
+
+def _run_or_say(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work``; an error of ours or an unreachable NATS is one line on stderr and
+    exit status 1, as click prints its own errors (the log has the detail)."""
+    try:
+        asyncio.run(work)
+    except (VinculumError, ConnectionError) as exc:
+        message = exc.message if isinstance(exc, VinculumError) else str(exc)
+        raise click.ClickException(message) from None
 
 
 async def _run(config: AgentConfig) -> None:
@@ -157,7 +169,7 @@ def sync(obj: dict[str, object], reason: str) -> None:
         finally:
             await nc.close()
 
-    asyncio.run(go())
+    _run_or_say(go())
     click.echo("nudge sent")
 
 
