@@ -44,6 +44,39 @@ async def test_only_one_holds_and_release_hands_over(nats_server: NatsServer) ->
         await nc2.close()
 
 
+async def test_a_released_lease_is_taken_at_once_by_a_watching_follower(
+        nats_server: NatsServer) -> None:
+    """With a 30 s TTL a follower campaigns every 10 s; a graceful hand-over must not
+    wait for that tick: the follower watches the key and campaigns when it is deleted."""
+    subjects = Subjects("lease-watch")
+    nc1, nc2 = await connect(nats_server.url), await connect(nats_server.url)
+    a = Lease(nc1, subjects, holder="a", ttl=30.0)
+    b = Lease(nc2, subjects, holder="b", ttl=30.0)
+    stop_a, stop_b = asyncio.Event(), asyncio.Event()
+    task_a = asyncio.create_task(a.run(stop_a))
+    task_b: asyncio.Task[None] | None = None
+    try:
+        await eventually(lambda: a.is_leader, timeout=5, message="a leads")
+        task_b = asyncio.create_task(b.run(stop_b))
+        await eventually(lambda: b._kv is not None, timeout=5, message="b campaigned once")
+        assert not b.is_leader
+        stop_a.set()  # a stops and releases
+        released = time.monotonic()
+        await asyncio.wait_for(task_a, 5)
+        await eventually(lambda: b.is_leader, timeout=5, interval=0.01,
+                         message="b takes the released lease")
+        took = time.monotonic() - released
+        assert took < 2.0, f"hand-over took {took:.2f}s (the next campaign tick is 10 s)"
+    finally:
+        stop_a.set()
+        stop_b.set()
+        if task_b is not None:
+            await asyncio.wait_for(task_b, 5)
+        await asyncio.gather(task_a, return_exceptions=True)
+        await nc1.close()
+        await nc2.close()
+
+
 async def test_takeover_within_two_ttl_when_leader_dies(nats_server: NatsServer) -> None:
     subjects = Subjects("lease2")
     nc1, nc2 = await connect(nats_server.url), await connect(nats_server.url)
