@@ -28,6 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gitsync.errors import FetchError, NoHeadError
 from gitsync.source import GitSource
+from lattice.aio import wait_any
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ async def watch_heads(
                 log.warning("watch %s: file watcher stopped; polling every %.1fs",
                             source.location, FALLBACK_POLL)
                 poll = FALLBACK_POLL
-            await _wait_any(stop, wake, nudge, timeout=poll)
+            await wait_any(stop, wake, nudge, timeout=poll)
             fetch_due = source.is_remote
     finally:
         done.set()
@@ -112,19 +113,6 @@ async def _head(source: GitSource) -> str | None:
     except NoHeadError as exc:
         log.debug("watch %s: %s", source.location, exc.message)
         return None
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event,
-                    nudge: asyncio.Event | None, *, timeout: float) -> None:
-    events = [stop, wake] + ([nudge] if nudge is not None else [])
-    if any(e.is_set() for e in events):
-        return
-    waiters = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
 
 
 async def _watch_files(path: Path, names: frozenset[str] | None, wake: asyncio.Event,

@@ -33,6 +33,7 @@ from gitsync.source import GitSource
 from gitsync.status import StatusWriter
 from gitsync.statusformat import without_clock
 from gitsync.watch import watch_heads
+from lattice.aio import wait_any
 from lattice.manifests import DesiredState
 from lattice.natsutil import NatsOptions, connect, scatter_gather
 from lattice.protocol import (
@@ -252,12 +253,7 @@ class Agent:
         assert self.executor is not None
         while not stop.is_set():
             timeout = self.executor.next_retry_in()
-            waiter = asyncio.create_task(self.wake.wait())
-            stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait({waiter, stopper}, timeout=timeout,
-                               return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
+            await wait_any(self.wake, stop, timeout=timeout)
             if stop.is_set():
                 return
             self.wake.clear()

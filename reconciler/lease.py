@@ -30,6 +30,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
+from lattice.aio import wait_any
 from lattice.errors import PermanentError
 from lattice.protocol import Subjects, utcnow
 
@@ -140,7 +141,7 @@ class Lease:
                 if watching is None and self._kv is not None:  # the bucket exists now
                     watching = asyncio.create_task(self._watch_release(self._kv, freed, stop),
                                                    name="lease-release")
-                await _first(stop, freed, timeout=self.ttl / 3)
+                await wait_any(stop, freed, timeout=self.ttl / 3)
         finally:
             if watching is not None:
                 watching.cancel()
@@ -175,12 +176,3 @@ class Lease:
         self._revision = None
         self._set(False, why="released")
 
-
-async def _first(*events: asyncio.Event, timeout: float) -> None:
-    """Wait until any of ``events`` is set, or ``timeout`` seconds."""
-    waits = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waits:
-            w.cancel()
