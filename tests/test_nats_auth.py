@@ -22,6 +22,17 @@ from lattice.localnats import NatsServer
 from lattice.natsutil import NatsOptions, connect
 
 
+async def _round_trip(opts: NatsOptions) -> None:
+    """Connect with ``opts`` and prove the server takes a message from us."""
+    nc = await connect(opts, initial_timeout=5)
+    try:
+        assert nc.is_connected
+        await nc.publish("x.y", b"")
+        await nc.flush()
+    finally:
+        await nc.close()
+
+
 def _user_nkey(tmp: Path) -> tuple[str, Path]:
     """A user nkey: its public key (``U...``) and a seed file (``SU...``)."""
     raw = os.urandom(32)
@@ -44,14 +55,7 @@ async def test_an_nkey_seed_file_reaches_a_server_that_requires_it(tmp_path: Pat
     try:
         with pytest.raises(ConnectionError, match="Authorization Violation"):
             await connect(srv.url, initial_timeout=1.5)
-        nc = await connect(NatsOptions(url=srv.url, nkey_seed_file=str(seed_file)),
-                           initial_timeout=5)
-        try:
-            assert nc.is_connected
-            await nc.publish("x.y", b"")
-            await nc.flush()
-        finally:
-            await nc.close()
+        await _round_trip(NatsOptions(url=srv.url, nkey_seed_file=str(seed_file)))
     finally:
         srv.stop()
 
@@ -82,12 +86,6 @@ async def test_tls_with_a_private_ca_reaches_a_server_that_requires_it(tmp_path:
         # without the CA the server's certificate does not verify
         with pytest.raises(ConnectionError):
             await connect(srv.url, initial_timeout=1.5)
-        nc = await connect(NatsOptions(url=srv.url, tls_ca=str(ca)), initial_timeout=5)
-        try:
-            assert nc.is_connected
-            await nc.publish("x.y", b"")
-            await nc.flush()
-        finally:
-            await nc.close()
+        await _round_trip(NatsOptions(url=srv.url, tls_ca=str(ca)))
     finally:
         srv.stop()
