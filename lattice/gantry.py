@@ -31,6 +31,8 @@ H_NAME = "Lattice-Actor-Name"
 H_CAPS = "Lattice-Actor-Caps"
 H_HASH = "Lattice-Module-Hash"
 H_ISSUER = "Lattice-Actor-Issuer"
+#: how many bytes of fetched modules one Gantry keeps (a module is at most 16 MiB)
+CACHE_BYTES = 64 * 1024 * 1024
 
 
 class ModuleNotFound(PermanentError):
@@ -82,6 +84,9 @@ class Gantry:
         self.bucket = bucket_name(lattice_id)
         self.max_size = max_size
         self._store: ObjectStore | None = None
+        #: actor id -> (the object's SHA-256 digest, its bytes), oldest first
+        self._cache: dict[str, tuple[str, bytes]] = {}
+        self.cache_hits = 0
 
     async def _object_store(self) -> ObjectStore:
         if self._store is None:
@@ -117,15 +122,37 @@ class Gantry:
         return claims
 
     async def fetch(self, actor_id: str) -> bytes:
-        """The module stored under ``actor_id``; ModuleNotFound when there is none."""
+        """The module stored under ``actor_id``; ModuleNotFound when there is none.
+
+        Fetched bytes are kept by the object's content digest (SHA-256, which the object
+        store checks on every download): while the stored object has the digest of a kept
+        copy, a fetch costs one metadata request instead of a download. A module pushed
+        again under the same id has another digest and is downloaded afresh.
+        """
         store = await self._object_store()
         try:
+            info = await store.get_info(actor_id)
+            kept = self._cache.get(actor_id)
+            if kept is not None and info.digest and kept[0] == info.digest:
+                self.cache_hits += 1
+                return kept[1]
             result = await store.get(actor_id)
         except nats.js.errors.ObjectNotFoundError:
             raise ModuleNotFound(actor_id, self.bucket) from None
         except nats.errors.TimeoutError as exc:
             raise TransientError(f"gantry: fetching {actor_id} timed out") from exc
-        return bytes(result.data or b"")
+        data = bytes(result.data or b"")
+        if result.info.digest:
+            self._keep(actor_id, result.info.digest, data)
+        return data
+
+    def _keep(self, actor_id: str, digest: str, data: bytes) -> None:
+        self._cache.pop(actor_id, None)
+        self._cache[actor_id] = (digest, data)
+        total = sum(len(d) for _, d in self._cache.values())
+        while total > CACHE_BYTES and len(self._cache) > 1:  # drop the oldest
+            oldest = next(iter(self._cache))
+            total -= len(self._cache.pop(oldest)[1])
 
     async def list(self) -> list[ActorRecord]:
         """Every stored module's record, sorted by name then id."""

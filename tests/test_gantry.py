@@ -88,3 +88,35 @@ async def test_first_pushes_race_to_create_the_bucket(nc: Client, lattice_id: st
     pushed = await asyncio.gather(*(Gantry(nc, lattice_id).push(m) for m in modules))
     assert sorted(r.id for r in await Gantry(nc, lattice_id).list()) == sorted(
         c.subject for c in pushed)
+
+
+async def test_a_fetched_module_is_kept_by_digest_until_it_changes(
+        nc: Client, lattice_id: str) -> None:
+    """A host's second start of an actor costs a metadata request, not a download; a
+    module pushed again under the same id (new bytes, new digest) is downloaded."""
+    pusher, host = Gantry(nc, lattice_id), Gantry(nc, lattice_id)
+    first = module("keeper", size=1)
+    claims = await pusher.push(first)
+    assert await host.fetch(claims.subject) == first and host.cache_hits == 0
+    assert await host.fetch(claims.subject) == first and host.cache_hits == 1
+    second = module("keeper", size=2)  # same module key, so the same actor id
+    assert (await pusher.push(second)).subject == claims.subject and second != first
+    assert await host.fetch(claims.subject) == second and host.cache_hits == 1
+    assert await host.fetch(claims.subject) == second and host.cache_hits == 2
+    await pusher.delete(claims.subject)
+    with pytest.raises(ModuleNotFound):
+        await host.fetch(claims.subject)  # never served from what it kept
+
+
+async def test_what_is_kept_is_bounded_oldest_out(nc: Client, lattice_id: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import lattice.gantry as gantry_module
+
+    g = Gantry(nc, lattice_id)
+    a, b = await g.push(module("one")), await g.push(module("two"))
+    monkeypatch.setattr(gantry_module, "CACHE_BYTES", len(module("two")) + 1)
+    await g.fetch(a.subject)
+    await g.fetch(b.subject)  # over the bound: "one" goes, "two" stays
+    await g.fetch(b.subject)
+    await g.fetch(a.subject)
+    assert g.cache_hits == 1

@@ -39,6 +39,7 @@ class Admission:
         self.nc = nc
         self.lattice_id = lattice_id
         self._fetch = fetch
+        self._gantry: Gantry | None = None
         #: account keys whose actors may run here; empty: any the lattice allows
         self.trusted_issuers = frozenset(trusted_issuers)
 
@@ -68,7 +69,9 @@ class Admission:
             return await self._fetch(actor_id)
         if self.nc is None:
             raise RuntimeFailure("no NATS connection to fetch modules from gantry")
-        return await Gantry(self.nc, self.lattice_id).fetch(actor_id)
+        if self._gantry is None:  # one per host: it keeps what it fetched (by digest)
+            self._gantry = Gantry(self.nc, self.lattice_id)
+        return await self._gantry.fetch(actor_id)
 
     async def _check_lattice_policy(self, claims: Claims) -> None:
         """A policy that cannot be read refuses the start (the agent retries it)."""
