@@ -179,15 +179,21 @@ def where(invs: dict[str, HostInventory], *, actor: str | None = None,
     return sorted(out)
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Iterator[git.Repo]:
-    r = git.Repo.init(tmp_path / "gitops", initial_branch="main")
+def init_gitops(tmp: Path) -> git.Repo:
+    """A GitOps repository at ``tmp/gitops`` with one commit (a README) on main."""
+    r = git.Repo.init(tmp / "gitops", initial_branch="main")
     with r.config_writer() as cw:
         cw.set_value("user", "name", "test")
         cw.set_value("user", "email", "test@localhost")
-    (tmp_path / "gitops" / "README.md").write_text("gitops\n")
+    (tmp / "gitops" / "README.md").write_text("gitops\n")
     r.index.add(["README.md"])
     r.index.commit("init")
+    return r
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[git.Repo]:
+    r = init_gitops(tmp_path)
     yield r
     r.close()
 

@@ -7,7 +7,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import git
 import pytest
 
 from gitsync.status import StatusWriter
@@ -21,6 +20,7 @@ from reconciler.agent import Agent, AgentConfig
 from reconciler.executor import Executor
 from reconciler.lease import Lease, LeaseTTLError
 from tests.helpers import eventually
+from tests.lattice_e2e import init_gitops
 
 TTL = 1.5
 
@@ -158,14 +158,7 @@ async def test_a_bucket_ttl_that_cannot_be_updated_is_refused(tmp_path: Path) ->
 
 
 def _repo(tmp: Path) -> Path:
-    r = git.Repo.init(tmp / "gitops", initial_branch="main")
-    with r.config_writer() as cw:
-        cw.set_value("user", "name", "test")
-        cw.set_value("user", "email", "test@localhost")
-    (tmp / "gitops" / "README.md").write_text("gitops\n")
-    r.index.add(["README.md"])
-    r.index.commit("init")
-    r.close()
+    init_gitops(tmp).close()
     return tmp / "gitops"
 
 
