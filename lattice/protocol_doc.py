@@ -230,7 +230,9 @@ def render() -> str:
             "This package", "The `lattice.protocol` package", 1),
         "",
         f"Protocol version: **{p.PROTOCOL_VERSION}** (the `v` field of every message; the"
-        f" `protocolversion` attribute of every event). Default lattice id: "
+        f" `protocolversion` attribute of every event); a message of another version is"
+        f" logged with its subject and dropped, and a command of another version is refused"
+        f" with a reason. Default lattice id: "
         f"`{p.DEFAULT_LATTICE}`. In subjects below `{LATTICE}` is the lattice id and"
         f" `{HOST}` a host's id.",
         "",

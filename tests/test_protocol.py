@@ -90,6 +90,21 @@ def test_decode_logs_the_subject(caplog: pytest.LogCaptureFixture) -> None:
     assert "lattice.x.ctl.ping" in caplog.text and "host_id" in caplog.text
 
 
+def test_a_message_of_another_protocol_version_is_dropped_with_its_subject(
+        caplog: pytest.LogCaptureFixture) -> None:
+    ping = json.loads(p.encode(p.PingRequest()))
+    assert p.decode(p.PingRequest, json.dumps(ping).encode()) is not None
+    ping["v"] = p.PROTOCOL_VERSION + 1
+    assert p.decode(p.PingRequest, json.dumps(ping).encode(),
+                    subject="lattice.x.ctl.ping") is None
+    assert "lattice.x.ctl.ping" in caplog.text and "protocol version 2" in caplog.text
+    event = json.loads(p.encode(p.make_event(
+        p.EventType.HOST_STOPPED, "N" + "A" * 55, p.HostStopped(host_id="N" + "A" * 55))))
+    assert p.decode(p.CloudEvent, json.dumps(event).encode()) is not None
+    event["protocolversion"] = 9
+    assert p.decode(p.CloudEvent, json.dumps(event).encode(), subject="lattice.x.evt") is None
+
+
 @pytest.mark.parametrize(
     ("payload", "problem"),
     [(b"{", "malformed JSON"), (b"[1]", "expected a JSON object, got list"),

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from lattice.protocol.models import PROTOCOL_VERSION
+
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
@@ -21,15 +23,24 @@ def encode(msg: BaseModel) -> bytes:
 
 def decode(model: type[M], payload: bytes, *, subject: str = "?") -> M | None:
     """Parse ``payload`` as ``model``; on failure log the subject and the problem and
-    return None (callers drop the message: a bad message never crashes a process)."""
+    return None (callers drop the message: a bad message never crashes a process).
+
+    A message of another protocol version (``v``; a CloudEvent's ``protocolversion``) is
+    dropped the same way: its fields may mean something else there."""
     try:
-        return model.model_validate_json(payload)
+        msg = model.model_validate_json(payload)
     except ValidationError as exc:
         log.warning(
             "dropping unparseable %s on %s: %s",
             model.__name__, subject, describe_validation_error(exc),
         )
         return None
+    version = getattr(msg, "v", getattr(msg, "protocolversion", PROTOCOL_VERSION))
+    if version != PROTOCOL_VERSION:
+        log.warning("dropping %s on %s: protocol version %r, this side speaks %d",
+                    model.__name__, subject, version, PROTOCOL_VERSION)
+        return None
+    return msg
 
 
 def describe_validation_error(exc: ValidationError) -> str:
