@@ -21,7 +21,7 @@ from nats.aio.client import Client
 from cli.settings import CliError, Settings
 from lattice.errors import VinculumError
 from lattice.natsutil import NatsOptions, connect, scatter_gather
-from lattice.protocol import HostInventory, PingRequest, Subjects, encode
+from lattice.protocol import HostInventory, PingRequest, Subjects, decode, encode
 
 T = TypeVar("T")
 
@@ -53,13 +53,8 @@ async def ping_hosts(url: str | NatsOptions, lattice: str, *,
                                     timeout=timeout)
     finally:
         await nc.close()
-    out = []
-    for m in msgs:
-        try:
-            out.append(HostInventory.model_validate_json(m.data))
-        except ValueError:
-            continue
-    return out
+    return [inv for m in msgs
+            if (inv := decode(HostInventory, m.data, subject=m.subject)) is not None]
 
 
 async def ping_quickly(url: str | NatsOptions, lattice: str, *,
