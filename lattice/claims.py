@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import nacl.exceptions
 import nacl.signing
 import nkeys
 
+from lattice.auth import jwt
 from lattice.errors import PermanentError
 from lattice.ids import (
     PREFIX_BYTE_MODULE,
@@ -221,17 +221,6 @@ def _raw_public_key(key: str, role: str) -> bytes:
 
 # ---------------------------------------------------------------- JWT
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str, what: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise ClaimsError(f"the JWT {what} is not base64url") from None
-
-
 def _token(wasm: bytes) -> str:
     found = [s for s in sections(wasm) if s.id == _CUSTOM and s.name == SECTION_NAME]
     if not found:
@@ -246,18 +235,10 @@ def _token(wasm: bytes) -> str:
 
 
 def _decode(token: str) -> tuple[dict[str, object], dict[str, object], bytes, bytes]:
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise ClaimsError(f"the JWT has {len(parts)} parts, not 3")
     try:
-        header = json.loads(_unb64(parts[0], "header"))
-        body = json.loads(_unb64(parts[1], "claims"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ClaimsError("the JWT header or claims are not JSON") from None
-    if not isinstance(header, dict) or not isinstance(body, dict):
-        raise ClaimsError("the JWT header and claims must be JSON objects")
-    signed = f"{parts[0]}.{parts[1]}".encode()
-    return header, body, signed, _unb64(parts[2], "signature")
+        return jwt.split(token)
+    except jwt.JwtError as exc:
+        raise ClaimsError(str(exc)) from None
 
 
 def _claims(body: dict[str, object]) -> Claims:
@@ -320,11 +301,7 @@ def sign_module(wasm: bytes, *, account_seed: bytes, module_seed: bytes, name: s
     if expires is not None:
         body["exp"] = expires
     body["wascap"] = wascap
-    body["jti"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:26]
-    head = _b64(json.dumps(HEADER, separators=(",", ":")).encode())
-    payload = _b64(json.dumps(body, separators=(",", ":")).encode())
-    signature = account.sign(f"{head}.{payload}".encode()).signature
-    token = f"{head}.{payload}.{_b64(signature)}"
+    token = jwt.encode(body, account, typ=HEADER["typ"])
     return stripped + custom_section(SECTION_NAME, token.encode()), _claims(body)
 
 
@@ -336,8 +313,10 @@ def verify_module(wasm: bytes, *, now: float | None = None,
     if len(wasm) > max_size:
         raise ClaimsError(f"the module has {len(wasm)} bytes, over the limit of {max_size}")
     header, body, signed, signature = _decode(_token(wasm))
-    if header.get("alg") not in ("ed25519-nkey", "ed25519"):
-        raise ClaimsError(f"the JWT algorithm {header.get('alg')!r} is not ed25519-nkey")
+    try:
+        jwt.check_algorithm(header)
+    except jwt.JwtError as exc:
+        raise ClaimsError(str(exc)) from None
     claims = _claims(body)
     issuer_key = _raw_public_key(claims.issuer, "A")
     problem = actor_id_problem(claims.subject)

@@ -15,12 +15,15 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import nats
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+
+from lattice.auth.keys import Credentials, inbox_of
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +79,9 @@ async def connect(
     }
     if opts.creds_file:
         kwargs["user_credentials"] = opts.creds_file
+        inbox = creds_inbox(opts.creds_file)
+        if inbox:
+            kwargs["inbox_prefix"] = inbox
     if opts.nkey_seed_file:
         kwargs["nkeys_seed"] = opts.nkey_seed_file
     if opts.user:
@@ -113,6 +119,16 @@ async def connect(
                     why = f"{why}; last error: {told}"
                 raise ConnectionError(f"cannot reach NATS at {opts.url}: {why}") from exc
             await asyncio.sleep(min(reconnect_wait, deadline.remaining))
+
+
+def creds_inbox(path: str) -> str | None:
+    """The inbox prefix the user JWT in a ``.creds`` file confines its holder to, if any:
+    with a role of its own (lattice.auth.roles) a client must make its inboxes there."""
+    try:
+        creds = Credentials.parse(Path(path).read_text())
+        return inbox_of(creds.jwt)
+    except (OSError, ValueError):
+        return None  # nats-py reports an unreadable or malformed file itself
 
 
 def _remember(errors: list[Exception], exc: Exception) -> list[Exception]:

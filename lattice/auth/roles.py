@@ -1,0 +1,122 @@
+"""Who may publish and subscribe to what: the allow-lists of each role of a lattice.
+
+Pure data and functions, the one place the permissions of a secured lattice are written:
+:mod:`lattice.auth.store` puts them into user JWTs (so the NATS server enforces them) and
+:mod:`lattice.auth.security_doc` renders them as the table of docs/security.md.
+
+The roles:
+
+* **host**: its own commands (``ctl.host.<own id>.>``), the lattice's ping and auctions,
+  answers to what it received (responses), events only under ``evt.<own id>.>``, the rpc
+  subjects of actors and providers, and *reading* the registry (gantry) and the trust
+  policy. It never sends commands, never touches the leader lease, never writes gantry.
+* **agent**: sends pings, auctions and commands (``ctl.>``), reads events, takes the nudge,
+  holds the leader lease (its own key-value bucket).
+* **apps**: the application traffic of the ``wascc:messaging`` provider: any subject
+  outside the lattice's own namespaces, on a connection of its own, so an actor's
+  ``Publish`` can reach no control subject.
+* **admin** (latticectl): everything inside its lattice's account.
+
+Every role but admin has an inbox prefix of its own (``_INBOX.<token>``), so no role reads
+the replies meant for another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from lattice import gantry, policy
+from lattice.auth.keys import Permissions
+from lattice.protocol import Subjects
+
+RoleName = Literal["host", "agent", "admin", "apps"]
+ROLES: tuple[RoleName, ...] = ("host", "agent", "apps", "admin")
+#: Namespaces no application subject may use.
+RESERVED = ("lattice.>", "$JS.>", "$KV.>", "$O.>", "$SYS.>", "_INBOX.>", "$JSC.>", "$NRG.>")
+
+
+def inbox_prefix(role: RoleName, host_id: str = "") -> str:
+    """The inbox prefix a client of ``role`` must use (nats-py ``inbox_prefix``)."""
+    if role == "host":
+        return f"_INBOX.{host_id}"
+    if role == "admin":
+        return "_INBOX"
+    return f"_INBOX.{role}"
+
+
+def _stream_read(stream: str) -> tuple[str, ...]:
+    """JetStream API subjects that read one stream (info, get, ordered consumers)."""
+    api = "$JS.API"
+    return (f"{api}.STREAM.INFO.{stream}", f"{api}.STREAM.MSG.GET.{stream}",
+            f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>",
+            f"{api}.CONSUMER.CREATE.{stream}", f"{api}.CONSUMER.CREATE.{stream}.>",
+            f"{api}.CONSUMER.INFO.{stream}.>", f"{api}.CONSUMER.DELETE.{stream}.>",
+            f"{api}.CONSUMER.MSG.NEXT.{stream}.>")
+
+
+def _stream_own(stream: str) -> tuple[str, ...]:
+    """Reading, creating and updating one stream."""
+    api = "$JS.API"
+    return (*_stream_read(stream), f"{api}.STREAM.CREATE.{stream}",
+            f"{api}.STREAM.UPDATE.{stream}")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One row of the table: a role's permissions with why each entry is there."""
+
+    role: RoleName
+    permissions: Permissions
+    inbox: str
+
+
+def host(lattice_id: str, host_id: str) -> Grant:
+    """A host's grant, its own id in every subject that names a host."""
+    s = Subjects(lattice_id)
+    gantry_stream = f"OBJ_{gantry.bucket_name(lattice_id)}"
+    policy_bucket = policy.bucket_name(lattice_id)
+    inbox = inbox_prefix("host", host_id)
+    return Grant("host", Permissions(
+        sub_allow=(s.ping, f"{s.prefix}.ctl.auction.*", s.host_commands(host_id),
+                   f"{s.prefix}.rpc.>", f"{inbox}.>"),
+        pub_allow=(f"{s.prefix}.evt.{host_id}.>", f"{s.prefix}.rpc.>", "$JS.API.INFO",
+                   *_stream_read(gantry_stream), *_stream_read(f"KV_{policy_bucket}")),
+        responses=1,
+    ), inbox)
+
+
+def agent(lattice_id: str) -> Grant:
+    """The agent's grant: commands out, events in, its lease bucket."""
+    s = Subjects(lattice_id)
+    lease = s.lease_bucket
+    inbox = inbox_prefix("agent")
+    return Grant("agent", Permissions(
+        sub_allow=(s.events, s.nudge, f"{inbox}.>"),
+        pub_allow=(f"{s.prefix}.ctl.>", "$JS.API.INFO", *_stream_own(f"KV_{lease}"),
+                   f"$KV.{lease}.>"),
+    ), inbox)
+
+
+def apps(lattice_id: str) -> Grant:
+    """Application subjects only: anything outside the reserved namespaces."""
+    inbox = inbox_prefix("apps")
+    return Grant("apps", Permissions(
+        pub_allow=(">",), pub_deny=RESERVED,
+        sub_allow=(">",), sub_deny=RESERVED,
+        responses=1,
+    ), inbox)
+
+
+def admin(lattice_id: str) -> Grant:
+    """latticectl: everything in the lattice's account (an empty allow-list is all)."""
+    return Grant("admin", Permissions(), inbox_prefix("admin"))
+
+
+def grant(role: RoleName, lattice_id: str, host_id: str = "") -> Grant:
+    """The grant of ``role`` (``host_id`` for a host)."""
+    if role == "host":
+        if not host_id:
+            raise ValueError("a host's grant needs its host id")
+        return host(lattice_id, host_id)
+    return {"agent": agent, "apps": apps, "admin": admin}[role](lattice_id)
