@@ -26,7 +26,7 @@ from cli.up_cmd import format_event
 from hostagent.host import server_barrier
 from lattice.errors import VinculumError
 from lattice.natsutil import NatsOptions
-from lattice.protocol import CloudEvent, EventType, Subjects, decode
+from lattice.protocol import CloudEvent, EventType, Subjects, decode_event
 
 EVENT_TYPES = [t.value for t in EventType]
 
@@ -46,7 +46,7 @@ async def listen(url: str | NatsOptions, lattice: str,
                 loop.add_signal_handler(sig, stop.set)  # only possible in the main thread
 
     async def on_msg(msg: object) -> None:
-        ev = decode(CloudEvent, msg.data, subject=msg.subject)  # type: ignore[attr-defined]
+        ev = decode_event(msg.data, msg.subject)  # type: ignore[attr-defined]
         if ev is not None:
             on_event(ev)
 

@@ -276,6 +276,7 @@ class Host:
         for event_type, data in events:
             event = make_event(event_type, source=self.host_id, data=data)
             try:
-                await self.nc.publish(self.subjects.event(event_type), encode(event))
+                subject = self.subjects.event(event_type, self.host_id)
+                await self.nc.publish(subject, encode(event))
             except Exception as exc:
                 self.log.warning("could not publish %s: %s", event_type.value, exc)

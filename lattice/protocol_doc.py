@@ -187,7 +187,7 @@ def subject_rows(s: p.Subjects) -> list[tuple[str, str, str, str]]:
                      "[CommandAck](#commandack)"))
     for et in p.EventType:
         data = p.EVENT_DATA[et].__name__
-        rows.append((s.event(et), "publish", f"[CloudEvent](#cloudevent) of [{data}]"
+        rows.append((s.event(et, HOST), "publish", f"[CloudEvent](#cloudevent) of [{data}]"
                      f"(#{data.lower()})", "none"))
     rows.append((s.nudge, "publish", "[SyncNudge](#syncnudge)", "none"))
     rows.append((s.actor_rpc("<actor_id>"), "request/reply (queue group `actors`)",
@@ -243,7 +243,10 @@ def render() -> str:
         *[f"| `{a}` | {b} | {c} | {d} |" for a, b, c, d in subject_rows(s)],
         "",
         f"Wildcards: a host subscribes to `{s.host_commands(HOST)}`; observers of every"
-        f" event to `{s.events}`. The agent's leader lease is the JetStream key-value"
+        f" event to `{s.events}`. A host publishes its events only under"
+        f" `{s.prefix}.evt.<its own host id>.>` (in a secured lattice the server enforces"
+        " it, see docs/security.md) and receivers drop an event whose subject, `source`"
+        " and `data.host_id` disagree. The agent's leader lease is the JetStream key-value"
         f" bucket `{s.lease_bucket}`.",
         "",
         "## Annotations",
@@ -286,7 +289,7 @@ def render() -> str:
     for et in p.EventType:
         data = p.EVENT_DATA[et].__name__
         out += [f"### {et.value}", "",
-                f"On `{s.event(et)}`; `data` is [{data}](#{data.lower()}).", "",
+                f"On `{s.event(et, HOST)}`; `data` is [{data}](#{data.lower()}).", "",
                 *_code(_json(event_example(et, models)))]
     return "\n".join(out).rstrip("\n") + "\n"
 

@@ -38,12 +38,12 @@ from lattice.manifests import DesiredState
 from lattice.natsutil import NatsOptions, connect, scatter_gather
 from lattice.protocol import (
     ActorEvent,
-    CloudEvent,
     EventType,
     HostInventory,
     PingRequest,
     Subjects,
     decode,
+    decode_event,
     encode,
     utcnow,
 )
@@ -171,7 +171,7 @@ class Agent:
 
     # ------------------------------------------------------------------ inputs
     async def _on_event(self, msg: Msg) -> None:
-        ev = decode(CloudEvent, msg.data, subject=msg.subject)
+        ev = decode_event(msg.data, msg.subject)
         if ev is None:
             return
         change = self.observed.apply_event(ev)

@@ -47,6 +47,7 @@ from lattice.protocol import (
     PingRequest,
     Subjects,
     decode,
+    decode_event,
     encode,
 )
 
@@ -231,7 +232,7 @@ class EventRecorder:
     async def __aenter__(self) -> EventRecorder:
         async def on_event(msg: Msg) -> None:
             self.raw.append(msg.data)
-            event = decode(CloudEvent, msg.data, subject=msg.subject)
+            event = decode_event(msg.data, msg.subject)
             if event is not None:
                 self.events.append(event)
                 self._changed.set()

@@ -28,7 +28,7 @@ from lattice.protocol import (
     HostInventory,
     PingRequest,
     Subjects,
-    decode,
+    decode_event,
     encode,
 )
 from lattice.status import Phase, StatusReport
@@ -120,7 +120,7 @@ class EventLog:
         loop = asyncio.get_running_loop()
 
         async def on_msg(msg: Msg) -> None:
-            ev = decode(CloudEvent, msg.data, subject=msg.subject)
+            ev = decode_event(msg.data, msg.subject)
             if ev is None:
                 return
             self.seen.append((loop.time(), ev))

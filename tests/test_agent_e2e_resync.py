@@ -33,8 +33,8 @@ authorization {
   users = [
     {user: admin, password: admin}
     {user: quiet, password: quiet,
-     permissions: {publish: {deny: ["lattice.*.evt.actor_stopped",
-                                    "lattice.*.evt.host_heartbeat"]}}}
+     permissions: {publish: {deny: ["lattice.*.evt.*.actor_stopped",
+                                    "lattice.*.evt.*.host_heartbeat"]}}}
   ]
 }
 """

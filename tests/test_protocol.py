@@ -97,7 +97,8 @@ def test_a_message_of_another_protocol_version_is_dropped_with_its_subject(
     ping["v"] = p.PROTOCOL_VERSION + 1
     assert p.decode(p.PingRequest, json.dumps(ping).encode(),
                     subject="lattice.x.ctl.ping") is None
-    assert "lattice.x.ctl.ping" in caplog.text and "protocol version 2" in caplog.text
+    assert "lattice.x.ctl.ping" in caplog.text
+    assert f"protocol version {p.PROTOCOL_VERSION + 1}" in caplog.text
     event = json.loads(p.encode(p.make_event(
         p.EventType.HOST_STOPPED, "N" + "A" * 55, p.HostStopped(host_id="N" + "A" * 55))))
     assert p.decode(p.CloudEvent, json.dumps(event).encode()) is not None
@@ -121,7 +122,9 @@ def test_subjects() -> None:
     assert s.auction("provider") == "lattice.lab.ctl.auction.provider"
     assert s.host_command("NH", "binding.del") == "lattice.lab.ctl.host.NH.binding.del"
     assert s.host_commands("NH") == "lattice.lab.ctl.host.NH.>"
-    assert s.event(p.EventType.HOST_STOPPED) == "lattice.lab.evt.host_stopped"
+    assert s.event(p.EventType.HOST_STOPPED, "NH") == "lattice.lab.evt.NH.host_stopped"
+    assert s.event_source("lattice.lab.evt.NH.host_stopped") == "NH"
+    assert s.event_source("lattice.lab.ctl.ping") is None
     assert s.events == "lattice.lab.evt.>" and s.nudge == "lattice.lab.sync.nudge"
     for op in p.CommandOp:
         assert s.op_of(s.host_command("NH", op)) == op
@@ -160,3 +163,24 @@ def test_protocol_doc_check_mode(tmp_path: Any) -> None:
     assert protocol_doc.main(["--check", str(path)]) == 1
     assert protocol_doc.main([str(path)]) == 0
     assert protocol_doc.main(["--check", str(path)]) == 0
+
+
+H0, H1 = "N" + "A" * 55, "N" + "B" * 55
+
+
+def _event_bytes(source: str, host_id: str) -> bytes:
+    return p.encode(p.make_event(p.EventType.HOST_STOPPED, source, p.HostStopped(host_id=host_id)))
+
+
+def test_an_event_is_taken_only_when_subject_source_and_data_name_one_host(
+        caplog: pytest.LogCaptureFixture) -> None:
+    s = p.Subjects("lab")
+    subject = s.event(p.EventType.HOST_STOPPED, H0)
+    ev = p.decode_event(_event_bytes(H0, H0), subject)
+    assert ev is not None and ev.source == H0
+    # host-1 may only publish under its own id: a payload in host-0's name is a forgery
+    assert p.decode_event(_event_bytes(H0, H0), s.event(p.EventType.HOST_STOPPED, H1)) is None
+    assert p.decode_event(_event_bytes(H1, H0), s.event(p.EventType.HOST_STOPPED, H1)) is None
+    assert p.decode_event(_event_bytes(H0, H0), s.event(p.EventType.HOST_HEARTBEAT, H0)) is None
+    assert p.decode_event(_event_bytes(H0, H0), "lattice.lab.evt.host_stopped") is None
+    assert "dropping event" in caplog.text

@@ -358,7 +358,7 @@ async def test_an_actor_that_traps_in_a_call_is_stopped_and_reported(
         if isinstance(ev, ActorEvent) and ev.actor_id == trap_id:
             stopped.append(ev)
 
-    sub = await lat.nc.subscribe(Subjects(lat.lattice).event(EventType.ACTOR_STOPPED),
+    sub = await lat.nc.subscribe(Subjects(lat.lattice).event(EventType.ACTOR_STOPPED, "*"),
                                  cb=on_stopped)
     try:
         msg = await lat.nc.request("demo.trap", b"boom", timeout=5)

@@ -33,6 +33,7 @@ from lattice.protocol.events import (
     HostStopped,
     ProviderEvent,
     ProviderStartFailed,
+    decode_event,
     make_event,
 )
 from lattice.protocol.models import (
@@ -120,6 +121,7 @@ __all__ = [
     "Subjects",
     "SyncNudge",
     "decode",
+    "decode_event",
     "describe_validation_error",
     "encode",
     "identity_annotations",

@@ -1,14 +1,16 @@
-"""Events: what hosts announce on ``evt.*``, as CloudEvents 1.0 envelopes whose ``data``
-is one of the event models below (re-exported by :mod:`lattice.protocol`)."""
+"""Events: what hosts announce on ``evt.<host id>.<type>``, as CloudEvents 1.0 envelopes
+whose ``data`` is one of the event models below (re-exported by :mod:`lattice.protocol`)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lattice.protocol.encoding import decode
 from lattice.protocol.models import (
     EVENT_TYPE_PREFIX,
     PROTOCOL_VERSION,
@@ -18,6 +20,8 @@ from lattice.protocol.models import (
     new_id,
     utcnow,
 )
+
+_log = logging.getLogger(__name__)
 
 
 class EventType(StrEnum):
@@ -164,3 +168,25 @@ def make_event(event_type: EventType, source: str, data: Message) -> CloudEvent:
         type=EVENT_TYPE_PREFIX + event_type.value,
         data=data.model_dump(mode="json"),
     )
+
+
+def decode_event(payload: bytes, subject: str) -> CloudEvent | None:
+    """The event published on ``subject``, or None (logged) when it does not parse, is of
+    another protocol version, or its subject, source and data disagree about which host
+    sent it: the server holds a host to subjects with its own id (lattice.auth.roles), so
+    an event whose payload names another host is a forgery and is dropped."""
+    ev = decode(CloudEvent, payload, subject=subject)
+    if ev is None:
+        return None
+    parts = subject.split(".")  # lattice.<lattice id>.evt.<source>.<type>
+    token = parts[3] if len(parts) == 5 and parts[2] == "evt" else None
+    host_id = ev.data.get("host_id") if isinstance(ev.data, dict) else None
+    if token != ev.source or (host_id is not None and host_id != ev.source):
+        _log.warning("dropping event %s on %s: subject names %s, source %s, data host %s",
+                     ev.type, subject, token, ev.source, host_id)
+        return None
+    if ev.event_type is not None and parts[-1] != ev.event_type.value:
+        _log.warning("dropping event %s on %s: the subject names another type",
+                     ev.type, subject)
+        return None
+    return ev

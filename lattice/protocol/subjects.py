@@ -41,8 +41,18 @@ class Subjects:
         """Wildcard a host subscribes to for all its commands."""
         return f"{self.prefix}.ctl.host.{host_id}.>"
 
-    def event(self, event_type: EventType | str) -> str:
-        return f"{self.prefix}.evt.{EventType(event_type).value}"
+    def event(self, event_type: EventType | str, source: str) -> str:
+        """Where ``source`` (a host id) publishes an event: its id is in the subject, so
+        the server can hold each host to its own (lattice.auth.roles)."""
+        return f"{self.prefix}.evt.{source}.{EventType(event_type).value}"
+
+    def event_source(self, subject: str) -> str | None:
+        """The source token of an event subject, or None when it is not one."""
+        head = f"{self.prefix}.evt."
+        if not subject.startswith(head):
+            return None
+        source, dot, _ = subject[len(head):].partition(".")
+        return source if dot and source else None
 
     @property
     def events(self) -> str:
