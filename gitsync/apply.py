@@ -270,8 +270,12 @@ def _attempts(repo: git.Repo, branch: str, remote: str | None, plan: Plan, *, ve
             result.diff = _diff(existing, changes)
             return result
         tree = update_tree(repo, repo.commit(tip).tree if tip else None, changes)
-        commit = commit_tree(git_dir, tree, [tip] if tip else [],
-                             _message(verb, result.changes, message))
+        try:  # signed when the user's git config says commit.gpgsign, as `git commit` is
+            commit = commit_tree(git_dir, tree, [tip] if tip else [],
+                                 _message(verb, result.changes, message))
+        except GitCommandError as exc:  # most likely the signing key or gpg.format
+            raise ApplyError(f"cannot commit: {exc.message}; when signing, check "
+                             "user.signingkey and gpg.format in your git config") from exc
         try:
             if remote is not None:
                 run_git("push", "--quiet", remote, f"{commit}:{ref}", git_dir=git_dir)

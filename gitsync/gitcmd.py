@@ -43,6 +43,12 @@ _BASE_ENV = {
 }
 
 
+#: Environment that keeps the user's and the machine's git config out of a command
+#: (``~/.gitconfig``, ``$XDG_CONFIG_HOME/git/config``, ``/etc/gitconfig``): for decisions
+#: that must not depend on who runs the agent, such as whether a signature is trusted.
+ISOLATED_ENV = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+
+
 def identity_env(name: str, email: str) -> dict[str, str]:
     """Environment that makes git author and commit as ``name <email>``."""
     return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
@@ -58,15 +64,19 @@ def run_git(
     cwd: StrPath | None = None,
     input: bytes | None = None,
     env: Mapping[str, str] | None = None,
+    config: Mapping[str, str] | None = None,
     timeout: float = 120.0,
 ) -> str:
     """Run ``git args...`` and return its stdout (stripped of the final newline).
 
-    ``git_dir`` pins ``--git-dir`` so the command never sees a working tree or index.
+    ``git_dir`` pins ``--git-dir`` so the command never sees a working tree or index;
+    ``config`` is passed as ``-c key=value`` (over every config file, for this call only).
     """
     cmd = ["git"]
     if git_dir is not None:
         cmd.append(f"--git-dir={os.fspath(git_dir)}")
+    for key, value in (config or {}).items():
+        cmd += ["-c", f"{key}={value}"]
     cmd.extend(args)
     full_env = {**os.environ, **_BASE_ENV, **(env or {})}
     start = time.monotonic()
@@ -176,13 +186,25 @@ def commit_tree(
     *, identity: tuple[str, str] | None = None,
 ) -> str:
     """Write a commit object (no ref moves). ``identity`` None uses git's own config (the
-    user's commits, signed if they sign); with an identity (the agent's own commits) no
-    signing is attempted."""
-    args = ["commit-tree", tree] + (["--no-gpg-sign"] if identity else [])
+    user's commits, signed with ``-S`` when :func:`signs_commits`: ``commit-tree``, unlike
+    ``commit``, never reads ``commit.gpgsign`` itself); with an identity (the agent's own
+    commits) no signing is attempted."""
+    sign = ["--no-gpg-sign"] if identity else ["-S"] if signs_commits(git_dir) else []
+    args = ["commit-tree", tree, *sign]
     for p in parents:
         args += ["-p", p]
     env = identity_env(*identity) if identity else None
     return run_git(*args, git_dir=git_dir, input=message.encode(), env=env)
+
+
+def signs_commits(git_dir: StrPath) -> bool:
+    """True when the user's git config (repository, global or system) asks for signed
+    commits: ``commit.gpgsign``, which ``git commit`` honours and ``commit-tree`` does not."""
+    try:
+        return run_git("config", "--type=bool", "--get", "commit.gpgsign",
+                       git_dir=git_dir) == "true"
+    except GitCommandError:  # unset (exit 1) or not a boolean: git commit would not sign
+        return False
 
 
 def tree_of(repo: git.Repo, commit: str) -> str:

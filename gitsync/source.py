@@ -33,6 +33,7 @@ import git
 
 from gitsync.errors import FetchError, GitCommandError, NoHeadError, SourceError
 from gitsync.gitcmd import resolve, run_git
+from gitsync.verify import CommitVerifier, Verdict
 from lattice.manifest_loader import (
     ParsedFile,
     combine,
@@ -41,6 +42,7 @@ from lattice.manifest_loader import (
     parse_file,
 )
 from lattice.manifests import DesiredState
+from lattice.status import Reason
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,10 @@ class Evaluation:
     desired: DesiredState | None
     errors: list[str]
     tree: str = ""
+    #: why ``desired`` is None (a :class:`~lattice.status.Reason`); meaningless when valid
+    reason: str = Reason.VALIDATION_FAILED
+    #: the signature policy's verdict on the commit, when one was applied
+    signature: Verdict | None = None
 
     @property
     def valid(self) -> bool:
@@ -179,23 +185,31 @@ class GitSource:
         return sha
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, sha: str) -> Evaluation:
-        """Manifests at ``sha`` to a desired state (or errors); cached by tree id."""
+    def evaluate(self, sha: str, *, verify: CommitVerifier | None = None) -> Evaluation:
+        """Manifests at ``sha`` to a desired state (or errors); cached by tree id. With
+        ``verify``, a commit whose signature it does not trust is Invalid with reason
+        ``UntrustedCommit`` before a single manifest of it is read."""
         with self._lock:
             try:
                 commit = self.repo.commit(sha)
                 root = commit.tree
             except (ValueError, git.BadName, git.BadObject) as exc:
                 raise SourceError(f"{self.location}: no commit {sha}: {exc}") from None
+            verdict = None if verify is None else verify.verify(self.git_dir, sha)
+            if verdict is not None and not verdict.trusted:
+                return Evaluation(revision=sha, desired=None, errors=[verdict.describe()],
+                                  reason=Reason.UNTRUSTED_COMMIT, signature=verdict)
             if self.path:
                 try:
                     tree = root / self.path
                 except KeyError:
                     msg = f"{self.path}:1: (path): manifests path does not exist at {sha[:12]}"
-                    return Evaluation(revision=sha, desired=None, errors=[msg])
+                    return Evaluation(revision=sha, desired=None, errors=[msg],
+                                      signature=verdict)
                 if tree.type != "tree":
                     msg = f"{self.path}:1: (path): manifests path is not a directory"
-                    return Evaluation(revision=sha, desired=None, errors=[msg])
+                    return Evaluation(revision=sha, desired=None, errors=[msg],
+                                      signature=verdict)
             else:
                 tree = root
             key = str(tree.hexsha)
@@ -210,7 +224,8 @@ class GitSource:
         desired, errors = cached
         if desired is not None:
             desired = desired.model_copy(update={"revision": sha})
-        return Evaluation(revision=sha, desired=desired, errors=list(errors), tree=key)
+        return Evaluation(revision=sha, desired=desired, errors=list(errors), tree=key,
+                          signature=verdict)
 
     def _load(self, tree: git.Tree) -> tuple[DesiredState | None, list[str]]:
         self.evaluations += 1

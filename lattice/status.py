@@ -39,6 +39,18 @@ class Reason(StrEnum):
     WAITING_FOR_PROVIDER = "WaitingForProvider"
     CONFLICT = "Conflict"
     CRASH_LOOP = "CrashLoopBackOff"
+    UNTRUSTED_COMMIT = "UntrustedCommit"
+
+
+class SignatureState(StrEnum):
+    """What a commit's signature is worth under a signature policy (or, with none, under
+    the reader's own git config): only ``good`` (a valid signature by a trusted key) may
+    change what runs."""
+
+    GOOD = "good"
+    UNSIGNED = "unsigned"
+    UNTRUSTED = "untrusted"  #: valid, but by an unknown, revoked or expired key
+    BAD = "bad"  #: the signature does not match the commit
 
 
 class Model(BaseModel):
@@ -137,6 +149,7 @@ class SyncSummary(Model):
     attempted_revision: str = ""
     applied_revision: str = ""
     phase: Phase = Phase.PROGRESSING
+    reason: str = ""  #: why the newest revision is Invalid (a :class:`Reason`), else empty
     message: str = ""
     errors: list[str] = Field(default_factory=list)
     updated: datetime | None = None
@@ -144,6 +157,14 @@ class SyncSummary(Model):
     bindingsets: int = 0
     hosts: int = 0
     unmanaged: list[UnmanagedEntity] = Field(default_factory=list)
+
+
+class CommitSignature(Model):
+    """The signature on an evaluated commit, as the agent's policy judged it."""
+
+    state: SignatureState
+    signer: str = ""  #: the principal (SSH) or user id (OpenPGP), when known
+    key: str = ""  #: the key's fingerprint (``SHA256:...`` for SSH, hex for OpenPGP)
 
 
 class StatusReport(Model):
@@ -169,8 +190,11 @@ class RevisionNote(Model):
     format: int = STATUS_FORMAT
     revision: str
     phase: Phase
+    reason: str = ""  #: why it is Invalid (ValidationFailed, UntrustedCommit), else empty
     message: str = ""
     first_seen: datetime
     updated: datetime
     errors: list[str] = Field(default_factory=list)
     entities: list[EntityCount] = Field(default_factory=list)
+    #: the verdict on the commit's signature, when the agent verifies commits
+    signature: CommitSignature | None = None
