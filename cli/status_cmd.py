@@ -5,7 +5,9 @@ evaluated last, its phase and errors, how long ago, and whether HEAD is among wh
 evaluated (a note attests only evaluated revisions). It exits 0 only when HEAD is
 evaluated and ``Synced``, 1 otherwise (``--wait`` polls until then or ``--timeout``), 2 on
 errors: made for scripts and CI. ``history`` lists the commits of the followed branch with
-the phase of each one's note, ``-`` for a commit the agent never evaluated.
+the phase of each one's note, ``-`` for a commit the agent never evaluated, and each one's
+signature: the agent's verdict when its note records one (``--verify-commits``), else what
+the reader's own git says (:func:`gitsync.verify.signature_states`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import click
 from cli.output import age, emit, plural, short, table, warn
 from cli.settings import CliError, Settings
 from cli.view import NO_STATUS, Freshness, RepoView, open_view
-from lattice.status import Phase, RevisionNote, StatusReport
+from gitsync.verify import signature_states
+from lattice.status import CommitSignature, Phase, RevisionNote, StatusReport
 
 #: Seconds between two looks at the status under ``status --wait``.
 WAIT_INTERVAL = 0.5
@@ -53,7 +56,9 @@ def status_lines(report: StatusReport, fresh: Freshness, now: datetime) -> list[
         f"HEAD:        {short(fresh.head)}  ({head_state})",
         f"Evaluated:   {short(s.attempted_revision)}  (the newest revision the agent looked at)",
         f"Applied:     {short(s.applied_revision)}  (the desired state in force)",
-        f"Phase:       {s.phase}" + ("" if phase in (None, s.phase) else f" (HEAD: {phase})"),
+        f"Phase:       {s.phase}" + (f" ({s.reason})" if s.reason else "")
+        + ("" if phase in (None, s.phase) else f" (HEAD: {phase}"
+           + (f", {fresh.note.reason})" if fresh.note and fresh.note.reason else ")")),
         f"Message:     {s.message or '-'}",
         f"Updated:     {age(s.updated, now)} ago"
         + (f" ({s.updated:%Y-%m-%dT%H:%M:%SZ})" if s.updated else ""),
@@ -138,6 +143,14 @@ def _ready(note: RevisionNote) -> str:
     return f"{ready}/{desired}"
 
 
+def _phase(note: RevisionNote) -> str:
+    return f"{note.phase} ({note.reason})" if note.reason else str(note.phase)
+
+
+def _signature(sig: CommitSignature | None) -> str:
+    return str(sig.state) if sig is not None else "-"
+
+
 @click.command("history")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
               help="How many commits to show, newest first.")
@@ -148,7 +161,8 @@ def history_cmd(settings: Settings, limit: int, output: str | None) -> None:
     """List the commits of the followed branch with their sync phase from the notes.
 
     Columns: REVISION, AGE, PHASE (from the note; - when never evaluated), READY (entities'
-    ready/desired summed), AUTHOR, MESSAGE.
+    ready/desired summed), SIGNATURE (good, unsigned, untrusted or bad: the agent's verdict
+    when it verifies commits, else what your git config says), AUTHOR, MESSAGE.
 
     \b
     Examples:
@@ -163,11 +177,15 @@ def history_cmd(settings: Settings, limit: int, output: str | None) -> None:
             raise CliError(f"branch {branch} has no commits in {view.location}")
         commits = view.log(head, limit=limit)
         notes = {c.sha: view.note(c.sha) for c in commits}
+        sigs = {sha: n.signature for sha, n in notes.items() if n and n.signature}
+        sigs |= {sha: v.record() for sha, v in signature_states(
+            view.git_dir, [c.sha for c in commits if c.sha not in sigs]).items()}
     if report is None and not any(notes.values()):
         warn(NO_STATUS)
     if output is not None:
         emit([{"revision": c.sha, "time": c.time.isoformat(), "author": c.author,
                "subject": c.subject,
+               "signature": g.model_dump(mode="json") if (g := sigs.get(c.sha)) else None,
                "note": n.model_dump(mode="json") if (n := notes[c.sha]) else None}
               for c in commits], output)
         return
@@ -175,9 +193,11 @@ def history_cmd(settings: Settings, limit: int, output: str | None) -> None:
     rows = []
     for c in commits:
         note = notes[c.sha]
-        rows.append([short(c.sha), age(c.time, now), note.phase if note else "-",
-                     _ready(note) if note else "-", c.author, c.subject])
-    for line in table(("REVISION", "AGE", "PHASE", "READY", "AUTHOR", "MESSAGE"), rows):
+        rows.append([short(c.sha), age(c.time, now), _phase(note) if note else "-",
+                     _ready(note) if note else "-", _signature(sigs.get(c.sha)), c.author,
+                     c.subject])
+    for line in table(("REVISION", "AGE", "PHASE", "READY", "SIGNATURE", "AUTHOR", "MESSAGE"),
+                      rows):
         click.echo(line)
     if any(n is None for n in notes.values()):
         click.echo(NEVER_EVALUATED, err=True)

@@ -2,9 +2,10 @@
 
 It wires the parts together and owns no logic of its own beyond *when* to reconcile:
 
-* a new head of the watched branch (:func:`gitsync.watch.watch_heads`) is evaluated; a valid
-  one becomes the desired state, an invalid one is noted ``Invalid`` and the last valid
-  desired state stays in force;
+* a new head of the watched branch (:func:`gitsync.watch.watch_heads`) is evaluated (under
+  ``--verify-commits``, its signature first: :mod:`gitsync.verify`); a valid one becomes
+  the desired state, an invalid or untrusted one is noted ``Invalid`` with its reason and
+  the last valid desired state stays in force;
 * lattice events update :class:`~reconciler.observed.ObservedState`; a host joining or
   leaving, or an owned entity stopping, wakes the loop (self-healing);
 * a periodic full resync (APScheduler) re-pings the lattice and corrects drift;
@@ -32,6 +33,7 @@ from nats.aio.msg import Msg
 from gitsync.source import GitSource
 from gitsync.status import StatusWriter
 from gitsync.statusformat import without_clock
+from gitsync.verify import CommitVerifier, SignaturePolicy
 from gitsync.watch import watch_heads
 from lattice.aio import wait_any
 from lattice.manifests import DesiredState
@@ -48,6 +50,7 @@ from lattice.protocol import (
     utcnow,
 )
 from lattice.status import (
+    CommitSignature,
     EntityCount,
     Phase,
     RevisionNote,
@@ -79,6 +82,8 @@ class AgentConfig:
     bid_timeout: float = 0.25
     lease_ttl: float = 6.0
     holder: str | None = None
+    #: sync only heads signed by a key this policy trusts (``--verify-commits``)
+    verify_commits: SignaturePolicy | None = None
 
 
 @dataclass
@@ -88,6 +93,8 @@ class _Revision:
     phase: Phase | None = None
     errors: list[str] = field(default_factory=list)
     counts: Counts = ()
+    reason: str = ""  # why it is Invalid
+    signature: CommitSignature | None = None  # the policy's verdict, when there is one
 
 
 class Agent:
@@ -108,6 +115,7 @@ class Agent:
         self.executor: Executor | None = None
         self.lease: Lease | None = None
         self.source: GitSource | None = None
+        self.verifier: CommitVerifier | None = None
         self.writer: StatusWriter | None = None
         self.head_seen_at: dict[str, float] = {}
         self.last_report: StatusReport | None = None
@@ -119,6 +127,9 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.verify_commits is not None:  # a bad policy stops the agent here, not later
+            self.verifier = CommitVerifier(cfg.verify_commits, data_dir=cfg.data_dir / "verify")
+            await asyncio.to_thread(self.verifier.prepare)
         self.source = await asyncio.to_thread(
             GitSource.open, cfg.repo, branch=cfg.branch, path=cfg.path, data_dir=cfg.data_dir)
         self.writer = StatusWriter(self.source)
@@ -212,14 +223,17 @@ class Agent:
 
     async def _evaluate(self, sha: str) -> None:
         assert self.source is not None
-        ev = await asyncio.to_thread(self.source.evaluate, sha)
-        rev = _Revision(sha=sha, first_seen=utcnow())
+        ev = await asyncio.to_thread(self.source.evaluate, sha, verify=self.verifier)
+        rev = _Revision(sha=sha, first_seen=utcnow(),
+                        signature=ev.signature.record() if ev.signature else None)
         if ev.desired is None:
             rev.errors = list(ev.errors)
             rev.phase = Phase.INVALID
+            rev.reason = ev.reason
             self.refused = rev
-            log.warning("revision %s refused: %d errors; %s stays in force", sha[:8],
-                        len(ev.errors), self.applied.sha[:8] if self.applied else "nothing")
+            log.warning("revision %s refused (%s): %s; %s stays in force", sha[:8], ev.reason,
+                        ev.errors[0] if len(ev.errors) == 1 else f"{len(ev.errors)} errors",
+                        self.applied.sha[:8] if self.applied else "nothing")
             await self._write_note(rev, Phase.INVALID, "; ".join(ev.errors[:3]))
         else:
             if self.applied is None or self.applied.sha != sha:
@@ -305,7 +319,7 @@ class Agent:
         rev, refused, crashes = self.applied, self.refused, self.crashes.loops()
         inputs = ReportInputs(desired, tuple(snap.values()), (
             phase, note, rev.sha, rev.phase, rev.counts,
-            (refused.sha, tuple(refused.errors)) if refused else None,
+            (refused.sha, tuple(refused.errors), refused.reason) if refused else None,
             self.lease.is_leader if self.lease else None, tuple(snap),
             tuple(sorted(self.executor.unplaced.items())),
             tuple(sorted(self.executor.failures.items())), tuple(sorted(crashes.items()))))
@@ -325,6 +339,7 @@ class Agent:
         report = status_report(
             out, branch=self.source.branch if self.source else "", applied=rev.sha,
             refused=(refused.sha, refused.errors) if refused else None,
+            refused_reason=refused.reason if refused else "",
             deps=deps, bss=bss, hosts=snap, now=now)
         self.last_report = report
         if self.writer is None or self.lease is None or not self.lease.is_leader:
@@ -340,8 +355,9 @@ class Agent:
             return
         rev.phase = phase
         note = RevisionNote(
-            revision=rev.sha, phase=phase, message=message, first_seen=rev.first_seen,
-            updated=utcnow(), errors=rev.errors,
+            revision=rev.sha, phase=phase, reason=rev.reason if phase is Phase.INVALID else "",
+            message=message, first_seen=rev.first_seen, updated=utcnow(), errors=rev.errors,
+            signature=rev.signature,
             entities=[EntityCount(kind=k, name=n, phase=p, ready=r, desired=d)
                       for k, n, p, r, d in rev.counts],
         )

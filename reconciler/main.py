@@ -1,8 +1,8 @@
 """``vinculum``: the agent's command line.
 
 ``vinculum --repo PATH|URL --nats-url URL [--branch B] [--path P] [--lattice ID]
-[--interval 30s] [--resync 30s] [--data-dir D]`` (durations: ``250ms``, ``30s``, ``2m``, or
-seconds) runs the agent until SIGTERM or SIGINT
+[--interval 30s] [--resync 30s] [--data-dir D] [--verify-commits ssh:FILE|gpg:FILE]``
+(durations: ``250ms``, ``30s``, ``2m``, or seconds) runs the agent until SIGTERM or SIGINT
 (a second signal exits at once). ``vinculum sync`` asks a running agent to fetch now.
 """
 
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import platformdirs
 
+from gitsync.verify import PolicyError, SignaturePolicy, parse_policy
 from lattice.durations import parse_duration
 from lattice.errors import VinculumError
 from lattice.natsutil import NatsOptions, connect
@@ -28,8 +29,9 @@ from reconciler.agent import Agent, AgentConfig
 
 if TYPE_CHECKING:
     _FloatParam = click.ParamType[float]
+    _PolicyParam = click.ParamType[SignaturePolicy]
 else:  # click < 8.2 has no generic ParamType
-    _FloatParam = click.ParamType
+    _FloatParam = _PolicyParam = click.ParamType
 
 
 class Seconds(_FloatParam):
@@ -48,6 +50,27 @@ class Seconds(_FloatParam):
 
 
 SECONDS = Seconds()
+
+
+class Policy(_PolicyParam):
+    """A commit signature policy: ``ssh:ALLOWED_SIGNERS`` or ``gpg:KEYRING``, whose file
+    must be readable now."""
+
+    name = "ssh:FILE|gpg:FILE"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> SignaturePolicy:
+        if isinstance(value, SignaturePolicy):
+            return value
+        try:
+            policy = parse_policy(str(value))
+            policy.read()
+        except PolicyError as exc:
+            self.fail(exc.message.removeprefix("--verify-commits").lstrip(": "), param, ctx)
+        return policy
+
+
+POLICY = Policy()
 
 
 def _nats_options(url: str, creds: str | None, nkey_seed: str | None, user: str | None,
@@ -91,14 +114,19 @@ def nats_auth_options(f: click.decorators.FC) -> click.decorators.FC:
               help="Longest auction window (ends early on the last answer).")
 @click.option("--lease-ttl", type=SECONDS, default="6s", show_default=True,
               help="Leader lease TTL (HA: a successor takes over within 2x).")
+@click.option("--verify-commits", envvar="VINCULUM_VERIFY_COMMITS", type=POLICY,
+              help="Sync a head only when it is signed by a key of this git allowed-signers "
+                   "file (ssh:FILE) or armored OpenPGP keyring (gpg:FILE); any other head "
+                   "is Invalid (UntrustedCommit).")
 @click.option("--log-level", default="INFO", show_default=True)
 @nats_auth_options
 @click.pass_context
 def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_path: str,
          interval: float, resync: float, data_dir: Path | None, bid_timeout: float,
-         lease_ttl: float, log_level: str, nats_url: str, creds: str | None,
-         nkey_seed: str | None, user: str | None, password: str | None, tls_ca: str | None,
-         tls_cert: str | None, tls_key: str | None, lattice: str) -> None:
+         lease_ttl: float, verify_commits: SignaturePolicy | None, log_level: str,
+         nats_url: str, creds: str | None, nkey_seed: str | None, user: str | None,
+         password: str | None, tls_ca: str | None, tls_cert: str | None, tls_key: str | None,
+         lattice: str) -> None:
     """Run the vinculum: reconcile the manifests in a git branch with a NATS lattice.
 
     \b
@@ -123,6 +151,7 @@ def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_pat
     config = AgentConfig(
         repo=repo, branch=branch, path=manifests_path, nats=ctx.obj["nats"], lattice=lattice,
         interval=interval, resync=resync, bid_timeout=bid_timeout, lease_ttl=lease_ttl,
+        verify_commits=verify_commits,
         data_dir=data_dir or Path(platformdirs.user_data_dir("vinculum")) / lattice,
     )
     _run_or_say(_run(config))

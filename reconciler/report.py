@@ -21,6 +21,7 @@ from lattice.status import (
     DeploymentStatus,
     HostStatus,
     Phase,
+    Reason,
     StatusReport,
     SyncSummary,
 )
@@ -87,15 +88,18 @@ def status_report(
     out: Outcome, *, branch: str, applied: str, refused: tuple[str, list[str]] | None,
     deps: dict[str, DeploymentStatus], bss: dict[str, BindingSetStatus],
     hosts: Mapping[str, HostInventory], now: datetime,
+    refused_reason: str = Reason.VALIDATION_FAILED,
 ) -> StatusReport:
     """The status branch's content: the summary (``Invalid`` while the newest revision,
-    ``refused`` as (sha, errors), does not validate and ``applied`` stays in force), every
-    entity and every observed host. Pure."""
+    ``refused`` as (sha, errors), does not validate or is not trusted, ``refused_reason``
+    says which, and ``applied`` stays in force), every entity and every observed host.
+    Pure."""
     summary = SyncSummary(
         branch=branch,
         attempted_revision=refused[0] if refused else applied,
         applied_revision=applied,
         phase=Phase.INVALID if refused else out.phase,
+        reason=refused_reason if refused else "",
         message=(f"revision {refused[0][:8]} refused; {applied[:8]} stays in force"
                  if refused else out.message),
         errors=refused[1] if refused else out.problems,

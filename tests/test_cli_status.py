@@ -132,9 +132,10 @@ def test_history_shows_each_commit_with_its_note(repo: git.Repo, env: dict[str, 
     result = run(env, "history")
     assert result.exit_code == 0, result.output
     table = [line.split() for line in result.stdout.splitlines()]
-    assert table[0] == ["REVISION", "AGE", "PHASE", "READY", "AUTHOR", "MESSAGE"]
-    assert [(r[0], r[2], r[3]) for r in table[1:]] == [
-        (last[:12], "Degraded", "2/3"), (skipped[:12], "-", "-"), (first[:12], "Synced", "3/3")]
+    assert table[0] == ["REVISION", "AGE", "PHASE", "READY", "SIGNATURE", "AUTHOR", "MESSAGE"]
+    assert [(r[0], r[2], r[3], r[4]) for r in table[1:]] == [
+        (last[:12], "Degraded", "2/3", "unsigned"), (skipped[:12], "-", "-", "unsigned"),
+        (first[:12], "Synced", "3/3", "unsigned")]
     assert table[1][-2:] == ["add", "c"]
     assert "a commit skipped in a burst has no note" in result.stderr
     limited = run(env, "history", "--limit", "1", "-o", "json")
