@@ -22,7 +22,7 @@ import wasmtime
 
 from lattice.claims import Claims, sign_module
 from lattice.gantry import Gantry
-from lattice.natsutil import connect
+from lattice.natsutil import NatsOptions, connect
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def build_examples(directory: Path = EXAMPLE_ACTORS) -> list[ExampleActor]:
     return out
 
 
-async def _push(url: str, lattice: str, actors: list[ExampleActor]) -> None:
+async def _push(url: str | NatsOptions, lattice: str, actors: list[ExampleActor]) -> None:
     nc = await connect(url, initial_timeout=10.0)
     try:
         gantry = Gantry(nc, lattice)
@@ -97,7 +97,7 @@ async def _push(url: str, lattice: str, actors: list[ExampleActor]) -> None:
         await nc.close()
 
 
-def push_examples(url: str, lattice: str, directory: Path = EXAMPLE_ACTORS, *,
+def push_examples(url: str | NatsOptions, lattice: str, directory: Path = EXAMPLE_ACTORS, *,
                   timeout: float = 30.0) -> list[ExampleActor]:
     """Build the example actors and push them to the lattice's registry."""
     actors = build_examples(directory)

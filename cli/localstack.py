@@ -1,5 +1,11 @@
 """A whole lattice on one machine: nats-server, N hosts and the agent, as child processes.
 
+Secure by default: nats-server runs in operator (JWT) mode with the keys of
+:class:`lattice.auth.store.AuthStore` under the state dir, and every process connects with
+credentials of its role (``creds/host-<i>.creds``, ``agent.creds``, ``apps.creds`` for the
+hosts' application traffic, ``admin.creds`` for latticectl), each allowed only what its
+role needs (lattice.auth.roles). ``secure=False`` (``up --insecure``) runs an open server.
+
 Between nats-server and the hosts, the example actors (examples/actors/*.wat) are compiled,
 signed with the demo seeds and pushed to the registry (:mod:`cli.examples`).
 
@@ -20,13 +26,16 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import git
 
 from cli.examples import EXAMPLE_ACTORS, host_runtime_args, push_examples
+from lattice.auth.roles import RoleName
+from lattice.auth.store import AuthStore
 from lattice.localnats import NatsServer
+from lattice.natsutil import NatsOptions
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +59,8 @@ class StackState:
     procs: list[ProcRecord] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     actors: dict[str, str] = field(default_factory=dict)  #: example actor name -> id
+    secure: bool = False
+    creds: dict[str, str] = field(default_factory=dict)  #: user name -> .creds path
 
     def save(self) -> None:
         path = Path(self.state_dir) / "state.json"
@@ -62,7 +73,13 @@ class StackState:
             return None
         data = json.loads(path.read_text())
         data["procs"] = [ProcRecord(**p) for p in data.get("procs", [])]
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def nats(self, user: str = "admin") -> NatsOptions:
+        """How ``user`` (admin by default) reaches this lattice's NATS."""
+        return NatsOptions(url=self.nats_url, name=f"latticectl {user}",
+                           creds_file=self.creds.get(user))
 
 
 def parse_host_labels(specs: tuple[str, ...], hosts: int) -> dict[int, dict[str, str]]:
@@ -126,6 +143,8 @@ class LocalStack:
         with_agent: bool = True,
         resync: float = 30.0,
         actors_dir: Path | None = EXAMPLE_ACTORS,
+        secure: bool = True,
+        agent_args: tuple[str, ...] = (),
     ) -> None:
         self.state_dir = state_dir
         self.lattice = lattice
@@ -136,6 +155,9 @@ class LocalStack:
         self.with_agent = with_agent
         self.resync = resync
         self.actors_dir = actors_dir
+        self.secure = secure
+        self.agent_args = agent_args
+        self.creds: dict[str, str] = {}
         self.nats: NatsServer | None = None
         self.children: list[tuple[ProcRecord, subprocess.Popen[bytes] | None]] = []
 
@@ -144,7 +166,8 @@ class LocalStack:
         logs = self.state_dir / "logs"
         logs.mkdir(exist_ok=True)
         repo = self.repo or str(seed_repo(self.state_dir / "repo"))
-        self.nats = NatsServer(data_dir=self.state_dir / "nats", log_file=logs / "nats.log")
+        self.nats = NatsServer(data_dir=self.state_dir / "nats", log_file=logs / "nats.log",
+                               extra_args=self._secure_setup())
         self.nats.start(detach=detach)
         assert self.nats.proc is not None
         self.children.append(
@@ -154,7 +177,7 @@ class LocalStack:
         actors: dict[str, str] = {}
         if self.actors_dir is not None:
             try:
-                pushed = push_examples(self.nats.url, self.lattice, self.actors_dir)
+                pushed = push_examples(self._options("admin"), self.lattice, self.actors_dir)
             except BaseException:
                 self.stop()
                 raise
@@ -168,6 +191,8 @@ class LocalStack:
                     "--cache-dir", str(self.state_dir / "wasm-cache")]
             for k, v in sorted(self.host_labels.get(i, {}).items()):
                 args += ["--label", f"{k}={v}"]
+            if self.secure:
+                args += ["--creds", self.creds[name], "--apps-creds", self.creds["apps"]]
             path = logs / f"{name}.log"
             proc = _spawn(args, path, detach=detach)
             self.children.append((ProcRecord("host", proc.pid, "hostagent.main", str(path)), proc))
@@ -175,7 +200,9 @@ class LocalStack:
             args = [sys.executable, "-m", "reconciler.main", "--repo", repo,
                     "--nats-url", self.nats.url, "--lattice", self.lattice,
                     "--data-dir", str(self.state_dir / "agent"),
-                    "--resync", str(self.resync)]
+                    "--resync", str(self.resync), *self.agent_args]
+            if self.secure:
+                args += ["--creds", self.creds["agent"]]
             path = logs / "agent.log"
             proc = _spawn(args, path, detach=detach)
             rec = ProcRecord("agent", proc.pid, "reconciler.main", str(path))
@@ -183,10 +210,32 @@ class LocalStack:
         state = StackState(
             nats_url=self.nats.url, lattice=self.lattice, repo=repo,
             state_dir=str(self.state_dir), procs=[rec for rec, _ in self.children],
-            actors=actors,
+            actors=actors, secure=self.secure, creds=dict(self.creds),
         )
         state.save()
         return state
+
+    def _secure_setup(self) -> list[str]:
+        """In secure mode: the keys (made once, kept), fresh credentials for every process
+        of this run, and the server's configuration; the arguments that load it."""
+        if not self.secure:
+            return []
+        store = AuthStore(self.state_dir, self.lattice).initialise()
+        users: list[tuple[RoleName, str]] = [("admin", "admin"), ("agent", "agent"),
+                                        ("apps", "apps")]
+        users += [("host", f"host-{i}") for i in range(self.hosts)]
+        for role, name in users:
+            issued = store.issue(role, name)
+            self.creds[name] = str(issued.path)
+        conf = self.state_dir / "nats" / "server.conf"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(store.server_config(self.state_dir / "nats" / "jwt"))
+        return ["-c", str(conf)]
+
+    def _options(self, user: str) -> NatsOptions:
+        assert self.nats is not None
+        return NatsOptions(url=self.nats.url, name=f"latticectl {user}",
+                           creds_file=self.creds.get(user))
 
     def stop(self, *, timeout: float = 8.0) -> None:
         """Stop the agent, then the hosts, then NATS (reverse start order)."""

@@ -160,14 +160,16 @@ class Settings:
         sdir = Path(state_dir) if state_dir else default_state_dir()
         conf = load_context(context)
         up = load_up_state(sdir)
+        url = nats_url or conf.get("nats-url")
         return cls(
             repo=repo or conf.get("repo") or up.get("repo"),
-            nats_url=nats_url or conf.get("nats-url") or up.get("nats_url"),
+            nats_url=url or up.get("nats_url"),
             lattice=lattice or conf.get("lattice") or up.get("lattice") or "default",
             context=context,
             state_dir=sdir,
             debug=debug,
-            nats_creds=_path(nats_creds or conf.get("nats-creds")),
+            nats_creds=_path(nats_creds or conf.get("nats-creds"))
+            or (None if url else _up_creds(up)),
             nats_user=nats_user or conf.get("nats-user"),
             nats_password=os.environ.get("LATTICECTL_NATS_PASSWORD") or None,
             nats_tls_ca=_path(nats_tls_ca or conf.get("nats-tls-ca")),
@@ -190,6 +192,13 @@ class Settings:
         """The repository to work on: the resolved ``repo`` (flag, environment, context,
         then a running ``up``'s), else the current directory."""
         return self.repo or os.getcwd()
+
+
+def _up_creds(up: dict[str, Any]) -> str | None:
+    """latticectl's credentials in a secured ``latticectl up``'s state (admin.creds)."""
+    creds = up.get("creds")
+    found = creds.get("admin") if isinstance(creds, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def _path(value: str | None) -> str | None:

@@ -20,13 +20,14 @@ from cli.localstack import LocalStack, StackState, is_ours, parse_host_labels, s
 from cli.output import plural
 from cli.reach import ping_hosts
 from cli.settings import CliError, Settings
-from lattice.natsutil import connect
-from lattice.protocol import CloudEvent, EventType, Subjects
+from lattice.natsutil import NatsOptions, connect
+from lattice.protocol import CloudEvent, EventType, Subjects, decode_event
 
 DEFAULT_LABELS = ("0:leds=12",)
 
 
-async def wait_for_hosts(url: str, lattice: str, count: int, *, timeout: float) -> int:
+async def wait_for_hosts(url: str | NatsOptions, lattice: str, count: int, *,
+                         timeout: float) -> int:
     """Poll with pings until ``count`` hosts answer or ``timeout`` passes; the count seen."""
     deadline = time.monotonic() + timeout
     seen = 0
@@ -58,16 +59,13 @@ def format_event(ev: CloudEvent) -> str:
     return f"{line}  ({reason})" if reason else line
 
 
-async def _print_events(url: str, lattice: str, stop: asyncio.Event) -> None:
+async def _print_events(url: str | NatsOptions, lattice: str, stop: asyncio.Event) -> None:
     nc = await connect(url)
     quiet = {EventType.HOST_HEARTBEAT}
 
     async def on_event(msg: object) -> None:
-        try:
-            ev = CloudEvent.model_validate_json(msg.data)  # type: ignore[attr-defined]
-        except ValueError:
-            return
-        if ev.event_type not in quiet:
+        ev = decode_event(msg.data, msg.subject)  # type: ignore[attr-defined]
+        if ev is not None and ev.event_type not in quiet:
             click.echo(format_event(ev))
 
     await nc.subscribe(Subjects(lattice).events, cb=on_event)
@@ -77,7 +75,7 @@ async def _print_events(url: str, lattice: str, stop: asyncio.Event) -> None:
         await nc.close()
 
 
-def _run_foreground(url: str, lattice: str) -> None:
+def _run_foreground(url: str | NatsOptions, lattice: str) -> None:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -98,6 +96,9 @@ def _run_foreground(url: str, lattice: str) -> None:
 @click.option("--heartbeat", default=2.0, show_default=True, help="Host heartbeat seconds.")
 @click.option("--resync", default=30.0, show_default=True,
               help="Agent's periodic full resync, seconds.")
+@click.option("--insecure", is_flag=True,
+              help="Run NATS without authentication (anyone who reaches it may command "
+                   "hosts); the default is operator mode with a credential per role.")
 @click.pass_obj
 def up(
     settings: Settings,
@@ -107,6 +108,7 @@ def up(
     no_agent: bool,
     heartbeat: float,
     resync: float,
+    insecure: bool,
 ) -> None:
     """Start a local lattice: nats-server, HOSTS hosts and the agent.
 
@@ -130,16 +132,23 @@ def up(
     stack = LocalStack(
         state_dir=settings.state_dir, lattice=settings.lattice, hosts=hosts, host_labels=labels,
         repo=settings.repo, heartbeat=heartbeat, with_agent=not no_agent, resync=resync,
+        secure=not insecure,
     )
+    if insecure:
+        click.echo("warning: --insecure: NATS accepts anyone who reaches it, and any client "
+                   "can command the hosts; use it only on a machine you alone use", err=True)
     state = stack.start(detach=detach)
     try:
-        seen = asyncio.run(wait_for_hosts(state.nats_url, state.lattice, hosts, timeout=20.0))
+        seen = asyncio.run(wait_for_hosts(state.nats(), state.lattice, hosts, timeout=20.0))
         if seen < hosts:
             raise CliError(
                 f"only {seen} of {hosts} hosts answered a ping within 20 s; "
                 f"see the logs in {settings.state_dir / 'logs'}"
             )
-        click.echo(f"nats:    {state.nats_url}  (lattice {state.lattice})")
+        click.echo(f"nats:    {state.nats_url}  (lattice {state.lattice}, "
+                   f"{'operator mode' if state.secure else 'INSECURE: no authentication'})")
+        if state.secure:
+            click.echo(f"creds:   {settings.state_dir / 'creds'}  (admin.creds is latticectl's)")
         click.echo(f"hosts:   {hosts} up")
         for name, actor_id in sorted(state.actors.items()):
             click.echo(f"actor:   {name} {actor_id}  (signed with the demo seeds, pushed)")
@@ -150,7 +159,7 @@ def up(
             click.echo(f"state:   {state_file}  (stop with `latticectl down`)")
             return
         click.echo("events (Ctrl-C stops the lattice):")
-        _run_foreground(state.nats_url, state.lattice)
+        _run_foreground(state.nats(), state.lattice)
         click.echo("stopping...")
         stack.stop()
     except BaseException:

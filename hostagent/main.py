@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from nats.aio.client import Client
 from hostagent.host import Host, HostConfig
 from hostagent.labels import LabelError, host_labels, parse_label
 from hostagent.runtime import MemoryRuntime, Runtime
+from lattice.auth.keys import host_id_of_creds
+from lattice.auth.store import read_credentials
 from lattice.ids import random_host_id
 from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import DEFAULT_LATTICE, Subjects
@@ -78,6 +81,9 @@ _file = click.Path(exists=True, dir_okay=False)
 @click.option("--heartbeat", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
               help="Seconds between heartbeats.")
 @click.option("--creds", envvar="LATTICE_NATS_CREDS", type=_file, help="NATS credentials file.")
+@click.option("--apps-creds", envvar="LATTICE_APPS_CREDS", type=_file,
+              help="NATS credentials for application traffic (wascc:messaging), on a "
+                   "connection of its own; a secured lattice gives hosts no other way.")
 @click.option("--nkey-seed", envvar="LATTICE_NATS_NKEY_SEED", type=_file,
               help="NATS nkey seed file.")
 @click.option("--user", envvar="LATTICE_NATS_USER", help="NATS user.")
@@ -103,7 +109,8 @@ _file = click.Path(exists=True, dir_okay=False)
               "[default: the user cache dir, .../vinculum/wasmtime].")
 @click.option("--no-cache", is_flag=True, help="Compile every module afresh; keep nothing.")
 def main(nats_url: str, lattice_id: str, labels: Sequence[str], name: str | None,
-         heartbeat: float, creds: str | None, nkey_seed: str | None, user: str | None,
+         heartbeat: float, creds: str | None, apps_creds: str | None,
+         nkey_seed: str | None, user: str | None,
          password: str | None, tls_ca: str | None, tls_cert: str | None,
          tls_key: str | None, connect_timeout: float, log_level: str,
          runtime: str, trusted_issuers: Sequence[str], cache_dir: str | None,
@@ -120,20 +127,36 @@ def main(nats_url: str, lattice_id: str, labels: Sequence[str], name: str | None
         all_labels = host_labels(labels, os.environ)
     except LabelError as exc:
         raise click.UsageError(str(exc)) from None
+    try:
+        host_id = host_id_from(creds)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--creds") from None
     config = HostConfig(
         name=name or socket.gethostname(), labels=all_labels, lattice=lattice_id,
-        heartbeat_s=heartbeat, host_id=random_host_id(),
+        heartbeat_s=heartbeat, host_id=host_id,
     )
     nats = NatsOptions(
         url=nats_url, name=f"lattice-host {config.name}", creds_file=creds,
         nkey_seed_file=nkey_seed, user=user, password=password, tls_ca=tls_ca,
         tls_cert=tls_cert, tls_key=tls_key,
     )
+    apps = replace(nats, name=f"lattice-host {config.name} apps", creds_file=apps_creds,
+                   nkey_seed_file=None) if apps_creds else None
     issuers = [i for v in trusted_issuers for i in v.replace(",", " ").split()]
     cache = None if no_cache else Path(cache_dir) if cache_dir else default_cache_dir()
     sys.exit(asyncio.run(run_host(nats, config, connect_timeout=connect_timeout,
                                   runtime_kind=runtime, trusted_issuers=issuers,
-                                  cache_dir=cache)))
+                                  cache_dir=cache, apps=apps)))
+
+
+def host_id_from(creds: str | None) -> str:
+    """The host id its credentials fix (a secured lattice names it in the host's
+    permissions), else a fresh one for this run."""
+    if creds:
+        fixed = host_id_of_creds(read_credentials(creds))
+        if fixed:
+            return fixed
+    return random_host_id()
 
 
 def default_cache_dir() -> Path:
@@ -142,19 +165,22 @@ def default_cache_dir() -> Path:
 
 
 def make_runtime(kind: str, nc: Client, lattice_id: str, *,
-                 trusted_issuers: Sequence[str] = (), cache_dir: Path | None = None) -> Runtime:
+                 trusted_issuers: Sequence[str] = (), cache_dir: Path | None = None,
+                 apps_nc: Client | None = None) -> Runtime:
     """The runtime named on the command line."""
     if kind == "memory":
         return MemoryRuntime()
     from hostagent.wasm.runtime import WasmRuntime  # wasmtime loads only when used
 
-    return WasmRuntime(nc, lattice_id, trusted_issuers=trusted_issuers, cache_dir=cache_dir)
+    return WasmRuntime(nc, lattice_id, trusted_issuers=trusted_issuers, cache_dir=cache_dir,
+                       apps_nc=apps_nc)
 
 
 async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: float,
                    runtime_kind: str = "wasm", trusted_issuers: Sequence[str] = (),
-                   cache_dir: Path | None = None) -> int:
-    """Run one host until a signal; the process exit status."""
+                   cache_dir: Path | None = None, apps: NatsOptions | None = None) -> int:
+    """Run one host until a signal; the process exit status. ``apps``: a second
+    connection for application traffic (providers), when given."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     seen: list[signal.Signals] = []
@@ -200,22 +226,30 @@ async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: fl
         log.error("cannot reach NATS at %s within %.1fs: %s", nats.url, connect_timeout,
                   str(exc) or type(exc).__name__)
         return 1
+    apps_nc = None
+    if apps is not None:
+        try:
+            apps_nc = await connect(apps, initial_timeout=connect_timeout)
+        except ConnectionError as exc:
+            log.error("cannot open the application connection: %s", exc)
+            await nc.close()
+            return 1
     runtime = make_runtime(runtime_kind, nc, config.lattice, trusted_issuers=trusted_issuers,
-                           cache_dir=cache_dir)
+                           cache_dir=cache_dir, apps_nc=apps_nc)
     host = Host(nc, config, runtime=runtime)
     hosts.append(host)
     log.info("connected to %s", nats.url)
     await host.start()
     await stopping
     try:
-        await asyncio.wait_for(_shutdown(host), SHUTDOWN_BUDGET_S)
+        await asyncio.wait_for(_shutdown(host, apps_nc), SHUTDOWN_BUDGET_S)
     except TimeoutError:
         log.error("shutdown did not finish within %.1fs", SHUTDOWN_BUDGET_S)
         return 1
     return 0
 
 
-async def _shutdown(host: Host) -> None:
+async def _shutdown(host: Host, apps_nc: Client | None) -> None:
     await host.stop()
     close = getattr(host.runtime, "close", None)
     if close is not None:
@@ -228,6 +262,8 @@ async def _shutdown(host: Host) -> None:
     except Exception as exc:
         log.warning("drain failed (%s); closing", type(exc).__name__ or exc)
         await host.nc.close()
+    if apps_nc is not None:
+        await apps_nc.close()
 
 
 if __name__ == "__main__":

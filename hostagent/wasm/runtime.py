@@ -82,8 +82,11 @@ class WasmRuntime:
 
     def __init__(self, nc: Client | None, lattice_id: str, *, limits: Limits | None = None,
                  fetch: Fetch | None = None, trusted_issuers: Iterable[str] = (),
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, apps_nc: Client | None = None) -> None:
         self.nc = nc
+        #: where providers carry application traffic (wascc:messaging): a connection of
+        #: its own in a secured lattice, so no actor reaches a control subject through it
+        self.apps_nc = apps_nc or nc
         self.lattice_id = lattice_id
         self.limits = limits or Limits()
         self.engine = new_engine(cache_dir)
@@ -313,7 +316,7 @@ class WasmRuntime:
                                  f"vendor {provider.vendor_id} on this host (known: {known})")
         ctx = ProviderContext(
             capability_id=provider.capability_id, binding_name=provider.binding_name,
-            vendor_id=provider.vendor_id, nc=self.nc, loop=asyncio.get_running_loop(),
+            vendor_id=provider.vendor_id, nc=self.apps_nc, loop=asyncio.get_running_loop(),
             call_actor=self.call_actor,
         )
         try:

@@ -230,11 +230,22 @@ def _now(issued_at: int | None) -> int:
     return int(time.time()) if issued_at is None else issued_at
 
 
+def host_id_of_creds(creds: Credentials) -> str | None:
+    """The host id fixed by a host's credentials (a user JWT of role host), else None.
+    Pure."""
+    tags = claims_of(creds.jwt).get("nats", {}).get("tags", []) or []
+    if "vinculum-role:host" not in tags:
+        return None
+    return host_id_of(creds.user.public_key)
+
+
+INBOX_TAG = "vinculum-inbox:"
+
+
 def inbox_of(token: str) -> str | None:
-    """The inbox prefix a user JWT confines its holder to (the ``_INBOX.<x>.>`` entry of
-    its subscribe allow-list), or None when it may use any. Pure."""
-    nats = claims_of(token).get("nats", {})
-    for entry in nats.get("sub", {}).get("allow", []) or []:
-        if isinstance(entry, str) and entry.startswith("_INBOX.") and entry.endswith(".>"):
-            return entry[:-2]
+    """The inbox prefix a user JWT confines its holder to (its ``vinculum-inbox:`` tag),
+    or None when it may use any. Pure."""
+    for tag in claims_of(token).get("nats", {}).get("tags", []) or []:
+        if isinstance(tag, str) and tag.startswith(INBOX_TAG):
+            return tag[len(INBOX_TAG):]
     return None

@@ -17,8 +17,9 @@ The roles:
   ``Publish`` can reach no control subject.
 * **admin** (latticectl): everything inside its lattice's account.
 
-Every role but admin has an inbox prefix of its own (``_INBOX.<token>``), so no role reads
-the replies meant for another.
+Every role but admin has an inbox prefix of its own (``_INBOX.<host id>``,
+``_INBOX.agent``, ``_INBOX_apps``), so no role reads the replies meant for another; the
+prefix is written into the user JWT as the tag ``vinculum-inbox:<prefix>``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def inbox_prefix(role: RoleName, host_id: str = "") -> str:
         return f"_INBOX.{host_id}"
     if role == "admin":
         return "_INBOX"
+    if role == "apps":  # outside _INBOX.>, which apps may not touch
+        return "_INBOX_apps"
     return f"_INBOX.{role}"
 
 
@@ -80,7 +83,8 @@ def host(lattice_id: str, host_id: str) -> Grant:
     return Grant("host", Permissions(
         sub_allow=(s.ping, f"{s.prefix}.ctl.auction.*", s.host_commands(host_id),
                    f"{s.prefix}.rpc.>", f"{inbox}.>"),
-        pub_allow=(f"{s.prefix}.evt.{host_id}.>", f"{s.prefix}.rpc.>", "$JS.API.INFO",
+        pub_allow=(f"{s.prefix}.evt.{host_id}.>", f"{s.prefix}.rpc.>", f"{inbox}.>",
+                   "$JS.API.INFO", "$JS.API.STREAM.NAMES",
                    *_stream_read(gantry_stream), *_stream_read(f"KV_{policy_bucket}")),
         responses=1,
     ), inbox)
@@ -93,8 +97,8 @@ def agent(lattice_id: str) -> Grant:
     inbox = inbox_prefix("agent")
     return Grant("agent", Permissions(
         sub_allow=(s.events, s.nudge, f"{inbox}.>"),
-        pub_allow=(f"{s.prefix}.ctl.>", "$JS.API.INFO", *_stream_own(f"KV_{lease}"),
-                   f"$KV.{lease}.>"),
+        pub_allow=(f"{s.prefix}.ctl.>", f"{inbox}.>", "$JS.API.INFO",
+                   "$JS.API.STREAM.NAMES", *_stream_own(f"KV_{lease}"), f"$KV.{lease}.>"),
     ), inbox)
 
 

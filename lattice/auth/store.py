@@ -159,7 +159,8 @@ class AuthStore:
         host_id = keys.host_id_of(user.public_key) if role == "host" else ""
         grant = roles.grant(role, self.lattice_id, host_id)
         creds = keys.issue_user(self.account, name=name, permissions=grant.permissions,
-                                tags=(f"vinculum-role:{role}",), user=user)
+                                tags=(f"vinculum-role:{role}",
+                                      f"{keys.INBOX_TAG}{grant.inbox}"), user=user)
         target = path or self.creds_dir / f"{name}.creds"
         write_secret(target, creds.text())
         if role == "host":
