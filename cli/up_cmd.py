@@ -20,6 +20,7 @@ from cli.localstack import LocalStack, StackState, is_ours, parse_host_labels, s
 from cli.output import plural
 from cli.reach import ping_hosts
 from cli.settings import CliError, Settings
+from gitsync.verify import PolicyError, parse_policy
 from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import CloudEvent, EventType, Subjects, decode_event
 
@@ -86,6 +87,19 @@ def _run_foreground(url: str | NatsOptions, lattice: str) -> None:
     asyncio.run(main())
 
 
+def _policy(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--verify-commits``, checked here (scheme, readable file) and made absolute."""
+    if value is None:
+        return None
+    try:
+        policy = parse_policy(value)
+        policy.read()
+    except PolicyError as exc:
+        raise click.BadParameter(exc.message.removeprefix("--verify-commits").lstrip(": "),
+                                 ctx=ctx, param=param) from None
+    return str(policy)
+
+
 @click.command()
 @click.option("--hosts", default=3, show_default=True, type=click.IntRange(0, 200),
               help="How many hosts to start.")
@@ -96,6 +110,9 @@ def _run_foreground(url: str | NatsOptions, lattice: str) -> None:
 @click.option("--heartbeat", default=2.0, show_default=True, help="Host heartbeat seconds.")
 @click.option("--resync", default=30.0, show_default=True,
               help="Agent's periodic full resync, seconds.")
+@click.option("--verify-commits", metavar="ssh:FILE|gpg:FILE", callback=_policy,
+              help="Passed to the agent: sync only heads signed by a key of this git "
+                   "allowed-signers file (ssh:) or armored OpenPGP keyring (gpg:).")
 @click.option("--insecure", is_flag=True,
               help="Run NATS without authentication (anyone who reaches it may command "
                    "hosts); the default is operator mode with a credential per role.")
@@ -108,6 +125,7 @@ def up(
     no_agent: bool,
     heartbeat: float,
     resync: float,
+    verify_commits: str | None,
     insecure: bool,
 ) -> None:
     """Start a local lattice: nats-server, HOSTS hosts and the agent.
@@ -118,6 +136,7 @@ def up(
     Examples:
       latticectl up                              # foreground; Ctrl-C stops everything
       latticectl up --detach --hosts 5 --host-label 0:leds=12 --host-label 1:gpu=yes
+      latticectl up --detach --verify-commits ssh:~/.config/git/allowed_signers
       latticectl down
     """
     existing = StackState.load(settings.state_dir)
@@ -133,6 +152,7 @@ def up(
         state_dir=settings.state_dir, lattice=settings.lattice, hosts=hosts, host_labels=labels,
         repo=settings.repo, heartbeat=heartbeat, with_agent=not no_agent, resync=resync,
         secure=not insecure,
+        agent_args=("--verify-commits", verify_commits) if verify_commits else (),
     )
     if insecure:
         click.echo("warning: --insecure: NATS accepts anyone who reaches it, and any client "

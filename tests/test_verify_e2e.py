@@ -6,14 +6,18 @@ signed by an unknown key are Invalid with reason UntrustedCommit (note, status b
 ``latticectl status`` and ``history``) while what ran keeps running, untouched; ``apply``
 signing as the repository's git config says is Synced again. OpenPGP, with no host at all
 (an empty desired state is Synced by itself): an unsigned head is refused, a head signed
-by a key of the keyring is Synced. Every wait is a poll with a deadline.
+by a key of the keyring is Synced. ``latticectl up --verify-commits`` checks the policy
+and hands it to the agent it starts, which refuses the unsigned seed commit. Every wait is
+a poll with a deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
+import git
 import pytest
 import yaml
 
@@ -22,7 +26,7 @@ from gitsync.status import read_note, read_status
 from lattice.status import Phase, Reason, SignatureState
 from tests import signing
 from tests.cliutil import clean_env, run
-from tests.helpers import eventually
+from tests.helpers import eventually, eventually_sync
 from tests.lattice_e2e import ACTOR, EventLog, Lattice, lat, repo, settled, where
 
 __all__ = ["lat", "repo"]  # fixtures
@@ -136,3 +140,31 @@ async def test_an_openpgp_keyring_decides_with_no_host_at_all(
         assert homes and all(h.stat().st_mode & 0o077 == 0 for h in homes)
     finally:
         bob.close()
+
+
+def test_up_passes_the_policy_to_the_agent_it_starts(tmp_path: Path) -> None:
+    signers = signing.allowed_signers(tmp_path / "allowed_signers",
+                                      signing.ssh_key(tmp_path / "keys", "alice"))
+    state_dir = tmp_path / "state"
+    env = clean_env(tmp_path)
+    ctl = ["--state-dir", str(state_dir), "--lattice", "upverify"]
+    refused = run(env, *ctl, "up", "--verify-commits", f"ssh:{tmp_path}/nope")
+    assert refused.exit_code == 2 and "cannot read the allowed signers file" in refused.output
+    started = run(env, *ctl, "up", "--detach", "--insecure", "--hosts", "0",
+                  "--verify-commits", f"ssh:{signers}")
+    try:
+        assert started.exit_code == 0, started.output
+        state = json.loads((state_dir / "state.json").read_text())
+        [agent] = [p for p in state["procs"] if p["role"] == "agent"]
+        cmdline = Path(f"/proc/{agent['pid']}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[cmdline.index(b"--verify-commits") + 1] == f"ssh:{signers}".encode()
+        seeded = git.Repo(state["repo"])  # its seed commit is not signed: refused
+        head = seeded.head.commit.hexsha
+
+        def untrusted() -> bool:
+            note = read_note(seeded, head)
+            return note is not None and note.reason == Reason.UNTRUSTED_COMMIT
+        eventually_sync(untrusted, timeout=30, message="the seed commit is UntrustedCommit")
+    finally:
+        down = run(env, *ctl, "down")
+    assert down.exit_code == 0, down.output
