@@ -126,6 +126,7 @@ def _register() -> None:
         events_cmd,
         gantry_cmd,
         get_cmd,
+        host_cmd,
         request_cmd,
         status_cmd,
         trust_cmd,
@@ -133,7 +134,7 @@ def _register() -> None:
     )
 
     for family in (up_cmd, apply_cmd, get_cmd, describe_cmd, diff_cmd, status_cmd, events_cmd,
-                   actor_cmd, gantry_cmd, trust_cmd, request_cmd):
+                   actor_cmd, gantry_cmd, trust_cmd, host_cmd, request_cmd):
         for command in family.COMMANDS:
             cli.add_command(command)
 

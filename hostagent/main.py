@@ -207,12 +207,21 @@ async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: fl
         if not stop.is_set():
             log.warning("disconnected from NATS at %s; reconnecting", nats.url)
 
+    lost: list[bool] = []
+
+    async def closed() -> None:
+        if not stop.is_set():
+            log.error("NATS closed the connection for good (were this host's credentials "
+                      "revoked?); stopping")
+            lost.append(True)
+            stop.set()
+
     log.info("host %s (%s) connecting to %s", config.host_id, config.name, nats.url)
     # nats-py retries a first connection forever when reconnects are unlimited, so the
     # start-up deadline is enforced here.
     connecting = asyncio.create_task(asyncio.wait_for(connect(
         nats, initial_timeout=connect_timeout, on_reconnect=reconnected,
-        on_disconnect=disconnected,
+        on_disconnect=disconnected, on_closed=closed,
     ), connect_timeout))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -246,7 +255,7 @@ async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: fl
     except TimeoutError:
         log.error("shutdown did not finish within %.1fs", SHUTDOWN_BUDGET_S)
         return 1
-    return 0
+    return 1 if lost else 0
 
 
 async def _shutdown(host: Host, apps_nc: Client | None) -> None:

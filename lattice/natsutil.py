@@ -59,6 +59,7 @@ async def connect(
     initial_timeout: float = 10.0,
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
     on_disconnect: Callable[[], Awaitable[None]] | None = None,
+    on_closed: Callable[[], Awaitable[None]] | None = None,
 ) -> Client:
     """Connect with reconnect forever once connected; the first connection is retried
     until ``initial_timeout`` seconds have passed (the server may still be starting).
@@ -96,6 +97,8 @@ async def connect(
         kwargs["reconnected_cb"] = on_reconnect
     if on_disconnect is not None:
         kwargs["disconnected_cb"] = on_disconnect
+    if on_closed is not None:  # nats-py gave up: the server refused us (e.g. revoked)
+        kwargs["closed_cb"] = on_closed
 
     errors: list[Exception] = []
 

@@ -199,7 +199,7 @@ def test_up_signs_and_pushes_the_example_actors(tmp_path: Path) -> None:
             "echo": "MAJEM2O2J4G2RZP3EBFQ2F2EMVNEOUNEUURCHJ3Z5JRSJ65UTICCEK25"}
 
         async def listing() -> list[str]:
-            nc = await connect(state.nats_url)
+            nc = await connect(state.nats())
             try:
                 return [r.name for r in await Gantry(nc, "demo").list()]
             finally:

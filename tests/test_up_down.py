@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 
 from cli.main import cli
 from cli.reach import ping_hosts
+from lattice.natsutil import NatsOptions
 from tests.helpers import eventually_sync
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -46,7 +47,15 @@ def test_up_detach_then_down(tmp_path: Path) -> None:
         pids = [p["pid"] for p in state["procs"]]
         roles = sorted(p["role"] for p in state["procs"])
         assert roles == ["agent", "host", "host", "host", "nats-server"]
-        invs = asyncio.run(ping_hosts(state["nats_url"], "updown", timeout=1.0))
+        # secure by default: a credential per role, and nobody gets in without one
+        assert state["secure"] is True
+        assert sorted(state["creds"]) == ["admin", "agent", "apps", "host-0", "host-1",
+                                          "host-2"]
+        assert all(os.stat(p).st_mode & 0o777 == 0o600 for p in state["creds"].values())
+        with pytest.raises(ConnectionError, match="Authorization Violation"):
+            asyncio.run(ping_hosts(state["nats_url"], "updown", timeout=1.0))
+        admin = NatsOptions(url=state["nats_url"], creds_file=state["creds"]["admin"])
+        invs = asyncio.run(ping_hosts(admin, "updown", timeout=1.0))
         assert sorted(i.name for i in invs) == ["host-0", "host-1", "host-2"]
         assert {i.name: i.labels.get("leds") for i in invs}["host-0"] == "12"
         # the demo repository was made from examples/repo
