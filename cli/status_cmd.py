@@ -22,7 +22,7 @@ from cli.output import age, emit, plural, short, table, warn
 from cli.settings import CliError, Settings
 from cli.view import NO_STATUS, Freshness, RepoView, open_view
 from gitsync.verify import signature_states
-from lattice.status import CommitSignature, Phase, RevisionNote, StatusReport
+from lattice.status import CommitSignature, Phase, RevisionNote, StatusReport, SyncSummary
 
 #: Seconds between two looks at the status under ``status --wait``.
 WAIT_INTERVAL = 0.5
@@ -48,7 +48,7 @@ def status_lines(report: StatusReport, fresh: Freshness, now: datetime) -> list[
     if not fresh.evaluated:
         head_state = "not yet evaluated"
     elif fresh.note is not None:
-        head_state = f"evaluated: {fresh.note.phase} (the status branch is catching up)"
+        head_state = f"evaluated: {_phase(fresh.note)} (the status branch is catching up)"
     else:
         head_state = "evaluated"
     lines = [
@@ -88,8 +88,32 @@ def status_document(report: StatusReport, fresh: Freshness) -> dict[str, Any]:
 
 
 def _look(view: RepoView) -> tuple[StatusReport, Freshness]:
-    report = view.require_status()
-    return report, view.freshness(report)
+    report = view.status() or _refused_from_the_start(view) or view.require_status()
+    fresh = view.freshness(report)
+    if fresh.evaluated and fresh.note is None and fresh.head and report.summary.updated:
+        # an agent (re)started on a head it refuses writes its note, not the status branch
+        # (it has no desired state to report on): a newer Invalid note on HEAD wins
+        note = view.note(fresh.head)
+        if (note is not None and note.phase is Phase.INVALID
+                and note.updated > report.summary.updated
+                and report.summary.phase is not Phase.INVALID):
+            fresh = Freshness(fresh.branch, fresh.head, True, note)
+    return report, fresh
+
+
+def _refused_from_the_start(view: RepoView) -> StatusReport | None:
+    """No status branch, yet a note on HEAD: the agent refused every revision it saw (the
+    first one is Invalid, e.g. an unsigned seed under --verify-commits), so it has applied
+    nothing and written no status. The summary that note implies, else None."""
+    branch = view.current_branch()
+    head = view.head(branch) if branch else None
+    note = view.note(head) if head else None
+    if note is None or note.phase is not Phase.INVALID:
+        return None
+    return StatusReport(summary=SyncSummary(
+        branch=branch or "", attempted_revision=note.revision, phase=note.phase,
+        reason=note.reason, message=f"revision {note.revision[:8]} refused; nothing applied "
+        "yet", errors=note.errors, updated=note.updated))
 
 
 @click.command("status")

@@ -29,7 +29,7 @@ from gitsync.verify import (
     signature_states,
     verdict_of,
 )
-from lattice.status import Reason, SignatureState
+from lattice.status import Phase, Reason, SignatureState
 from tests import signing
 from tests.gitrepo import DEPLOYMENT, init_repo
 from tests.signing import GpgKey, SshKey
@@ -298,3 +298,37 @@ def test_history_without_a_policy_shows_what_the_readers_git_says(
     with repo.config_writer() as cw:
         cw.set_value('gpg "ssh"', "allowedSignersFile", str(tmp_path / "mine"))
     assert signature_states(repo.git_dir, [signed])[signed].state is SignatureState.GOOD
+
+
+# ---------------------------------------------------------------- latticectl status
+
+def test_status_shows_a_refused_head_with_no_status_branch(
+        repo: git.Repo, tmp_path: Path) -> None:
+    from tests.cliutil import clean_env, note, run, write_status
+
+    sha = signing.commit(_wt(repo), MANIFEST, "unsigned")
+    why = f"commit {sha[:8]} is not signed; only commits signed by a trusted key are synced"
+    refused = note(sha, Phase.INVALID, errors=[why]).model_copy(
+        update={"reason": Reason.UNTRUSTED_COMMIT, "entities": []})
+    write_status(repo, tmp_path / "agent", None, {sha: refused})
+    env = clean_env(tmp_path) | {"LATTICECTL_REPO": str(_wt(repo))}
+    out = run(env, "status")
+    assert out.exit_code == 1, out.output
+    assert "Phase:       Invalid (UntrustedCommit)" in out.stdout
+    assert "nothing applied yet" in out.stdout and why in out.stdout
+
+
+def test_status_prefers_a_newer_refusal_of_head_over_an_old_synced_summary(
+        repo: git.Repo, tmp_path: Path) -> None:
+    from tests.cliutil import clean_env, note, report, run, write_status
+
+    sha = signing.commit(_wt(repo), MANIFEST, "unsigned")
+    write_status(repo, tmp_path / "agent", report(sha), {sha: note(sha)})  # before the policy
+    refused = note(sha, Phase.INVALID, errors=["commit is not signed"]).model_copy(
+        update={"reason": Reason.UNTRUSTED_COMMIT})
+    write_status(repo, tmp_path / "agent", None, {sha: refused})  # an agent restarted with it
+    env = clean_env(tmp_path) | {"LATTICECTL_REPO": str(_wt(repo))}
+    out = run(env, "status")
+    assert out.exit_code == 1, out.output
+    assert "Phase:       Synced (HEAD: Invalid, UntrustedCommit)" in out.stdout, out.stdout
+    assert "commit is not signed" in out.stdout
