@@ -6,6 +6,9 @@ actors to providers, with configuration values). Unknown fields are errors, so a
 silently vanishes. :mod:`lattice.manifest_loader` turns YAML files into these models with
 file, line and field in every error; the planner consumes :class:`DesiredState`.
 
+Names that become NATS subject tokens or file names (binding names, vendor ids, capability
+ids, metadata names) are checked by :mod:`lattice.names`, whose messages state the rule.
+
 Binding ``values`` may hold ``${VAR}`` or ``${VAR:default}``; they stay templates here and
 everywhere the agent can see them, and are resolved only by the host that applies them.
 """
@@ -18,21 +21,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from lattice import selectors
 from lattice.errors import SelectorError
-from lattice.ids import actor_id_problem, capability_id_problem
+from lattice.ids import actor_id_problem
+from lattice.names import BindingName, CapabilityId, MetadataName, VendorId
 
 API_VERSION: Literal["vinculum.io/v1"] = "vinculum.io/v1"
-_NAME_HELP = "lower-case letters, digits and '-', starting with a letter or digit, at most 63"
 
 
 def _actor_id(value: str) -> str:
     problem = actor_id_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
-def _capability_id(value: str) -> str:
-    problem = capability_id_problem(value)
     if problem:
         raise ValueError(problem)
     return value
@@ -48,11 +44,7 @@ def _rules(value: list[str]) -> list[str]:
 
 
 ActorId = Annotated[str, AfterValidator(_actor_id)]
-CapabilityId = Annotated[str, AfterValidator(_capability_id)]
 AffinityRules = Annotated[list[str], AfterValidator(_rules)]
-Name = Annotated[
-    str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", description=_NAME_HELP)
-]
 
 
 class Strict(BaseModel):
@@ -62,7 +54,7 @@ class Strict(BaseModel):
 
 
 class Metadata(Strict):
-    name: Name
+    name: MetadataName
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
@@ -79,8 +71,8 @@ class ProviderSpec(Strict):
     """A capability provider to run on one host that matches the affinity rules."""
 
     id: CapabilityId
-    binding_name: str = Field(default="default", min_length=1)
-    vendor_id: str = Field(min_length=1)
+    binding_name: BindingName = "default"
+    vendor_id: VendorId
     affinity_rules: AffinityRules = Field(default_factory=list)
 
     @property
@@ -117,9 +109,9 @@ class BindingSpec(Strict):
     """One binding of an actor to a provider, with configuration values (templates)."""
 
     capability_id: CapabilityId
-    binding: str = Field(default="default", min_length=1)
+    binding: BindingName = "default"
     actor: ActorId
-    vendor_id: str | None = None
+    vendor_id: VendorId | None = None
     values: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("values", mode="before")

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lattice.names import ActorToken, BindingName, CapabilityId, VendorId
+
 PROTOCOL_VERSION = 2
 DEFAULT_LATTICE = "default"
 EVENT_TYPE_PREFIX = "io.vinculum.lattice."
@@ -121,10 +123,10 @@ class AuctionRequest(Message):
 
     auction_id: str = Field(default_factory=new_id)
     kind: Literal["actor", "provider"]
-    actor_id: str | None = None
-    capability_id: str | None = None
-    binding_name: str | None = None
-    vendor_id: str | None = None
+    actor_id: ActorToken | None = None
+    capability_id: CapabilityId | None = None
+    binding_name: BindingName | None = None
+    vendor_id: VendorId | None = None
     constraints: list[str] = Field(default_factory=list)
 
 
@@ -158,7 +160,7 @@ class StartActor(Message):
     replicas of one deployment differ by their ``vinculum.io/replica`` annotation."""
 
     op: Literal["actor.start"] = "actor.start"
-    actor_id: str
+    actor_id: ActorToken
     annotations: Annotations = Field(default_factory=dict)
 
 
@@ -167,7 +169,7 @@ class StopActor(Message):
     include ``annotations``. Stopping what does not run is acked (idempotent)."""
 
     op: Literal["actor.stop"] = "actor.stop"
-    actor_id: str
+    actor_id: ActorToken
     instance_id: str | None = None
     annotations: Annotations = Field(default_factory=dict)
 
@@ -176,9 +178,9 @@ class StartProvider(Message):
     """Start a provider; a host runs at most one per (capability_id, binding_name)."""
 
     op: Literal["provider.start"] = "provider.start"
-    capability_id: str
-    binding_name: str = "default"
-    vendor_id: str
+    capability_id: CapabilityId
+    binding_name: BindingName = "default"
+    vendor_id: VendorId
     annotations: Annotations = Field(default_factory=dict)
 
 
@@ -186,8 +188,8 @@ class StopProvider(Message):
     """Stop the provider for (capability_id, binding_name); its bindings go with it."""
 
     op: Literal["provider.stop"] = "provider.stop"
-    capability_id: str
-    binding_name: str = "default"
+    capability_id: CapabilityId
+    binding_name: BindingName = "default"
 
 
 class PutBinding(Message):
@@ -195,10 +197,10 @@ class PutBinding(Message):
     are resolved from the host's environment by the host only."""
 
     op: Literal["binding.put"] = "binding.put"
-    actor_id: str
-    capability_id: str
-    binding_name: str = "default"
-    vendor_id: str | None = None
+    actor_id: ActorToken
+    capability_id: CapabilityId
+    binding_name: BindingName = "default"
+    vendor_id: VendorId | None = None
     values: dict[str, str] = Field(default_factory=dict)
     annotations: Annotations = Field(default_factory=dict)
 
@@ -207,9 +209,9 @@ class DeleteBinding(Message):
     """Remove a binding; deleting what does not exist is acked."""
 
     op: Literal["binding.del"] = "binding.del"
-    actor_id: str
-    capability_id: str
-    binding_name: str = "default"
+    actor_id: ActorToken
+    capability_id: CapabilityId
+    binding_name: BindingName = "default"
 
 
 Command = Annotated[
