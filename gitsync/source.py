@@ -15,7 +15,8 @@
 :class:`~lattice.manifests.DesiredState` through :mod:`lattice.manifest_loader`; results are
 cached by the id of the manifests subtree, so a commit that did not change them costs one
 tree lookup; a commit that changed some files re-reads and re-parses only those (parses are
-cached by blob id, listed with one ``git ls-tree``). :mod:`gitsync.watch` decides *when*
+cached by blob id, listed with their sizes by one ``git ls-tree -l``; a file over the size
+limit is refused from that size, never read). :mod:`gitsync.watch` decides *when*
 to look; the reconciler decides what to do with an :class:`Evaluation`.
 """
 
@@ -28,6 +29,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import git
 
@@ -37,6 +39,7 @@ from gitsync.verify import CommitVerifier, Verdict
 from lattice.manifest_loader import (
     ParsedFile,
     combine,
+    file_size_issue,
     is_manifest_file,
     normalize_base,
     parse_file,
@@ -232,13 +235,16 @@ class GitSource:
         blobs = manifest_blobs(self.git_dir, str(tree.hexsha), normalize_base(self.path))
         parsed: dict[tuple[str, str], ParsedFile] = {}
         misses = 0
-        for path, blob in blobs:
+        for path, blob, size in blobs:
             key = (path, blob)
             got = self._parsed.get(key)
             if got is None:
                 misses += 1
-                data = self.repo.odb.stream(bytes.fromhex(blob)).read()
-                got = parse_file(path, data)
+                too_big = file_size_issue(path, size)  # refused from ls-tree's size, unread
+                if too_big is not None:
+                    got = ([], [too_big], 0)
+                else:
+                    got = parse_file(path, self.repo.odb.stream(bytes.fromhex(blob)).read())
             parsed[key] = got
         self._parsed = parsed  # keep only the newest tree's files: bounded by its size
         self.files_parsed += misses
@@ -259,29 +265,44 @@ class GitSource:
 
 def manifest_files(tree: git.Tree | None, base: str) -> dict[str, bytes]:
     """path → content of every manifest file under ``base`` in ``tree`` (a root tree),
-    chosen as :func:`manifest_blobs` chooses them."""
+    chosen as :func:`manifest_blobs` chooses them. A file over the size limit is left out,
+    never read (its entities do not validate; :meth:`GitSource.evaluate` reports it)."""
     if tree is None:
         return {}
     repo = tree.repo
-    return {path: bytes(repo.odb.stream(bytes.fromhex(blob)).read())
-            for path, blob in manifest_blobs(Path(repo.git_dir), str(tree.hexsha), "")
-            if is_manifest_file(path, base)}
+    files: dict[str, bytes] = {}
+    for path, blob, size in manifest_blobs(Path(repo.git_dir), str(tree.hexsha), ""):
+        if not is_manifest_file(path, base):
+            continue
+        if file_size_issue(path, size) is not None:
+            log.warning("%s: %d bytes, over the size limit: left out unread", path, size)
+            continue
+        files[path] = bytes(repo.odb.stream(bytes.fromhex(blob)).read())
+    return files
 
 
-def manifest_blobs(git_dir: Path, tree: str, base: str) -> list[tuple[str, str]]:
-    """(path from the repository root, blob id) of every manifest file in ``tree`` (the
-    tree at ``base``), symlinks and submodules skipped; one ``git ls-tree`` call."""
-    out = run_git("ls-tree", "-r", "-z", tree, git_dir=git_dir)
+class BlobEntry(NamedTuple):
+    """A manifest file of a tree: its path from the repository root, blob id, size."""
+
+    path: str
+    blob: str
+    size: int
+
+
+def manifest_blobs(git_dir: Path, tree: str, base: str) -> list[BlobEntry]:
+    """Every manifest file in ``tree`` (the tree at ``base``), symlinks and submodules
+    skipped, with its size: one ``git ls-tree -l`` call, no blob read."""
+    out = run_git("ls-tree", "-r", "-l", "-z", tree, git_dir=git_dir)
     prefix = f"{base}/" if base else ""
-    found: list[tuple[str, str]] = []
+    found: list[BlobEntry] = []
     for entry in out.split("\0"):
         if not entry:
             continue
         meta, _, rel = entry.partition("\t")
-        mode, kind, blob = meta.split(" ")
+        mode, kind, blob, size = meta.split()  # size is right-aligned: split on runs
         path = prefix + rel
         if kind == "blob" and mode != _MODE_SYMLINK_TEXT and is_manifest_file(path, base):
-            found.append((path, blob))
+            found.append(BlobEntry(path, blob, int(size)))
     return found
 
 

@@ -215,3 +215,63 @@ def test_manifest_files_takes_what_evaluation_takes(tmp_path: Path) -> None:
     assert manifest_files(tree, "apps") == {"apps/a.yaml": deployment("a").encode()}
     assert sorted(manifest_files(tree, "")) == ["apps/a.yaml", "other/c.yml"]
     assert manifest_files(None, "") == {}
+
+
+def test_a_file_over_the_size_limit_is_refused_from_its_blob_size_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 50 MB file in a commit costs no memory: ``git ls-tree -l`` gives its size, the
+    refusal names it, the blob is never streamed; the other files are still read."""
+    import tracemalloc
+
+    from gitsync.source import manifest_files
+    from lattice.manifest_loader import MAX_FILE_BYTES
+
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    size = 50 * 1024 * 1024
+    repo = init_repo(tmp_path / "r")
+    root = Path(str(repo.working_tree_dir))
+    (root / "apps").mkdir()
+    with open(root / "apps" / "big.yaml", "wb") as f:
+        f.truncate(size)  # sparse: 50 MB of zero bytes, never held in memory here
+    repo.git.add("--", "apps/big.yaml")
+    sha = commit_files(repo, {"apps/a.yaml": deployment("a")}, "a 50 MB file")
+    src = GitSource.open(str(root), data_dir=tmp_path / "d")
+    tracemalloc.start()
+    try:
+        ev = src.evaluate(sha)
+        files = manifest_files(repo.commit(sha).tree, "apps")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert ev.desired is None
+    assert ev.errors == [
+        f"apps/big.yaml:1: (document): file is {size} bytes, over the {MAX_FILE_BYTES}-byte "
+        "limit"]
+    assert src.files_parsed == 2  # both files had a verdict; one of them without a read
+    assert files == {"apps/a.yaml": deployment("a").encode()}  # left out, unread
+    assert peak < 8 * 1024 * 1024, f"peak {peak} bytes: the 50 MB blob was read"
+    src.close()
+
+
+def test_load_directory_refuses_a_big_file_from_its_size(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from lattice.manifest_loader import MAX_FILE_BYTES, load_directory
+
+    (tmp_path / "a.yaml").write_text(deployment("a"))
+    with open(tmp_path / "big.yaml", "wb") as f:
+        f.truncate(MAX_FILE_BYTES * 50)
+    tracemalloc.start()
+    try:
+        result = load_directory(tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.error_lines() == [
+        f"big.yaml:1: (document): file is {MAX_FILE_BYTES * 50} bytes, over the "
+        f"{MAX_FILE_BYTES}-byte limit"]
+    assert [m.name for m in result.manifests] == ["a"]
+    assert peak < 8 * 1024 * 1024
+    assert load_directory(tmp_path, path="big.yaml").error_lines() == result.error_lines()
