@@ -48,7 +48,9 @@ def status_lines(report: StatusReport, fresh: Freshness, now: datetime) -> list[
     if not fresh.evaluated:
         head_state = "not yet evaluated"
     elif fresh.note is not None:
-        head_state = f"evaluated: {_phase(fresh.note)} (the status branch is catching up)"
+        head_state = f"evaluated: {_phase(fresh.note)} " + (
+            "(newer than the status branch)" if fresh.note.phase is Phase.INVALID
+            else "(the status branch is catching up)")
     else:
         head_state = "evaluated"
     lines = [
