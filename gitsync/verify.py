@@ -188,7 +188,8 @@ class CommitVerifier:
 
     def verify(self, git_dir: StrPath, sha: str) -> Verdict:
         """The verdict on commit ``sha``: cached by commit and policy content. A policy
-        file that cannot be read (or imported) makes every commit untrusted, uncached."""
+        file that cannot be read (or imported), or a git that fails, makes the commit
+        untrusted, uncached: never an exception that would stop the agent's watch."""
         with self._lock:
             try:
                 content = self.policy.read()
@@ -201,7 +202,12 @@ class CommitVerifier:
             except PolicyError as exc:
                 log.error("%s", exc.message)
                 return Verdict(sha, SignatureState.UNTRUSTED, problem=f"but {exc.message}")
-            verdict = self._check(git_dir, sha, home)
+            try:
+                verdict = self._check(git_dir, sha, home)
+            except GitCommandError as exc:  # fail closed, uncached: the next look retries
+                log.error("verify %s: %s", sha[:8], exc.message)
+                return Verdict(sha, SignatureState.UNTRUSTED,
+                               problem=f"but git could not check it ({exc.message})")
             self._cache[(sha, digest)] = verdict
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)

@@ -332,3 +332,11 @@ def test_status_prefers_a_newer_refusal_of_head_over_an_old_synced_summary(
     assert out.exit_code == 1, out.output
     assert "Phase:       Synced (HEAD: Invalid, UntrustedCommit)" in out.stdout, out.stdout
     assert "commit is not signed" in out.stdout
+
+
+def test_a_commit_git_cannot_check_is_untrusted_not_an_exception(
+        repo: git.Repo, tmp_path: Path, keys: dict[str, SshKey]) -> None:
+    v = _ssh_verifier(tmp_path, keys["alice"])
+    got = v.verify(repo.git_dir, "0123456789abcdef" * 2 + "01234567")  # no such commit
+    assert got.state is SignatureState.UNTRUSTED and "git could not check it" in got.describe()
+    assert v.checks == 1 and not v._cache
