@@ -35,9 +35,9 @@ from lattice.errors import PermanentError
 from lattice.ids import (
     PREFIX_BYTE_MODULE,
     actor_id_problem,
-    capability_id_problem,
     encode_public_key,
 )
+from lattice.names import capability_id_problem
 
 SECTION_NAME = "jwt"
 HEADER = {"typ": "jwt", "alg": "ed25519-nkey"}

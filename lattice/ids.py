@@ -10,14 +10,12 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import re
 
 import nkeys
 
 #: nkeys prefix byte for a module (actor) public key: 12 << 3, which encodes as 'M'.
 PREFIX_BYTE_MODULE = 12 << 3
 ACTOR_ID_LENGTH = 56
-_CAPABILITY = re.compile(r"^[a-z0-9][a-z0-9_.-]*:[a-z0-9][a-z0-9_.-]*$")
 
 ACTOR_ID_HELP = (
     "an actor id is the module's public key: 56 characters of A-Z and 2-7 starting with "
@@ -68,13 +66,3 @@ def random_actor_id() -> str:
 def random_host_id() -> str:
     """A fresh nkeys-style server public key ('N...'), a host's id for one run."""
     return encode_public_key(os.urandom(32), nkeys.PREFIX_BYTE_SERVER)
-
-
-def capability_id_problem(value: str) -> str | None:
-    """Why ``value`` is not a capability id (``namespace:name``), or None."""
-    if not isinstance(value, str) or not _CAPABILITY.match(value):
-        return (
-            f"{value!r} is not a capability id; expected namespace:name in lower case, "
-            "e.g. wascc:messaging"
-        )
-    return None

@@ -69,7 +69,7 @@ def test_sign_with_demo_seeds_gives_the_documented_id(env: dict[str, str], modul
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("--cap", "Bad Cap"), "is not a capability id"),
+    (("--cap", "Bad Cap"), "capability_id 'Bad Cap' has 0 ':'"),
     (("--expires-in", "soon"), "is not a duration"),
     (("--account-seed", "/nonexistent/seed"), "cannot read the account seed"),
 ])
