@@ -43,7 +43,13 @@ def apps_path(path: Path) -> Path:
 
 @click.group("host")
 def host() -> None:
-    """Credentials for hosts of a secured lattice: issue and revoke."""
+    """Credentials for hosts of a secured lattice: issue and revoke.
+
+    \b
+    Examples:
+      latticectl host creds pi -o pi.creds --label zone=edge
+      latticectl host revoke pi
+    """
 
 
 @host.command("creds")
@@ -75,7 +81,8 @@ def creds(settings: Settings, name: str, labels: tuple[str, ...], output: str) -
     issued = store.issue("host", name, path=path)
     apps = store.issue("apps", f"{name}-apps", path=apps_path(path))
     click.echo(f"wrote {issued.path} (host {name}, id {issued.host_id}) and {apps.path}")
-    url = settings.nats_url or "nats://<this machine>:4222"
+    # a server on every address is reached by this machine's name, which only you know
+    url = (settings.nats_url or "nats://0.0.0.0:4222").replace("//0.0.0.0:", "//LATTICE-HOST:")
     cmd = ["lattice-host", "--nats-url", url, "--lattice", settings.lattice, "--name", name,
            "--creds", path.name, "--apps-creds", apps.path.name,
            *[a for label in labels for a in ("--label", label)]]

@@ -145,6 +145,7 @@ class LocalStack:
         actors_dir: Path | None = EXAMPLE_ACTORS,
         secure: bool = True,
         agent_args: tuple[str, ...] = (),
+        listen: str = "127.0.0.1",
     ) -> None:
         self.state_dir = state_dir
         self.lattice = lattice
@@ -157,6 +158,7 @@ class LocalStack:
         self.actors_dir = actors_dir
         self.secure = secure
         self.agent_args = agent_args
+        self.listen = listen
         self.creds: dict[str, str] = {}
         self.nats: NatsServer | None = None
         self.children: list[tuple[ProcRecord, subprocess.Popen[bytes] | None]] = []
@@ -167,7 +169,7 @@ class LocalStack:
         logs.mkdir(exist_ok=True)
         repo = self.repo or str(seed_repo(self.state_dir / "repo"))
         self.nats = NatsServer(data_dir=self.state_dir / "nats", log_file=logs / "nats.log",
-                               extra_args=self._secure_setup())
+                               host=self.listen, extra_args=self._secure_setup())
         self.nats.start(detach=detach)
         assert self.nats.proc is not None
         self.children.append(

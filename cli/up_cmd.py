@@ -113,6 +113,9 @@ def _policy(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option("--verify-commits", metavar="ssh:FILE|gpg:FILE", callback=_policy,
               help="Passed to the agent: sync only heads signed by a key of this git "
                    "allowed-signers file (ssh:) or armored OpenPGP keyring (gpg:).")
+@click.option("--listen", default="127.0.0.1", show_default=True, metavar="ADDR",
+              help="Address NATS listens on; another address lets hosts on other "
+                   "machines join (`latticectl host creds`).")
 @click.option("--insecure", is_flag=True,
               help="Run NATS without authentication (anyone who reaches it may command "
                    "hosts); the default is operator mode with a credential per role.")
@@ -126,6 +129,7 @@ def up(
     heartbeat: float,
     resync: float,
     verify_commits: str | None,
+    listen: str,
     insecure: bool,
 ) -> None:
     """Start a local lattice: nats-server, HOSTS hosts and the agent.
@@ -151,7 +155,7 @@ def up(
     stack = LocalStack(
         state_dir=settings.state_dir, lattice=settings.lattice, hosts=hosts, host_labels=labels,
         repo=settings.repo, heartbeat=heartbeat, with_agent=not no_agent, resync=resync,
-        secure=not insecure,
+        secure=not insecure, listen=listen,
         agent_args=("--verify-commits", verify_commits) if verify_commits else (),
     )
     if insecure:
