@@ -17,9 +17,11 @@ Log times have millisecond resolution. **The floor**, in the same run and proces
 scatter-gather ping of the 3 hosts + one request/reply to a host (``provider.stop`` of
 nothing: acked "not running", no event) + one note written by :class:`StatusWriter` in a
 scratch repository; p50 of each, summed. Headline: p50(c) / floor. Targets: p50 (c) ≤ 150 ms,
-p95 ≤ 400 ms, ratio ≤ 3. ``--profile`` runs the agent under cProfile.
+p95 ≤ 400 ms, ratio ≤ 3. ``--profile`` runs the agent under cProfile. The server runs
+in operator mode with a credential per process, as ``latticectl up`` runs it (the floor's
+client is the admin); ``--insecure`` measures an open server instead.
 
-    python bench/bench_commit_to_synced.py [--commits 50] [--profile] [--no-record]
+    python bench/bench_commit_to_synced.py [--commits 50] [--profile] [--insecure] [--no-record]
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ from bench.benchlib import (  # noqa: E402
 from gitsync.source import GitSource  # noqa: E402
 from gitsync.status import StatusWriter, read_note  # noqa: E402
 from gitsync.statusformat import NOTES_REF  # noqa: E402
+from lattice.auth.store import AuthStore  # noqa: E402
 from lattice.localnats import NatsServer  # noqa: E402
-from lattice.natsutil import connect, scatter_gather  # noqa: E402
+from lattice.natsutil import NatsOptions, connect, scatter_gather  # noqa: E402
 from lattice.protocol import (  # noqa: E402
     HostInventory,
     PingRequest,
@@ -182,11 +185,24 @@ async def measure_floor(nc: Client, host_id: str, scratch: Path, n: int) -> dict
 
 async def measure(args: argparse.Namespace, tmp: Path) -> tuple[Run, str]:
     run = Run()
-    server = NatsServer(data_dir=tmp / "nats")
+    creds: dict[str, str] = {}
+    extra: list[str] = []
+    if not args.insecure:  # as `latticectl up` runs it: operator mode, a user per process
+        store = AuthStore(tmp / "state", LATTICE).initialise()
+        for role, name in (("admin", "admin"), ("agent", "agent"), ("host", "host-a"),
+                           ("host", "host-b"), ("host", "host-c")):
+            creds[name] = str(store.issue(role, name).path)  # type: ignore[arg-type]
+        (tmp / "server.conf").write_text(store.server_config(tmp / "jwt"))
+        extra = ["-c", str(tmp / "server.conf")]
+    server = NatsServer(data_dir=tmp / "nats", extra_args=extra)
     server.start()
     agent = None
+
+    def with_creds(name: str) -> list[str]:
+        return ["--creds", creds[name]] if name in creds else []
+
     try:
-        nc = await connect(server.url)
+        nc = await connect(NatsOptions(url=server.url, creds_file=creds.get("admin")))
         subjects = Subjects(LATTICE)
 
         async def on_command(msg: Msg) -> None:
@@ -195,7 +211,8 @@ async def measure(args: argparse.Namespace, tmp: Path) -> tuple[Run, str]:
 
         with HostPool(server.url, LATTICE, log_dir=tmp / "hosts", heartbeat=2.0) as pool:
             for zone in "abc":
-                pool.spawn(labels={"zone": zone}, name=f"host-{zone}")
+                pool.spawn(labels={"zone": zone}, name=f"host-{zone}",
+                           extra_args=with_creds(f"host-{zone}"))
             deadline = time.monotonic() + 60
             invs: list[HostInventory] = []
             while len(invs) < 3:
@@ -209,7 +226,8 @@ async def measure(args: argparse.Namespace, tmp: Path) -> tuple[Run, str]:
             init_repo(repo)
             prof = tmp / "agent.prof" if args.profile else None
             agent = spawn_agent(repo=repo, nats_url=server.url, lattice=LATTICE,
-                                data_dir=tmp / "agent", profile=prof)
+                                data_dir=tmp / "agent", profile=prof,
+                                extra_args=with_creds("agent"))
             await wait_synced(repo, git(repo, "rev-parse", "HEAD"), 60)
             for i in range(args.commits):
                 kind = "add" if i % 2 == 0 else "remove"
@@ -282,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     ap.add_argument("--timeout", type=float, default=30.0,
                     help="seconds to wait for one Synced note")
     ap.add_argument("--profile", action="store_true", help="run the agent under cProfile")
+    ap.add_argument("--insecure", action="store_true",
+                    help="an open nats-server (the default is operator mode, as `up` runs)")
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     ap.add_argument("--results", type=Path, default=None, help="append here instead")
     args = ap.parse_args(argv)

@@ -144,7 +144,8 @@ def profile_top(prof: cProfile.Profile, n: int = 12) -> str:
 
 def spawn_agent(*, repo: str | Path, nats_url: str, lattice: str, data_dir: Path,
                 resync: float = 30.0, interval: float = 30.0, lease_ttl: float = 6.0,
-                profile: Path | None = None) -> AgentProcess:
+                profile: Path | None = None, extra_args: Sequence[str] = ()
+                ) -> AgentProcess:
     """Start ``python -m reconciler.main`` (under cProfile into ``profile`` if given), its
     log in ``data_dir``; stopped by pid at exit like the tests' agents."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +155,8 @@ def spawn_agent(*, repo: str | Path, nats_url: str, lattice: str, data_dir: Path
         prefix += ["-m", "cProfile", "-o", str(profile)]
     args = [*prefix, "-m", "reconciler.main", "--repo", str(repo), "--nats-url", nats_url,
             "--lattice", lattice, "--data-dir", str(data_dir), "--resync", str(resync),
-            "--interval", str(interval), "--lease-ttl", str(lease_ttl), "--log-level", "INFO"]
+            "--interval", str(interval), "--lease-ttl", str(lease_ttl), "--log-level", "INFO",
+            *extra_args]
     with open(log_path, "wb") as logf:
         proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT,
