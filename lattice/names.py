@@ -76,13 +76,19 @@ def token_problem(value: object, field: str = "binding_name") -> str | None:
     >>> token_problem(">")
     "binding_name '>' has '>': use letters (a-z, A-Z), digits, '-' and '_', 1 to 64 characters"
     """
+    return _alphabet_problem(value, field, TOKEN_RULE, _TOKEN, MAX_TOKEN)
+
+
+def _alphabet_problem(value: object, field: str, rule: str, alphabet: frozenset[str],
+                      longest: int) -> str | None:
+    """Why ``value`` is not a string of 1 to ``longest`` characters of ``alphabet``."""
     if not isinstance(value, str):
-        return _problem(field, value, TOKEN_RULE)
-    if not 1 <= len(value) <= MAX_TOKEN:
-        return _problem(field, value, TOKEN_RULE, f" has {len(value)} characters")
-    bad = _bad_char(value, _TOKEN)
+        return _problem(field, value, rule)
+    if not 1 <= len(value) <= longest:
+        return _problem(field, value, rule, f" has {len(value)} characters")
+    bad = _bad_char(value, alphabet)
     if bad is not None:
-        return _problem(field, value, TOKEN_RULE, _char_note(bad))
+        return _problem(field, value, rule, _char_note(bad))
     return None
 
 
@@ -117,13 +123,9 @@ def capability_id_problem(value: object) -> str | None:
 def metadata_name_problem(value: object) -> str | None:
     """Why ``value`` is not a metadata name (a DNS-1123 label, also a file name), or None."""
     field = "metadata.name"
-    if not isinstance(value, str):
-        return _problem(field, value, NAME_RULE)
-    if not 1 <= len(value) <= MAX_NAME:
-        return _problem(field, value, NAME_RULE, f" has {len(value)} characters")
-    bad = _bad_char(value, _NAME)
-    if bad is not None:
-        return _problem(field, value, NAME_RULE, _char_note(bad))
+    problem = _alphabet_problem(value, field, NAME_RULE, _NAME, MAX_NAME)
+    if problem is not None or not isinstance(value, str):
+        return problem
     if value[0] == "-" or value[-1] == "-":
         return _problem(field, value, NAME_RULE, " starts or ends with '-'")
     return None

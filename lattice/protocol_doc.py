@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from lattice import docgen
 from lattice import protocol as p
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
@@ -296,21 +297,8 @@ def render() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write docs/protocol.md, or with ``--check`` report whether it is current."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    check = "--check" in args
-    paths = [a for a in args if a != "--check"]
-    path = Path(paths[0]) if paths else DOC_PATH
-    text = render()
-    if check:
-        current = path.read_text() if path.exists() else ""
-        if current != text:
-            print(f"{path} is out of date: run python -m lattice.protocol_doc", file=sys.stderr)
-            return 1
-        return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    print(f"wrote {path}")
-    return 0
+    return docgen.main(argv, default=DOC_PATH, render=lambda _current: render(),
+                       module="lattice.protocol_doc")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from lattice import docgen
 from lattice.auth import roles
 from lattice.auth.keys import Permissions
 
@@ -66,23 +67,10 @@ def render(document: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Write docs/security.md, or with ``--check`` report whether it is current."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    check = "--check" in args
-    paths = [a for a in args if a != "--check"]
-    path = Path(paths[0]) if paths else DOC_PATH
-    current = path.read_text() if path.exists() else f"{BEGIN}\n{END}\n"
-    text = render(current)
-    if check:
-        if current != text:
-            print(f"{path} is out of date: run python -m lattice.auth.security_doc",
-                  file=sys.stderr)
-            return 1
-        return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    print(f"wrote {path}")
-    return 0
+    """Write docs/security.md's table, or with ``--check`` report whether it is current."""
+    return docgen.main(argv, default=DOC_PATH,
+                       render=lambda current: render(current or f"{BEGIN}\n{END}\n"),
+                       module="lattice.auth.security_doc")
 
 
 if __name__ == "__main__":
