@@ -15,9 +15,9 @@ Hostile input costs little: a file over :data:`MAX_FILE_BYTES` is refused before
 decoded (callers holding only a size, such as :mod:`gitsync.source`, ask
 :func:`file_size_issue` without reading the file); YAML aliases are counted on the
 composed node graph before anything is constructed, so a "billion laughs" document is
-refused after one walk over the nodes actually written (:data:`MAX_ALIASES`,
-:data:`MAX_ALIAS_NODES`). Every walk of a node graph keeps a visited set, so a node
-shared through aliases is walked once.
+refused after one walk over the nodes actually written (:mod:`lattice.yaml_guard`, which
+also finds duplicate keys and the line of a YAML syntax error). Every walk of a node graph
+keeps a visited set, so a node shared through aliases is walked once.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import difflib
 import types
 import typing
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -34,30 +34,26 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from lattice.manifests import KINDS, BindingSet, Deployment, DesiredState, Manifest, SourceRef
+from lattice.yaml_guard import (
+    MAX_ALIAS_NODES,
+    MAX_ALIASES,
+    Loader,
+    ManifestIssue,
+    alias_issue,
+    at_alias,
+    duplicate_keys,
+    format_loc,
+    node_at,
+    node_line,
+    utf8_size,
+    yaml_issue,
+)
 
 #: File name endings that hold manifests.
 SUFFIXES = (".yaml", ".yml")
 #: Files bigger than this are refused rather than parsed.
 MAX_FILE_BYTES = 1 << 20
-#: YAML aliases (``*name``) one document may use.
-MAX_ALIASES = 100
-#: Nodes the aliases of one document may repeat, counted as if expanded.
-MAX_ALIAS_NODES = 10_000
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-@dataclass(frozen=True, order=True)
-class ManifestIssue:
-    """One validation error: where (file, line, field path) and what is wrong."""
-
-    path: str
-    line: int
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.field or '(document)'}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -222,7 +218,7 @@ def file_size_issue(path: str, size: int) -> ManifestIssue | None:
 def parse_file(path: str, content: str | bytes) -> ParsedFile:
     """Every document of one file: the valid entities, the errors, the document count."""
     too_big = file_size_issue(path, len(content) if isinstance(content, bytes)
-                              else _utf8_size(content))
+                              else utf8_size(content))
     if too_big:
         return [], [too_big], 0
     if isinstance(content, bytes):
@@ -237,7 +233,7 @@ def parse_file(path: str, content: str | bytes) -> ParsedFile:
     manifests: list[LoadedManifest] = []
     errors: list[ManifestIssue] = []
     count = 0
-    loader = _Loader(text)
+    loader = Loader(text)
     document = -1  # index of the document in the stream, empty ones included
     try:
         while loader.check_node():
@@ -245,13 +241,13 @@ def parse_file(path: str, content: str | bytes) -> ParsedFile:
             document += 1
             if node is None:
                 continue
-            aliases = _alias_issue(node, path)
+            aliases = alias_issue(node, path)
             if aliases is not None:
-                errors.append(_at_alias(aliases, text, document))
+                errors.append(at_alias(aliases, text, document))
                 count += 1
                 continue
             # before constructing: merge keys (<<) rewrite the node while it is constructed
-            dups = _duplicate_keys(node, path)
+            dups = duplicate_keys(node, path)
             if dups:
                 errors.extend(dups)
                 count += 1
@@ -265,8 +261,8 @@ def parse_file(path: str, content: str | bytes) -> ParsedFile:
             if isinstance(result, list):
                 errors.extend(result)
             else:
-                name_line = _line(_node_at(node, ("metadata", "name")))
-                manifests.append(LoadedManifest(result, path, _line(node), index, name_line))
+                name_line = node_line(node_at(node, ("metadata", "name")))
+                manifests.append(LoadedManifest(result, path, node_line(node), index, name_line))
     except yaml.MarkedYAMLError as exc:
         errors.append(yaml_issue(path, text, exc))
     except yaml.YAMLError as exc:
@@ -279,17 +275,17 @@ def parse_file(path: str, content: str | bytes) -> ParsedFile:
 def validate_document(data: Any, node: yaml.Node, path: str) -> Manifest | list[ManifestIssue]:
     """One constructed document to a model, or the list of its errors."""
     if not isinstance(data, dict):
-        return [ManifestIssue(path, _line(node), "",
+        return [ManifestIssue(path, node_line(node), "",
                               f"expected a mapping with kind, metadata and spec, "
                               f"got {type(data).__name__}")]
     kind = data.get("kind")
     if kind is None:
-        return [ManifestIssue(path, _line(node), "kind",
+        return [ManifestIssue(path, node_line(node), "kind",
                               f"missing; expected one of {', '.join(KINDS)}")]
     model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
         hint = _did_you_mean(str(kind), list(KINDS))
-        return [ManifestIssue(path, _line(_node_at(node, ("kind",))), "kind",
+        return [ManifestIssue(path, node_line(node_at(node, ("kind",))), "kind",
                               f"unknown kind {kind!r}; expected one of "
                               f"{', '.join(KINDS)}{hint}")]
     try:
@@ -299,17 +295,6 @@ def validate_document(data: Any, node: yaml.Node, path: str) -> Manifest | list[
 
 
 # ---------------------------------------------------------------- error details
-
-def format_loc(loc: Sequence[int | str]) -> str:
-    """``('spec', 'actors', 0, 'id')`` → ``spec.actors[0].id``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
 
 def _issue(path: str, node: yaml.Node, model: type[BaseModel], err: Any) -> ManifestIssue:
     loc = tuple(err.get("loc", ()))
@@ -324,7 +309,7 @@ def _issue(path: str, node: yaml.Node, model: type[BaseModel], err: Any) -> Mani
         msg = f"unknown field {loc[-1]!r}"
         if known:
             msg += f"{_did_you_mean(str(loc[-1]), known)}; known fields: {', '.join(known)}"
-    return ManifestIssue(path, _line(_node_at(node, loc)), format_loc(loc), msg)
+    return ManifestIssue(path, node_line(node_at(node, loc)), format_loc(loc), msg)
 
 
 def _did_you_mean(word: str, options: list[str]) -> str:
@@ -364,183 +349,9 @@ def _unwrap(tp: Any) -> Any:
     return tp
 
 
-def _line(node: yaml.Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
-def _node_at(node: yaml.Node, loc: Sequence[int | str]) -> yaml.Node:
-    """The deepest node along ``loc``; for a mapping key, the key itself (its line is
-    where the field is written)."""
-    current = node
-    for i, part in enumerate(loc):
-        if isinstance(current, yaml.MappingNode):
-            match = next((kv for kv in current.value
-                          if isinstance(kv[0], yaml.ScalarNode) and kv[0].value == str(part)),
-                         None)
-            if match is None:
-                return current
-            current = match[0] if i == len(loc) - 1 else match[1]
-        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int):
-            if not 0 <= part < len(current.value):
-                return current
-            current = current.value[part]
-        else:
-            return current
-    return current
-
-
-def _duplicate_keys(node: yaml.Node, path: str) -> list[ManifestIssue]:
-    """Mapping keys written twice (YAML keeps the last silently; we refuse). A node shared
-    through aliases is walked once (reported at the first path that reaches it)."""
-    issues: list[ManifestIssue] = []
-    stack: list[tuple[yaml.Node, tuple[int | str, ...]]] = [(node, ())]
-    seen: set[int] = set()
-    while stack:
-        current, loc = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, yaml.MappingNode):
-            first: dict[str, int] = {}
-            for key, _value in current.value:
-                if isinstance(key, yaml.ScalarNode):
-                    if key.value in first and key.value != "<<":
-                        issues.append(ManifestIssue(
-                            path, _line(key), format_loc((*loc, key.value)),
-                            f"duplicate key (first written on line {first[key.value]})"))
-                    first.setdefault(key.value, _line(key))
-        stack.extend(reversed(_children(current, loc)))  # popped in document order
-    return sorted(issues)
-
-
-# ---------------------------------------------------------------- hostile input
-
-def _utf8_size(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-@dataclass(frozen=True)
-class _AliasIssue:
-    """Why a document's aliases are refused: the issue, and which alias (0-based, in
-    document order) crossed the line, to find the line it is written on."""
-
-    issue: ManifestIssue
-    alias: int
-
-
-def _children(node: yaml.Node, loc: tuple[int | str, ...],
-              ) -> list[tuple[yaml.Node, tuple[int | str, ...]]]:
-    """The child nodes of ``node`` in document order (keys before their values), each with
-    its field path."""
-    if isinstance(node, yaml.MappingNode):
-        out: list[tuple[yaml.Node, tuple[int | str, ...]]] = []
-        for key, value in node.value:
-            name = key.value if isinstance(key, yaml.ScalarNode) else "?"
-            out += [(key, (*loc, name)), (value, (*loc, name))]
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [(item, (*loc, i)) for i, item in enumerate(node.value)]
-    return []
-
-
-def _alias_issue(root: yaml.Node, path: str) -> _AliasIssue | None:
-    """Refuse a document whose YAML aliases recurse, are more than :data:`MAX_ALIASES`, or
-    would repeat more than :data:`MAX_ALIAS_NODES` nodes once expanded. Pure.
-
-    One depth-first walk over the composed nodes, each visited once (a visited set by
-    id): a child already visited is an alias use (the composer shares the anchored node),
-    and adds the size of its expanded subtree, computed once per node when its walk
-    ends. The walk visits children in document order, so the n-th use found is the n-th
-    alias written; :func:`_at_alias` finds its line. Cost: the nodes written, never the
-    nodes an expansion would make.
-    """
-    size: dict[int, int] = {}  # id -> nodes of its expanded subtree (walk finished)
-    on_path: set[int] = set()
-    uses = repeated = 0
-    # frames: node, its field path, its remaining children (reversed), its size so far
-    frames: list[tuple[yaml.Node, tuple[int | str, ...], list[Any], list[int]]] = []
-
-    def enter(node: yaml.Node, loc: tuple[int | str, ...]) -> None:
-        on_path.add(id(node))
-        frames.append((node, loc, _children(node, loc)[::-1], [1]))
-
-    enter(root, ())
-    while frames:
-        node, _loc, todo, total = frames[-1]
-        if not todo:
-            frames.pop()
-            on_path.discard(id(node))
-            size[id(node)] = total[0]
-            if frames:
-                frames[-1][3][0] += total[0]
-            continue
-        child, loc = todo.pop()
-        if id(child) in on_path:
-            return _AliasIssue(ManifestIssue(
-                path, _line(child), format_loc(loc),
-                "recursive YAML alias (an anchor used inside itself); write the value out"),
-                uses)
-        if id(child) not in size:
-            enter(child, loc)
-            continue
-        uses += 1
-        repeated += size[id(child)]
-        frames[-1][3][0] += size[id(child)]
-        if uses > MAX_ALIASES:
-            return _AliasIssue(ManifestIssue(
-                path, _line(child), format_loc(loc),
-                f"more than {MAX_ALIASES} YAML aliases in one document; write the values "
-                "out"), uses - 1)
-        if repeated > MAX_ALIAS_NODES:
-            return _AliasIssue(ManifestIssue(
-                path, _line(child), format_loc(loc),
-                f"YAML aliases would repeat more than {MAX_ALIAS_NODES} nodes in one "
-                f"document (an alias bomb?); write the values out"), uses - 1)
-    return None
-
-
-def _at_alias(found: _AliasIssue, text: str, document: int) -> ManifestIssue:
-    """``found`` with the line where its alias is written (the walk knew only the line of
-    the anchor): one pass over the parser's events up to that alias."""
-    seen_docs = -1
-    aliases = 0
-    try:
-        for event in yaml.parse(text, Loader=_Loader):
-            if isinstance(event, yaml.DocumentStartEvent):
-                seen_docs += 1
-            elif isinstance(event, yaml.AliasEvent) and seen_docs == document:
-                if aliases == found.alias and event.start_mark is not None:
-                    return replace(found.issue, line=int(event.start_mark.line) + 1)
-                aliases += 1
-            elif seen_docs > document:
-                break
-    except yaml.YAMLError:  # pragma: no cover - the text composed once already
-        pass
-    return found.issue
-
-
-def yaml_issue(path: str, text: str, exc: yaml.MarkedYAMLError) -> ManifestIssue:
-    """A YAML syntax error at the line of the fault. Pure.
-
-    The parser's problem mark is where it gave up; when that is the end of the text (an
-    unclosed quote or bracket), the fault is where the unclosed thing began (the context
-    mark) or, failing that, the last line written. Another line the parser named is
-    shown in the message. A tab where YAML wants indentation is said to be one."""
-    problem, context = exc.problem_mark, exc.context_mark
-
-    def line_of(mark: Any) -> int | None:  # None: no mark, or only blanks after it
-        if mark is None or not text[mark.index:].strip():
-            return None
-        return int(mark.line) + 1
-
-    # both at the end: the last line written is the one left open
-    line = line_of(problem) or line_of(context) or text.rstrip().count("\n") + 1
-    parts: list[str] = []
-    for said, mark in ((exc.context, context), (exc.problem, problem)):
-        if said:
-            shown = line_of(mark)
-            parts.append(said if shown in (None, line) else f"{said} (line {shown})")
-    what = ": ".join(parts) or "invalid"
-    if problem is not None and text[problem.index:problem.index + 1] == "\t":
-        what += " (a tab: YAML indents with spaces)"
-    return ManifestIssue(path, line, "", f"not valid YAML: {what}")
+__all__ = [
+    "MAX_ALIASES", "MAX_ALIAS_NODES", "MAX_FILE_BYTES", "SUFFIXES", "LoadResult",
+    "LoadedManifest", "ManifestIssue", "canonical_path", "combine", "file_size_issue",
+    "format_loc", "is_manifest_file", "load_directory", "load_sources", "normalize_base",
+    "parse_file", "to_yaml", "validate_document", "yaml_issue",
+]

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from hostagent.commands import CommandHandler
 from hostagent.runtime import MemoryRuntime
 from hostagent.state import HostState
-from lattice import manifest_loader
+from lattice import yaml_guard
 from lattice.ids import random_host_id
 from lattice.manifest_loader import MAX_ALIAS_NODES, MAX_ALIASES, load_sources, parse_file
 from lattice.names import (
@@ -69,12 +69,12 @@ def test_the_alias_bomb_is_refused_at_the_line_of_the_alias_without_expanding(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     constructed: list[Any] = []
-    real = manifest_loader._Loader.construct_document
-    monkeypatch.setattr(manifest_loader._Loader, "construct_document",
+    real = yaml_guard.Loader.construct_document
+    monkeypatch.setattr(yaml_guard.Loader, "construct_document",
                         lambda self, node: constructed.append(node) or real(self, node))
     walked: list[yaml.Node] = []
-    children = manifest_loader._children
-    monkeypatch.setattr(manifest_loader, "_children",
+    children = yaml_guard._children
+    monkeypatch.setattr(yaml_guard, "_children",
                         lambda node, loc: walked.append(node) or children(node, loc))
     text = bomb()
     start = time.monotonic()
