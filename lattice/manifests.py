@@ -59,12 +59,51 @@ class Metadata(Strict):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+#: The most an actor instance may be given (the host's own defaults are lower).
+MAX_MEMORY_MIB = 4096
+MAX_CPU_MS_PER_CALL = 60_000
+
+
+class ActorLimits(Strict):
+    """What one instance of an actor may use, where the hosts' defaults do not fit:
+    ``memory_mib`` of linear memory, ``cpu_ms_per_call`` of its own instructions per call.
+    The agent carries them to the host in the ``vinculum.io/limits`` annotation
+    (:meth:`annotation`), so changing them replaces the running instances."""
+
+    memory_mib: int | None = Field(default=None, ge=1, le=MAX_MEMORY_MIB)
+    cpu_ms_per_call: int | None = Field(default=None, ge=1, le=MAX_CPU_MS_PER_CALL)
+
+    def annotation(self) -> str:
+        """``cpu_ms_per_call=500,memory_mib=32``: the fields that are set, by name. Pure."""
+        return ",".join(f"{k}={v}" for k, v in sorted(self.model_dump().items())
+                        if v is not None)
+
+    @classmethod
+    def from_annotation(cls, text: str) -> ActorLimits:
+        """Inverse of :meth:`annotation`; ValueError naming the part that is wrong."""
+        fields: dict[str, int] = {}
+        for part in filter(None, text.split(",")):
+            key, eq, value = part.partition("=")
+            if not eq or key not in cls.model_fields or not value.isdigit():
+                raise ValueError(f"limits annotation {text!r}: {part!r} is not "
+                                 f"memory_mib=N or cpu_ms_per_call=N")
+            fields[key] = int(value)
+        return cls.model_validate(fields)
+
+
 class ActorSpec(Strict):
     """An actor to run: ``replicas`` instances, spread over hosts matching the rules."""
 
     id: ActorId
     replicas: int = Field(default=1, ge=0, le=10_000)
     affinity_rules: AffinityRules = Field(default_factory=list)
+    limits: ActorLimits | None = None
+
+    @property
+    def limits_annotation(self) -> str | None:
+        """The ``vinculum.io/limits`` value its instances carry (None: hosts' defaults)."""
+        text = self.limits.annotation() if self.limits is not None else ""
+        return text or None
 
 
 class ProviderSpec(Strict):

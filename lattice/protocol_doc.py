@@ -258,6 +258,10 @@ def render() -> str:
         *[f"- `{key}`" for key in (p.ANN_MANAGED_BY, p.ANN_KIND, p.ANN_NAME, p.ANN_REVISION,
                                    p.ANN_REPLICA)],
         "",
+        f"An actor whose deployment sets `limits` also carries `{p.ANN_LIMITS}`"
+        " (`cpu_ms_per_call=500,memory_mib=32`): the host runs the instance under those"
+        " limits instead of its defaults.",
+        "",
         f"`{p.ANN_MANAGED_BY}: {p.MANAGED_BY_VALUE}` marks an entity as the agent's. A start"
         " is idempotent over the *identity* annotations: all but "
         + ", ".join(f"`{k}`" for k in sorted(p.NON_IDENTITY_ANNOTATIONS)) + ".",

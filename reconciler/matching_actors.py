@@ -12,6 +12,7 @@ from typing import NamedTuple
 from lattice.manifests import DesiredState
 from lattice.protocol import (
     ANN_KIND,
+    ANN_LIMITS,
     ANN_MANAGED_BY,
     ANN_NAME,
     ANN_REPLICA,
@@ -46,6 +47,7 @@ class _HostActors(NamedTuple):
     host_of: dict[int, str]
     dupes: list[tuple[_ActorKey, ActorInstance]]
     strays: list[ActorInstance]  # owned, but not by a deployment
+    limited: bool  # some instance carries a limits annotation
 
 
 def _index_host(host: HostInventory) -> _HostActors:
@@ -55,10 +57,12 @@ def _index_host(host: HostInventory) -> _HostActors:
     host_of: dict[int, str] = {}
     dupes: list[tuple[_ActorKey, ActorInstance]] = []
     strays: list[ActorInstance] = []
+    limited = False
     for inst in host.actors:
         ann = inst.annotations
         if ann.get(ANN_MANAGED_BY) != MANAGED_BY_VALUE:
             continue
+        limited = limited or ANN_LIMITS in ann
         if ann.get(ANN_KIND) != KIND_DEPLOYMENT:
             strays.append(inst)
             continue
@@ -66,7 +70,7 @@ def _index_host(host: HostInventory) -> _HostActors:
         key = (ann.get(ANN_NAME), inst.actor_id, ann.get(ANN_REPLICA))
         if index.setdefault(key, inst) is not inst:
             dupes.append((key, inst))
-    return _HostActors(host, index, host_of, dupes, strays)
+    return _HostActors(host, index, host_of, dupes, strays, limited)
 
 
 #: a converged lattice re-plans without touching its instances (see reconciler.memo)
@@ -122,17 +126,19 @@ def match_actors(
     slots: list[ActorSlots] = []
     pop = index.pop
     labels = REPLICA_LABELS
+    limited = any(ha.limited for ha in per_host)
     for name in sorted(desired.deployments):
         for spec in desired.deployments[name].spec.actors:
             rs = rulesets.get(spec.affinity_rules)
             aid = spec.id
+            want = spec.limits_annotation
             insts: list[ActorInstance | None] = [
                 pop((name, aid, labels[r]), None) for r in range(spec.replicas)]
             if dupes:
                 for r in range(spec.replicas):
                     if (name, aid, labels[r]) in dupes:
                         insts[r] = _keep_one(dupes.pop((name, aid, labels[r])), hosts, host_of,
-                                             rs, r, surplus)
+                                             rs, r, surplus, want)
             if rs.rules:
                 verdicts = rs.verdicts
                 for r, there in enumerate(insts):
@@ -146,7 +152,9 @@ def match_actors(
                         surplus.append((hosts[hid], there,
                                         f"host {hosts[hid].name} no longer satisfies {rs}"))
                         insts[r] = None
-            slots.append(ActorSlots(name, aid, rs, insts))
+            if limited or want is not None:
+                _check_limits(insts, want, hosts, host_of, surplus)
+            slots.append(ActorSlots(name, aid, rs, insts, want))
     for key, inst in index.items():
         for each in dupes.get(key, [inst]):
             why = _why_actor_unwanted(desired, *key)
@@ -154,14 +162,33 @@ def match_actors(
     return slots, surplus, host_of
 
 
+def _check_limits(insts: list[ActorInstance | None], want: str | None,
+                  hosts: dict[str, HostInventory], host_of: dict[int, str],
+                  surplus: list[SurplusActor]) -> None:
+    """An instance running under other limits than the spec's is surplus, and its replica
+    is started again with the new ones (make-before-break, as any replacement)."""
+    for r, there in enumerate(insts):
+        if there is None:
+            continue
+        have = there.annotations.get(ANN_LIMITS)
+        if have != want:
+            was, now = have or "the host's defaults", want or "the host's defaults"
+            surplus.append((hosts[host_of[id(there)]], there,
+                            f"limits changed from {was} to {now}"))
+            insts[r] = None
+
+
 def _keep_one(
     found: list[ActorInstance], hosts: dict[str, HostInventory], host_of: dict[int, str],
-    rs: RuleSet, r: int, surplus: list[SurplusActor],
+    rs: RuleSet, r: int, surplus: list[SurplusActor], want: str | None = None,
 ) -> ActorInstance:
     """Several owned instances claim replica ``r``: keep the earliest started (then by
-    host id), preferring those on hosts that satisfy the rules; the rest become surplus.
-    (Instances on ineligible hosts are dealt with by the caller's rules check.)"""
-    keep = min(found, key=lambda i: (not rs.allows(hosts[host_of[id(i)]]), i.started_at,
+    host id), preferring those on hosts that satisfy the rules, then those running under
+    the wanted limits (a replacement for new limits wins over the old instance); the rest
+    become surplus. (Instances on ineligible hosts and under other limits are dealt with
+    by the caller's checks.)"""
+    keep = min(found, key=lambda i: (not rs.allows(hosts[host_of[id(i)]]),
+                                     i.annotations.get(ANN_LIMITS) != want, i.started_at,
                                      host_of[id(i)], i.instance_id))
     for inst in found:
         if inst is not keep:

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from lattice.manifests import DesiredState
 from lattice.protocol import (
     ANN_KIND,
+    ANN_LIMITS,
     ANN_MANAGED_BY,
     ANN_NAME,
     ANN_REPLICA,
@@ -111,13 +112,15 @@ def _actors(found: Analysis, revision: str, out: list[Action]) -> None:
         name, aid = slots.deployment, slots.actor_id
         avoid = tuple(sorted({found.host_of(i).host_id for i in insts if i is not None}))
         named = (ANN_NAME, name)
+        # sorted by key: kind < limits < managed-by < name < replica < revision
+        head = (_KIND_DEPLOYMENT,) if slots.limits is None else (
+            _KIND_DEPLOYMENT, (ANN_LIMITS, slots.limits))
         for r, inst in enumerate(insts):
             if inst is not None:
                 continue
             out.append(StartActor(
                 deployment=name, actor_id=aid, replica=r, constraints=slots.rules.rules,
-                # sorted by key: kind < managed-by < name < replica < revision
-                annotations=(_KIND_DEPLOYMENT, _MANAGED, named, _REPLICA_PAIRS[r], rev),
+                annotations=(*head, _MANAGED, named, _REPLICA_PAIRS[r], rev),
                 avoid_hosts=avoid, reason=f"replica {r} of deployment {name} is not running"))
     for host, inst, why in found.surplus_actors:
         out.append(StopActor(host_id=host.host_id, actor_id=inst.actor_id,

@@ -95,3 +95,4 @@ class ActorSlots(NamedTuple):
     actor_id: str
     rules: RuleSet
     instances: list[ActorInstance | None]
+    limits: str | None = None  #: the ``vinculum.io/limits`` its instances carry

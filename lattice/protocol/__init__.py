@@ -38,6 +38,7 @@ from lattice.protocol.events import (
 )
 from lattice.protocol.models import (
     ANN_KIND,
+    ANN_LIMITS,
     ANN_MANAGED_BY,
     ANN_NAME,
     ANN_REPLICA,
@@ -79,6 +80,7 @@ from lattice.protocol.subjects import (
 
 __all__ = [
     "ANN_KIND",
+    "ANN_LIMITS",
     "ANN_MANAGED_BY",
     "ANN_NAME",
     "ANN_REPLICA",

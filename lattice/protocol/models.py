@@ -47,6 +47,8 @@ ANN_KIND = "vinculum.io/kind"
 ANN_NAME = "vinculum.io/name"
 ANN_REVISION = "vinculum.io/revision"
 ANN_REPLICA = "vinculum.io/replica"
+#: per-instance limits of an actor (lattice.manifests.ActorLimits.annotation)
+ANN_LIMITS = "vinculum.io/limits"
 MANAGED_BY_VALUE = "vinculum"
 #: Annotations that do not make an instance a different one (a new revision of the same
 #: replica is the same replica): ignored when a host checks a start for idempotency.
