@@ -2,7 +2,9 @@
 
 The strip has ``LEDS`` pixels (binding value, default 12), all ``000000`` at start.
 Operations (UTF-8 text): ``Set`` "index=rrggbb", ``Fill`` "rrggbb", ``Clear``, ``Get`` ->
-the pixels, comma-separated. The inventory shows ``length`` and ``pixels``.
+the pixels, comma-separated. The inventory shows ``length`` and ``pixels``. It needs no
+quota: what it keeps is one strip per provider, at most :data:`MAX_LEDS` pixels, whatever
+its actors do.
 """
 
 from __future__ import annotations
