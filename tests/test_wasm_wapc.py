@@ -6,9 +6,13 @@ interruption); the CPU deadline is shortened so the runaway guests are stopped q
 
 from __future__ import annotations
 
+import gc
+import re
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import wasmtime
@@ -16,6 +20,7 @@ import wasmtime
 from hostagent.wasm.wapc import (
     EpochTicker,
     GuestError,
+    GuestTrap,
     HostCallError,
     Limits,
     WapcInstance,
@@ -144,3 +149,233 @@ def test_the_epoch_ticker_sleeps_while_no_guest_runs() -> None:
         assert ticker.ticks <= settled + 1  # at most one tick racing the exit
     finally:
         ticker.close()
+
+
+# ---------------------------------------------------------------- hostile guests (issue 12)
+
+HOSTILE = Path(__file__).resolve().parent / "hostile"
+
+
+def hostile(engine: wasmtime.Engine, name: str, *, limits: Limits | None = None,
+            host_call: Callable[[str, str, str, bytes], bytes] | None = None) -> WapcInstance:
+    """``tests/hostile/<name>.wat``, instantiated."""
+    module = wasmtime.Module(engine, wasmtime.wat2wasm((HOSTILE / f"{name}.wat").read_text()))
+    return WapcInstance(engine, module, name=name, host_call=host_call or _refuse,
+                        limits=limits or Limits(call_timeout_s=1.0),
+                        ticker=_TICKERS[id(engine)])
+
+
+def _refuse(binding: str, namespace: str, op: str, payload: bytes) -> bytes:
+    raise HostCallError(f"no {namespace} here")
+
+
+def inline(engine: wasmtime.Engine, body: str, *, limits: Limits | None = None,
+           console: Callable[[str], None] | None = None) -> WapcInstance:
+    """A module of the wapc imports, one page of memory, and ``body``."""
+    imports = "".join(
+        f'(import "wapc" "{name}" (func ${name} (param {" i32" * params})))'
+        for name, params in (("__guest_request", 2), ("__guest_response", 2),
+                             ("__guest_error", 2), ("__host_response", 1),
+                             ("__host_error", 1), ("__console_log", 2)))
+    source = f'(module {imports} (memory (export "memory") 1) {body})'
+    module = wasmtime.Module(engine, wasmtime.wat2wasm(source))
+    return WapcInstance(engine, module, name="inline", host_call=_refuse, limits=limits,
+                        console=console, ticker=_TICKERS[id(engine)])
+
+
+def guest_call(*calls: str) -> str:
+    return ('(func (export "__guest_call") (param i32 i32) (result i32) '
+            f'{" ".join(calls)} (i32.const 1))')
+
+
+@pytest.mark.parametrize(("call", "words"), [
+    ("(call $__guest_request (i32.const -13) (i32.const 0))",
+     "__guest_request: pointer 4294967283 + length 13 is outside the 65536-byte memory"),
+    ("(call $__guest_request (i32.const 65535) (i32.const 0))",
+     "__guest_request: pointer 65535 + length 13 is outside the 65536-byte memory"),
+    ("(call $__guest_response (i32.const -16) (i32.const 32))",
+     "__guest_response: pointer 4294967280 + length 32 is outside"),
+    ("(call $__guest_response (i32.const 0) (i32.const -1))",
+     "__guest_response: pointer 0 + length 4294967295 is outside"),
+    ("(call $__guest_error (i32.const 65536) (i32.const 1))",
+     "__guest_error: pointer 65536 + length 1 is outside"),
+    ("(call $__console_log (i32.const 65530) (i32.const 100))",
+     "__console_log: pointer 65530 + length 100 is outside"),
+    ("(call $__host_response (i32.const 65537))",
+     "__host_response: pointer 65537 + length 0 is outside"),
+    ("(call $__host_error (i32.const -1))",
+     "__host_error: pointer 4294967295 + length 0 is outside"),
+])
+def test_a_pointer_outside_the_memory_traps_naming_the_import(
+        engine: wasmtime.Engine, call: str, words: str) -> None:
+    """Pointers and lengths are unsigned 32-bit and checked against the memory: a bad
+    one traps the guest (the runtime then stops it), it never reads or writes elsewhere."""
+    guest = inline(engine, guest_call(call))
+    with pytest.raises(GuestTrap, match=re.escape(words)):
+        guest.call("HandleMessage", b"hello")
+    memory = guest.instance.exports(guest.store)["memory"]
+    assert isinstance(memory, wasmtime.Memory)
+    assert bytes(memory.read(guest.store, 0, 65536)) == bytes(65536)  # nothing written
+
+
+def test_a_bad_pointer_in_wapc_init_refuses_the_start(engine: wasmtime.Engine) -> None:
+    body = ('(func (export "wapc_init") (call $__console_log (i32.const -1) (i32.const 2)))'
+            + guest_call())
+    with pytest.raises(GuestTrap, match=r"wapc_init: trapped: __console_log: pointer "
+                                        r"4294967295 \+ length 2"):
+        inline(engine, body)
+
+
+def test_the_hostile_module_traps_on_each_import(engine: wasmtime.Engine) -> None:
+    """tests/hostile/negative_pointer.wat: the message length picks the import."""
+    expected = {0: "__guest_request: pointer 4294967283 + length 13",
+                1: "__guest_response: pointer 4294967280 + length 32",
+                2: "__console_log: pointer 65530 + length 100",
+                3: "__host_error: pointer 4294967295 + length 15"}  # "no nowhere here"
+    for length, words in expected.items():
+        guest = hostile(engine, "negative_pointer")
+        with pytest.raises(GuestTrap, match=re.escape(words)):
+            guest.call("HandleMessage", b"x" * length)
+
+
+def test_a_console_line_is_cut_at_4_kib(engine: wasmtime.Engine) -> None:
+    lines: list[str] = []
+    guest = inline(engine, guest_call("(call $__console_log (i32.const 0) (i32.const 60000))"),
+                   console=lines.append)
+    guest.call("HandleMessage", b"")
+    assert [len(line) for line in lines] == [4096]
+
+
+def test_an_exception_in_an_import_traps_naming_it(engine: wasmtime.Engine) -> None:
+    def broken(text: str) -> None:
+        raise RuntimeError("the log is gone")
+
+    guest = inline(engine, guest_call("(call $__console_log (i32.const 0) (i32.const 1))"),
+                   console=broken)
+    with pytest.raises(GuestTrap, match="__console_log: RuntimeError: the log is gone"):
+        guest.call("HandleMessage", b"")
+
+
+# ---------------------------------------------------------------- store limits
+
+@pytest.mark.parametrize(("declarations", "words"), [
+    ("(memory 1) (memory 1)", "memory count too high"),
+    ("(table 1 funcref) (table 1 funcref)", "table count too high"),
+    ("(table 20000 funcref)", "table"),
+])
+def test_more_than_the_store_allows_does_not_instantiate(
+        engine: wasmtime.Engine, declarations: str, words: str) -> None:
+    source = f'(module {declarations} (memory (export "memory") 1) {guest_call()})'
+    module = wasmtime.Module(engine, wasmtime.wat2wasm(source))
+    with pytest.raises(GuestError, match=words):
+        WapcInstance(engine, module, name="greedy", host_call=_refuse)
+
+
+def test_sixteen_memories_are_refused(engine: wasmtime.Engine) -> None:
+    with pytest.raises(GuestError, match=r"cannot instantiate many_memories: .*memory count"):
+        hostile(engine, "many_memories")
+
+
+def test_table_grow_past_the_limit_fails_in_the_guest(engine: wasmtime.Engine) -> None:
+    rss = _rss()
+    with pytest.raises(GuestError, match=r"table\.grow refused"):
+        hostile(engine, "table_grow").call("HandleMessage", b"")
+    assert _rss() - rss < 32 << 20  # 100 million elements would be 800 MB
+
+
+@pytest.mark.parametrize("feature", [
+    '(memory (export "memory") 1 2 shared)',  # threads: shared memory
+    '(memory (export "memory") 1) (type $a (array i8)) '  # GC: a heap of its own
+    '(func (drop (array.new_default $a (i32.const 1))))',
+    '(memory (export "memory") 1) (tag $t) (func (throw $t))',  # exceptions
+])
+def test_proposals_that_allocate_outside_the_memory_are_refused(
+        engine: wasmtime.Engine, feature: str) -> None:
+    source = f"(module {feature} {guest_call()})"
+    with pytest.raises((wasmtime.WasmtimeError, GuestError)):  # compile or instantiate
+        WapcInstance(engine, wasmtime.Module(engine, wasmtime.wat2wasm(source)), name="new",
+                     host_call=_refuse)
+
+
+def test_the_limits_reach_the_store(engine: wasmtime.Engine) -> None:
+    """A smaller memory limit and table size from Limits (per-deployment overrides)."""
+    small = Limits(memory_bytes=2 << 16, table_elements=5)
+    source = f'(module (memory (export "memory") 3) {guest_call()})'
+    with pytest.raises(GuestError, match="memory"):
+        WapcInstance(engine, wasmtime.Module(engine, wasmtime.wat2wasm(source)),
+                     name="big", host_call=_refuse, limits=small)
+    source = f'(module (table 6 funcref) (memory (export "memory") 1) {guest_call()})'
+    with pytest.raises(GuestError, match="table"):
+        WapcInstance(engine, wasmtime.Module(engine, wasmtime.wat2wasm(source)),
+                     name="big", host_call=_refuse, limits=small)
+    with pytest.raises(ValueError, match="invalid limits"):
+        Limits(memory_bytes=0)
+
+
+def test_the_real_wascc_modules_fit_the_limits(engine: wasmtime.Engine) -> None:
+    """Built by waSCC's Rust toolchain: one table of ~200 functions, 17 pages."""
+    modules = sorted(WASCC.glob("*.wasm")) if WASCC.is_dir() else []
+    if not modules:
+        pytest.skip(f"{WASCC} is absent (shared fixtures)")
+    for path in modules:
+        module = wasmtime.Module(engine, path.read_bytes())
+        guest = WapcInstance(engine, module, name=path.stem, host_call=_refuse)
+        with pytest.raises(GuestError, match="guest error"):  # not MessagePack: refused
+            guest.call("HandleRequest", b"\x80")
+
+
+WASCC = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "wascc"
+
+
+# ---------------------------------------------------------------- instances are freed
+
+@pytest.mark.parametrize("name", ["echo", "counter", "trap", "crash_hog"])
+def test_an_instance_is_freed_once_dropped(engine: wasmtime.Engine, name: str) -> None:
+    """Without the collector: the imports hold the instance weakly, and a trap's frames
+    are cleared, so no reference cycle keeps a stopped or crashed instance (and its
+    memory) alive."""
+    path = HOSTILE / f"{name}.wat"
+    wasm = wasmtime.wat2wasm(path.read_text()) if path.exists() else wat(name)
+    guest = WapcInstance(engine, wasmtime.Module(engine, wasm), name=name,
+                         host_call=lambda *_: b"1", ticker=_TICKERS[id(engine)])
+    try:
+        guest.call("HandleMessage", b"x")
+    except GuestError:
+        pass
+    ref = weakref.ref(guest)
+    gc.disable()
+    try:
+        del guest
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
+# ---------------------------------------------------------------- time in host calls
+
+def test_time_waiting_in_a_host_call_does_not_count(engine: wasmtime.Engine) -> None:
+    """docs/actors.md: only the guest's own instructions count against the deadline. A
+    host call that takes three deadlines (a slow provider on another host) is fine."""
+    waited = threading.Event()
+
+    def slow(binding: str, namespace: str, op: str, payload: bytes) -> bytes:
+        waited.wait(0.6)  # the slow provider under test, not a synchronisation
+        return b"7"
+
+    counter = WapcInstance(engine, wasmtime.Module(engine, wat("counter")), name="counter",
+                           host_call=slow, limits=Limits(call_timeout_s=0.2),
+                           ticker=_TICKERS[id(engine)])
+    assert counter.call("HandleMessage", b"") == b"7"
+    # ... while Limits.host_wait_s lasts: with none, the wait counts and the guest traps
+    strict = WapcInstance(engine, wasmtime.Module(engine, wat("counter")), name="counter",
+                          host_call=slow, limits=Limits(call_timeout_s=0.2, host_wait_s=0),
+                          ticker=_TICKERS[id(engine)])
+    with pytest.raises(GuestTrap, match="CPU deadline"):
+        strict.call("HandleMessage", b"")
+
+
+def _rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
