@@ -7,18 +7,28 @@ stores it under its actor id (the object name), with the claims in the object's 
 every character outside ``[A-Za-z0-9_-]`` replaced by ``_`` (:func:`bucket_name`), created
 on first use. Used by ``latticectl push`` / ``get actors`` and by the hosts. Format and
 operations are in docs/registry.md.
+
+An actor id is bound to the account that first pushed it (the ``Lattice-Actor-Issuer``
+header of its object): a push of the same id signed by another account is refused
+(:class:`IssuerMismatch`) unless forced. The registry is not trusted by its readers: a
+fetch refuses an object whose metadata says it is over the size limit before reading a
+byte of it (:class:`ModuleTooLarge`), and reads the chunks of exactly that object itself,
+stopping at the first byte beyond the size its metadata gave (:class:`BadObject`).
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import logging
 from dataclasses import dataclass
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.js.api import ObjectMeta
-from nats.js.object_store import ObjectStore
+from nats.js.api import ObjectInfo, ObjectMeta
+from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, ObjectStore
 
 from lattice import natsutil
 from lattice.claims import MAX_MODULE_SIZE, Claims, verify_module
@@ -33,6 +43,8 @@ H_HASH = "Lattice-Module-Hash"
 H_ISSUER = "Lattice-Actor-Issuer"
 #: how many bytes of fetched modules one Gantry keeps (a module is at most 16 MiB)
 CACHE_BYTES = 64 * 1024 * 1024
+#: seconds to wait for the next chunk of a module being downloaded
+CHUNK_TIMEOUT_S = 10.0
 
 
 class ModuleNotFound(PermanentError):
@@ -43,6 +55,38 @@ class ModuleNotFound(PermanentError):
                          "push it with `latticectl push FILE.wasm`")
         self.actor_id = actor_id
         self.bucket = bucket
+
+
+class ModuleTooLarge(PermanentError):
+    """The registry's object is over the size limit: refused without downloading it."""
+
+    def __init__(self, actor_id: str, size: int, max_size: int) -> None:
+        super().__init__(f"the module of actor {actor_id} in the registry has {size} "
+                         f"bytes, over the limit of {max_size}; it was not downloaded")
+        self.actor_id = actor_id
+        self.size = size
+        self.max_size = max_size
+
+
+class BadObject(PermanentError):
+    """The registry's object is not what its metadata says (written by hand, or broken)."""
+
+    def __init__(self, actor_id: str, why: str) -> None:
+        super().__init__(f"the object of actor {actor_id} in the registry is refused: {why}")
+        self.actor_id = actor_id
+
+
+class IssuerMismatch(PermanentError):
+    """A push of an actor id that another account's module holds in the registry."""
+
+    def __init__(self, actor_id: str, bound: str, issuer: str) -> None:
+        super().__init__(
+            f"actor {actor_id} is bound to account {bound}, which pushed it first; this "
+            f"module is signed by account {issuer}; refused (an admin may replace it: "
+            "`latticectl push --force`)")
+        self.actor_id = actor_id
+        self.bound = bound
+        self.issuer = issuer
 
 
 @dataclass(frozen=True)
@@ -69,6 +113,16 @@ def _header(headers: dict[str, object] | None, key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _digest_matches(digest: str, data: bytes) -> bool:
+    """Whether ``digest`` (``SHA-256=<base64url>``, as the object store writes it) is the
+    digest of ``data``. Pure."""
+    kind, _, value = digest.partition("=")
+    if kind.upper() != "SHA-256":
+        return False
+    expected = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+    return value.rstrip("=") == expected.rstrip("=")
+
+
 class Gantry:
     """The registry of one lattice on one NATS connection.
 
@@ -87,6 +141,8 @@ class Gantry:
         #: actor id -> (the object's SHA-256 digest, its bytes), oldest first
         self._cache: dict[str, tuple[str, bytes]] = {}
         self.cache_hits = 0
+        #: module bytes this Gantry has read from the bucket (chunks), for the curious
+        self.downloaded_bytes = 0
 
     async def _object_store(self) -> ObjectStore:
         if self._store is None:
@@ -103,10 +159,31 @@ class Gantry:
                                      "enabled on the server?", delay=1.0) from exc
         return self._store
 
-    async def push(self, wasm: bytes) -> Claims:
+    async def bound_issuer(self, actor_id: str) -> str | None:
+        """The account the stored module of ``actor_id`` is signed by (its binding), or
+        None when there is none (or the object does not say)."""
+        store = await self._object_store()
+        try:
+            info = await store.get_info(actor_id)
+        except nats.js.errors.ObjectNotFoundError:
+            return None
+        except nats.js.errors.BadObjectMetaError:
+            return None  # unreadable metadata binds nothing; a push replaces it
+        except nats.errors.TimeoutError as exc:
+            raise TransientError(f"gantry: reading {actor_id} timed out") from exc
+        return _header(info.headers, H_ISSUER) or None
+
+    async def push(self, wasm: bytes, *, force: bool = False) -> Claims:
         """Verify ``wasm`` (ClaimsError when it does not) and store it under its actor id,
-        replacing an older module of the same id."""
+        replacing an older module of the same id signed by the same account; a module of
+        that id from another account raises IssuerMismatch, unless ``force``."""
         claims = verify_module(wasm, max_size=self.max_size)
+        bound = await self.bound_issuer(claims.subject)
+        if bound is not None and bound != claims.issuer:
+            if not force:
+                raise IssuerMismatch(claims.subject, bound, claims.issuer)
+            log.warning("actor %s: replacing the module of account %s by one of account %s "
+                        "(forced)", claims.subject, bound, claims.issuer)
         store = await self._object_store()
         meta = ObjectMeta(
             name=claims.subject,
@@ -132,19 +209,63 @@ class Gantry:
         store = await self._object_store()
         try:
             info = await store.get_info(actor_id)
-            kept = self._cache.get(actor_id)
-            if kept is not None and info.digest and kept[0] == info.digest:
-                self.cache_hits += 1
-                return kept[1]
-            result = await store.get(actor_id)
         except nats.js.errors.ObjectNotFoundError:
             raise ModuleNotFound(actor_id, self.bucket) from None
+        except nats.js.errors.BadObjectMetaError:
+            raise BadObject(actor_id, "its metadata is not an object's") from None
         except nats.errors.TimeoutError as exc:
             raise TransientError(f"gantry: fetching {actor_id} timed out") from exc
-        data = bytes(result.data or b"")
-        if result.info.digest:
-            self._keep(actor_id, result.info.digest, data)
+        size = info.size or 0
+        if size > self.max_size:
+            raise ModuleTooLarge(actor_id, size, self.max_size)
+        kept = self._cache.get(actor_id)
+        if kept is not None and info.digest and kept[0] == info.digest:
+            self.cache_hits += 1
+            return kept[1]
+        data = await self._download(actor_id, info)
+        if info.digest:
+            self._keep(actor_id, info.digest, data)
         return data
+
+    async def _download(self, actor_id: str, info: ObjectInfo) -> bytes:
+        """The chunks of exactly the object ``info`` describes (its nuid), at most
+        ``info.size`` bytes of them, checked against its digest."""
+        size = info.size or 0
+        if info.options is not None and info.options.link is not None:
+            raise BadObject(actor_id, "it is a link to another object")
+        if not info.nuid:
+            raise BadObject(actor_id, "its metadata names no chunks")
+        if size == 0:
+            return b""
+        subject = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=self.bucket, obj=info.nuid)
+        # what the server may push ahead of this loop is bounded too: a chunk is at most
+        # the max payload, so a legitimate object always fits (nats-py's default: 64 MiB)
+        sub = await self.nc.jetstream().subscribe(
+            subject, stream=f"OBJ_{self.bucket}", ordered_consumer=True,
+            pending_bytes_limit=size + 2 * (self.nc.max_payload or 1024 * 1024),
+            pending_msgs_limit=(info.chunks or 0) + 64)
+        data = bytearray()
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=CHUNK_TIMEOUT_S)
+                data += msg.data
+                self.downloaded_bytes += len(msg.data)
+                if len(data) > size:
+                    raise BadObject(actor_id, f"it has more bytes than the {size} its "
+                                    "metadata says")
+                if msg.metadata.num_pending == 0:
+                    break
+        except nats.errors.TimeoutError as exc:
+            raise TransientError(f"gantry: the chunks of {actor_id} stopped coming "
+                                 f"({len(data)} of {size} bytes)") from exc
+        finally:
+            with contextlib.suppress(nats.errors.Error):  # a closed connection has no sub
+                await sub.unsubscribe()
+        if len(data) != size:
+            raise BadObject(actor_id, f"it has {len(data)} bytes, its metadata says {size}")
+        if not _digest_matches(info.digest or "", bytes(data)):
+            raise BadObject(actor_id, "its bytes do not match the digest of its metadata")
+        return bytes(data)
 
     def _keep(self, actor_id: str, digest: str, data: bytes) -> None:
         self._cache.pop(actor_id, None)

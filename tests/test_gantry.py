@@ -1,25 +1,41 @@
-"""Gantry against a real nats-server: push verifies and stores, fetch and list read back."""
+"""Gantry against a real nats-server: push verifies and stores, fetch and list read back;
+an actor id stays with the account that pushed it first (unless forced); a fetch refuses an
+oversized object from its metadata without downloading it, and an object whose chunks
+disagree with its metadata (issue 12, items 5 and 6)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
 
 import pytest
 import wasmtime
 from nats.aio.client import Client
+from nats.js.object_store import OBJ_META_PRE_TEMPLATE
 
-from lattice.claims import ClaimsError, encode_seed, sign_module
-from lattice.gantry import Gantry, ModuleNotFound, bucket_name
+from lattice.claims import ClaimsError, encode_seed, public_key, sign_module
+from lattice.gantry import (
+    BadObject,
+    Gantry,
+    IssuerMismatch,
+    ModuleNotFound,
+    ModuleTooLarge,
+    bucket_name,
+)
+from lattice.localnats import NatsServer
+from lattice.natsutil import connect
 
 ACCOUNT = encode_seed(hashlib.sha256(b"gantry account").digest(), "A")
+INTRUDER = encode_seed(hashlib.sha256(b"gantry intruder").digest(), "A")
 
 
 def module(name: str, *, size: int = 1, caps: tuple[str, ...] = ("wascc:messaging",),
-           expires: int | None = None) -> bytes:
+           expires: int | None = None, account: bytes = ACCOUNT) -> bytes:
     wat = f'(module (memory (export "memory") {size}) (data (i32.const 0) "{name}"))'
     seed = encode_seed(hashlib.sha256(name.encode()).digest(), "M")
-    signed, _ = sign_module(wasmtime.wat2wasm(wat), account_seed=ACCOUNT, module_seed=seed,
+    signed, _ = sign_module(wasmtime.wat2wasm(wat), account_seed=account, module_seed=seed,
                             name=name, capabilities=caps, expires=expires)
     return signed
 
@@ -120,3 +136,91 @@ async def test_what_is_kept_is_bounded_oldest_out(nc: Client, lattice_id: str,
     await g.fetch(b.subject)
     await g.fetch(a.subject)
     assert g.cache_hits == 1
+
+
+async def test_an_actor_id_stays_with_the_account_that_pushed_it_first(
+        nc: Client, lattice_id: str) -> None:
+    gantry = Gantry(nc, lattice_id)
+    ours = await gantry.push(module("counter"))
+    theirs = module("counter", size=2, account=INTRUDER)  # same actor id, another account
+    with pytest.raises(IssuerMismatch) as refused:
+        await gantry.push(theirs)
+    intruder = public_key(INTRUDER, "A")
+    assert refused.value.bound == ours.issuer and refused.value.issuer == intruder
+    assert ours.issuer in refused.value.message and intruder in refused.value.message
+    assert "--force" in refused.value.message
+    assert await gantry.fetch(ours.subject) == module("counter")  # untouched
+    await gantry.push(module("counter", size=3))  # the same account may replace it
+    # an admin forces the change: the id now belongs to the other account
+    forced = await gantry.push(theirs, force=True)
+    assert await gantry.fetch(forced.subject) == theirs
+    assert await gantry.bound_issuer(forced.subject) == intruder
+    assert [r.issuer for r in await gantry.list()] == [intruder]
+    with pytest.raises(IssuerMismatch):
+        await gantry.push(module("counter"))
+    # a deleted module binds nothing
+    await gantry.delete(forced.subject)
+    assert await gantry.bound_issuer(forced.subject) is None
+    assert (await gantry.push(module("counter"))).issuer == ours.issuer
+
+
+async def _fresh(url: str) -> Client:
+    """A connection of its own, so its byte counters see only what one Gantry reads."""
+    return await connect(url)
+
+
+async def test_an_oversized_module_is_refused_without_downloading_it(
+        nats_server: NatsServer, nc: Client, lattice_id: str) -> None:
+    """Written straight into the bucket (as a hostile pusher would, bypassing push): the
+    fetch reads the size from the object's metadata and downloads nothing."""
+    store = await Gantry(nc, lattice_id)._object_store()
+    big = b"\0" * (2 * 1024 * 1024)
+    await store.put("MBIG", big)
+    host_nc = await _fresh(nats_server.url)
+    try:
+        host = Gantry(host_nc, lattice_id, max_size=1024 * 1024)
+        await host._object_store()
+        before = host_nc.stats["in_bytes"]
+        with pytest.raises(ModuleTooLarge, match=r"has 2097152 bytes, over the limit of "
+                                                 r"1048576; it was not downloaded"):
+            await host.fetch("MBIG")
+        received = host_nc.stats["in_bytes"] - before
+        assert host.downloaded_bytes == 0 and received < 4096, received  # metadata only
+        # the same object under a larger limit is downloaded, in full
+        assert await Gantry(host_nc, lattice_id).fetch("MBIG") == big
+        assert host_nc.stats["in_bytes"] - before > len(big)
+    finally:
+        await host_nc.close()
+
+
+async def _forge_meta(nc: Client, lattice_id: str, name: str, **changes: object) -> None:
+    """Rewrite an object's metadata as a hostile writer of the bucket could."""
+    bucket = bucket_name(lattice_id)
+    store = await Gantry(nc, lattice_id)._object_store()
+    info = (await store.get_info(name)).as_dict()
+    info.update(changes)
+    subject = OBJ_META_PRE_TEMPLATE.format(
+        bucket=bucket, obj=base64.urlsafe_b64encode(name.encode()).decode())
+    await nc.jetstream().publish(subject, json.dumps(info).encode(),
+                                 headers={"Nats-Rollup": "sub"})
+
+
+async def test_chunks_that_disagree_with_the_metadata_are_refused(
+        nc: Client, lattice_id: str) -> None:
+    store = await Gantry(nc, lattice_id)._object_store()
+    real = bytes(range(256)) * 4096  # 1 MiB: eight chunks of 128 KiB
+    await store.put("MLIES", real)
+    await _forge_meta(nc, lattice_id, "MLIES", size=1000)  # "small enough"
+    host = Gantry(nc, lattice_id)
+    with pytest.raises(BadObject, match="more bytes than the 1000 its metadata says"):
+        await host.fetch("MLIES")
+    assert host.downloaded_bytes <= 1000 + 128 * 1024  # stopped at the first chunk over
+    await store.put("MLIES", real)
+    await _forge_meta(nc, lattice_id, "MLIES", size=2 * len(real))
+    with pytest.raises(BadObject, match=f"has {len(real)} bytes, its metadata says"):
+        await host.fetch("MLIES")
+    await store.put("MLIES", real)
+    await _forge_meta(nc, lattice_id, "MLIES",
+                      digest="SHA-256=" + base64.urlsafe_b64encode(b"\0" * 32).decode())
+    with pytest.raises(BadObject, match="do not match the digest"):
+        await host.fetch("MLIES")
