@@ -7,7 +7,9 @@ hosts' application traffic, ``admin.creds`` for latticectl), each allowed only w
 role needs (lattice.auth.roles). ``secure=False`` (``up --insecure``) runs an open server.
 
 Between nats-server and the hosts, the example actors (examples/actors/*.wat) are compiled,
-signed with the demo seeds and pushed to the registry (:mod:`cli.examples`).
+signed with the demo seeds and pushed to the registry (:mod:`cli.examples`), and a lattice
+without a trust policy gets one trusting the demo account that signed them
+(:func:`cli.gantry_cmd.trust_by_default`).
 
 Used by ``latticectl up`` (foreground or ``--detach``) and ``latticectl down``. Every
 process is started here and ended here by its pid; the pids, the NATS URL and the repo are
@@ -32,6 +34,7 @@ from pathlib import Path
 import git
 
 from cli.examples import EXAMPLE_ACTORS, host_runtime_args, push_examples
+from cli.gantry_cmd import trust_by_default
 from lattice.auth.roles import RoleName
 from lattice.auth.store import AuthStore
 from lattice.localnats import NatsServer
@@ -180,6 +183,9 @@ class LocalStack:
         if self.actors_dir is not None:
             try:
                 pushed = push_examples(self._options("admin"), self.lattice, self.actors_dir)
+                if pushed:  # the lattice trusts what up signs, unless it has a policy
+                    trust_by_default(self._options("admin"), self.lattice,
+                                     {a.claims.issuer for a in pushed})
             except BaseException:
                 self.stop()
                 raise
