@@ -8,19 +8,24 @@ request to a binding's subscription is answered by the WebAssembly code.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import wasmtime
 from nats.aio.client import Client
 
 from hostagent.runtime import RuntimeFailure
 from hostagent.wasm.runtime import WasmRuntime
-from hostagent.wasm.wapc import Limits
+from hostagent.wasm.wapc import GuestTrap, Limits
+from lattice.claims import sign_module
 from lattice.gantry import Gantry
 from lattice.protocol import ActorInstance, BindingInstance, ProviderInstance, new_id, utcnow
-from tests.wasmutil import signed
+from tests.helpers import eventually
+from tests.wasmutil import seed, signed
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -229,3 +234,102 @@ async def test_an_unusable_cache_dir_is_logged_and_the_runtime_works(
     finally:
         await rt.close()
     assert "not cached on disk" in caplog.text
+
+
+# ---------------------------------------------------------------- hostile guests (issue 12)
+
+HOSTILE = Path(__file__).resolve().parent / "hostile"
+
+
+async def push_hostile(nc: Client, lattice_id: str, name: str, caps: tuple[str, ...]) -> str:
+    """``tests/hostile/<name>.wat`` signed with test keys and pushed to gantry."""
+    wasm = bytes(wasmtime.wat2wasm((HOSTILE / f"{name}.wat").read_text()))
+    signed_wasm, claims = sign_module(wasm, account_seed=seed("account", "A"),
+                                      module_seed=seed(name, "M"), name=name,
+                                      capabilities=list(caps))
+    await Gantry(nc, lattice_id).push(signed_wasm)
+    return claims.subject
+
+
+async def test_stopped_and_crashed_instances_are_freed(
+        runtime: WasmRuntime, nc: Client, lattice_id: str) -> None:
+    """Nothing keeps an instance (its store, its memory) once the runtime drops it."""
+    echo = await push(nc, lattice_id, "echo", ("wascc:messaging",))
+    hog = await push_hostile(nc, lattice_id, "crash_hog", ("wascc:messaging",))
+    crashed: list[str] = []
+
+    async def on_crash(instance: ActorInstance, reason: str) -> None:
+        crashed.append(reason)
+        await runtime.stop_actor(instance)
+
+    runtime.on_crash = on_crash
+    refs = []
+    for actor_id in (echo, hog):
+        await runtime.start_actor(actor(actor_id))
+        [worker] = runtime.by_actor[actor_id]
+        refs.append(weakref.ref(worker.instance))
+        del worker
+    assert await runtime.call_actor(echo, "HandleMessage", b"hi") == b"hi"
+    await runtime.stop_actor(runtime.by_actor[echo][0].actor)
+    with pytest.raises(GuestTrap, match="unreachable"):
+        await runtime.call_actor(hog, "HandleMessage", b"")
+    await eventually(lambda: not runtime.workers, message="the crashed instance stopped")
+    assert crashed and "unreachable" in crashed[0]
+    # the worker threads let go of the instances once their last call is over; nothing
+    # but reference counting is needed (a cycle would wait for the collector)
+    gc.disable()
+    try:
+        await eventually(lambda: all(ref() is None for ref in refs),
+                         message="both instances freed")
+    finally:
+        gc.enable()
+
+
+async def test_a_bad_pointer_crashes_the_instance_naming_the_import(
+        runtime: WasmRuntime, nc: Client, lattice_id: str) -> None:
+    bad = await push_hostile(nc, lattice_id, "negative_pointer", ("wascc:messaging",))
+    crashed: list[str] = []
+
+    async def on_crash(instance: ActorInstance, reason: str) -> None:
+        crashed.append(reason)
+
+    runtime.on_crash = on_crash
+    await deploy(runtime, bad, f"{lattice_id}.bad")
+    reply = await nc.request(f"{lattice_id}.bad", b"", timeout=5)
+    error = (reply.headers or {}).get("Nats-Service-Error", "")
+    words = "__guest_request: pointer 4294967283 + length 13 is outside the 65536-byte memory"
+    assert words in error
+    await eventually(lambda: crashed, message="on_crash told")
+    assert words in crashed[0]
+
+
+async def test_replies_and_payloads_over_the_max_payload_are_refused_at_the_source(
+        runtime: WasmRuntime, nc: Client, lattice_id: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The actor on one runtime (host), messaging and keyvalue on another: a 2 MiB reply
+    and a 1 MiB host call payload are refused by the runtime that makes them, with both
+    sizes, at once (no caller waits for a timeout), and the connection stays up (a
+    payload of max_payload with the op header would make the server close it)."""
+    big = await push_hostile(nc, lattice_id, "big_reply", ("wascc:messaging",
+                                                           "wascc:keyvalue"))
+    other = WasmRuntime(nc, lattice_id, limits=Limits(call_timeout_s=0.3))
+    try:
+        await runtime.start_actor(actor(big))
+        for cap in (MESSAGING, KEYVALUE):
+            await other.start_provider(provider(cap))
+        await other.put_binding(binding(big, MESSAGING), {"SUBSCRIPTION": f"{lattice_id}.big"})
+        await other.put_binding(binding(big, KEYVALUE), {})
+        started = time.monotonic()
+        reply = await nc.request(f"{lattice_id}.big", b"", timeout=10)
+        error = (reply.headers or {}).get("Nats-Service-Error", "")
+        assert f"is 2097152 bytes, over the {nc.max_payload}-byte limit" in error, error
+        assert time.monotonic() - started < 2.0
+        assert "refused: the reply of actor" in caplog.text  # logged where it was made
+        # 16 x 64 KiB = exactly max_payload: the header takes it over
+        reply = await nc.request(f"{lattice_id}.big", b"x" * 16, timeout=10)
+        assert b"the payload of host call wascc:keyvalue/default Set is 1048576 bytes" in (
+            reply.data), reply
+        assert nc.is_connected and nc.stats["reconnects"] == 0
+        assert (await nc.request(f"{lattice_id}.big", b"x", timeout=10)).data == b"stored"
+    finally:
+        await other.close()

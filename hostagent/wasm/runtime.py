@@ -188,10 +188,13 @@ class WasmRuntime:
         one on another host through lattice RPC."""
         if actor_id in self.by_actor or self.nc is None:
             return await self._call_local(actor_id, operation, payload)
+        headers = {rpc.OP_HEADER: operation}
+        rpc.ensure_fits(self.nc, f"the payload of {operation} for actor {actor_id}", payload,
+                        headers)
         try:
             reply = await self.nc.request(
                 rpc.actor_subject(self.subjects, actor_id), payload,
-                timeout=self.limits.call_timeout_s + 3.0, headers={rpc.OP_HEADER: operation})
+                timeout=self.limits.call_timeout_s + 3.0, headers=headers)
         except nats.errors.NoRespondersError:
             raise RuntimeFailure(f"actor {actor_id} has no running instance on the "
                                  "lattice") from None
@@ -210,8 +213,9 @@ class WasmRuntime:
 
     async def _answer(self, msg: Msg, work: Awaitable[bytes]) -> None:
         """Reply to a lattice RPC with what ``work`` returns, or with its error in words."""
+        what = f"the reply to {(msg.headers or {}).get(rpc.OP_HEADER, msg.subject)}"
         try:
-            data = await work
+            data = rpc.ensure_fits(self.nc, what, await work)
         except Exception as exc:
             if msg.reply and self.nc is not None:
                 await self.nc.publish(msg.reply, b"", headers=rpc.error_headers(words(exc)))
@@ -225,7 +229,7 @@ class WasmRuntime:
             raise RuntimeFailure(f"actor {actor_id} has no running instance on this host")
         worker = workers[next(self._turn) % len(workers)]
         try:
-            return await worker.call(operation, payload)
+            reply = await worker.call(operation, payload)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -248,6 +252,7 @@ class WasmRuntime:
             log.warning("actor %s instance %s: %s failed: %s", actor_id,
                         worker.actor.instance_id, operation, words(exc))
             raise
+        return rpc.ensure_fits(self.nc, f"the reply of actor {actor_id} to {operation}", reply)
 
     def _host_call_for(self, actor_id: str,
                        claims: Claims) -> Callable[[str, str, str, bytes], bytes]:
@@ -271,9 +276,15 @@ class WasmRuntime:
         if self.nc is None or self._loop is None:
             raise HostCallError(f"actor is not bound to {namespace}/{binding} here")
         timeout = self.limits.call_timeout_s
+        headers = {rpc.OP_HEADER: operation}
+        try:
+            rpc.ensure_fits(self.nc, f"the payload of host call {namespace}/{binding} "
+                            f"{operation}", payload, headers)
+        except rpc.PayloadTooLarge as exc:
+            raise HostCallError(exc.message) from None
         request = self.nc.request(
             rpc.provider_subject(self.subjects, actor_id, namespace, binding), payload,
-            timeout=timeout, headers={rpc.OP_HEADER: operation})
+            timeout=timeout, headers=headers)
         try:
             reply = asyncio.run_coroutine_threadsafe(request, self._loop).result(timeout + 1)
         except nats.errors.NoRespondersError:
