@@ -182,7 +182,7 @@ class Gantry:
         if bound is not None and bound != claims.issuer:
             if not force:
                 raise IssuerMismatch(claims.subject, bound, claims.issuer)
-            log.warning("actor %s: replacing the module of account %s by one of account %s "
+            log.info("actor %s: replacing the module of account %s by one of account %s "
                         "(forced)", claims.subject, bound, claims.issuer)
         store = await self._object_store()
         meta = ObjectMeta(
