@@ -8,10 +8,19 @@ acked with ``changed=False`` and no event) and every failure is a refusal with a
 never an exception; a failed start and a refused ``binding.put`` are announced as events
 too. Binding values are kept as templates; only the runtime sees them
 resolved (:mod:`hostagent.values`).
+
+Commands change the state one at a time under :attr:`CommandHandler.lock`, except for the
+long part of an actor's start: fetching, compiling and initialising it (seconds, for a
+large module or a slow ``wapc_init``) run outside the lock, so other commands, and starts
+of other actors, go on meanwhile. The start is acked once the instance runs, as before. A
+second start of the same identity while the first is under way waits for it and gets its
+answer (one instance, never two); a stop that matches a start under way marks it, and the
+instance is stopped as soon as it is up (the start is refused: "stopped while starting").
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -44,6 +53,7 @@ from lattice.protocol import (
     StopActor,
     StopProvider,
     describe_validation_error,
+    identity_annotations,
     new_id,
     parse_json_object,
     utcnow,
@@ -52,6 +62,7 @@ from lattice.protocol import (
 Emit = tuple[EventType, Message]
 STOPPED_BY_COMMAND = "stopped by command"
 HOST_STOPPING = "host stopping"
+HOST_IS_STOPPING = "host is stopping"
 
 
 @dataclass(frozen=True)
@@ -62,8 +73,27 @@ class Outcome:
     events: list[Emit] = field(default_factory=list)
 
 
-def _failure(exc: Exception) -> str:
+def _failure(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+@dataclass(eq=False)
+class Starting:
+    """An actor instance whose start is under way outside the lock."""
+
+    inst: ActorInstance
+    work: asyncio.Task[None]  #: the runtime's start_actor
+    done: asyncio.Future[CommandAck]  #: the ack, for starts of the same identity meanwhile
+    stop_reason: str | None = None  #: set by a stop that matched it
+
+    def matches(self, actor_id: str, instance_id: str | None,
+                annotations: Mapping[str, str]) -> bool:
+        """Whether a stop of (``actor_id``, ``instance_id`` or ``annotations``) means it."""
+        if self.inst.actor_id != actor_id:
+            return False
+        if instance_id is not None:
+            return self.inst.instance_id == instance_id
+        return all(self.inst.annotations.get(k) == v for k, v in annotations.items())
 
 
 class CommandHandler:
@@ -76,11 +106,16 @@ class CommandHandler:
         self.runtime = runtime
         self.environ = environ
         self.log = host_logger(__name__, state.host_id, state.name)
+        #: held while a command changes the state (and by the host to stop everything)
+        self.lock = asyncio.Lock()
+        self.starting: dict[str, Starting] = {}  # instance id -> its start under way
+        self.closing = False  #: set by abort_starts: no start begins any more
 
     # ------------------------------------------------------------ entry point
 
     async def handle(self, op: CommandOp | None, payload: bytes, *, tail: str = "?") -> Outcome:
-        """Parse and execute one command received for ``op`` (None: unknown ``tail``)."""
+        """Parse and execute one command received for ``op`` (None: unknown ``tail``),
+        under :attr:`lock` but for the long part of an actor's start."""
         if op is None:
             known = ", ".join(o.value for o in CommandOp)
             return self._refuse(f"unknown command {tail!r}; expected one of {known}")
@@ -97,9 +132,13 @@ class CommandHandler:
             cmd = COMMAND_MODELS[op].model_validate(obj)
         except ValidationError as exc:
             return self._refuse(f"invalid {op.value} command: {describe_validation_error(exc)}")
+        if isinstance(cmd, StartActor):
+            return await self.start_actor(cmd)
+        async with self.lock:
+            return await self._execute(cmd)
+
+    async def _execute(self, cmd: Message) -> Outcome:
         match cmd:
-            case StartActor():
-                return await self.start_actor(cmd)
             case StopActor():
                 return await self.stop_actor(cmd)
             case StartProvider():
@@ -131,37 +170,128 @@ class CommandHandler:
     # ------------------------------------------------------------ actors
 
     async def start_actor(self, cmd: StartActor) -> Outcome:
-        existing = self.state.find_actor(cmd.actor_id, cmd.annotations)
-        if existing is not None:
-            reason = "already running"
-            if existing.annotations != cmd.annotations:
-                self.state.actors[existing.instance_id] = existing.model_copy(
-                    update={"annotations": dict(cmd.annotations)}
-                )
-                reason = "already running; annotations updated"
-            self.log.info("actor %s instance %s %s", cmd.actor_id, existing.instance_id, reason)
-            return self._ok(changed=False, instance_id=existing.instance_id, reason=reason)
+        """Start an instance unless one of this identity runs; takes :attr:`lock` for the
+        decision and the bookkeeping only (see module doc)."""
+        while True:
+            async with self.lock:
+                if self.closing:
+                    return self._refuse(HOST_IS_STOPPING)
+                existing = self.state.find_actor(cmd.actor_id, cmd.annotations)
+                if existing is not None:
+                    return self._already_running(existing, cmd)
+                earlier = self._starting_like(cmd)
+                if earlier is None:
+                    starting = self._begin_start(cmd)
+                    break
+            ack = await asyncio.shield(earlier.done)
+            if not ack.accepted:  # the same answer; the first start announced it
+                return self._refuse(ack.reason)
+            # it runs now: answered as a start of what runs (annotations updated)
+        try:
+            await asyncio.wait({starting.work})
+        finally:  # also when this command is cancelled: the start ends with it
+            if not starting.work.done():
+                starting.work.cancel()
+                await asyncio.wait({starting.work})
+            outcome = await self._conclude(starting)
+        return outcome
+
+    async def _conclude(self, starting: Starting) -> Outcome:
+        """Finish a start whose work is done, and answer the starts waiting for it."""
+        outcome: Outcome | None = None
+        try:
+            async with self.lock:
+                outcome = await self._finish_start(starting)
+        except Exception:
+            self.log.exception("finishing the start of %s failed", starting.inst.actor_id)
+        finally:
+            self.starting.pop(starting.inst.instance_id, None)
+            if outcome is None:
+                outcome = self._refuse(f"actor {starting.inst.actor_id} failed to start: "
+                                       "the host could not record it")
+            starting.done.set_result(outcome.ack)
+        return outcome
+
+    def _already_running(self, existing: ActorInstance, cmd: StartActor) -> Outcome:
+        reason = "already running"
+        if existing.annotations != cmd.annotations:
+            self.state.actors[existing.instance_id] = existing.model_copy(
+                update={"annotations": dict(cmd.annotations)}
+            )
+            reason = "already running; annotations updated"
+        self.log.info("actor %s instance %s %s", cmd.actor_id, existing.instance_id, reason)
+        return self._ok(changed=False, instance_id=existing.instance_id, reason=reason)
+
+    def _starting_like(self, cmd: StartActor) -> Starting | None:
+        """A start under way of the same actor and identity annotations."""
+        wanted = identity_annotations(cmd.annotations)
+        for starting in self.starting.values():
+            inst = starting.inst
+            if (inst.actor_id == cmd.actor_id
+                    and identity_annotations(inst.annotations) == wanted):
+                return starting
+        return None
+
+    def _begin_start(self, cmd: StartActor) -> Starting:
         inst = ActorInstance(
             actor_id=cmd.actor_id, instance_id=new_id(), annotations=dict(cmd.annotations),
             started_at=utcnow(),
         )
-        try:
-            await self.runtime.start_actor(inst)
-        except Exception as exc:
-            reason = f"actor {cmd.actor_id} failed to start: {_failure(exc)}"
-            failed = ActorStartFailed(
-                host_id=self.state.host_id, actor_id=cmd.actor_id,
-                annotations=dict(cmd.annotations), reason=reason,
-            )
-            return self._refuse(reason, events=[(EventType.ACTOR_START_FAILED, failed)])
-        self.state.actors[inst.instance_id] = inst
-        self.log.info("actor %s instance %s started", inst.actor_id, inst.instance_id)
-        return self._ok(changed=True, instance_id=inst.instance_id,
-                        events=[(EventType.ACTOR_STARTED, self._actor_event(inst, ""))])
+        work = asyncio.create_task(self.runtime.start_actor(inst),
+                                   name=f"start-{inst.actor_id[:8]}-{inst.instance_id[:8]}")
+        starting = Starting(inst, work, asyncio.get_running_loop().create_future())
+        self.starting[inst.instance_id] = starting
+        return starting
+
+    async def _finish_start(self, starting: Starting) -> Outcome:
+        """Record the instance the runtime started, or refuse (under :attr:`lock`)."""
+        inst, work = starting.inst, starting.work
+        failure: str | None = None
+        if work.cancelled():
+            failure = starting.stop_reason or "the start was cancelled"
+        elif work.exception() is not None:
+            failure = _failure(work.exception() or RuntimeError())
+        elif starting.stop_reason is not None:
+            failure = f"stopped while starting ({starting.stop_reason})"
+        if failure is None:
+            self.state.actors[inst.instance_id] = inst
+            self.log.info("actor %s instance %s started", inst.actor_id, inst.instance_id)
+            return self._ok(changed=True, instance_id=inst.instance_id,
+                            events=[(EventType.ACTOR_STARTED, self._actor_event(inst, ""))])
+        if work.cancelled() or work.exception() is None:  # it may have got far: undo
+            try:
+                await self.runtime.stop_actor(inst)
+            except Exception as exc:
+                self.log.warning("actor %s instance %s did not stop: %s", inst.actor_id,
+                                 inst.instance_id, _failure(exc))
+        reason = f"actor {inst.actor_id} failed to start: {failure}"
+        failed = ActorStartFailed(
+            host_id=self.state.host_id, actor_id=inst.actor_id,
+            annotations=dict(inst.annotations), reason=reason,
+        )
+        return self._refuse(reason, events=[(EventType.ACTOR_START_FAILED, failed)])
+
+    async def abort_starts(self, reason: str) -> None:
+        """Cancel every start under way (the host is stopping) and wait until each is
+        answered; call without holding :attr:`lock`."""
+        self.closing = True
+        for starting in list(self.starting.values()):
+            starting.stop_reason = reason
+            starting.work.cancel()
+        waiting = [s.done for s in self.starting.values()]
+        if waiting:
+            await asyncio.wait(waiting)
 
     async def stop_actor(self, cmd: StopActor, *, reason: str = STOPPED_BY_COMMAND) -> Outcome:
         targets = self.state.select_actors(cmd.actor_id, cmd.instance_id, cmd.annotations)
+        starting = [s for s in self.starting.values()
+                    if s.matches(cmd.actor_id, cmd.instance_id, cmd.annotations)]
+        for start in starting:  # stopped as soon as it is up
+            start.stop_reason = reason
         if not targets:
+            if starting:
+                return self._ok(changed=True, instance_id=cmd.instance_id,
+                                reason="stopped while starting")
             return self._ok(changed=False, instance_id=cmd.instance_id, reason="not running")
         events, failures = await self._stop_actors(targets, reason)
         if failures:

@@ -4,7 +4,10 @@ A :class:`Host` owns a set of NATS subscriptions under ``lattice.<id>`` (see
 :class:`lattice.protocol.Subjects`): it answers ``ping`` with its inventory, bids on or
 declines auctions (:func:`hostagent.state.auction_reply`), and executes commands sent to
 ``ctl.host.<host_id>.<op>`` through :class:`hostagent.commands.CommandHandler`, replying
-with the ack and then publishing the events. It announces itself with ``host_started``
+with the ack and then publishing the events. Each command runs in a task of its own, in
+the order they arrive for the state they change (the handler's lock), so a start that
+compiles or initialises for seconds holds up neither the other commands nor the answers
+to pings and auctions. It announces itself with ``host_started``
 (again after every reconnect), heartbeats its full inventory, and on :meth:`Host.stop`
 stops everything it runs and says ``host_stopped``. The NATS connection is the caller's
 (:mod:`hostagent.main` connects and drains it). A message that does not parse is logged
@@ -24,7 +27,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from hostagent.commands import HOST_STOPPING, CommandHandler, Emit, Outcome
+from hostagent.commands import (
+    HOST_IS_STOPPING,
+    HOST_STOPPING,
+    CommandHandler,
+    Emit,
+    Outcome,
+)
 from hostagent.logctx import host_logger
 from hostagent.runtime import MemoryRuntime, Runtime
 from hostagent.state import HostState, auction_reply, labels_view
@@ -114,7 +123,7 @@ class Host:
         if isinstance(self.runtime, CrashReporter):
             self.runtime.on_crash = self.actor_crashed
         self.log = host_logger(__name__, config.host_id, config.name)
-        self._lock = asyncio.Lock()  # one command (or the shutdown) at a time
+        self._commands: set[asyncio.Task[None]] = set()  # commands being executed
         self._subs: list[Subscription] = []
         self._heartbeat: asyncio.Task[None] | None = None
         self.stopping = False
@@ -176,7 +185,10 @@ class Host:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
-        async with self._lock:
+        await self.commands.abort_starts(reason)  # each refused with the reason
+        if self._commands:
+            await asyncio.wait(set(self._commands))  # replied to before host_stopped
+        async with self.commands.lock:
             events = await self.commands.stop_everything(reason)
         for sub in self._subs:
             with contextlib.suppress(Exception):
@@ -237,7 +249,7 @@ class Host:
         """An instance trapped or overran its CPU deadline in a call: stop it and publish
         ``actor_stopped`` with the reason, so the agent sees it gone (and may start it
         again) and ``latticectl events`` shows why."""
-        async with self._lock:
+        async with self.commands.lock:
             if self.stopping or actor.instance_id not in self.state.actors:
                 return
             outcome = await self.commands.stop_actor(
@@ -246,16 +258,25 @@ class Host:
         await self._emit(outcome.events)
 
     async def _on_command(self, msg: Msg) -> None:
+        """Hand the command to a task of its own: nats-py delivers the next message of a
+        subscription only once this returns."""
+        task = asyncio.create_task(self._guarded_command(msg), name=f"command-{msg.subject}")
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
+
+    async def _guarded_command(self, msg: Msg) -> None:
+        await self._guard(self._command)(msg)
+
+    async def _command(self, msg: Msg) -> None:
         prefix = self.subjects.host_commands(self.host_id)[:-1]
         tail = msg.subject.removeprefix(prefix)
         op = self.subjects.op_of(msg.subject)
         try:
-            async with self._lock:
-                if self.stopping:
-                    outcome = Outcome(CommandAck(host_id=self.host_id, accepted=False,
-                                                 reason="host is stopping"))
-                else:
-                    outcome = await self.commands.handle(op, msg.data, tail=tail)
+            if self.stopping:
+                outcome = Outcome(CommandAck(host_id=self.host_id, accepted=False,
+                                             reason=HOST_IS_STOPPING))
+            else:
+                outcome = await self.commands.handle(op, msg.data, tail=tail)
         except Exception as exc:
             self.log.exception("command %s failed unexpectedly", tail)
             outcome = Outcome(CommandAck(host_id=self.host_id, accepted=False,

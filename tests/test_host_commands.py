@@ -1,8 +1,9 @@
 """Host commands against a real nats-server, with in-process hosts: acks, events, inventory,
-idempotency, refusals, and what a host does when it stops."""
+idempotency, refusals, starts that take their time, and what a host does when it stops."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 
 import pytest
@@ -19,6 +20,7 @@ from lattice.protocol import (
     ANN_REVISION,
     ActorInstance,
     BindingInstance,
+    CommandAck,
     CommandOp,
     DeleteBinding,
     EventType,
@@ -30,21 +32,37 @@ from lattice.protocol import (
     StopActor,
     StopProvider,
 )
+from tests.helpers import eventually
 from tests.hostproc import EventRecorder, command, ping
 
 ECHO = random_actor_id()
 OTHER = random_actor_id()
+SLOW = random_actor_id()
 OWNED = {ANN_MANAGED_BY: "vinculum", "vinculum.io/name": "demo"}
 
 
 class FlakyRuntime(MemoryRuntime):
     """Fails to start the actor ``OTHER`` and the provider ``bad:cap``, and to bind to
-    ``leaky:cap`` with an error that repeats the resolved token."""
+    ``leaky:cap`` with an error that repeats the resolved token. Starts of ``SLOW`` wait
+    until :attr:`gate` opens (a long compile, a slow ``wapc_init``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.slow_starts = 0
+        self.stopped: list[str] = []
 
     async def start_actor(self, actor: ActorInstance) -> None:
         if actor.actor_id == OTHER:
             raise RuntimeFailure("no module for this actor")
+        if actor.actor_id == SLOW:
+            self.slow_starts += 1
+            await self.gate.wait()
         await super().start_actor(actor)
+
+    async def stop_actor(self, actor: ActorInstance) -> None:
+        self.stopped.append(actor.instance_id)
+        await super().stop_actor(actor)
 
     async def start_provider(self, provider: ProviderInstance) -> None:
         if provider.capability_id == "bad:cap":
@@ -349,3 +367,81 @@ async def test_heartbeat_and_reannounce_carry_the_inventory(
     finally:
         await h.stop()
         await conn.close()
+
+
+# ---------------------------------------------------------------- starts that take their time
+
+
+def runtime_of(host: Host) -> FlakyRuntime:
+    assert isinstance(host.runtime, FlakyRuntime)
+    return host.runtime
+
+
+def start_slow(nc: Client, lattice_id: str, host: Host, replica: str = "0"
+               ) -> asyncio.Task[CommandAck]:
+    return asyncio.create_task(command(
+        nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
+        StartActor(actor_id=SLOW, annotations={**OWNED, ANN_REPLICA: replica}), timeout=10))
+
+
+async def test_a_start_under_way_holds_up_no_other_command(
+    nc: Client, lattice_id: str, host: Host, bus: EventRecorder
+) -> None:
+    runtime = runtime_of(host)
+    first = start_slow(nc, lattice_id, host)
+    await eventually(lambda: runtime.slow_starts == 1, message="the slow start began")
+    other = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
+                          StartActor(actor_id=ECHO, annotations=OWNED))
+    assert other.accepted and other.changed
+    again = start_slow(nc, lattice_id, host)  # the same identity, while the first runs
+    # commands take the lock in arrival order: once this is acked, the repeat has seen
+    # the start under way and waits for it
+    provider = await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_START,
+                             StartProvider(capability_id="wascc:messaging", vendor_id="nats"))
+    assert provider.accepted and not first.done() and not again.done()
+    assert [a.actor_id for a in (await inventory(nc, lattice_id, host)).actors] == [ECHO]
+
+    runtime.gate.set()
+    started, repeated = await first, await again
+    assert started.accepted and started.changed
+    assert repeated.accepted and not repeated.changed
+    assert repeated.instance_id == started.instance_id and runtime.slow_starts == 1
+    await bus.wait_for(EventType.ACTOR_STARTED, host_id=host.host_id, count=2)
+    stop = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_STOP,
+                         StopActor(actor_id=SLOW))
+    assert stop.accepted and stop.changed
+    await bus.wait_for(EventType.ACTOR_STOPPED, host_id=host.host_id)
+    assert len(bus.of(EventType.ACTOR_STARTED, where=lambda d: d["actor_id"] == SLOW)) == 1
+
+
+async def test_a_stop_while_starting_stops_the_instance_once_it_is_up(
+    nc: Client, lattice_id: str, host: Host, bus: EventRecorder
+) -> None:
+    runtime = runtime_of(host)
+    starting = start_slow(nc, lattice_id, host)
+    await eventually(lambda: runtime.slow_starts == 1, message="the slow start began")
+    stop = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_STOP,
+                         StopActor(actor_id=SLOW, annotations=OWNED))
+    assert stop.accepted and stop.changed and stop.reason == "stopped while starting"
+    runtime.gate.set()
+    ack = await starting
+    assert not ack.accepted
+    assert ack.reason.endswith("failed to start: stopped while starting (stopped by command)")
+    [failed] = await bus.wait_for(EventType.ACTOR_START_FAILED, host_id=host.host_id)
+    assert failed.data["reason"] == ack.reason
+    assert runtime.stopped and runtime.actors == {}  # started by the runtime, then stopped
+    assert (await inventory(nc, lattice_id, host)).actors == []
+
+
+async def test_a_host_that_stops_refuses_the_starts_under_way(
+    nc: Client, lattice_id: str, host: Host, bus: EventRecorder
+) -> None:
+    runtime = runtime_of(host)
+    starting = start_slow(nc, lattice_id, host)
+    await eventually(lambda: runtime.slow_starts == 1, message="the slow start began")
+    await host.stop()  # the gate never opens: the start is cancelled
+    ack = await starting
+    assert not ack.accepted and ack.reason.endswith("failed to start: host stopping")
+    await bus.wait_for(EventType.HOST_STOPPED, host_id=host.host_id)
+    assert bus.types(host_id=host.host_id)[-2:] == ["actor_start_failed", "host_stopped"]
+    assert runtime.actors == {}
