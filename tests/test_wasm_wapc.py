@@ -379,3 +379,31 @@ def _rss() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def test_a_trap_never_reports_another_instances_fault(engine: wasmtime.Engine) -> None:
+    """wasmtime-py hands an import's exception back through one global, which a trap on
+    another thread may take first: each instance keeps its own fault, so one that traps in
+    an import always names it, and one whose trap met another's fault never names that."""
+    bad = guest_call("(call $__guest_request (i32.const -1) (i32.const 0))")
+    trap = '(func (export "__guest_call") (param i32 i32) (result i32) unreachable)'
+    seen: dict[str, set[str]] = {"bad": set(), "trap": set()}
+
+    def run(kind: str, body: str) -> None:
+        guest = inline(engine, body)
+        for _ in range(1500):
+            try:
+                guest.call("x", b"")
+            except GuestTrap as exc:
+                seen[kind].add(str(exc).split("trapped: ", 1)[1])
+
+    threads = [threading.Thread(target=run, args=(kind, body))
+               for kind, body in (("bad", bad), ("trap", trap)) * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen["bad"] == {"__guest_request: pointer 4294967295 + length 1 is outside the "
+                           "65536-byte memory"}
+    assert seen["trap"] <= {"wasm trap: wasm `unreachable` instruction executed",
+                            "trapped while another instance's import failed (reason lost)"}

@@ -318,6 +318,8 @@ class WapcInstance:
         """Why guest code stopped: the fault an import recorded (wasmtime-py hands the
         import's exception back through a global, which another thread may take), else
         the trap."""
+        if self._fault is None and isinstance(exc, ImportFault):  # another instance's
+            return "trapped while another instance's import failed (reason lost)"
         return self._fault or describe_trap(exc)
 
     def _begin_call(self) -> None:
