@@ -77,3 +77,14 @@ def test_bench_actor_rps_smallest(tmp_path: Path) -> None:
     figures = re.search(r"^- 8 in flight, 1 s: (\d+) req/s \(target ≥ 5000 req/s: "
                         r"(met|NOT met)\), errors (\d+); latency p50 ", text, re.M)
     assert figures and int(figures[1]) > 0 and figures[3] == "0", text
+
+
+def test_bench_instance_soak_smallest(tmp_path: Path) -> None:
+    text = run_bench("bench_instance_soak.py", tmp_path, "-n", "5", "--module", "trap",
+                     "--warmup", "1")
+    assert "python bench/bench_instance_soak.py -n 5" in text
+
+
+def test_bench_hostile_smallest(tmp_path: Path) -> None:
+    text = run_bench("bench_hostile.py", tmp_path, "--levels", "4", "--fan", "4", "--mb", "2")
+    assert "alias bomb refused in" in text and "big file evaluated in" in text
