@@ -9,13 +9,10 @@ never an exception; a failed start and a refused ``binding.put`` are announced a
 too. Binding values are kept as templates; only the runtime sees them
 resolved (:mod:`hostagent.values`).
 
-Commands change the state one at a time under :attr:`CommandHandler.lock`, except for the
-long part of an actor's start: fetching, compiling and initialising it (seconds, for a
-large module or a slow ``wapc_init``) run outside the lock, so other commands, and starts
-of other actors, go on meanwhile. The start is acked once the instance runs, as before. A
-second start of the same identity while the first is under way waits for it and gets its
-answer (one instance, never two); a stop that matches a start under way marks it, and the
-instance is stopped as soon as it is up (the start is refused: "stopped while starting").
+Commands change the state one at a time under :attr:`CommandHandler.lock`, but for the
+long part of an actor's start (fetch, compile, ``wapc_init``: seconds), so other commands go
+on meanwhile; the start is acked once the instance runs. A repeat of a start under way gets
+its answer (one instance); a stop that matches one has the instance stopped once it is up.
 """
 
 from __future__ import annotations
@@ -197,20 +194,16 @@ class CommandHandler:
         return outcome
 
     async def _conclude(self, starting: Starting) -> Outcome:
-        """Finish a start whose work is done, and answer the starts waiting for it."""
+        """Record or refuse a start whose work is done; the starts waiting get its ack."""
         outcome: Outcome | None = None
         try:
             async with self.lock:
                 outcome = await self._finish_start(starting)
-        except Exception:
-            self.log.exception("finishing the start of %s failed", starting.inst.actor_id)
+            return outcome
         finally:
             self.starting.pop(starting.inst.instance_id, None)
-            if outcome is None:
-                outcome = self._refuse(f"actor {starting.inst.actor_id} failed to start: "
-                                       "the host could not record it")
-            starting.done.set_result(outcome.ack)
-        return outcome
+            starting.done.set_result(outcome.ack if outcome is not None else CommandAck(
+                host_id=self.state.host_id, accepted=False, reason="start not recorded"))
 
     def _already_running(self, existing: ActorInstance, cmd: StartActor) -> Outcome:
         reason = "already running"
@@ -225,12 +218,8 @@ class CommandHandler:
     def _starting_like(self, cmd: StartActor) -> Starting | None:
         """A start under way of the same actor and identity annotations."""
         wanted = identity_annotations(cmd.annotations)
-        for starting in self.starting.values():
-            inst = starting.inst
-            if (inst.actor_id == cmd.actor_id
-                    and identity_annotations(inst.annotations) == wanted):
-                return starting
-        return None
+        return next((s for s in self.starting.values() if s.inst.actor_id == cmd.actor_id
+                     and identity_annotations(s.inst.annotations) == wanted), None)
 
     def _begin_start(self, cmd: StartActor) -> Starting:
         inst = ActorInstance(
