@@ -2,11 +2,13 @@
 
 :class:`WasmRuntime` implements :class:`hostagent.runtime.Runtime`. ``start_actor`` has
 the module fetched from the lattice's gantry registry, verified and checked against the
-trusted issuers (:mod:`hostagent.wasm.admission`), compiles
-it once per content hash (:class:`~hostagent.wasm.modules.ModuleCache`) and instantiates it
-on a worker thread of its own (:class:`ActorWorker`) under the memory limit and CPU
-deadline of :class:`~hostagent.wasm.wapc.Limits`, running ``wapc_init``/``_start``. Any
-failure is a :class:`~hostagent.runtime.RuntimeFailure` saying why.
+trusted issuers (:mod:`hostagent.wasm.admission`), compiled once per content hash in a
+bounded child process (:class:`~hostagent.wasm.modules.ModuleCache`), and instantiated on
+a worker thread of its own (:class:`ActorWorker`) under the
+:class:`~hostagent.wasm.wapc.Limits` of the host or of the instance's ``vinculum.io/limits``
+annotation, running ``wapc_init``/``_start`` under the CPU deadline. None of it blocks the
+event loop, and starts overlap (:mod:`hostagent.commands`). Any failure is a
+:class:`~hostagent.runtime.RuntimeFailure` saying why.
 
 Providers are the classes of :mod:`hostagent.providers.registry`, one per (capability,
 binding name). ``put_binding`` refuses a capability the actor does not claim, then hands
@@ -37,9 +39,10 @@ from hostagent.providers.base import Provider, ProviderContext, ProviderError
 from hostagent.providers.registry import discover
 from hostagent.runtime import BindingKey, RuntimeFailure, binding_key
 from hostagent.wasm import rpc
-from hostagent.wasm.admission import Admission, Fetch, words
+from hostagent.wasm.admission import Admission, Fetch, limits_for, words
 from hostagent.wasm.modules import ModuleCache
 from hostagent.wasm.wapc import (
+    TICK_S,
     EpochTicker,
     GuestError,
     GuestTrap,
@@ -49,6 +52,7 @@ from hostagent.wasm.wapc import (
     new_engine,
 )
 from lattice.claims import Claims
+from lattice.manifests import MAX_CPU_MS_PER_CALL
 from lattice.protocol import ActorInstance, BindingInstance, ProviderInstance, Subjects
 
 log = logging.getLogger(__name__)
@@ -89,9 +93,10 @@ class WasmRuntime:
         self.apps_nc = apps_nc or nc
         self.lattice_id = lattice_id
         self.limits = limits or Limits()
-        self.engine = new_engine(cache_dir)
+        self.engine = new_engine()  # compiled code is kept by self.modules, in cache_dir
         self.ticker = EpochTicker(self.engine)
-        self.modules = ModuleCache(self.engine)
+        self.modules = ModuleCache(self.engine, cache_dir=cache_dir)
+        self._subscribing = asyncio.Lock()  # one rpc subscription per actor
         self.provider_classes = discover()
         self.admission = Admission(nc, lattice_id, fetch=fetch,
                                    trusted_issuers=trusted_issuers)
@@ -115,7 +120,8 @@ class WasmRuntime:
                 f"bindings={len(self.bindings)})")
 
     async def close(self) -> None:
-        """Stop every provider and worker, and the epoch ticker."""
+        """Stop every compile, provider and worker, and the epoch ticker."""
+        await self.modules.close()
         for key, provider in list(self.providers.items()):
             try:
                 await provider.stop()
@@ -130,7 +136,15 @@ class WasmRuntime:
             worker.close()
         self.workers.clear()
         self.by_actor.clear()
+        self._interrupt_guests()
         self.ticker.close()
+
+    def _interrupt_guests(self) -> None:
+        """Advance the epoch past every deadline: guest code still running (a call, the
+        ``wapc_init`` of an abandoned start) traps now, not never once the ticker stops."""
+        longest = max(MAX_CPU_MS_PER_CALL / 1000, self.limits.call_timeout_s)
+        for _ in range(round((longest + self.limits.host_wait_s) / TICK_S) + 1):
+            self.engine.increment_epoch()
 
     # ------------------------------------------------------------ actors
 
@@ -140,34 +154,43 @@ class WasmRuntime:
         return wasm, claims
 
     async def start_actor(self, actor: ActorInstance) -> None:
+        """Admit, compile and instantiate one instance (see module doc). Cancelled (the
+        host is stopping), it abandons the instance: its ``wapc_init`` ends at its deadline."""
         self._loop = asyncio.get_running_loop()
+        limits = limits_for(actor.annotations, self.limits)
         wasm, claims = await self._verified(actor.actor_id)
+        module = await self.modules.get(wasm)  # or RuntimeFailure: why it is not compiled
         worker = ActorWorker(actor, claims)
-        try:
-            module = await worker.run(self.modules.get, wasm)
-        except Exception as exc:
-            worker.close()
-            raise RuntimeFailure(f"the module does not compile: {words(exc)}") from exc
         host_call = self._host_call_for(actor.actor_id, claims)
         name = f"{claims.name or 'actor'} ({actor.actor_id[:8]})"
 
         def instantiate() -> WapcInstance:
             return WapcInstance(self.engine, module, name=name, host_call=host_call,
-                                limits=self.limits, ticker=self.ticker)
+                                limits=limits, ticker=self.ticker)
 
         try:
             worker.instance = await worker.run(instantiate)
-        except Exception as exc:
+        except BaseException as exc:  # CancelledError too: the thread finishes on its own
             worker.close()
-            raise RuntimeFailure(words(exc)) from exc
+            if isinstance(exc, Exception):
+                raise RuntimeFailure(words(exc)) from exc
+            raise
         self.workers[actor.instance_id] = worker
         self.by_actor.setdefault(actor.actor_id, []).append(worker)
-        if self.nc is not None and actor.actor_id not in self._actor_subs:
-            self._actor_subs[actor.actor_id] = await self.nc.subscribe(
-                rpc.actor_subject(self.subjects, actor.actor_id), queue=rpc.ACTOR_QUEUE,
-                cb=self._on_actor_rpc)
+        await self._serve(actor.actor_id)
         log.info("actor %s (%s) instance %s running", actor.actor_id, claims.name,
                  actor.instance_id)
+
+    async def _serve(self, actor_id: str) -> None:
+        """Subscribe to the actor's lattice RPC subject, once for all its instances."""
+        if self.nc is None:
+            return
+        async with self._subscribing:  # overlapping starts of one actor subscribe once
+            if actor_id in self._actor_subs or actor_id not in self.by_actor:
+                return
+            self._actor_subs[actor_id] = await self.nc.subscribe(
+                rpc.actor_subject(self.subjects, actor_id), queue=rpc.ACTOR_QUEUE,
+                cb=self._on_actor_rpc)
 
     async def stop_actor(self, actor: ActorInstance) -> None:
         worker = self.workers.pop(actor.instance_id, None)
