@@ -1,10 +1,11 @@
 """Compiled-module cache benchmark: what a host restart saves by keeping compiled code.
 
 A synthetic module of ``--functions`` small functions (about 880 KB at the default 20,000,
-the size of a modest Rust actor) is compiled by a fresh engine three ways, as
-``lattice-host`` does: without a cache (``--no-cache``), with an empty cache dir (the first
-start), and with the cache dir the previous engine filled (every later start). In-process,
-no NATS: this measures wasmtime's compile and its on-disk cache only.
+the size of a modest Rust actor) is made ready by a fresh
+:class:`hostagent.wasm.modules.ModuleCache` three ways, as ``lattice-host`` does: without a
+cache dir (``--no-cache``: a bounded compile in a child process), with an empty cache dir
+(the first start: compile and keep), and with the cache dir the previous one filled (every
+later start: load the serialised module). No NATS.
 
     python bench/bench_module_cache.py [--functions 20000] [--repeat 3] [--no-record]
                                        [--results FILE]
@@ -13,6 +14,7 @@ no NATS: this measures wasmtime's compile and its on-disk cache only.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
 import tempfile
@@ -27,7 +29,8 @@ if str(ROOT) not in sys.path:
 import wasmtime  # noqa: E402
 
 from bench.benchlib import RESULTS, command_line, heading, machine, record  # noqa: E402
-from hostagent.wasm.wapc import new_engine  # noqa: E402
+from hostagent.wasm.engine import new_engine  # noqa: E402
+from hostagent.wasm.modules import ModuleCache  # noqa: E402
 
 
 def synthetic_module(functions: int) -> bytes:
@@ -42,10 +45,10 @@ def synthetic_module(functions: int) -> bytes:
 
 
 def compile_ms(wasm: bytes, cache_dir: Path | None) -> float:
-    """Wall time of compiling ``wasm`` with a fresh engine (as a restarted host would)."""
-    engine = new_engine(cache_dir)
+    """Wall time of a fresh module cache making ``wasm`` ready (as a restarted host)."""
+    cache = ModuleCache(new_engine(), cache_dir=cache_dir)
     started = time.perf_counter()
-    wasmtime.Module(engine, wasm)
+    asyncio.run(cache.get(wasm))
     return (time.perf_counter() - started) * 1000
 
 
@@ -59,7 +62,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     wasm = synthetic_module(args.functions)
     none, cold, warm = [], [], []
     for _ in range(args.repeat):
-        # wasmtime tidies its cache on a thread of its own: it may still write at exit
         with tempfile.TemporaryDirectory(prefix="wasm-cache-", ignore_cleanup_errors=True) as tmp:
             none.append(compile_ms(wasm, None))
             cold.append(compile_ms(wasm, Path(tmp)))

@@ -7,7 +7,8 @@ idempotent (starting what runs, stopping what does not, putting an identical bin
 acked with ``changed=False`` and no event) and every failure is a refusal with a reason,
 never an exception; a failed start and a refused ``binding.put`` are announced as events
 too. Binding values are kept as templates; only the runtime sees them
-resolved (:mod:`hostagent.values`).
+resolved (:mod:`hostagent.values`). The binding commands are in
+:mod:`hostagent.binding_commands`, outcomes and refusals in :mod:`hostagent.command_base`.
 
 Commands change the state one at a time under :attr:`CommandHandler.lock`, but for the
 long part of an actor's start (fetch, compile, ``wapc_init``: seconds), so other commands go
@@ -19,23 +20,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from hostagent.logctx import host_logger
+from hostagent.binding_commands import BindingCommands
+from hostagent.command_base import (
+    HOST_IS_STOPPING,
+    HOST_STOPPING,
+    STOPPED_BY_COMMAND,
+    Emit,
+    Outcome,
+    describe_failure,
+)
 from hostagent.runtime import Runtime
 from hostagent.state import HostState
-from hostagent.values import UnresolvedError, redact, resolve
 from lattice.protocol import (
     COMMAND_MODELS,
     PROTOCOL_VERSION,
     ActorEvent,
     ActorInstance,
     ActorStartFailed,
-    BindingEvent,
-    BindingInstance,
-    BindingPutFailed,
     CommandAck,
     CommandOp,
     DeleteBinding,
@@ -55,23 +60,6 @@ from lattice.protocol import (
     parse_json_object,
     utcnow,
 )
-
-Emit = tuple[EventType, Message]
-STOPPED_BY_COMMAND = "stopped by command"
-HOST_STOPPING = "host stopping"
-HOST_IS_STOPPING = "host is stopping"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The reply to one command and the events that follow it."""
-
-    ack: CommandAck
-    events: list[Emit] = field(default_factory=list)
-
-
-def _failure(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
 
 
 @dataclass(eq=False)
@@ -93,18 +81,13 @@ class Starting:
         return all(self.inst.annotations.get(k) == v for k, v in annotations.items())
 
 
-class CommandHandler:
+class CommandHandler(BindingCommands):
     """Executes commands against one host's state through its runtime."""
 
     def __init__(
         self, state: HostState, runtime: Runtime, *, environ: Mapping[str, str]
     ) -> None:
-        self.state = state
-        self.runtime = runtime
-        self.environ = environ
-        self.log = host_logger(__name__, state.host_id, state.name)
-        #: held while a command changes the state (and by the host to stop everything)
-        self.lock = asyncio.Lock()
+        super().__init__(state, runtime, environ=environ)
         self.starting: dict[str, Starting] = {}  # instance id -> its start under way
         self.closing = False  #: set by abort_starts: no start begins any more
 
@@ -147,22 +130,6 @@ class CommandHandler:
             case DeleteBinding():
                 return await self.delete_binding(cmd)
         raise AssertionError(f"no handler for {type(cmd).__name__}")  # pragma: no cover
-
-    def _refuse(self, reason: str, *, events: list[Emit] | None = None,
-                changed: bool = False) -> Outcome:
-        self.log.warning("refused: %s", reason)
-        ack = CommandAck(
-            host_id=self.state.host_id, accepted=False, reason=reason, changed=changed
-        )
-        return Outcome(ack, events or [])
-
-    def _ok(self, *, changed: bool, instance_id: str | None = None, reason: str = "",
-            events: list[Emit] | None = None) -> Outcome:
-        ack = CommandAck(
-            host_id=self.state.host_id, accepted=True, reason=reason, changed=changed,
-            instance_id=instance_id,
-        )
-        return Outcome(ack, events or [])
 
     # ------------------------------------------------------------ actors
 
@@ -239,7 +206,7 @@ class CommandHandler:
         if work.cancelled():
             failure = starting.stop_reason or "the start was cancelled"
         elif work.exception() is not None:
-            failure = _failure(work.exception() or RuntimeError())
+            failure = describe_failure(work.exception() or RuntimeError())
         elif starting.stop_reason is not None:
             failure = f"stopped while starting ({starting.stop_reason})"
         if failure is None:
@@ -252,7 +219,7 @@ class CommandHandler:
                 await self.runtime.stop_actor(inst)
             except Exception as exc:
                 self.log.warning("actor %s instance %s did not stop: %s", inst.actor_id,
-                                 inst.instance_id, _failure(exc))
+                                 inst.instance_id, describe_failure(exc))
         reason = f"actor {inst.actor_id} failed to start: {failure}"
         failed = ActorStartFailed(
             host_id=self.state.host_id, actor_id=inst.actor_id,
@@ -298,7 +265,7 @@ class CommandHandler:
                 await self.runtime.stop_actor(inst)
             except Exception as exc:
                 failures.append(f"actor {inst.actor_id} instance {inst.instance_id} "
-                                f"failed to stop: {_failure(exc)}")
+                                f"failed to stop: {describe_failure(exc)}")
                 continue
             self.state.actors.pop(inst.instance_id, None)
             self.log.info("actor %s instance %s stopped (%s)",
@@ -338,7 +305,7 @@ class CommandHandler:
         try:
             await self.runtime.start_provider(inst)
         except Exception as exc:
-            reason = f"provider {key[0]}/{key[1]} failed to start: {_failure(exc)}"
+            reason = f"provider {key[0]}/{key[1]} failed to start: {describe_failure(exc)}"
             failed = ProviderStartFailed(
                 host_id=self.state.host_id, capability_id=cmd.capability_id,
                 binding_name=cmd.binding_name, vendor_id=cmd.vendor_id,
@@ -364,7 +331,7 @@ class CommandHandler:
             await self.runtime.stop_provider(inst)
         except Exception as exc:
             return self._refuse(
-                f"provider {key[0]}/{key[1]} failed to stop: {_failure(exc)}",
+                f"provider {key[0]}/{key[1]} failed to stop: {describe_failure(exc)}",
                 events=events, changed=bool(events),
             )
         del self.state.providers[key]
@@ -379,84 +346,6 @@ class CommandHandler:
             instance_id=inst.instance_id, annotations=dict(inst.annotations), reason=reason,
         )
 
-    # ------------------------------------------------------------ bindings
-
-    async def put_binding(self, cmd: PutBinding) -> Outcome:
-        where = f"{cmd.capability_id}/{cmd.binding_name}"
-        provider = self.state.providers.get((cmd.capability_id, cmd.binding_name))
-        if provider is None:
-            return self._refuse_binding(cmd, f"no provider for {where} on this host")
-        if cmd.vendor_id is not None and cmd.vendor_id != provider.vendor_id:
-            return self._refuse_binding(
-                cmd, f"provider {where} on this host is vendor {provider.vendor_id}, "
-                f"not {cmd.vendor_id}"
-            )
-        binding = BindingInstance(
-            actor_id=cmd.actor_id, capability_id=cmd.capability_id,
-            binding_name=cmd.binding_name, vendor_id=provider.vendor_id,
-            values=dict(cmd.values), annotations=dict(cmd.annotations),
-        )
-        key = (cmd.actor_id, cmd.capability_id, cmd.binding_name)
-        if self.state.bindings.get(key) == binding:
-            return self._ok(changed=False, reason="unchanged")
-        try:
-            resolved = resolve(cmd.values, self.environ)
-        except UnresolvedError as exc:
-            return self._refuse_binding(cmd, f"binding of {cmd.actor_id} to {where}: {exc}")
-        try:
-            await self.runtime.put_binding(binding, resolved.values)
-        except Exception as exc:
-            return self._refuse_binding(cmd, redact(
-                f"binding of {cmd.actor_id} to {where} failed: {_failure(exc)}",
-                resolved.secrets,
-            ))
-        self.state.bindings[key] = binding
-        self.log.info("binding of %s to %s put (keys %s)",
-                      cmd.actor_id, where, sorted(binding.values))
-        return self._ok(changed=True,
-                        events=[(EventType.BINDING_PUT, self._binding_event(binding, ""))])
-
-    def _refuse_binding(self, cmd: PutBinding, reason: str) -> Outcome:
-        """Refuse a ``binding.put`` and announce it; the event names the binding but never
-        its values (``reason`` is already free of resolved secrets)."""
-        failed = BindingPutFailed(
-            host_id=self.state.host_id, actor_id=cmd.actor_id,
-            capability_id=cmd.capability_id, binding_name=cmd.binding_name,
-            vendor_id=cmd.vendor_id, annotations=dict(cmd.annotations), reason=reason,
-        )
-        return self._refuse(reason, events=[(EventType.BINDING_PUT_FAILED, failed)])
-
-    async def delete_binding(self, cmd: DeleteBinding) -> Outcome:
-        binding = self.state.bindings.get((cmd.actor_id, cmd.capability_id, cmd.binding_name))
-        if binding is None:
-            return self._ok(changed=False, reason="not bound")
-        events = await self._delete_binding(binding, "deleted by command")
-        return self._ok(changed=True, events=events)
-
-    async def _delete_binding(self, binding: BindingInstance, reason: str) -> list[Emit]:
-        """Remove a binding; a runtime failure is logged and the record goes anyway (the
-        provider it belongs to may already be gone)."""
-        try:
-            await self.runtime.delete_binding(binding)
-        except Exception as exc:
-            self.log.warning("runtime failed to delete binding of %s to %s/%s: %s",
-                             binding.actor_id, binding.capability_id, binding.binding_name,
-                             type(exc).__name__)
-        self.state.bindings.pop(
-            (binding.actor_id, binding.capability_id, binding.binding_name), None
-        )
-        self.log.info("binding of %s to %s/%s deleted (%s)",
-                      binding.actor_id, binding.capability_id, binding.binding_name, reason)
-        return [(EventType.BINDING_DELETED, self._binding_event(binding, reason))]
-
-    def _binding_event(self, binding: BindingInstance, reason: str) -> BindingEvent:
-        return BindingEvent(
-            host_id=self.state.host_id, actor_id=binding.actor_id,
-            capability_id=binding.capability_id, binding_name=binding.binding_name,
-            vendor_id=binding.vendor_id, values=dict(binding.values),
-            annotations=dict(binding.annotations), reason=reason,
-        )
-
     # ------------------------------------------------------------ shutdown
 
     async def stop_everything(self, reason: str = HOST_STOPPING) -> list[Emit]:
@@ -469,7 +358,7 @@ class CommandHandler:
             events += outcome.events
             if not outcome.ack.accepted:
                 failures.append(outcome.ack.reason)
-        for failure in failures:
-            self.log.warning("while stopping: %s", failure)
+        for why in failures:
+            self.log.warning("while stopping: %s", why)
         return events
 

@@ -27,13 +27,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from hostagent.commands import (
-    HOST_IS_STOPPING,
-    HOST_STOPPING,
-    CommandHandler,
-    Emit,
-    Outcome,
-)
+from hostagent.command_base import HOST_IS_STOPPING, HOST_STOPPING, Emit, Outcome
+from hostagent.commands import CommandHandler
 from hostagent.logctx import host_logger
 from hostagent.runtime import MemoryRuntime, Runtime
 from hostagent.state import HostState, auction_reply, labels_view

@@ -369,7 +369,7 @@ async def test_a_module_compiles_under_the_default_bounds(tmp_path: Path) -> Non
     wasm, _ = signed("echo", ("wascc:messaging",))
     out = tmp_path / "echo.cwasm"
     await compile_module(wasm, out, CompileBounds())
-    from hostagent.wasm.wapc import new_engine
+    from hostagent.wasm.engine import new_engine
 
     module = wasmtime.Module.deserialize_file(new_engine(), str(out))
     assert {e.name for e in module.exports} >= {"memory", "__guest_call"}
@@ -382,7 +382,7 @@ async def test_the_module_cache_compiles_once_and_remembers_a_refusal(
     without a second child (the agent retries a refused start)."""
     from hostagent import runtime
     from hostagent.wasm import modules
-    from hostagent.wasm.wapc import new_engine
+    from hostagent.wasm.engine import new_engine
 
     children: list[int] = []
 

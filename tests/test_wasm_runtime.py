@@ -19,8 +19,9 @@ import wasmtime
 from nats.aio.client import Client
 
 from hostagent.runtime import RuntimeFailure
+from hostagent.wasm.engine import Limits
 from hostagent.wasm.runtime import WasmRuntime
-from hostagent.wasm.wapc import GuestTrap, Limits
+from hostagent.wasm.wapc import GuestTrap
 from lattice.claims import sign_module
 from lattice.gantry import Gantry
 from lattice.protocol import ActorInstance, BindingInstance, ProviderInstance, new_id, utcnow
@@ -199,7 +200,8 @@ async def test_actor_and_providers_on_different_hosts_talk_over_the_lattice(
 
 async def test_compiled_code_is_kept_in_the_cache_dir_across_runtimes(
         nc: Client, lattice_id: str, tmp_path: Path) -> None:
-    """A restarted host finds its compiled modules on disk (wasmtime's own cache)."""
+    """A restarted host finds its compiled modules on disk (the module cache's
+    ``modules/`` folder of serialised modules)."""
     echo = await push(nc, lattice_id, "echo", ("wascc:messaging",))
 
     def cached() -> list[Path]:

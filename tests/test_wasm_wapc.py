@@ -17,15 +17,8 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from hostagent.wasm.wapc import (
-    EpochTicker,
-    GuestError,
-    GuestTrap,
-    HostCallError,
-    Limits,
-    WapcInstance,
-    new_engine,
-)
+from hostagent.wasm.engine import EpochTicker, Limits, new_engine
+from hostagent.wasm.wapc import GuestError, GuestTrap, HostCallError, WapcInstance
 from tests.wasmutil import wat
 
 pytestmark = pytest.mark.timeout(60)

@@ -9,7 +9,7 @@ trusted by both lists that may be set: the host's own (``lattice-host
 so that ``latticectl trust`` applies to the next start). Every refusal is a
 :class:`~hostagent.runtime.RuntimeFailure` saying why in words.
 
-An instance runs under the host's :class:`~hostagent.wasm.wapc.Limits` unless its start
+An instance runs under the host's :class:`~hostagent.wasm.engine.Limits` unless its start
 carries the ``vinculum.io/limits`` annotation of its deployment (``memory_mib``,
 ``cpu_ms_per_call``: :class:`lattice.manifests.ActorLimits`); a malformed one refuses the
 start, saying what is wrong.
@@ -29,7 +29,7 @@ from nats.aio.client import Client
 from pydantic import ValidationError
 
 from hostagent.runtime import RuntimeFailure
-from hostagent.wasm.wapc import Limits
+from hostagent.wasm.engine import Limits
 from lattice.claims import Claims, verify_module
 from lattice.errors import VinculumError
 from lattice.gantry import Gantry

@@ -12,7 +12,7 @@ host never compiles in its own process:
   its stdin. The child lowers its priority (nice 10, so the host's own threads and guests
   come first), compiles on two threads at most, caps its address space (``RLIMIT_AS``)
   and CPU time (``RLIMIT_CPU``), dies with its parent, compiles with the host's engine settings
-  (:func:`hostagent.wasm.wapc.new_engine`) and writes ``Module.serialize()`` to the file it
+  (:func:`hostagent.wasm.engine.new_engine`) and writes ``Module.serialize()`` to the file it
   is given; the host kills it when the deadline passes. The caller loads the file with
   ``Module.deserialize_file`` (wasmtime refuses an artifact of another version or of other
   settings).
@@ -177,7 +177,7 @@ def main(argv: list[str]) -> int:
     _bound_self(memory_bytes, cpu_s)
     import wasmtime  # after the bounds: its engine is what they are for
 
-    from hostagent.wasm.wapc import new_engine
+    from hostagent.wasm.engine import new_engine
 
     wasm = sys.stdin.buffer.read()
     try:

@@ -5,7 +5,7 @@ the module fetched from the lattice's gantry registry, verified and checked agai
 trusted issuers (:mod:`hostagent.wasm.admission`), compiled once per content hash in a
 bounded child process (:class:`~hostagent.wasm.modules.ModuleCache`), and instantiated on
 a worker thread of its own (:class:`ActorWorker`) under the
-:class:`~hostagent.wasm.wapc.Limits` of the host or of the instance's ``vinculum.io/limits``
+:class:`~hostagent.wasm.engine.Limits` of the host or of the instance's ``vinculum.io/limits``
 annotation, running ``wapc_init``/``_start`` under the CPU deadline. None of it blocks the
 event loop, and starts overlap (:mod:`hostagent.commands`). Any failure is a
 :class:`~hostagent.runtime.RuntimeFailure` saying why.
@@ -16,8 +16,10 @@ the resolved values to the provider (never logged). A guest's ``__host_call`` is
 the provider of (namespace, binding) if the actor claims the namespace and is bound there.
 
 Guest calls run on the actor's worker thread, so the host's event loop keeps heartbeating;
-a trap or a deadline overrun fails that one call (logged, reported to the caller) and
-leaves the instance, the other actors and the host running.
+a trap or a deadline overrun fails that call (logged, reported to the caller) and breaks
+that instance: the host stops it and announces ``actor_stopped`` with the reason
+(``crashed: ...``), and the agent starts a replacement; the other actors and the host run
+on.
 """
 
 from __future__ import annotations
@@ -40,17 +42,9 @@ from hostagent.providers.registry import discover
 from hostagent.runtime import BindingKey, RuntimeFailure, binding_key
 from hostagent.wasm import rpc
 from hostagent.wasm.admission import Admission, Fetch, limits_for, words
+from hostagent.wasm.engine import TICK_S, EpochTicker, Limits, new_engine
 from hostagent.wasm.modules import ModuleCache
-from hostagent.wasm.wapc import (
-    TICK_S,
-    EpochTicker,
-    GuestError,
-    GuestTrap,
-    HostCallError,
-    Limits,
-    WapcInstance,
-    new_engine,
-)
+from hostagent.wasm.wapc import GuestError, GuestTrap, HostCallError, WapcInstance
 from lattice.claims import Claims
 from lattice.manifests import MAX_CPU_MS_PER_CALL
 from lattice.protocol import ActorInstance, BindingInstance, ProviderInstance, Subjects

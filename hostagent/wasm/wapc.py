@@ -26,30 +26,22 @@ its deadline traps; time spent waiting in ``__host_call`` is given back (up to
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 import traceback
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import wasmtime
 
+from hostagent.wasm.engine import TICK_S, EpochTicker, Limits
 from lattice.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.01
-DEFAULT_CALL_TIMEOUT_S = 2.0
-DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024
-#: the waSCC modules built with Rust declare one table of ~200 functions
-DEFAULT_TABLE_ELEMENTS = 10_000
 #: how much of a console line reaches the host's log
 MAX_LOG_LINE = 4096
 U32 = 0xFFFF_FFFF
@@ -76,138 +68,6 @@ class HostCallError(Exception):
 class ImportFault(Exception):
     """A host import cannot do what the guest asked (e.g. a pointer outside its memory):
     raised inside wasmtime, it traps the guest."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Limits:
-    """What one instance may use. wasmtime bounds ``memory_bytes`` and ``table_elements``
-    per memory and per table, so the counts of memories and tables are what make them
-    bounds of the instance: a waPC guest has exactly one memory, and the modules Rust and
-    TinyGo build have at most one table."""
-
-    memory_bytes: int = DEFAULT_MEMORY_LIMIT
-    call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S
-    #: wall time per call spent waiting in host calls that does not count as CPU
-    host_wait_s: float = 30.0
-    memories: int = 1
-    tables: int = 1
-    table_elements: int = DEFAULT_TABLE_ELEMENTS
-    instances: int = 1
-
-    def __post_init__(self) -> None:
-        if self.memory_bytes <= 0 or self.call_timeout_s <= 0 or self.host_wait_s < 0:
-            raise ValueError(f"invalid limits: {self}")
-        if min(self.memories, self.tables, self.table_elements, self.instances) < 0:
-            raise ValueError(f"invalid limits: {self}")
-
-    @property
-    def deadline_ticks(self) -> int:
-        return max(1, round(self.call_timeout_s / TICK_S))
-
-    def apply(self, store: wasmtime.Store) -> None:
-        """Set every limit wasmtime has on ``store``."""
-        store.set_limits(memory_size=self.memory_bytes, table_elements=self.table_elements,
-                         instances=self.instances, tables=self.tables,
-                         memories=self.memories)
-
-
-def new_engine(cache_dir: Path | None = None) -> wasmtime.Engine:
-    """An engine with epoch interruption on (every store of it needs a deadline) and
-    without the proposals that allocate outside the linear memory (GC, exceptions). With
-    ``cache_dir``, compiled code is kept there by wasmtime's own cache, so a restarted
-    host does not compile the same module again; a cache that cannot be set up is
-    logged and skipped (it never stops a host)."""
-    config = wasmtime.Config()
-    config.epoch_interruption = True
-    config.cranelift_opt_level = "speed"
-    config.wasm_gc = False
-    config.wasm_exceptions = False
-    if cache_dir is not None:
-        _enable_cache(config, cache_dir)
-    return wasmtime.Engine(config)
-
-
-def _enable_cache(config: wasmtime.Config, cache_dir: Path) -> None:
-    """Point wasmtime's compilation cache at ``cache_dir`` (a TOML file says where)."""
-    directory = json.dumps(str(cache_dir.resolve()))  # a TOML basic string
-    # wasmtime >= 33 has no `enabled` key; older releases require it
-    bodies = (f"[cache]\ndirectory = {directory}\n",
-              f"[cache]\nenabled = true\ndirectory = {directory}\n")
-    last: Exception | None = None
-    for body in bodies:
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            toml = cache_dir / "wasmtime-cache.toml"
-            toml.write_text(body)
-            config.cache = str(toml)
-            return
-        except (OSError, wasmtime.WasmtimeError) as exc:
-            last = exc
-    log.warning("compiled modules are not cached on disk: cannot use %s: %s", cache_dir, last)
-
-
-class EpochTicker:
-    """A daemon thread that advances an engine's epoch every :data:`TICK_S` seconds while
-    a guest runs (:meth:`running`), and sleeps while none does: an idle host costs no CPU.
-    A store's deadline is set when its call starts, so ticks skipped while idle shorten
-    nobody's budget."""
-
-    def __init__(self, engine: wasmtime.Engine) -> None:
-        self.engine = engine
-        self._cond = threading.Condition()
-        self._busy = 0
-        self._closed = False
-        self.ticks = 0  #: epochs advanced so far (read by tests)
-        self._thread = threading.Thread(target=self._run, name="wasm-epoch", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        with self._cond:
-            next_tick = time.monotonic() + TICK_S
-            while not self._closed:
-                if self._busy == 0:
-                    self._cond.wait()  # woken by running() or close()
-                    next_tick = time.monotonic() + TICK_S
-                    continue
-                left = next_tick - time.monotonic()
-                if left > 0:
-                    self._cond.wait(left)
-                    continue
-                self.engine.increment_epoch()
-                self.ticks += 1
-                next_tick += TICK_S
-
-    @contextmanager
-    def running(self) -> Iterator[None]:
-        """Tick while the body runs guest code (nested and concurrent uses add up)."""
-        with self._cond:
-            self._busy += 1
-            if self._busy == 1:
-                self._cond.notify()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._busy -= 1
-
-    @contextmanager
-    def paused(self) -> Iterator[None]:
-        """No ticks on behalf of the body (a guest waiting in a host call)."""
-        with self._cond:
-            self._busy -= 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._busy += 1
-                if self._busy == 1:
-                    self._cond.notify()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-        self._thread.join(timeout=1.0)
 
 
 def _i32(n: int) -> list[wasmtime.ValType]:
