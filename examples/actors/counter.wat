@@ -1,6 +1,17 @@
-;; counter: each HandleMessage increments a key in its keyvalue binding ("default") and
-;; answers with the new count. The key is the message body, or "count" when it is empty.
+;; counter: on each message, adds 1 to a key in its keyvalue binding and publishes the
+;; new count, in decimal, to the message's reply subject. The key is the message body, or
+;; "count" when the body is empty.
 ;; capabilities: wascc:messaging, wascc:keyvalue
+;;
+;; waPC ABI (docs/actors.md), waSCC's wascc:messaging and wascc:keyvalue contracts,
+;; MessagePack as waSCC's codec writes it:
+;;   the provider calls  DeliverMessage {"subject": str, "replyTo": str, "body": bin}
+;;   counter calls       __host_call("default", "wascc:keyvalue", "Add", {"key": str, "value": 1})
+;;   which answers       {"value": <the new value>}
+;;   and then            __host_call("default", "wascc:messaging", "Publish",
+;;                                   {"subject": <replyTo>, "replyTo": "", "body": "<value>"})
+;; It answers DeliverMessage and HealthRequest with nil, like echo.wat, whose MessagePack
+;; reader and writer it shares (plus $put_int and $decimal).
 (module
   (import "wapc" "__guest_request" (func $guest_request (param i32 i32)))
   (import "wapc" "__guest_response" (func $guest_response (param i32 i32)))
@@ -12,13 +23,34 @@
   (import "wapc" "__host_error" (func $host_error (param i32)))
   (import "wapc" "__host_error_len" (func $host_error_len (result i32)))
   (memory (export "memory") 1)
-  (data (i32.const 16) "HandleMessage")      ;; 13 bytes
-  (data (i32.const 48) "default")            ;; 7
-  (data (i32.const 64) "wascc:keyvalue")     ;; 14
-  (data (i32.const 96) "Incr")               ;; 4
-  (data (i32.const 112) "count")             ;; 5
-  (data (i32.const 128) "unknown operation") ;; 17
+  (data (i32.const 16) "DeliverMessage")           ;; 14 bytes
+  (data (i32.const 32) "HealthRequest")            ;; 13
+  (data (i32.const 48) "default")                  ;; 7: the binding name of both
+  (data (i32.const 64) "wascc:messaging")          ;; 15
+  (data (i32.const 80) "Publish")                  ;; 7
+  (data (i32.const 96) "subject")                  ;; 7
+  (data (i32.const 112) "replyTo")                 ;; 7
+  (data (i32.const 128) "body")                    ;; 4
+  (data (i32.const 144) "unknown operation")       ;; 17
+  (data (i32.const 176) "malformed BrokerMessage") ;; 23
+  (data (i32.const 208) "\c0")                     ;; 1: MessagePack nil
+  (data (i32.const 224) "wascc:keyvalue")          ;; 14
+  (data (i32.const 240) "Add")                     ;; 3
+  (data (i32.const 248) "key")                     ;; 3
+  (data (i32.const 256) "value")                   ;; 5
+  (data (i32.const 264) "count")                   ;; 5
+  (data (i32.const 272) "keyvalue Add answered without an integer value") ;; 46
+  ;; 1024 on: the operation name, the payload, then what we write.
 
+  ;; What $item read: $kind 1 = str or bin (or nil, read as empty), its bytes at $at, $len
+  ;; of them; 2 = an int, its value in $num; 0 = bool or float. $out: where $put writes.
+  (global $kind (mut i32) (i32.const 0))
+  (global $at (mut i32) (i32.const 0))
+  (global $len (mut i32) (i32.const 0))
+  (global $num (mut i32) (i32.const 0))
+  (global $out (mut i32) (i32.const 0))
+
+  ;; Grow the memory so that addresses below $end exist.
   (func $ensure (param $end i32)
     (local $need i32)
     (local.set $need
@@ -28,6 +60,7 @@
       (then (if (i32.eq (memory.grow (local.get $need)) (i32.const -1))
         (then unreachable)))))
 
+  ;; 1 when the $alen bytes at $a equal the $blen bytes at $b.
   (func $eq (param $a i32) (param $alen i32) (param $b i32) (param $blen i32) (result i32)
     (local $i i32)
     (if (i32.ne (local.get $alen) (local.get $blen)) (then (return (i32.const 0))))
@@ -41,32 +74,253 @@
         (br $next)))
     (i32.const 1))
 
+  ;; ---- reading MessagePack (big-endian; https://github.com/msgpack/msgpack/blob/master/spec.md)
+
+  ;; The $n bytes at $p as a big-endian unsigned number (of 8 bytes, the low 32 bits).
+  (func $be (param $p i32) (param $n i32) (result i32)
+    (local $v i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.eqz (local.get $n)))
+        (local.set $v (i32.or (i32.shl (local.get $v) (i32.const 8))
+                              (i32.load8_u (local.get $p))))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+        (br $next)))
+    (local.get $v))
+
+  ;; Read the scalar at $p (nil, bool, int, float, str or bin) into $kind, $at, $len and
+  ;; $num; the position after it, or -1 when it runs past $end or is an array, a map or
+  ;; an extension (which the contracts of these actors never carry).
+  (func $item (param $p i32) (param $end i32) (result i32)
+    (local $t i32) (local $w i32)
+    (if (i32.ge_u (local.get $p) (local.get $end)) (then (return (i32.const -1))))
+    (local.set $t (i32.load8_u (local.get $p)))
+    (local.set $p (i32.add (local.get $p) (i32.const 1)))
+    (global.set $kind (i32.const 0))
+    (global.set $at (local.get $p))
+    (global.set $len (i32.const 0))  ;; from here: the payload's size
+    (block $payload
+      ;; 0xxxxxxx and 111xxxxx: a fixint, the byte itself
+      (if (i32.or (i32.lt_u (local.get $t) (i32.const 0x80))
+                  (i32.ge_u (local.get $t) (i32.const 0xe0)))
+        (then (global.set $kind (i32.const 2))
+              (global.set $num (i32.extend8_s (local.get $t)))
+              (return (local.get $p))))
+      ;; 101xxxxx: a fixstr of xxxxx bytes
+      (if (i32.eq (i32.and (local.get $t) (i32.const 0xe0)) (i32.const 0xa0))
+        (then (global.set $kind (i32.const 1))
+              (global.set $len (i32.and (local.get $t) (i32.const 31)))
+              (br $payload)))
+      ;; 0xc0 nil (an empty str here), 0xc2 false, 0xc3 true
+      (if (i32.eq (local.get $t) (i32.const 0xc0))
+        (then (global.set $kind (i32.const 1)) (br $payload)))
+      (br_if $payload (i32.eq (i32.or (local.get $t) (i32.const 1)) (i32.const 0xc3)))
+      ;; 0xca float32, 0xcb float64
+      (if (i32.eq (i32.or (local.get $t) (i32.const 1)) (i32.const 0xcb))
+        (then (global.set $len (i32.shl (i32.const 4) (i32.and (local.get $t) (i32.const 1))))
+              (br $payload)))
+      ;; 0xcc-0xcf uint 8/16/32/64, 0xd0-0xd3 int 8/16/32/64: 1 << (t & 3) bytes follow
+      (if (i32.le_u (i32.sub (local.get $t) (i32.const 0xcc)) (i32.const 7))
+        (then (global.set $kind (i32.const 2))
+              (global.set $len (i32.shl (i32.const 1) (i32.and (local.get $t) (i32.const 3))))
+              (br $payload)))
+      ;; 0xc4-0xc6 bin 8/16/32 and 0xd9-0xdb str 8/16/32: a length of 1, 2 or 4 bytes
+      (if (i32.le_u (i32.sub (local.get $t) (i32.const 0xc4)) (i32.const 2))
+        (then (local.set $w (i32.shl (i32.const 1) (i32.sub (local.get $t) (i32.const 0xc4))))))
+      (if (i32.le_u (i32.sub (local.get $t) (i32.const 0xd9)) (i32.const 2))
+        (then (local.set $w (i32.shl (i32.const 1) (i32.sub (local.get $t) (i32.const 0xd9))))))
+      (if (i32.or (i32.eqz (local.get $w))
+                  (i32.gt_u (local.get $w) (i32.sub (local.get $end) (local.get $p))))
+        (then (return (i32.const -1))))
+      (global.set $kind (i32.const 1))
+      (global.set $len (call $be (local.get $p) (local.get $w)))
+      (local.set $p (i32.add (local.get $p) (local.get $w)))
+      (global.set $at (local.get $p)))
+    ;; the payload must end by $end (compared as sizes: no overflow)
+    (if (i32.gt_u (global.get $len) (i32.sub (local.get $end) (local.get $p)))
+      (then (return (i32.const -1))))
+    (if (i32.eq (global.get $kind) (i32.const 2))  ;; a big-endian int, 8 and 16 bits signed
+      (then (global.set $num (call $be (local.get $p) (global.get $len)))
+            (if (i32.eq (local.get $t) (i32.const 0xd0))
+              (then (global.set $num (i32.extend8_s (global.get $num)))))
+            (if (i32.eq (local.get $t) (i32.const 0xd1))
+              (then (global.set $num (i32.extend16_s (global.get $num)))))))
+    (i32.add (local.get $p) (global.get $len)))
+
+  ;; Find the str key $key ($klen bytes) in the map at $p (fixmap or map16): 1 when found,
+  ;; with its value read by $item; 0 when the map has no such key; -1 when $p holds no
+  ;; map or the map is malformed.
+  (func $find (param $p i32) (param $end i32) (param $key i32) (param $klen i32) (result i32)
+    (local $t i32) (local $n i32) (local $match i32)
+    (if (i32.ge_u (local.get $p) (local.get $end)) (then (return (i32.const -1))))
+    (local.set $t (i32.load8_u (local.get $p)))
+    (if (i32.eq (i32.and (local.get $t) (i32.const 0xf0)) (i32.const 0x80))
+      (then (local.set $n (i32.and (local.get $t) (i32.const 15)))  ;; 1000nnnn: fixmap
+            (local.set $p (i32.add (local.get $p) (i32.const 1))))
+      (else (if (i32.and (i32.eq (local.get $t) (i32.const 0xde))    ;; 0xde nnnn: map16
+                         (i32.le_u (i32.add (local.get $p) (i32.const 3)) (local.get $end)))
+        (then (local.set $n (call $be (i32.add (local.get $p) (i32.const 1)) (i32.const 2)))
+              (local.set $p (i32.add (local.get $p) (i32.const 3))))
+        (else (return (i32.const -1))))))
+    (block $absent
+      (loop $entry
+        (br_if $absent (i32.eqz (local.get $n)))
+        (local.set $p (call $item (local.get $p) (local.get $end)))  ;; the key
+        (if (i32.lt_s (local.get $p) (i32.const 0)) (then (return (i32.const -1))))
+        (local.set $match
+          (i32.and (i32.eq (global.get $kind) (i32.const 1))
+                   (call $eq (global.get $at) (global.get $len) (local.get $key) (local.get $klen))))
+        (local.set $p (call $item (local.get $p) (local.get $end)))  ;; its value
+        (if (i32.lt_s (local.get $p) (i32.const 0)) (then (return (i32.const -1))))
+        (if (local.get $match) (then (return (i32.const 1))))
+        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+        (br $entry)))
+    (i32.const 0))
+
+  ;; ---- writing MessagePack at $out
+
+  ;; The low $n bytes of $v, big-endian ($n from 1 to 4).
+  (func $put (param $v i32) (param $n i32)
+    (loop $next
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (i32.store8 (global.get $out)
+                  (i32.shr_u (local.get $v) (i32.shl (local.get $n) (i32.const 3))))
+      (global.set $out (i32.add (global.get $out) (i32.const 1)))
+      (br_if $next (local.get $n))))
+
+  ;; A str ($tag 0xd9) or bin ($tag 0xc4) of the $len bytes at $ptr, in its shortest
+  ;; form: fixstr below 32 bytes, else tag, tag + 1, tag + 2 for 8-, 16-, 32-bit lengths.
+  (func $put_bytes (param $tag i32) (param $ptr i32) (param $len i32)
+    (if (i32.and (i32.eq (local.get $tag) (i32.const 0xd9))
+                 (i32.lt_u (local.get $len) (i32.const 32)))
+      (then (call $put (i32.or (i32.const 0xa0) (local.get $len)) (i32.const 1)))
+    (else (if (i32.lt_u (local.get $len) (i32.const 0x100))
+      (then (call $put (local.get $tag) (i32.const 1))
+            (call $put (local.get $len) (i32.const 1)))
+    (else (if (i32.lt_u (local.get $len) (i32.const 0x10000))
+      (then (call $put (i32.add (local.get $tag) (i32.const 1)) (i32.const 1))
+            (call $put (local.get $len) (i32.const 2)))
+    (else (call $put (i32.add (local.get $tag) (i32.const 2)) (i32.const 1))
+          (call $put (local.get $len) (i32.const 4))))))))
+    (memory.copy (global.get $out) (local.get $ptr) (local.get $len))
+    (global.set $out (i32.add (global.get $out) (local.get $len))))
+
+  ;; The last host call failed: its error (copied to $at) becomes this call's error.
+  (func $host_failed (param $at i32) (result i32)
+    (local $n i32)
+    (local.set $n (call $host_error_len))
+    (call $ensure (i32.add (local.get $at) (local.get $n)))
+    (call $host_error (local.get $at))
+    (call $guest_error (local.get $at) (local.get $n))
+    (i32.const 0))
+
+  ;; ---- what counter adds
+
+  ;; A MessagePack int: a positive fixint below 128, else an int32 (0xd2).
+  (func $put_int (param $v i32)
+    (if (i32.lt_u (local.get $v) (i32.const 128))
+      (then (call $put (local.get $v) (i32.const 1)))
+      (else (call $put (i32.const 0xd2) (i32.const 1))
+            (call $put (local.get $v) (i32.const 4)))))
+
+  ;; Write $v in decimal at $dst; the number of bytes written (at most 11).
+  (func $decimal (param $v i32) (param $dst i32) (result i32)
+    (local $p i32) (local $n i32) (local $end i32)
+    (local.set $p (local.get $dst))
+    (if (i32.lt_s (local.get $v) (i32.const 0))
+      (then (i32.store8 (local.get $p) (i32.const 45))  ;; "-"
+            (local.set $p (i32.add (local.get $p) (i32.const 1)))
+            (local.set $v (i32.sub (i32.const 0) (local.get $v)))))  ;; unsigned from here
+    (local.set $n (local.get $v))
+    (loop $count  ;; one place per digit
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (local.set $n (i32.div_u (local.get $n) (i32.const 10)))
+      (br_if $count (local.get $n)))
+    (local.set $end (local.get $p))
+    (loop $digit  ;; written from the last
+      (local.set $p (i32.sub (local.get $p) (i32.const 1)))
+      (i32.store8 (local.get $p)
+                  (i32.add (i32.const 48) (i32.rem_u (local.get $v) (i32.const 10))))
+      (local.set $v (i32.div_u (local.get $v) (i32.const 10)))
+      (br_if $digit (local.get $v)))
+    (i32.sub (local.get $end) (local.get $dst)))
+
   (func (export "__guest_call") (param $op_len i32) (param $msg_len i32) (result i32)
-    (local $msg i32) (local $key i32) (local $key_len i32) (local $out i32) (local $n i32)
+    (local $msg i32) (local $end i32) (local $found i32) (local $answer i32) (local $n i32)
+    (local $reply i32) (local $reply_len i32) (local $body i32) (local $body_len i32)
+    (local $key i32) (local $key_len i32) (local $digits i32) (local $digits_len i32)
     (local.set $msg (i32.add (i32.const 1024) (local.get $op_len)))
-    (local.set $out (i32.add (local.get $msg) (local.get $msg_len)))
-    (call $ensure (local.get $out))
+    (local.set $end (i32.add (local.get $msg) (local.get $msg_len)))
+    ;; room for the request and, after it, the Add request (its key plus headers)
+    (call $ensure (i32.add (i32.add (local.get $end) (local.get $msg_len)) (i32.const 64)))
     (call $guest_request (i32.const 1024) (local.get $msg))
-    (if (i32.eqz (call $eq (i32.const 1024) (local.get $op_len) (i32.const 16) (i32.const 13)))
-      (then
-        (call $guest_error (i32.const 128) (i32.const 17))
-        (return (i32.const 0))))
-    (local.set $key (local.get $msg))
-    (local.set $key_len (local.get $msg_len))
-    (if (i32.eqz (local.get $msg_len))
-      (then (local.set $key (i32.const 112)) (local.set $key_len (i32.const 5))))
-    (if (i32.eqz (call $host_call
-          (i32.const 48) (i32.const 7) (i32.const 64) (i32.const 14)
-          (i32.const 96) (i32.const 4) (local.get $key) (local.get $key_len)))
-      (then
-        (local.set $n (call $host_error_len))
-        (call $ensure (i32.add (local.get $out) (local.get $n)))
-        (call $host_error (local.get $out))
-        (call $guest_error (local.get $out) (local.get $n))
-        (return (i32.const 0))))
-    (local.set $n (call $host_response_len))
-    (call $ensure (i32.add (local.get $out) (local.get $n)))
-    (call $host_response (local.get $out))
-    (call $guest_response (local.get $out) (local.get $n))
-    (i32.const 1))
+    (if (call $eq (i32.const 1024) (local.get $op_len) (i32.const 32) (i32.const 13))
+      (then (call $guest_response (i32.const 208) (i32.const 1))  ;; HealthRequest: nil
+            (return (i32.const 1))))
+    (if (i32.eqz (call $eq (i32.const 1024) (local.get $op_len) (i32.const 16) (i32.const 14)))
+      (then (call $guest_error (i32.const 144) (i32.const 17))
+            (return (i32.const 0))))
+    (block $malformed
+      ;; replyTo: a str (required); body: bin or str (absent: empty)
+      (br_if $malformed (i32.ne (call $find (local.get $msg) (local.get $end)
+                                            (i32.const 112) (i32.const 7)) (i32.const 1)))
+      (br_if $malformed (i32.ne (global.get $kind) (i32.const 1)))
+      (local.set $reply (global.get $at))
+      (local.set $reply_len (global.get $len))
+      (local.set $found (call $find (local.get $msg) (local.get $end) (i32.const 128) (i32.const 4)))
+      (br_if $malformed (i32.lt_s (local.get $found) (i32.const 0)))
+      (if (local.get $found)
+        (then (br_if $malformed (i32.ne (global.get $kind) (i32.const 1)))
+              (local.set $body (global.get $at))
+              (local.set $body_len (global.get $len))))
+      ;; Add {"key": body or "count", "value": 1}, written after the request
+      (local.set $key (local.get $body))
+      (local.set $key_len (local.get $body_len))
+      (if (i32.eqz (local.get $key_len))
+        (then (local.set $key (i32.const 264)) (local.set $key_len (i32.const 5))))
+      (global.set $out (local.get $end))
+      (call $put (i32.const 0x82) (i32.const 1))  ;; 1000nnnn: a fixmap of 2 entries
+      (call $put_bytes (i32.const 0xd9) (i32.const 248) (i32.const 3))
+      (call $put_bytes (i32.const 0xd9) (local.get $key) (local.get $key_len))
+      (call $put_bytes (i32.const 0xd9) (i32.const 256) (i32.const 5))
+      (call $put_int (i32.const 1))
+      (if (i32.eqz (call $host_call (i32.const 48) (i32.const 7) (i32.const 224) (i32.const 14)
+                                    (i32.const 240) (i32.const 3) (local.get $end)
+                                    (i32.sub (global.get $out) (local.get $end))))
+        (then (return (call $host_failed (global.get $out)))))
+      ;; its answer {"value": n} after the Add request, the digits of n after the answer,
+      ;; and the Publish after the digits
+      (local.set $answer (global.get $out))
+      (local.set $n (call $host_response_len))
+      (local.set $digits (i32.add (local.get $answer) (local.get $n)))
+      (call $ensure (i32.add (i32.add (local.get $digits) (local.get $reply_len)) (i32.const 96)))
+      (call $host_response (local.get $answer))
+      (if (i32.or (i32.ne (call $find (local.get $answer) (local.get $digits)
+                                      (i32.const 256) (i32.const 5)) (i32.const 1))
+                  (i32.ne (global.get $kind) (i32.const 2)))
+        (then (call $guest_error (i32.const 272) (i32.const 46))
+              (return (i32.const 0))))
+      (local.set $digits_len (call $decimal (global.get $num) (local.get $digits)))
+      (if (local.get $reply_len)
+        (then
+          ;; Publish {"subject": replyTo, "replyTo": "", "body": the digits}
+          (global.set $out (i32.add (local.get $digits) (i32.const 16)))
+          (call $put (i32.const 0x83) (i32.const 1))  ;; a fixmap of 3 entries
+          (call $put_bytes (i32.const 0xd9) (i32.const 96) (i32.const 7))
+          (call $put_bytes (i32.const 0xd9) (local.get $reply) (local.get $reply_len))
+          (call $put_bytes (i32.const 0xd9) (i32.const 112) (i32.const 7))
+          (call $put_bytes (i32.const 0xd9) (local.get $reply) (i32.const 0))
+          (call $put_bytes (i32.const 0xd9) (i32.const 128) (i32.const 4))
+          (call $put_bytes (i32.const 0xc4) (local.get $digits) (local.get $digits_len))
+          (if (i32.eqz (call $host_call (i32.const 48) (i32.const 7) (i32.const 64) (i32.const 15)
+                                        (i32.const 80) (i32.const 7)
+                                        (i32.add (local.get $digits) (i32.const 16))
+                                        (i32.sub (global.get $out)
+                                                 (i32.add (local.get $digits) (i32.const 16)))))
+            (then (return (call $host_failed (global.get $out)))))))
+      (call $guest_response (i32.const 208) (i32.const 1))
+      (return (i32.const 1)))
+    (call $guest_error (i32.const 176) (i32.const 23))
+    (i32.const 0))
 )
