@@ -1,85 +1,89 @@
-"""``wascc:keyvalue`` / ``memory``: a key-value store in the host's memory.
+"""``wascc:keyvalue`` / ``memory``: waSCC's key-value contract, kept in the host's memory.
 
-Operations (keys are UTF-8 text, values bytes): ``Get`` key -> value (empty when absent),
-``Set`` "key=value", ``Del`` key, ``Incr`` key -> the new integer as decimal text. One
-provider runs per binding name on a host; each actor bound to it has a store of its own
-(no actor reads, fills or deletes another's keys), dropped when its binding is deleted
-and, with every other, when the provider stops.
+Speaks waSCC's codec (:mod:`hostagent.wascc_codec.keyvalue`: ``Get``, ``Set``, ``Add``,
+``Del``, ``KeyExists``, ``Push``, ``ListItemDelete``, ``Clear``, ``Range``, ``SetAdd``,
+``SetRemove``, ``SetUnion``, ``SetIntersection``, ``SetQuery``: a MessagePack record in,
+one out), so that actors built with waSCC's SDK use it unchanged; what each operation
+does is :mod:`.keyvalue_store`'s. A payload that is not the operation's record is refused
+with the codec's words (``Failed to de-serialize AddRequest: missing field value``).
 
-Each store is bounded by the quotas of :mod:`.quota`, overridable by binding values:
-``MAX_BYTES`` (keys and values together), ``MAX_KEYS`` and ``MAX_VALUE_BYTES``. A ``Set``
-or ``Incr`` that would go over one is refused whole (:class:`~.quota.QuotaExceeded`,
-which the guest reads) and the store is left as it was.
+One provider runs per binding name on a host; each actor bound to it has a store of its
+own (no actor reads, fills or deletes another's keys), dropped when its binding is
+deleted and, with every other, when the provider stops. Each store is bounded by the
+quotas of :mod:`.keyvalue_store` (``MAX_BYTES``, ``MAX_KEYS``, ``MAX_VALUE_BYTES``,
+binding values); a call that would go over one is refused whole
+(:class:`~.quota.QuotaExceeded`, which the guest reads) and the store is left as it was.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 from hostagent.providers.base import ProviderContext, ProviderError
-from hostagent.providers.quota import Quota, QuotaExceeded, read_quota
+from hostagent.providers.keyvalue_store import Limits, Store
+from hostagent.wascc_codec import CodecError, deserialize, serialize
+from hostagent.wascc_codec import keyvalue as kv
 
 log = logging.getLogger(__name__)
 
-MAX_BYTES = Quota("MAX_BYTES", 16 * 1024 * 1024, "bytes")
-MAX_KEYS = Quota("MAX_KEYS", 10_000, "keys")
-MAX_VALUE_BYTES = Quota("MAX_VALUE_BYTES", 1024 * 1024, "bytes")
-QUOTAS = (MAX_BYTES, MAX_KEYS, MAX_VALUE_BYTES)
-_WHO = "keyvalue"
+
+def _get(s: Store, r: kv.GetRequest) -> Any:
+    value = s.get(r.key)
+    return kv.GetResponse(value=value or "", exists=value is not None)
 
 
-@dataclass(frozen=True)
-class Limits:
-    """The quotas of one binding."""
-
-    max_bytes: int = MAX_BYTES.default
-    max_keys: int = MAX_KEYS.default
-    max_value_bytes: int = MAX_VALUE_BYTES.default
-
-    @classmethod
-    def of(cls, values: Mapping[str, str]) -> Limits:
-        """From a binding's values (ProviderError on a bad one). Pure."""
-        return cls(*(read_quota(values, q) for q in QUOTAS))
+def _set(s: Store, r: kv.SetRequest) -> Any:
+    s.set_value(r.key, r.value, r.expires_s)
+    return kv.SetResponse(value=r.value)
 
 
-@dataclass
-class Store:
-    """One actor's keys, and the bytes they take (keys in UTF-8 plus values)."""
+def _del(s: Store, r: kv.DelRequest) -> Any:
+    s.delete(r.key)
+    return kv.DelResponse(key=r.key)
 
-    limits: Limits = field(default_factory=Limits)
-    data: dict[str, bytes] = field(default_factory=dict)
-    used: int = 0
 
-    def put(self, key: str, value: bytes) -> None:
-        """Set ``key``, or raise QuotaExceeded leaving the store unchanged."""
-        lim = self.limits
-        if len(value) > lim.max_value_bytes:
-            raise QuotaExceeded(_WHO, MAX_VALUE_BYTES, lim.max_value_bytes,
-                                f"a value of {len(value)} bytes")
-        old = self.data.get(key)
-        key_bytes = len(key.encode())
-        if old is None and len(self.data) >= lim.max_keys:
-            raise QuotaExceeded(_WHO, MAX_KEYS, lim.max_keys,
-                                f"the store would hold {len(self.data) + 1} keys")
-        after = self.used + len(value) + (key_bytes if old is None else -len(old))
-        if after > lim.max_bytes and after > self.used:
-            raise QuotaExceeded(_WHO, MAX_BYTES, lim.max_bytes,
-                                f"the store would hold {after} bytes")
-        self.data[key] = value
-        self.used = after
+def _clear(s: Store, r: kv.ListClearRequest) -> Any:
+    s.delete(r.key)
+    return kv.DelResponse(key=r.key)
 
-    def delete(self, key: str) -> None:
-        old = self.data.pop(key, None)
-        if old is not None:
-            self.used -= len(key.encode()) + len(old)
+
+def _exists(s: Store, r: kv.KeyExistsQuery) -> Any:
+    return kv.GetResponse(value="", exists=s.exists(r.key))
+
+
+#: operation -> (its request record, what it does to a store and answers)
+OPERATIONS: dict[str, tuple[type, Callable[[Store, Any], Any]]] = {
+    kv.OP_GET: (kv.GetRequest, _get),
+    kv.OP_SET: (kv.SetRequest, _set),
+    kv.OP_ADD: (kv.AddRequest,
+                lambda s, r: kv.AddResponse(value=s.add(r.key, r.value))),
+    kv.OP_DEL: (kv.DelRequest, _del),
+    kv.OP_KEY_EXISTS: (kv.KeyExistsQuery, _exists),
+    kv.OP_PUSH: (kv.ListPushRequest,
+                 lambda s, r: kv.ListResponse(new_count=s.push(r.key, r.value))),
+    kv.OP_LIST_DEL: (kv.ListDelItemRequest,
+                     lambda s, r: kv.ListResponse(new_count=s.list_delete(r.key, r.value))),
+    kv.OP_CLEAR: (kv.ListClearRequest, _clear),
+    kv.OP_RANGE: (kv.ListRangeRequest,
+                  lambda s, r: kv.ListRangeResponse(values=s.range(r.key, r.start, r.stop))),
+    kv.OP_SET_ADD: (kv.SetAddRequest,
+                    lambda s, r: kv.SetOperationResponse(new_count=s.set_add(r.key, r.value))),
+    kv.OP_SET_REMOVE: (kv.SetRemoveRequest, lambda s, r: kv.SetOperationResponse(
+        new_count=s.set_remove(r.key, r.value))),
+    kv.OP_SET_UNION: (kv.SetUnionRequest,
+                      lambda s, r: kv.SetQueryResponse(values=s.set_union(r.keys))),
+    kv.OP_SET_INTERSECT: (kv.SetIntersectionRequest, lambda s, r: kv.SetQueryResponse(
+        values=s.set_intersection(r.keys))),
+    kv.OP_SET_QUERY: (kv.SetQueryRequest,
+                      lambda s, r: kv.SetQueryResponse(values=s.set_members(r.key))),
+}
 
 
 class MemoryKeyValue:
-    """Thread-safe stores, one per bound actor, behind the keyvalue operations."""
+    """Thread-safe stores, one per bound actor, behind waSCC's keyvalue operations."""
 
     capability_id: ClassVar[str] = "wascc:keyvalue"
     vendor_id: ClassVar[str] = "memory"
@@ -104,9 +108,9 @@ class MemoryKeyValue:
     async def unbind(self, actor_id: str) -> None:
         with self._lock:
             store = self._stores.pop(actor_id, None)
-        if store is not None and store.data:
+        if store is not None and store.items:
             log.info("keyvalue %s: dropped the %d keys (%d bytes) of actor %s",
-                     self.ctx.binding_name, len(store.data), store.used, actor_id)
+                     self.ctx.binding_name, len(store.items), store.used, actor_id)
 
     def _store(self, actor_id: str) -> Store:
         store = self._stores.get(actor_id)
@@ -115,30 +119,19 @@ class MemoryKeyValue:
         return store
 
     def host_call(self, actor_id: str, operation: str, payload: bytes) -> bytes:
+        entry = OPERATIONS.get(operation)
+        if entry is None:
+            raise ProviderError(f"keyvalue has no operation {operation[:80]!r} "
+                                f"({', '.join(OPERATIONS)})")
+        record, handle = entry
+        try:
+            request: Any = deserialize(record, payload)
+        except CodecError as exc:
+            raise ProviderError(str(exc)) from exc
         with self._lock:
-            store = self._store(actor_id)
-            if operation == "Get":
-                return store.data.get(payload.decode(errors="replace"), b"")
-            if operation == "Set":
-                key, sep, value = payload.partition(b"=")
-                if not sep:
-                    raise ProviderError("Set takes 'key=value'")
-                store.put(key.decode(errors="replace"), value)
-                return b""
-            if operation == "Del":
-                store.delete(payload.decode(errors="replace"))
-                return b""
-            if operation == "Incr":
-                key_text = payload.decode(errors="replace")
-                try:
-                    count = int(store.data.get(key_text, b"0")) + 1
-                except ValueError:
-                    raise ProviderError(f"value of {key_text[:80]!r} is not an integer"
-                                        ) from None
-                store.put(key_text, str(count).encode())
-                return str(count).encode()
-        raise ProviderError(f"keyvalue has no operation {operation!r} (Get, Set, Del, Incr)")
+            answer = handle(self._store(actor_id), request)
+        return serialize(answer)
 
     def state(self) -> dict[str, str]:
         with self._lock:
-            return {"keys": str(sum(len(s.data) for s in self._stores.values()))}
+            return {"keys": str(sum(len(s.items) for s in self._stores.values()))}
