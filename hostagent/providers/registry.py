@@ -12,14 +12,16 @@ import logging
 from importlib.metadata import entry_points
 from typing import Any
 
+from hostagent.providers.extras_default import Extras
 from hostagent.providers.keyvalue_memory import MemoryKeyValue
 from hostagent.providers.ledcontroller import LedController
+from hostagent.providers.logging_default import HostLog
 from hostagent.providers.messaging_nats import NatsMessaging
 
 log = logging.getLogger(__name__)
 
 GROUP = "vinculum.providers"
-BUILTINS: tuple[Any, ...] = (NatsMessaging, MemoryKeyValue, LedController)
+BUILTINS: tuple[Any, ...] = (NatsMessaging, MemoryKeyValue, HostLog, Extras, LedController)
 ProviderKey = tuple[str, str]  # (capability_id, vendor_id)
 
 
