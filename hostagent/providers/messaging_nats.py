@@ -1,22 +1,35 @@
-"""``wascc:messaging`` / ``nats``: NATS subjects delivered to actors, and ``Publish``.
+"""``wascc:messaging`` / ``nats``: waSCC's message broker contract over the lattice's NATS.
 
-Per binding, the provider subscribes to ``SUBSCRIPTION`` in queue group ``QUEUE`` (default
-``vinculum.<actor id>``, so a message is handled once by the lattice however many hosts
-run the provider bound to that actor) on the host's NATS connection, or on its own
-connection to ``URL`` when that value is given. Every message becomes a ``HandleMessage``
-call with the body; the actor's answer is published to the message's reply subject. A
-failed call is answered with an empty body and a ``Nats-Service-Error`` header (and
-logged), so a requester learns at once. Up to :data:`MAX_IN_FLIGHT` messages per binding
-are in flight; more wait in nats-py's pending queue. The actor's ``Publish`` host call
-takes "subject\\nbody".
+Speaks waSCC's codec (:mod:`hostagent.wascc_codec.messaging`), as waSCC's NATS provider
+did, so that actors built with waSCC's SDK run unchanged:
 
-The data plane is not the control plane: a ``SUBSCRIPTION`` or a ``Publish`` subject in
-the lattice's reserved namespaces (``lattice.>``, ``$KV.>``, ``$JS.>``, inboxes, ...) is
-refused here, also in an insecure lattice (:mod:`lattice.dataplane`), and a Publish
-subject may hold no wildcard. Each binding's publishing is bounded (:mod:`.quota`):
-``PUBLISH_RATE`` messages and ``PUBLISH_BYTES_RATE`` bytes a second (token buckets holding
-one second's worth), and ``MAX_PAYLOAD`` bytes a message, at most the connection's max
-payload.
+* each message on a binding's subscription becomes a ``DeliverMessage`` call to the actor
+  with ``{subject, replyTo, body}`` (``replyTo`` ``""`` when there is none); what the
+  actor returns is dropped. The actor answers a request by publishing to the ``replyTo``
+  it was given, as in waSCC; a call that fails is answered for it with an empty body and
+  a ``Nats-Service-Error`` header (and logged), so a requester learns at once;
+* the actor's ``Publish`` host call sends ``{subject, replyTo, body}`` and answers empty;
+  its ``Request`` sends ``{subject, body, timeout}`` (milliseconds, at most
+  :data:`MAX_REQUEST_MS`) through an inbox of the provider's and answers the reply's
+  body as is (waSCC wraps it in nothing).
+
+Binding values: ``SUBSCRIPTION``, one subject or several separated by commas (waSCC's
+form); ``QUEUE`` (or waSCC's ``QUEUEGROUP_NAME``), the queue group, by default
+``vinculum.<actor id>`` so that a message is handled once by the lattice however many
+hosts run the provider bound to that actor; ``URL``, a NATS server to connect to instead
+of the host's connection. Up to :data:`MAX_IN_FLIGHT` messages per binding are in flight;
+more wait in nats-py's pending queue.
+
+The data plane is not the control plane: a subscription, a ``Publish`` or ``Request``
+subject or a ``replyTo`` in the lattice's reserved namespaces (``lattice.>``, ``$KV.>``,
+``$JS.>``, inboxes, ...) is refused here, also in an insecure lattice
+(:mod:`lattice.dataplane`), and a subject to publish to may hold no wildcard. The one
+exception is the reply an actor owes: a ``Publish`` to the inbox a message delivered to it
+named as ``replyTo``, once, within :data:`REPLY_GRANT_S` (NATS grants the ``apps`` role
+the same single response). Each binding's publishing (``Publish`` and ``Request``) is
+bounded (:mod:`.quota`): ``PUBLISH_RATE`` messages and ``PUBLISH_BYTES_RATE`` bytes a
+second (token buckets holding one second's worth), and ``MAX_PAYLOAD`` bytes a message, at
+most the connection's max payload.
 """
 
 from __future__ import annotations
@@ -24,11 +37,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import ClassVar
+import time
+from collections import OrderedDict
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 
 import nats
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -36,12 +52,19 @@ from nats.aio.subscription import Subscription
 from hostagent.host import server_barrier
 from hostagent.providers.base import ProviderContext, ProviderError
 from hostagent.providers.quota import Quota, QuotaExceeded, TokenBucket, read_quota
+from hostagent.wascc_codec import CodecError, deserialize, serialize
+from hostagent.wascc_codec import messaging as codec
 from lattice.dataplane import publish_problem, subscription_problem
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
+T = TypeVar("T")
 
 MAX_IN_FLIGHT = 256
 PUBLISH_TIMEOUT_S = 5.0
+MAX_REQUEST_MS = 30_000  # a host call's waiting is given back to the guest up to 30 s
+REPLY_GRANT_S = 60.0
+MAX_REPLY_GRANTS = 4096  # per binding; the oldest go first
 ERROR_HEADER = "Nats-Service-Error"  # the NATS micro services convention
 PUBLISH_RATE = Quota("PUBLISH_RATE", 1000, "messages/s")
 PUBLISH_BYTES_RATE = Quota("PUBLISH_BYTES_RATE", 8 * 1024 * 1024, "bytes/s")
@@ -94,16 +117,63 @@ class PublishQuota:
             self.bytes.take(size)
 
 
+class ReplyGrants:
+    """The inboxes an actor may answer once: the ``replyTo`` of messages delivered to it."""
+
+    def __init__(self) -> None:
+        self._until: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def grant(self, subject: str) -> None:
+        with self._lock:
+            self._until[subject] = time.monotonic() + REPLY_GRANT_S
+            self._until.move_to_end(subject)
+            while len(self._until) > MAX_REPLY_GRANTS:
+                self._until.popitem(last=False)
+
+    def use(self, subject: str) -> bool:
+        """Whether ``subject`` was granted and still is (the grant is spent)."""
+        with self._lock:
+            until = self._until.pop(subject, None)
+        return until is not None and until > time.monotonic()
+
+
+
+def owed_reply(subject: str) -> bool:
+    """Whether an actor may answer on ``subject``, a reply subject it was given, although
+    :func:`publish_problem` refuses it: only for being an inbox (first token ``_INBOX*``),
+    its syntax otherwise fine and without wildcards. Pure."""
+    first, dot, rest = subject.partition(".")
+    if not first.startswith("_INBOX"):
+        return False
+    return publish_problem("app" + dot + rest) is None  # the same subject, not an inbox
+
+
+def subjects_of(values: Mapping[str, str]) -> list[str]:
+    """The subjects a binding subscribes to (``SUBSCRIPTION``, comma-separated), each
+    checked; ProviderError on none or a refused one. Pure."""
+    subjects = [s.strip() for s in values.get("SUBSCRIPTION", "").split(",")]
+    if not any(subjects):
+        raise ProviderError("messaging binding needs a SUBSCRIPTION value")
+    for subject in subjects:
+        problem = subscription_problem(subject)
+        if problem is not None:
+            raise ProviderError(f"SUBSCRIPTION refused: {problem}")
+    return list(dict.fromkeys(subjects))
+
+
 @dataclass
 class _Bound:
-    sub: Subscription
+    subs: list[Subscription]
     nc: Client
     own_connection: bool
     quota: PublishQuota
+    replies: ReplyGrants = field(default_factory=ReplyGrants)
 
 
 class NatsMessaging:
-    """Subscriptions per bound actor, all answering through ``HandleMessage``."""
+    """Subscriptions per bound actor, delivered as ``DeliverMessage``; ``Publish`` and
+    ``Request`` for the actors."""
 
     capability_id: ClassVar[str] = "wascc:messaging"
     vendor_id: ClassVar[str] = "nats"
@@ -112,8 +182,6 @@ class NatsMessaging:
         self.ctx = ctx
         self._bound: dict[str, _Bound] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._handled = 0
-        self._failed = 0
 
     async def start(self) -> None:
         if self.ctx.nc is None:
@@ -126,12 +194,7 @@ class NatsMessaging:
             task.cancel()
 
     async def bind(self, actor_id: str, values: Mapping[str, str]) -> None:
-        subject = values.get("SUBSCRIPTION", "").strip()
-        if not subject:
-            raise ProviderError("messaging binding needs a SUBSCRIPTION value")
-        problem = subscription_problem(subject)
-        if problem is not None:
-            raise ProviderError(f"SUBSCRIPTION refused: {problem}")
+        subjects = subjects_of(values)
         limits = PublishLimits.of(values)
         await self.unbind(actor_id)
         url = values.get("URL", "").strip()
@@ -144,12 +207,13 @@ class NatsMessaging:
                 raise ProviderError(f"cannot connect to the binding's URL: "
                                     f"{type(exc).__name__}") from None
         assert nc is not None
-        quota = PublishQuota(limits, nc.max_payload or MAX_PAYLOAD.default)
+        bound = _Bound(subs=[], nc=nc, own_connection=bool(url),
+                       quota=PublishQuota(limits, nc.max_payload or MAX_PAYLOAD.default))
         sem = asyncio.Semaphore(MAX_IN_FLIGHT)
 
         async def on_message(msg: Msg) -> None:
             await sem.acquire()
-            task = asyncio.create_task(self._deliver(actor_id, msg, nc))
+            task = asyncio.create_task(self._deliver(actor_id, msg, bound))
             self._tasks.add(task)
 
             def done(t: asyncio.Task[None]) -> None:
@@ -158,35 +222,37 @@ class NatsMessaging:
 
             task.add_done_callback(done)
 
-        queue = values.get("QUEUE", "").strip() or f"vinculum.{actor_id}"
-        sub = await nc.subscribe(subject, queue=queue, cb=on_message,
-                                 pending_msgs_limit=65536)
-        self._bound[actor_id] = _Bound(sub=sub, nc=nc, own_connection=bool(url), quota=quota)
-        await server_barrier(nc)  # the binding is acked once the subscription is live
+        queue = (values.get("QUEUE", "").strip() or values.get("QUEUEGROUP_NAME", "").strip()
+                 or f"vinculum.{actor_id}")
+        for subject in subjects:
+            bound.subs.append(await nc.subscribe(subject, queue=queue, cb=on_message,
+                                                 pending_msgs_limit=65536))
+        self._bound[actor_id] = bound
+        await server_barrier(nc)  # the binding is acked once the subscriptions are live
         log.info("messaging %s: actor %s subscribed to %s", self.ctx.binding_name, actor_id,
-                 subject)
+                 ", ".join(subjects))
 
-    async def _deliver(self, actor_id: str, msg: Msg, nc: Client) -> None:
+    async def _deliver(self, actor_id: str, msg: Msg, bound: _Bound) -> None:
+        delivery = serialize(codec.BrokerMessage(subject=msg.subject,
+                                                 reply_to=msg.reply or "", body=msg.data))
+        if msg.reply:
+            bound.replies.grant(msg.reply)
         try:
-            reply = await self.ctx.call_actor(actor_id, "HandleMessage", msg.data)
+            await self.ctx.call_actor(actor_id, codec.OP_DELIVER_MESSAGE, delivery)
         except Exception as exc:
-            self._failed += 1
             log.warning("messaging %s: actor %s failed on a message to %s: %s",
                         self.ctx.binding_name, actor_id, msg.subject, exc)
-            if msg.reply:
-                await nc.publish(msg.reply, b"", headers={ERROR_HEADER: str(exc)[:500],
-                                                        f"{ERROR_HEADER}-Code": "500"})
-            return
-        self._handled += 1
-        if msg.reply:
-            await nc.publish(msg.reply, reply)
+            if msg.reply and bound.replies.use(msg.reply):  # unless it answered already
+                await bound.nc.publish(msg.reply, b"", headers={
+                    ERROR_HEADER: str(exc)[:500], f"{ERROR_HEADER}-Code": "500"})
 
     async def unbind(self, actor_id: str) -> None:
         bound = self._bound.pop(actor_id, None)
         if bound is None:
             return
         try:
-            await bound.sub.unsubscribe()
+            for sub in bound.subs:
+                await sub.unsubscribe()
             if bound.own_connection:
                 await bound.nc.drain()
         except Exception as exc:
@@ -194,27 +260,67 @@ class NatsMessaging:
                         self.ctx.binding_name, actor_id, exc)
 
     def host_call(self, actor_id: str, operation: str, payload: bytes) -> bytes:
-        if operation != "Publish":
-            raise ProviderError(f"messaging has no operation {operation!r} (Publish)")
-        raw, sep, body = payload.partition(b"\n")
-        subject = raw.decode(errors="replace").strip()
-        if not sep or not subject:
-            raise ProviderError("Publish takes 'subject\\nbody'")
-        problem = publish_problem(subject)
+        if operation == codec.OP_PUBLISH_MESSAGE:
+            message = self._decode(codec.BrokerMessage, payload)
+            bound = self._checked(actor_id, operation, message.subject, message.body)
+            if message.reply_to:
+                self._refuse(operation, "replyTo", publish_problem(message.reply_to))
+            self._wait(bound.nc.publish(message.subject, message.body,
+                                        reply=message.reply_to), PUBLISH_TIMEOUT_S)
+            return b""
+        if operation == codec.OP_PERFORM_REQUEST:
+            request = self._decode(codec.RequestMessage, payload)
+            if request.timeout_ms < 1:
+                raise ProviderError(f"Request needs a timeout of at least 1 ms, not "
+                                    f"{request.timeout_ms}")
+            timeout = min(request.timeout_ms, MAX_REQUEST_MS) / 1000
+            bound = self._checked(actor_id, operation, request.subject, request.body)
+            reply = self._wait(bound.nc.request(request.subject, request.body,
+                                                timeout=timeout), timeout + 1)
+            return bytes(reply.data)
+        raise ProviderError(f"messaging has no operation {operation[:80]!r} "
+                            f"({codec.OP_PUBLISH_MESSAGE}, {codec.OP_PERFORM_REQUEST})")
+
+    @staticmethod
+    def _decode(record: type[R], payload: bytes) -> R:
+        try:
+            return deserialize(record, payload)
+        except CodecError as exc:
+            raise ProviderError(str(exc)) from exc
+
+    @staticmethod
+    def _refuse(operation: str, what: str, problem: str | None) -> None:
         if problem is not None:
-            raise ProviderError(f"Publish refused: {problem}")
+            raise ProviderError(f"{operation} refused: {problem}" if what == "subject"
+                                else f"{operation} refused: {what} {problem}")
+
+    def _checked(self, actor_id: str, operation: str, subject: str, body: bytes) -> _Bound:
+        """The actor's binding, once ``subject`` is one it may send to and ``body`` fits
+        its quotas (counted)."""
         bound = self._bound.get(actor_id)
+        problem = publish_problem(subject)
+        owed = (bound is not None and operation == codec.OP_PUBLISH_MESSAGE
+                and bound.replies.use(subject))
+        if problem is not None and owed and owed_reply(subject):
+            problem = None  # the reply it owes to a message delivered to it
+        self._refuse(operation, "subject", problem)
         if bound is None:
             raise ProviderError(f"actor {actor_id} is not bound to messaging "
                                 f"{self.ctx.binding_name} here")
         bound.quota.admit(len(body))
-        future = asyncio.run_coroutine_threadsafe(bound.nc.publish(subject, body),
-                                                  self.ctx.loop)
+        return bound
+
+    def _wait(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.ctx.loop)
         try:
-            future.result(timeout=PUBLISH_TIMEOUT_S)
+            return future.result(timeout=timeout)
+        except (TimeoutError, nats.errors.TimeoutError):
+            future.cancel()
+            raise ProviderError(f"no reply within {timeout:g} s") from None
+        except nats.errors.NoRespondersError:
+            raise ProviderError("no responders: nobody listens on that subject") from None
         except Exception as exc:
-            raise ProviderError(f"publish failed: {type(exc).__name__}") from None
-        return b""
+            raise ProviderError(f"{type(exc).__name__} from NATS") from None
 
     def state(self) -> dict[str, str]:
         # counters would change every heartbeat's inventory: they stay out of it
