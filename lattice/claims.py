@@ -4,11 +4,15 @@ Pure functions, no I/O: :mod:`lattice.gantry` verifies a module before storing i
 verify it before running it, and ``latticectl actor sign|inspect`` (cli/actor_cmd.py)
 writes and reads it. The format is waSCC's (docs/registry.md):
 
-* the JWT header is ``{"typ":"jwt","alg":"ed25519-nkey"}``; the claims carry ``iss`` (the
-  account public key, prefix ``A``), ``sub`` (the module public key, prefix ``M``: the actor
-  id), ``iat``, optional ``nbf``/``exp``, ``jti``, and ``wascap`` with ``name``, ``caps``,
-  ``hash`` (SHA-256 of the module without its ``jwt`` sections, upper-case hex when we
-  sign, either case accepted) and optional ``ver``;
+* the JWT header is ``{"typ":"jwt","alg":"ed25519-nkey"}`` (wascap, waSCC's signing
+  tool, wrote ``"alg":"Ed25519"``: accepted, see :func:`lattice.auth.jwt.check_algorithm`);
+  the claims carry ``iss`` (the account public key, prefix ``A``), ``sub`` (the module
+  public key, prefix ``M``: the actor id), ``iat``, optional ``nbf``/``exp``, ``jti``, and
+  ``wascap`` with ``hash`` (SHA-256 of the module without its ``jwt`` sections, upper-case
+  hex when we sign, either case accepted), ``name``, ``caps`` and ``tags`` (lists of
+  strings), ``rev`` (an integer) and ``ver`` (a string), each optional as in wascap's
+  ``Actor`` claims, and wascap's ``prov`` (a bool, false for an actor), which is read and
+  ignored;
 * the signature is Ed25519 by the account key over ``header.claims`` (base64url, no
   padding), as NATS JWTs are;
 * the token is the payload of a custom section (id 0) named ``jwt`` appended to the module.
@@ -41,6 +45,9 @@ from lattice.names import capability_id_problem
 
 SECTION_NAME = "jwt"
 HEADER = {"typ": "jwt", "alg": "ed25519-nkey"}
+#: The name of an actor whose claims have none (wascap's ``Actor.name`` is optional).
+ANONYMOUS = "Anonymous"
+_I32 = (-(2**31), 2**31 - 1)
 #: Largest module accepted by default (bytes).
 MAX_MODULE_SIZE = 16 * 1024 * 1024
 _MAGIC = b"\x00asm\x01\x00\x00\x00"
@@ -64,7 +71,9 @@ class Claims:
     issued_at: int
     not_before: int | None
     expires: int | None
-    version: str | None = None
+    version: str | None = None  #: ``wascap.ver``, a free version string
+    tags: tuple[str, ...] = ()  #: ``wascap.tags``
+    revision: int | None = None  #: ``wascap.rev``, an i32 (wascap: monotonically increasing)
 
     @property
     def actor_id(self) -> str:
@@ -241,31 +250,50 @@ def _decode(token: str) -> tuple[dict[str, object], dict[str, object], bytes, by
         raise ClaimsError(str(exc)) from None
 
 
+def _int(value: object, what: str, lo: int = 0, hi: int = 2**64 - 1) -> int | None:
+    """An optional integer claim (a bool is not one) within [lo, hi]. Pure."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ClaimsError(f"claim {what!r} is not an integer from {lo} to {hi}")
+    return value
+
+
+def _strings(value: object, what: str) -> tuple[str, ...]:
+    """An optional list of strings (absent or null: empty). Pure."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ClaimsError(f"claim {what!r} is not a list of strings")
+    return tuple(value)
+
+
 def _claims(body: dict[str, object]) -> Claims:
+    """The claims of a decoded JWT body, typed as wascap types them (``Claims<Actor>``):
+    ``iss``, ``sub`` and ``wascap.hash`` required; ``name``, ``caps``, ``tags``, ``rev``,
+    ``ver``, ``nbf`` and ``exp`` optional; a claim of the wrong type is refused. Pure."""
     wascap = body.get("wascap")
     if not isinstance(wascap, dict):
         raise ClaimsError("the claims have no 'wascap' object (not an actor's claims)")
-    caps = wascap.get("caps") or []
-
-    def opt_int(key: str) -> int | None:
-        v = body.get(key)
-        if v is not None and not isinstance(v, int):
-            raise ClaimsError(f"claim {key!r} is not an integer")
-        return v
-
-    iat = opt_int("iat")
     for key, v in (("iss", body.get("iss")), ("sub", body.get("sub")),
-                   ("name", wascap.get("name")), ("hash", wascap.get("hash"))):
+                   ("hash", wascap.get("hash"))):
         if not isinstance(v, str) or not v:
             raise ClaimsError(f"claim {key!r} is missing or not a string")
-    if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
-        raise ClaimsError("claim 'caps' is not a list of capability ids")
+    name = wascap.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ClaimsError("claim 'name' is not a string")
     ver = wascap.get("ver")
+    if ver is not None and not isinstance(ver, str):
+        raise ClaimsError("claim 'ver' is not a string")
+    if not isinstance(wascap.get("prov", False), bool):
+        raise ClaimsError("claim 'prov' is not a boolean")
     return Claims(
-        issuer=str(body["iss"]), subject=str(body["sub"]), name=str(wascap["name"]),
-        capabilities=tuple(caps), module_hash=str(wascap["hash"]), issued_at=iat or 0,
-        not_before=opt_int("nbf"), expires=opt_int("exp"),
-        version=ver if isinstance(ver, str) else None)
+        issuer=str(body["iss"]), subject=str(body["sub"]), name=name or ANONYMOUS,
+        capabilities=_strings(wascap.get("caps"), "caps"), module_hash=str(wascap["hash"]),
+        issued_at=_int(body.get("iat"), "iat") or 0,
+        not_before=_int(body.get("nbf"), "nbf"), expires=_int(body.get("exp"), "exp"),
+        version=ver, tags=_strings(wascap.get("tags"), "tags"),
+        revision=_int(wascap.get("rev"), "rev", *_I32))
 
 
 def read_claims(wasm: bytes) -> Claims:
@@ -277,22 +305,31 @@ def read_claims(wasm: bytes) -> Claims:
 def sign_module(wasm: bytes, *, account_seed: bytes, module_seed: bytes, name: str,
                 capabilities: Sequence[str], not_before: int | None = None,
                 expires: int | None = None, version: str | None = None,
-                issued_at: int | None = None) -> tuple[bytes, Claims]:
-    """The module with a fresh ``jwt`` section (an old one is removed first), and its claims.
-    Pure apart from reading the clock when ``issued_at`` is not given."""
+                issued_at: int | None = None, tags: Sequence[str] = (),
+                revision: int | None = None) -> tuple[bytes, Claims]:
+    """The module with a fresh ``jwt`` section (an old one is removed first), and its claims
+    (``wascap`` in wascap's field order: name, hash, tags, caps, rev, ver). Pure apart from
+    reading the clock when ``issued_at`` is not given."""
     for cap in capabilities:
         problem = capability_id_problem(cap)
         if problem:
             raise ClaimsError(problem)
     if not name:
         raise ClaimsError("an actor needs a name")
+    if any(not isinstance(t, str) or not t for t in tags):
+        raise ClaimsError("a tag is a non-empty string")
+    _int(revision, "rev", *_I32)
     stripped = strip_section(wasm)
     account = nacl.signing.SigningKey(decode_seed(account_seed, "A"))
     iss = encode_public_key(bytes(account.verify_key), nkeys.PREFIX_BYTE_ACCOUNT)
     sub = public_key(module_seed, "M")
     iat = int(time.time()) if issued_at is None else issued_at
-    wascap: dict[str, object] = {"name": name, "hash": module_hash(stripped),
-                                 "caps": list(dict.fromkeys(capabilities))}
+    wascap: dict[str, object] = {"name": name, "hash": module_hash(stripped)}
+    if tags:
+        wascap["tags"] = list(dict.fromkeys(tags))
+    wascap["caps"] = list(dict.fromkeys(capabilities))
+    if revision is not None:
+        wascap["rev"] = revision
     if version is not None:
         wascap["ver"] = version
     body: dict[str, object] = {"iat": iat, "iss": iss, "sub": sub}
