@@ -5,8 +5,9 @@ Signing wraps :func:`lattice.claims.sign_module`; the keys it needs come from
 directory (``keys/`` next to the config file of :func:`cli.settings.config_path`): one
 account seed ``account.nk`` and one module seed per actor name ``<name>.nk``, created with
 mode 0600 on first use, so signing the same name again gives the same actor id.
-``latticectl push`` (cli/gantry_cmd.py) uploads a signed module. docs/registry.md
-describes the format and the key store.
+``latticectl push`` (cli/gantry_cmd.py) uploads a signed module. ``inspect`` reads any
+module wascap (waSCC's signing tool) signed too, and shows its tags, revision and version.
+docs/registry.md describes the format and the key store.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def claims_document(claims: Claims, *, size: int, problem: str | None) -> dict[s
     """The ``-o yaml|json`` form of a module's claims (docs/cli.md)."""
     return {"id": claims.subject, "name": claims.name, "issuer": claims.issuer,
             "capabilities": list(claims.capabilities), "module_hash": claims.module_hash,
+            "tags": list(claims.tags), "revision": claims.revision,
             "version": claims.version, "issued_at": _time(claims.issued_at, ""),
             "not_before": _time(claims.not_before, "") or None,
             "expires": _time(claims.expires, "") or None, "size": size,
@@ -138,11 +140,15 @@ def actor_group() -> None:
                    "created when missing.")
 @click.option("--expires-in", type=Duration(), help="Validity from now: 90s, 30m, 12h, 7d, 1y.")
 @click.option("--ver", "version", help="A version string recorded in the claims.")
+@click.option("--rev", "revision", type=click.IntRange(-(2**31), 2**31 - 1),
+              help="A revision number recorded in the claims (wascap's rev).")
+@click.option("--tag", "tags", multiple=True, help="A free tag recorded in the claims "
+              "(repeatable).")
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the signed module.")
 def sign_cmd(module: str, name: str, caps: tuple[str, ...], account_seed: str | None,
              module_seed: str | None, expires_in: int | None, version: str | None,
-             out: str) -> None:
+             revision: int | None, tags: tuple[str, ...], out: str) -> None:
     """Sign MODULE with claims (name, capabilities, hash) and print the actor id.
 
     The signature is an Ed25519 JWT in a custom section named `jwt`; an older one is
@@ -153,6 +159,8 @@ def sign_cmd(module: str, name: str, caps: tuple[str, ...], account_seed: str | 
       latticectl actor sign echo.wasm --name echo --cap wascc:messaging -o echo_s.wasm
       latticectl actor sign counter.wasm --name counter --cap wascc:messaging \\
           --cap wascc:keyvalue --expires-in 30d -o counter_s.wasm
+      latticectl actor sign echo.wasm --name echo --ver 1.2.0 --rev 3 --tag demo \\
+          -o echo_s.wasm
     """
     wasm = read_module(module)
     created: list[Path] = []
@@ -171,7 +179,8 @@ def sign_cmd(module: str, name: str, caps: tuple[str, ...], account_seed: str | 
     expires = int(time.time()) + expires_in if expires_in is not None else None
     try:
         signed, claims = sign_module(wasm, account_seed=a_seed, module_seed=m_seed, name=name,
-                                     capabilities=caps, expires=expires, version=version)
+                                     capabilities=caps, expires=expires, version=version,
+                                     revision=revision, tags=tags)
     except ClaimsError as exc:
         raise CliError(f"{module}: {exc.message}") from None
     Path(out).write_bytes(signed)
@@ -209,7 +218,9 @@ def inspect_cmd(module: str, output: str | None) -> None:
     rows = [
         ("ID", claims.subject), ("NAME", claims.name), ("ISSUER", claims.issuer),
         ("CAPABILITIES", ", ".join(claims.capabilities) or "<none>"),
-        ("MODULE HASH", claims.module_hash), ("VERSION", claims.version or "-"),
+        ("MODULE HASH", claims.module_hash), ("TAGS", ", ".join(claims.tags) or "-"),
+        ("VERSION", claims.version or "-"),
+        ("REVISION", "-" if claims.revision is None else str(claims.revision)),
         ("ISSUED", _time(claims.issued_at, "-")), ("NOT BEFORE", _time(claims.not_before, "-")),
         ("EXPIRES", _time(claims.expires, "never")), ("SIZE", str(len(wasm))),
         ("VERIFIED", "yes" if problem is None else f"NO: {problem}"),
