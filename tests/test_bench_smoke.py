@@ -88,3 +88,13 @@ def test_bench_instance_soak_smallest(tmp_path: Path) -> None:
 def test_bench_hostile_smallest(tmp_path: Path) -> None:
     text = run_bench("bench_hostile.py", tmp_path, "--levels", "4", "--fan", "4", "--mb", "2")
     assert "alias bomb refused in" in text and "big file evaluated in" in text
+
+
+def test_bench_http_rps_smallest(tmp_path: Path) -> None:
+    """--actor wat: the project's own test actor, so the smoke needs no fixture."""
+    text = run_bench("bench_http_rps.py", tmp_path, "--seconds", "1", "--latency-seconds",
+                     "0.5", "--concurrency", "8", "--actor", "wat")
+    assert "HTTP request → wascc:http_server → wasm actor → HTTP response" in text
+    assert re.search(r"^- one request in flight, 0\.5 s: p50 [\d.]+ ms", text, re.M), text
+    figures = re.search(r"^- 8 in flight, 1 s: (\d+) req/s, errors (\d+); ", text, re.M)
+    assert figures and int(figures[1]) > 0 and figures[2] == "0", text
