@@ -168,7 +168,7 @@ async def test_bad_pointers_crash_the_instance_naming_the_import(sandbox: Sandbo
     (the message length picks the import); the host stops the instance and says why in
     ``actor_stopped``, and the next instance meets the same fate."""
     actor_id = await sandbox.push("negative_pointer", ("wascc:messaging", "wascc:keyvalue"))
-    expected = ["__guest_request: pointer 4294967283 + length 13",
+    expected = ["__guest_request: pointer 4294967283 + length 14",  # "DeliverMessage"
                 "__guest_response: pointer 4294967280 + length 32",
                 "__console_log: pointer 65530 + length 100",
                 "__host_error: pointer 4294967295 + length"]
@@ -193,7 +193,7 @@ async def test_a_reply_over_the_max_payload_is_refused_not_timed_out(
     data, error = await sandbox.request("sandbox.big")
     assert data == b"" and "is 2097152 bytes, over the 1048576-byte limit" in error, error
     assert loop.time() - started < 2.0
-    assert f"refused: the reply of actor {actor_id} to HandleMessage" in sandbox.host.log()
+    assert f"refused: the reply of actor {actor_id} to DeliverMessage" in sandbox.host.log()
     await sandbox.unharmed(most=32 * MIB)
 
 

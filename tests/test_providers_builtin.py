@@ -360,6 +360,8 @@ async def test_messaging_publish_rate_quota(messaging: Messaging, nc: Client) ->
     assert refused is not None and sent >= 5
     assert refused.quota == "PUBLISH_RATE" and refused.limit == 5
     assert "over the limit of 5 messages/s (binding value PUBLISH_RATE)" in str(refused)
+    # the reply owed to a delivered message is not counted: the actor still answers
+    assert (await nc.request("t.in", b"still", timeout=5)).data == b"STILL"
 
 
 async def test_messaging_payload_quota(messaging: Messaging, nc: Client) -> None:

@@ -299,7 +299,7 @@ async def test_a_bad_pointer_crashes_the_instance_naming_the_import(
     await deploy(runtime, bad, f"{lattice_id}.bad")
     reply = await nc.request(f"{lattice_id}.bad", b"", timeout=5)
     error = (reply.headers or {}).get("Nats-Service-Error", "")
-    words = "__guest_request: pointer 4294967283 + length 13 is outside the 65536-byte memory"
+    words = "__guest_request: pointer 4294967283 + length 14 is outside the 65536-byte memory"
     assert words in error
     await eventually(lambda: crashed, message="on_crash told")
     assert words in crashed[0]

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import wasmtime
 
+from hostagent.wascc_codec import serialize
+from hostagent.wascc_codec.messaging import BrokerMessage
 from hostagent.wasm.engine import EpochTicker, Limits, new_engine
 from hostagent.wasm.wapc import GuestError, GuestTrap, HostCallError, WapcInstance
 from tests.wasmutil import wat
@@ -220,15 +222,16 @@ def test_a_bad_pointer_in_wapc_init_refuses_the_start(engine: wasmtime.Engine) -
 
 
 def test_the_hostile_module_traps_on_each_import(engine: wasmtime.Engine) -> None:
-    """tests/hostile/negative_pointer.wat: the message length picks the import."""
-    expected = {0: "__guest_request: pointer 4294967283 + length 13",
+    """tests/hostile/negative_pointer.wat: the delivered body's length picks the import."""
+    expected = {0: "__guest_request: pointer 4294967283 + length 14",
                 1: "__guest_response: pointer 4294967280 + length 32",
                 2: "__console_log: pointer 65530 + length 100",
                 3: "__host_error: pointer 4294967295 + length 15"}  # "no nowhere here"
     for length, words in expected.items():
         guest = hostile(engine, "negative_pointer")
         with pytest.raises(GuestTrap, match=re.escape(words)):
-            guest.call("HandleMessage", b"x" * length)
+            guest.call("DeliverMessage", serialize(
+                BrokerMessage(subject="t", reply_to="", body=b"x" * length)))
 
 
 def test_a_console_line_is_cut_at_4_kib(engine: wasmtime.Engine) -> None:

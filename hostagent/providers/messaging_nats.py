@@ -28,8 +28,9 @@ exception is the reply an actor owes: a ``Publish`` to the inbox a message deliv
 named as ``replyTo``, once, within :data:`REPLY_GRANT_S` (NATS grants the ``apps`` role
 the same single response). Each binding's publishing (``Publish`` and ``Request``) is
 bounded (:mod:`.quota`): ``PUBLISH_RATE`` messages and ``PUBLISH_BYTES_RATE`` bytes a
-second (token buckets holding one second's worth), and ``MAX_PAYLOAD`` bytes a message, at
-most the connection's max payload.
+second (token buckets holding one second's worth; an owed reply, one per delivered
+message, is not counted), and ``MAX_PAYLOAD`` bytes a message, at most the connection's
+max payload.
 """
 
 from __future__ import annotations
@@ -101,11 +102,14 @@ class PublishQuota:
         self.bytes = TokenBucket(byte_rate, max(byte_rate, self.max_payload))
         self._lock = threading.Lock()
 
-    def admit(self, size: int) -> None:
-        """Count one message of ``size`` bytes, or raise QuotaExceeded (nothing counted)."""
+    def admit(self, size: int, *, counted: bool = True) -> None:
+        """Count one message of ``size`` bytes (unless not ``counted``: a reply owed), or
+        raise QuotaExceeded (nothing counted)."""
         if size > self.max_payload:
             raise QuotaExceeded(_WHO, MAX_PAYLOAD, self.max_payload,
                                 f"a payload of {size} bytes")
+        if not counted:
+            return
         with self._lock:
             if self.messages.available() < 1:
                 raise QuotaExceeded(_WHO, PUBLISH_RATE, round(self.messages.rate),
@@ -296,7 +300,8 @@ class NatsMessaging:
 
     def _checked(self, actor_id: str, operation: str, subject: str, body: bytes) -> _Bound:
         """The actor's binding, once ``subject`` is one it may send to and ``body`` fits
-        its quotas (counted)."""
+        its quotas (counted, but for the reply owed to a delivered message: one per
+        message floods nothing, and spent rates would otherwise silence its answers)."""
         bound = self._bound.get(actor_id)
         problem = publish_problem(subject)
         owed = (bound is not None and operation == codec.OP_PUBLISH_MESSAGE
@@ -307,7 +312,7 @@ class NatsMessaging:
         if bound is None:
             raise ProviderError(f"actor {actor_id} is not bound to messaging "
                                 f"{self.ctx.binding_name} here")
-        bound.quota.admit(len(body))
+        bound.quota.admit(len(body), counted=not owed)
         return bound
 
     def _wait(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
