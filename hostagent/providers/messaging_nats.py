@@ -280,7 +280,7 @@ class NatsMessaging:
             timeout = min(request.timeout_ms, MAX_REQUEST_MS) / 1000
             bound = self._checked(actor_id, operation, request.subject, request.body)
             reply = self._wait(bound.nc.request(request.subject, request.body,
-                                                timeout=timeout), timeout + 1)
+                                                timeout=timeout), timeout, grace=1.0)
             return bytes(reply.data)
         raise ProviderError(f"messaging has no operation {operation[:80]!r} "
                             f"({codec.OP_PUBLISH_MESSAGE}, {codec.OP_PERFORM_REQUEST})")
@@ -315,10 +315,13 @@ class NatsMessaging:
         bound.quota.admit(len(body), counted=not owed)
         return bound
 
-    def _wait(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+    def _wait(self, coro: Coroutine[Any, Any, T], timeout: float, *,
+              grace: float = 0.0) -> T:
+        """What ``coro`` returns on the host's loop, within ``timeout`` (+ ``grace`` for
+        a coroutine that times out by itself); NATS's failures in words."""
         future = asyncio.run_coroutine_threadsafe(coro, self.ctx.loop)
         try:
-            return future.result(timeout=timeout)
+            return future.result(timeout=timeout + grace)
         except (TimeoutError, nats.errors.TimeoutError):
             future.cancel()
             raise ProviderError(f"no reply within {timeout:g} s") from None

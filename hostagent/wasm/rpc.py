@@ -6,7 +6,7 @@ Calls take the local path when both ends are on the same host; otherwise they tr
 NATS request/reply, with the operation in the :data:`OP_HEADER` header and a failure as an
 empty reply with a ``Nats-Service-Error`` header:
 
-* ``lattice.<id>.rpc.actor.<actor_id>``: a call to the actor (e.g. ``HandleMessage`` from a
+* ``lattice.<id>.rpc.actor.<actor_id>``: a call to the actor (e.g. ``DeliverMessage`` from a
   messaging provider on another host). Every host running an instance of the actor
   subscribes in queue group ``actors``; a host answers only from its local instances.
 * ``lattice.<id>.rpc.provider.<actor_id>.<capability_id>.<binding_name>``: a host call of
