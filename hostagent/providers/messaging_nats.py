@@ -62,7 +62,6 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 MAX_IN_FLIGHT = 256
-PUBLISH_TIMEOUT_S = 5.0
 MAX_REQUEST_MS = 30_000  # a host call's waiting is given back to the guest up to 30 s
 REPLY_GRANT_S = 60.0
 MAX_REPLY_GRANTS = 4096  # per binding; the oldest go first
@@ -269,8 +268,7 @@ class NatsMessaging:
             bound = self._checked(actor_id, operation, message.subject, message.body)
             if message.reply_to:
                 self._refuse(operation, "replyTo", publish_problem(message.reply_to))
-            self._wait(bound.nc.publish(message.subject, message.body,
-                                        reply=message.reply_to), PUBLISH_TIMEOUT_S)
+            self._send(bound.nc, message)
             return b""
         if operation == codec.OP_PERFORM_REQUEST:
             request = self._decode(codec.RequestMessage, payload)
@@ -314,6 +312,29 @@ class NatsMessaging:
                                 f"{self.ctx.binding_name} here")
         bound.quota.admit(len(body), counted=not owed)
         return bound
+
+    def _send(self, nc: Client, message: codec.BrokerMessage) -> None:
+        """Queue ``message`` on ``nc`` from an actor's thread without waiting for the loop
+        (nats-py's publish only buffers it; waiting held the actor's worker, which serves
+        its calls one at a time, for a turn of the busy loop per message: 2,200 instead of
+        4,000 echoes a second). A failure to send is logged."""
+
+        def start() -> None:
+            task = self.ctx.loop.create_task(
+                nc.publish(message.subject, message.body, reply=message.reply_to))
+            self._tasks.add(task)
+            task.add_done_callback(self._sent)
+
+        try:
+            self.ctx.loop.call_soon_threadsafe(start)
+        except RuntimeError:
+            raise ProviderError("publish failed: the host is stopping") from None
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("messaging %s: a Publish was not sent: %r", self.ctx.binding_name,
+                        task.exception())
 
     def _wait(self, coro: Coroutine[Any, Any, T], timeout: float, *,
               grace: float = 0.0) -> T:
