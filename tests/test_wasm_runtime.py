@@ -19,6 +19,8 @@ import wasmtime
 from nats.aio.client import Client
 
 from hostagent.runtime import RuntimeFailure
+from hostagent.wascc_codec import serialize
+from hostagent.wascc_codec.core import HealthRequest
 from hostagent.wasm.engine import Limits
 from hostagent.wasm.runtime import WasmRuntime
 from hostagent.wasm.wapc import GuestTrap
@@ -271,7 +273,9 @@ async def test_stopped_and_crashed_instances_are_freed(
         [worker] = runtime.by_actor[actor_id]
         refs.append(weakref.ref(worker.instance))
         del worker
-    assert await runtime.call_actor(echo, "HandleMessage", b"hi") == b"hi"
+    # one call served (a health check: it needs no binding), then stopped
+    health = serialize(HealthRequest(placeholder=False))
+    assert await runtime.call_actor(echo, "HealthRequest", health) == b"\xc0"  # nil
     await runtime.stop_actor(runtime.by_actor[echo][0].actor)
     with pytest.raises(GuestTrap, match="unreachable"):
         await runtime.call_actor(hog, "HandleMessage", b"")

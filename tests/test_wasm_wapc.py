@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from hostagent.wascc_codec import serialize
+from hostagent.wascc_codec import deserialize, serialize
+from hostagent.wascc_codec.keyvalue import AddRequest, AddResponse
 from hostagent.wascc_codec.messaging import BrokerMessage
 from hostagent.wasm.engine import EpochTicker, Limits, new_engine
 from hostagent.wasm.wapc import GuestError, GuestTrap, HostCallError, WapcInstance
@@ -38,18 +39,37 @@ def engine() -> Iterator[wasmtime.Engine]:
     del _TICKERS[id(engine)]
 
 
+def deliver(body: bytes, reply_to: str = "_INBOX.r") -> bytes:
+    """The ``DeliverMessage`` payload of a message (waSCC's BrokerMessage)."""
+    return serialize(BrokerMessage(subject="demo", reply_to=reply_to, body=body))
+
+
+def published(calls: list[tuple[str, str, str, bytes]]) -> list[tuple[str, bytes]]:
+    """(subject, body) of each ``Publish`` the guest made."""
+    out = []
+    for _binding, namespace, op, payload in calls:
+        if (namespace, op) == ("wascc:messaging", "Publish"):
+            msg = deserialize(BrokerMessage, payload)
+            out.append((msg.subject, msg.body))
+    return out
+
+
 def instance(engine: wasmtime.Engine, name: str, *, timeout: float = 1.0,
              calls: list[tuple[str, str, str, bytes]] | None = None) -> WapcInstance:
+    """``name`` with a host that records its calls, publishes nothing and counts
+    keyvalue ``Add`` in a dict (as the wascc:keyvalue provider would)."""
     store: dict[str, int] = {}
 
     def host_call(binding: str, namespace: str, op: str, payload: bytes) -> bytes:
         if calls is not None:
             calls.append((binding, namespace, op, payload))
-        if namespace != "wascc:keyvalue" or op != "Incr":
+        if (namespace, op) == ("wascc:messaging", "Publish"):
+            return b""
+        if (namespace, op) != ("wascc:keyvalue", "Add"):
             raise HostCallError(f"no {namespace} {op} here")
-        key = payload.decode()
-        store[key] = store.get(key, 0) + 1
-        return str(store[key]).encode()
+        add = deserialize(AddRequest, payload)
+        store[add.key] = store.get(add.key, 0) + add.value
+        return serialize(AddResponse(value=store[add.key]))
 
     module = wasmtime.Module(engine, wat(name))
     return WapcInstance(engine, module, name=name, host_call=host_call,
@@ -57,24 +77,30 @@ def instance(engine: wasmtime.Engine, name: str, *, timeout: float = 1.0,
 
 
 @pytest.mark.parametrize("body", [b"", b"hello", bytes(range(256)) * 1024])
-def test_echo_returns_its_input(engine: wasmtime.Engine, body: bytes) -> None:
-    assert instance(engine, "echo").call("HandleMessage", body) == body
+def test_echo_publishes_its_input_to_the_reply_subject(engine: wasmtime.Engine,
+                                                       body: bytes) -> None:
+    calls: list[tuple[str, str, str, bytes]] = []
+    instance(engine, "echo", calls=calls).call("DeliverMessage", deliver(body))
+    assert published(calls) == [("_INBOX.r", body)]
 
 
 def test_echo_refuses_an_unknown_operation(engine: wasmtime.Engine) -> None:
-    echo = instance(engine, "echo")
+    calls: list[tuple[str, str, str, bytes]] = []
+    echo = instance(engine, "echo", calls=calls)
     with pytest.raises(GuestError, match="unknown operation"):
         echo.call("Launch", b"x")
-    assert echo.call("HandleMessage", b"still fine") == b"still fine"
+    echo.call("DeliverMessage", deliver(b"still fine"))
+    assert published(calls) == [("_INBOX.r", b"still fine")]
 
 
 def test_counter_increments_through_host_calls(engine: wasmtime.Engine) -> None:
     calls: list[tuple[str, str, str, bytes]] = []
     counter = instance(engine, "counter", calls=calls)
-    assert [counter.call("HandleMessage", b"") for _ in range(3)] == [b"1", b"2", b"3"]
-    assert counter.call("HandleMessage", b"other") == b"1"
-    assert calls[0] == ("default", "wascc:keyvalue", "Incr", b"count")
-    assert calls[-1] == ("default", "wascc:keyvalue", "Incr", b"other")
+    for body in (b"", b"", b"", b"other"):
+        counter.call("DeliverMessage", deliver(body))
+    assert [b for _, b in published(calls)] == [b"1", b"2", b"3", b"1"]
+    adds = [deserialize(AddRequest, p) for _, ns, op, p in calls if op == "Add"]
+    assert [(a.key, a.value) for a in adds] == [("count", 1)] * 3 + [("other", 1)]
 
 
 @pytest.mark.parametrize("timeout", [0.1, 0.5])
@@ -124,7 +150,7 @@ def test_a_host_call_error_reaches_the_guest() -> None:
 
     counter = WapcInstance(engine, module, name="counter", host_call=refuse)
     with pytest.raises(GuestError, match="not bound here"):
-        counter.call("HandleMessage", b"")
+        counter.call("DeliverMessage", deliver(b""))
 
 
 def test_the_epoch_ticker_sleeps_while_no_guest_runs() -> None:
@@ -354,20 +380,26 @@ def test_time_waiting_in_a_host_call_does_not_count(engine: wasmtime.Engine) -> 
     host call that takes three deadlines (a slow provider on another host) is fine."""
     waited = threading.Event()
 
+    sent: list[bytes] = []
+
     def slow(binding: str, namespace: str, op: str, payload: bytes) -> bytes:
-        waited.wait(0.6)  # the slow provider under test, not a synchronisation
-        return b"7"
+        waited.wait(0.3)  # the slow provider under test, not a synchronisation
+        if op == "Publish":
+            sent.append(deserialize(BrokerMessage, payload).body)
+            return b""
+        return serialize(AddResponse(value=7))
 
     counter = WapcInstance(engine, wasmtime.Module(engine, wat("counter")), name="counter",
                            host_call=slow, limits=Limits(call_timeout_s=0.2),
                            ticker=_TICKERS[id(engine)])
-    assert counter.call("HandleMessage", b"") == b"7"
+    counter.call("DeliverMessage", deliver(b""))
+    assert sent == [b"7"]
     # ... while Limits.host_wait_s lasts: with none, the wait counts and the guest traps
     strict = WapcInstance(engine, wasmtime.Module(engine, wat("counter")), name="counter",
                           host_call=slow, limits=Limits(call_timeout_s=0.2, host_wait_s=0),
                           ticker=_TICKERS[id(engine)])
     with pytest.raises(GuestTrap, match="CPU deadline"):
-        strict.call("HandleMessage", b"")
+        strict.call("DeliverMessage", deliver(b""))
 
 
 def _rss() -> int:
