@@ -113,7 +113,7 @@ def nats_auth_options(f: click.decorators.FC) -> click.decorators.FC:
 @click.option("--bid-timeout", type=SECONDS, default="250ms", show_default=True,
               help="Longest auction window (ends early on the last answer).")
 @click.option("--lease-ttl", type=SECONDS, default="6s", show_default=True,
-              help="Leader lease TTL (HA: a successor takes over within 2x).")
+              help="Leader lease TTL (HA: a successor takes over within TTL + TTL/3).")
 @click.option("--verify-commits", envvar="VINCULUM_VERIFY_COMMITS", type=POLICY,
               help="Sync a head only when it is signed by a key of this git allowed-signers "
                    "file (ssh:FILE) or armored OpenPGP keyring (gpg:FILE); any other head "
