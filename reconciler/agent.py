@@ -117,7 +117,6 @@ class Agent:
         self.source: GitSource | None = None
         self.verifier: CommitVerifier | None = None
         self.writer: StatusWriter | None = None
-        self.head_seen_at: dict[str, float] = {}
         self.last_report: StatusReport | None = None
         self.crashes = CrashTracker()
         self._published: StatusReport | None = None  # last report handed to the writer
@@ -218,7 +217,6 @@ class Agent:
         assert self.source is not None
         async for sha in watch_heads(self.source, interval=self.config.interval, stop=stop,
                                      nudge=self.nudge):
-            self.head_seen_at[sha] = asyncio.get_running_loop().time()
             await self._evaluate(sha)
 
     async def _evaluate(self, sha: str) -> None:

@@ -103,7 +103,6 @@ class Executor:
         #: stop key -> why it waits for its replacement (the last pass's :meth:`held_back`)
         self.held: dict[str, str] = {}
         self.commands_sent = 0
-        self.first_command_at: float | None = None
 
     # ------------------------------------------------------------------ bookkeeping
     def runnable(self, actions: Iterable[A.Action]) -> list[A.Action]:
@@ -321,8 +320,6 @@ class Executor:
     async def _command(self, host_id: str, msg: Message) -> CommandAck:
         op = getattr(msg, "op", "?")
         subject = self.subjects.host_command(host_id, op)
-        if self.first_command_at is None:
-            self.first_command_at = time.monotonic()
         self.commands_sent += 1
         try:
             reply = await self.nc.request(subject, encode(msg), timeout=self.command_timeout)
