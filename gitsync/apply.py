@@ -273,7 +273,12 @@ def _attempts(repo: git.Repo, branch: str, remote: str | None, plan: Plan, *, ve
         try:  # signed when the user's git config says commit.gpgsign, as `git commit` is
             commit = commit_tree(git_dir, tree, [tip] if tip else [],
                                  _message(verb, result.changes, message))
-        except GitCommandError as exc:  # most likely the signing key or gpg.format
+        except GitCommandError as exc:  # no identity, or the signing key or gpg.format
+            if _no_identity(exc.stderr):
+                raise ApplyError(
+                    "cannot commit: git has no user identity; set one with "
+                    "`git config user.name \"Your Name\"; git config user.email "
+                    "you@example.com` (add --global for every repository)") from exc
             raise ApplyError(f"cannot commit: {exc.message}; when signing, check "
                              "user.signingkey and gpg.format in your git config") from exc
         try:
@@ -294,6 +299,13 @@ def _attempts(repo: git.Repo, branch: str, remote: str | None, plan: Plan, *, ve
                   sorted(changes), result)
         return result
     raise PushError(f"{verb}: {branch} kept moving; gave up after {MAX_ATTEMPTS} attempts")
+
+
+def _no_identity(stderr: str) -> bool:
+    """True when git refused to commit because it knows no author or committer."""
+    low = stderr.lower()
+    return any(m in low for m in ("identity unknown", "please tell me who you are",
+                                  "empty ident name", "unable to auto-detect email"))
 
 
 def _fetch(git_dir: Path, remote: str, branch: str, tracking: str,

@@ -7,11 +7,13 @@ sample manifests are the feature request's two documents with valid actor ids.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
 import git
+import pytest
 
 ACTOR = "MB2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW"
 OTHER_ACTOR = "MCNVNZX3P6JHF72ZMJKMVWNCMFPLCIDPL2FMUGMDW35M4K6YFS56M7CJ"
@@ -60,6 +62,32 @@ def deployment(name: str, actor: str = ACTOR, *, replicas: int | None = None) ->
     extra = f"\n      replicas: {replicas}" if replicas is not None else ""
     return (f"kind: Deployment\nmetadata:\n  name: {name}\nspec:\n  actors:\n"
             f"    - id: {actor}{extra}\n")
+
+
+#: The identity :func:`init_repo` and :func:`clone` give their repositories, as environment
+#: variables for a repository they did not make (``apply`` clones a URL into a temp dir).
+IDENTITY_ENV = {"GIT_AUTHOR_NAME": "Test User", "GIT_AUTHOR_EMAIL": "test@example.com",
+                "GIT_COMMITTER_NAME": "Test User", "GIT_COMMITTER_EMAIL": "test@example.com"}
+
+
+def use_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give every git command of this test the test identity, whatever the machine has."""
+    for key, value in IDENTITY_ENV.items():
+        monkeypatch.setenv(key, value)
+
+
+def no_identity(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """A machine whose git knows no user: no global or system config, no identity in the
+    environment, and no guessing one from the host name (``user.useConfigOnly``)."""
+    for key in IDENTITY_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "user.useConfigOnly")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "true")
 
 
 def _configure(repo: git.Repo) -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import git
 import pytest
+from click.testing import CliRunner
 
+from cli.main import cli
 from gitsync.apply import apply_manifests, delete_manifests, load_inputs
 from gitsync.errors import ApplyError, InvalidManifestsError
 from lattice.manifests import Manifest
@@ -26,7 +28,9 @@ from tests.gitrepo import (
     init_repo,
     ls_tree,
     make_remote,
+    no_identity,
     tip,
+    use_identity,
 )
 
 
@@ -160,7 +164,8 @@ def test_local_repository_without_remote(tmp_path: Path) -> None:
     assert (root / "deployments/a.yaml").read_text().startswith("apiVersion: vinculum.io/v1")
 
 
-def test_bare_repository_and_url(tmp_path: Path) -> None:
+def test_bare_repository_and_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_identity(monkeypatch)  # a URL is cloned into a temp dir: no repository config there
     bare, _work = make_remote(tmp_path)
     direct = apply_manifests(bare, docs(deployment("direct")))
     assert direct.commit == tip(bare, "refs/heads/main") and not direct.pushed
@@ -168,6 +173,26 @@ def test_bare_repository_and_url(tmp_path: Path) -> None:
     assert via_url.pushed and via_url.commit == tip(bare, "refs/heads/main")
     assert {"deployments/direct.yaml", "deployments/via-url.yaml"} <= set(
         ls_tree(git.Repo(bare), "main"))
+
+
+def test_no_git_identity_is_one_clear_line(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    bare, _work = make_remote(tmp_path)
+    no_identity(monkeypatch, tmp_path / "home")
+    before = tip(bare, "refs/heads/main")
+    with pytest.raises(ApplyError, match=r"no user identity.*git config user\.name .*"
+                       r"git config user\.email") as err:
+        apply_manifests(file_url(bare), docs(deployment("a")))
+    assert "\n" not in err.value.message
+    assert tip(bare, "refs/heads/main") == before
+    env = {"LATTICECTL_CONFIG": str(tmp_path / "none.yaml"),
+           "LATTICECTL_STATE_DIR": str(tmp_path / "state"),
+           "LATTICECTL_NATS_URL": "", "LATTICECTL_REPO": ""}
+    (tmp_path / "d.yaml").write_text(deployment("a"))
+    res = CliRunner().invoke(cli, ["--repo", file_url(bare), "apply", "-f",
+                                   str(tmp_path / "d.yaml")], env=env)
+    assert res.exit_code != 0, res.output
+    assert res.output.strip().splitlines() == [f"Error: {err.value.message}"]
 
 
 def test_empty_remote_gets_its_first_commit(tmp_path: Path) -> None:
