@@ -47,7 +47,7 @@ def test_the_documented_guest_is_examples_echo() -> None:
         " into the other")
     claims = [re.findall(r"^\s*;;\s*capabilities:.*$", t, re.M) for t in (doc, echo)]
     assert claims[0] == claims[1] and claims[0], claims  # the comment that is not one
-    assert capabilities_of("echo", doc) == ("wascc:messaging",)
+    assert capabilities_of("echo", doc) == ("wascc:messaging", "wascc:http_server")
     assert bytes(wasmtime.wat2wasm(doc)) == bytes(wasmtime.wat2wasm(echo))
 
 

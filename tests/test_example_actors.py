@@ -3,7 +3,9 @@
 Each actor runs in a real :class:`~hostagent.wasm.wapc.WapcInstance`; payloads are built
 with the ``msgpack`` package, as waSCC's codec (rmp-serde, maps keyed by camelCase
 names) would write them, and a fake host records every ``__host_call`` (binding,
-namespace, operation, payload) and answers keyvalue ``Add`` with ``{"value": n}``.
+namespace, operation, payload) and answers keyvalue ``Add`` with ``{"value": n}``. echo's
+``HandleRequest`` (``wascc:http_server``) is driven with the project codec's ``Request``
+records, as the provider sends them, and its answer decoded as a ``Response``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 
 from cli.examples import build_examples
 from hostagent.wascc_codec import deserialize, serialize
+from hostagent.wascc_codec.http import OP_HANDLE_REQUEST, Request, Response
 from hostagent.wascc_codec.keyvalue import AddRequest, AddResponse
 from hostagent.wascc_codec.messaging import BrokerMessage
 from hostagent.wasm.engine import EpochTicker, Limits, new_engine
@@ -28,7 +31,7 @@ from tests.wasmutil import wat
 pytestmark = pytest.mark.timeout(60)
 
 NIL = msgpack.packb(None)
-MESSAGING, KEYVALUE = "wascc:messaging", "wascc:keyvalue"
+MESSAGING, KEYVALUE, HTTP = "wascc:messaging", "wascc:keyvalue", "wascc:http_server"
 
 
 def pack(value: object) -> bytes:
@@ -121,6 +124,9 @@ def test_echo_does_not_publish_without_a_reply_subject(
     pack({**{f"k{i}": i for i in range(20)}, "replyTo": "r", "body": b"b"}),
     # the body as str (an encoder without a bin type), and as the first field
     msgpack.packb({"body": "b", "replyTo": "r", "subject": "s"}, use_bin_type=False),
+    # maps and arrays, nested, of every size class, passed over ($skip)
+    pack({"subject": ["nested", {"a": [1, {"b": None}], "c": {}}], "replyTo": "r",
+          "h": {f"k{i}": "v" for i in range(20)}, "l": list(range(70_000)), "body": b"b"}),
 ])
 def test_echo_reads_any_field_order_and_skips_other_fields(
         engine: tuple[wasmtime.Engine, EpochTicker], payload: bytes) -> None:
@@ -144,11 +150,11 @@ def test_echo_publishes_an_empty_body_when_the_message_has_none(
     pack({"subject": "s", "body": b"b"}),  # no replyTo
     pack({"subject": "s", "replyTo": 7, "body": b"b"}),  # replyTo not a str
     pack({"subject": "s", "replyTo": "r", "body": 7}),  # body not bytes
-    pack({"subject": ["nested"], "replyTo": "r", "body": b"b"}),  # a container to skip
+    pack({"subject": "s", "replyTo": ["r"], "body": b"b"}),  # replyTo a container
     message(b"truncated body")[:-3],
     message(b"x" * 300)[:-299],  # a bin8 length past the end
     b"\x83\xa7subject\xa1s\xa7replyTo\xdb\xff\xff\xff\xff",  # a str32 length past the end
-], ids=["empty", "text", "array", "no-replyTo", "int-replyTo", "int-body", "nested",
+], ids=["empty", "text", "array", "no-replyTo", "int-replyTo", "int-body", "array-replyTo",
         "truncated", "bin8-past-end", "str32-past-end"])
 def test_a_malformed_message_is_refused_and_the_actor_keeps_serving(
         engine: tuple[wasmtime.Engine, EpochTicker], name: str, payload: bytes) -> None:
@@ -173,6 +179,16 @@ def test_health_and_unknown_operations(engine: tuple[wasmtime.Engine, EpochTicke
     assert host.calls == []
 
 
+def test_counter_refuses_a_container_it_would_have_to_skip(
+        engine: tuple[wasmtime.Engine, EpochTicker]) -> None:
+    """counter's reader has no $skip (echo's has, for the Request's header)."""
+    host = FakeHost()
+    with pytest.raises(GuestError, match="malformed BrokerMessage"):
+        start(engine, "counter", host).call(
+            "DeliverMessage", pack({"subject": ["nested"], "replyTo": "r", "body": b"b"}))
+    assert host.calls == []
+
+
 def test_a_refused_publish_is_the_calls_error(engine: tuple[wasmtime.Engine, EpochTicker]
                                               ) -> None:
     quota = "messaging quota PUBLISH_RATE exceeded: more messages a second"
@@ -192,6 +208,84 @@ def test_echo_round_trips_anything(engine: tuple[wasmtime.Engine, EpochTicker], 
     [(_, _, _, payload)] = host.calls
     assert payload == publish(reply, body)
     assert msgpack.unpackb(payload) == {"subject": reply, "replyTo": "", "body": body}
+
+
+# ------------------------------------------------------------------ echo over HTTP
+
+def request(body: bytes = b"", path: str = "/", **header: str) -> bytes:
+    """HandleRequest's payload as the wascc:http_server provider sends it."""
+    return serialize(Request(method="POST" if body else "GET", path=path, query_string="a=1",
+                             header={"host": "127.0.0.1:8087", **header}, body=body))
+
+
+def ok(body: bytes) -> Response:
+    return Response(status_code=200, status="OK", body=body)
+
+
+@pytest.mark.parametrize("size", [1, 31, 32, 255, 256, 65535, 65536, 200_000])
+def test_echo_answers_a_request_with_its_body(engine: tuple[wasmtime.Engine, EpochTicker],
+                                              size: int) -> None:
+    host = FakeHost()
+    body = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    answer = start(engine, "echo", host).call(OP_HANDLE_REQUEST, request(body, "/x"))
+    assert deserialize(Response, answer) == ok(body)
+    assert answer == serialize(ok(body))  # byte for byte what waSCC's codec writes
+    assert host.calls == []
+
+
+def test_echo_answers_a_request_without_a_body_with_its_path(
+        engine: tuple[wasmtime.Engine, EpochTicker]) -> None:
+    echo = start(engine, "echo", FakeHost())
+    assert deserialize(Response, echo.call(OP_HANDLE_REQUEST, request(path="/hello"))) == ok(
+        b"/hello")
+    no_body = pack({"method": "GET", "path": "/p", "queryString": ""})  # body is optional
+    assert deserialize(Response, echo.call(OP_HANDLE_REQUEST, no_body)) == ok(b"/p")
+
+
+@pytest.mark.parametrize("header", [
+    {},
+    {"content-type": "text/plain"},
+    {f"x-h{i}": "v" * 40 for i in range(20)},  # a map16
+    {"x-long": "v" * 70_000},  # a str32 value
+], ids=["none", "one", "map16", "str32"])
+def test_echo_passes_over_any_header(engine: tuple[wasmtime.Engine, EpochTicker],
+                                     header: dict[str, str]) -> None:
+    payload = serialize(Request(method="PUT", path="/", query_string="", header=header,
+                                body=b"after the header"))
+    answer = start(engine, "echo", FakeHost()).call(OP_HANDLE_REQUEST, payload)
+    assert deserialize(Response, answer) == ok(b"after the header")
+
+
+@pytest.mark.parametrize("payload", [
+    b"",
+    pack(["GET", "/", "", {}, b""]),  # a struct as an array: the provider never sends one
+    pack({"method": "GET", "queryString": "", "body": b"b"}),  # no path
+    pack({"method": "GET", "path": 7, "queryString": ""}),  # path not a str
+    pack({"method": "GET", "path": "/", "header": {}, "body": {"b": 1}}),  # body a map
+    request(b"cut short")[:-2],
+    b"\x82\xa4path\xa1/\xa6header\xdf\xff\xff\xff\xff",  # a map32 of 2**32-1 entries
+    b"\x82\xa6header\x9f\x9f\x9f\x9f\xa4path\xa1/",  # arrays holding more than is there
+    b"\x82\xa6header\x81\xc7\x01\x00\x00\xa4path\xa1/",  # an extension inside
+], ids=["empty", "array", "no-path", "int-path", "map-body", "truncated", "map32-count",
+        "nested-counts", "extension"])
+def test_a_malformed_request_is_refused_and_echo_keeps_serving(
+        engine: tuple[wasmtime.Engine, EpochTicker], payload: bytes) -> None:
+    echo = start(engine, "echo", FakeHost())
+    with pytest.raises(GuestError, match="malformed Request"):
+        echo.call(OP_HANDLE_REQUEST, payload)
+    assert deserialize(Response, echo.call(OP_HANDLE_REQUEST, request(b"ok"))) == ok(b"ok")
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=2000), path=st.text(min_size=1, max_size=300),
+       header=st.dictionaries(st.text(max_size=20), st.text(max_size=50), max_size=20))
+def test_echo_answers_any_request(engine: tuple[wasmtime.Engine, EpochTicker], body: bytes,
+                                  path: str, header: dict[str, str]) -> None:
+    payload = serialize(Request(method="POST", path=path, query_string="", header=header,
+                                body=body))
+    answer = start(engine, "echo", FakeHost()).call(OP_HANDLE_REQUEST, payload)
+    assert deserialize(Response, answer) == ok(body or path.encode())
 
 
 # ------------------------------------------------------------------ counter
@@ -295,5 +389,5 @@ def test_up_signs_the_ported_actors_with_their_ids_and_capabilities() -> None:
     built = {a.name: a.claims for a in build_examples()}
     assert built["echo"].subject == "MAJEM2O2J4G2RZP3EBFQ2F2EMVNEOUNEUURCHJ3Z5JRSJ65UTICCEK25"
     assert built["counter"].subject == "MCIW2DU4NT4OHMJOH7PFZLBJRJ54J7R3PIHD5FTS3FVCMHU7HQN6BPY2"
-    assert built["echo"].capabilities == (MESSAGING,)
+    assert built["echo"].capabilities == (MESSAGING, HTTP)
     assert built["counter"].capabilities == (MESSAGING, KEYVALUE)

@@ -11,7 +11,8 @@
 ;;   and then            __host_call("default", "wascc:messaging", "Publish",
 ;;                                   {"subject": <replyTo>, "replyTo": "", "body": "<value>"})
 ;; It answers DeliverMessage and HealthRequest with nil, like echo.wat, whose MessagePack
-;; reader and writer it shares (plus $put_int and $decimal).
+;; reader (but $skip: counter refuses maps and arrays) and writer it shares (plus $put_int
+;; and $decimal).
 (module
   (import "wapc" "__guest_request" (func $guest_request (param i32 i32)))
   (import "wapc" "__guest_response" (func $guest_response (param i32 i32)))

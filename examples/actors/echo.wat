@@ -1,14 +1,20 @@
-;; echo: answers each message by publishing its body to the message's reply subject.
-;; capabilities: wascc:messaging
+;; echo: answers each message by publishing its body to the message's reply subject, and
+;; each HTTP request with its body (or, when that is empty, its path).
+;; capabilities: wascc:messaging, wascc:http_server
 ;;
-;; waPC ABI (docs/actors.md), waSCC's wascc:messaging contract, MessagePack as waSCC's
-;; codec writes it (maps keyed by camelCase names):
+;; waPC ABI (docs/actors.md), waSCC's wascc:messaging and wascc:http_server contracts,
+;; MessagePack as waSCC's codec writes it (maps keyed by camelCase names):
 ;;   the provider calls  DeliverMessage {"subject": str, "replyTo": str, "body": bin}
 ;;   echo then calls     __host_call("default", "wascc:messaging", "Publish",
 ;;                                   {"subject": <replyTo>, "replyTo": "", "body": <body>})
 ;; and answers DeliverMessage with nil (what a waSCC Rust actor's () is): the provider does
-;; not use that answer. A message without a reply subject is not answered. HealthRequest
-;; is answered nil too (healthy); any other operation is an error.
+;; not use that answer. A message without a reply subject is not answered.
+;;   the provider calls  HandleRequest {"method": str, "path": str, "queryString": str,
+;;                                      "header": {str: str}, "body": bin}
+;;   echo answers        {"statusCode": 200, "status": "OK", "header": {},
+;;                        "body": <body, or path when body is empty>}
+;; so `curl -d hi URL` prints hi and `curl URL/hello` prints /hello. HealthRequest is
+;; answered nil (healthy); any other operation is an error.
 (module
   (import "wapc" "__guest_request" (func $guest_request (param i32 i32)))
   (import "wapc" "__guest_response" (func $guest_response (param i32 i32)))
@@ -29,10 +35,17 @@
   (data (i32.const 144) "unknown operation")       ;; 17
   (data (i32.const 176) "malformed BrokerMessage") ;; 23
   (data (i32.const 208) "\c0")                     ;; 1: MessagePack nil
+  (data (i32.const 224) "HandleRequest")           ;; 13
+  (data (i32.const 240) "path")                    ;; 4
+  (data (i32.const 256) "malformed Request")       ;; 17
+  ;; 37: the Response up to its body's value, as waSCC's codec writes it: a fixmap of 4,
+  ;; "statusCode" 200 (a uint8), "status" "OK", "header" {} (an empty fixmap), "body"
+  (data (i32.const 288) "\84\aastatusCode\cc\c8\a6status\a2OK\a6header\80\a4body")
   ;; 1024 on: the operation name, the payload, then what we write.
 
   ;; What $item read: $kind 1 = str or bin (or nil, read as empty), its bytes at $at, $len
-  ;; of them; 2 = an int, its value in $num; 0 = bool or float. $out: where $put writes.
+  ;; of them; 2 = an int, its value in $num; 0 = bool or float; 3 = a map or an array
+  ;; ($skip). $out: where $put writes.
   (global $kind (mut i32) (i32.const 0))
   (global $at (mut i32) (i32.const 0))
   (global $len (mut i32) (i32.const 0))
@@ -79,8 +92,8 @@
     (local.get $v))
 
   ;; Read the scalar at $p (nil, bool, int, float, str or bin) into $kind, $at, $len and
-  ;; $num; the position after it, or -1 when it runs past $end or is an array, a map or
-  ;; an extension (which the contracts of these actors never carry).
+  ;; $num; the position after it, or -1 when it runs past $end or is a map or an array
+  ;; (which $skip, below, passes over) or an extension (which no contract here carries).
   (func $item (param $p i32) (param $end i32) (result i32)
     (local $t i32) (local $w i32)
     (if (i32.ge_u (local.get $p) (local.get $end)) (then (return (i32.const -1))))
@@ -137,8 +150,52 @@
               (then (global.set $num (i32.extend16_s (global.get $num)))))))
     (i32.add (local.get $p) (global.get $len)))
 
+  ;; The position after the value at $p, or -1 as $item says. A scalar is read by $item; a
+  ;; map or an array (a Request's header) is passed over with all it holds, nested ones
+  ;; too, and leaves $kind 3. $todo counts the values still to pass; each takes a byte at
+  ;; least, so a count larger than the bytes left is refused (and $todo cannot overflow).
+  (func $skip (param $p i32) (param $end i32) (result i32)
+    (local $q i32) (local $todo i32) (local $t i32) (local $n i32) (local $map i32)
+    (local $w i32)
+    (local.set $q (call $item (local.get $p) (local.get $end)))
+    (if (i32.ge_s (local.get $q) (i32.const 0)) (then (return (local.get $q))))
+    (local.set $todo (i32.const 1))
+    (loop $next
+      (if (i32.ge_u (local.get $p) (local.get $end)) (then (return (i32.const -1))))
+      (local.set $todo (i32.sub (local.get $todo) (i32.const 1)))
+      (local.set $t (i32.load8_u (local.get $p)))
+      (local.set $n (i32.const 0))
+      (local.set $map (i32.const 0))
+      (if (i32.eq (i32.and (local.get $t) (i32.const 0xe0)) (i32.const 0x80))
+        (then ;; 1000nnnn a fixmap, 1001nnnn a fixarray, of nnnn entries
+          (local.set $n (i32.and (local.get $t) (i32.const 15)))
+          (local.set $map (i32.eqz (i32.and (local.get $t) (i32.const 0x10))))
+          (local.set $p (i32.add (local.get $p) (i32.const 1))))
+      (else (if (i32.le_u (i32.sub (local.get $t) (i32.const 0xdc)) (i32.const 3))
+        (then ;; 0xdc array16, 0xdd array32, 0xde map16, 0xdf map32: 2 or 4 bytes of count
+          (local.set $w (i32.shl (i32.const 2) (i32.and (local.get $t) (i32.const 1))))
+          (if (i32.ge_u (local.get $w) (i32.sub (local.get $end) (local.get $p)))
+            (then (return (i32.const -1))))
+          (local.set $n (call $be (i32.add (local.get $p) (i32.const 1)) (local.get $w)))
+          (local.set $map (i32.ge_u (local.get $t) (i32.const 0xde)))
+          (local.set $p (i32.add (i32.add (local.get $p) (i32.const 1)) (local.get $w))))
+      (else ;; a scalar
+          (local.set $p (call $item (local.get $p) (local.get $end)))
+          (if (i32.lt_s (local.get $p) (i32.const 0)) (then (return (i32.const -1))))))))
+      ;; a map holds 2n values (keys and values), an array n: no more than the bytes left
+      (if (i32.or (i32.gt_u (local.get $todo) (i32.sub (local.get $end) (local.get $p)))
+                  (i32.gt_u (local.get $n)
+                            (i32.shr_u (i32.sub (i32.sub (local.get $end) (local.get $p))
+                                                (local.get $todo))
+                                       (local.get $map))))
+        (then (return (i32.const -1))))
+      (local.set $todo (i32.add (local.get $todo) (i32.shl (local.get $n) (local.get $map))))
+      (br_if $next (local.get $todo)))
+    (global.set $kind (i32.const 3))
+    (local.get $p))
+
   ;; Find the str key $key ($klen bytes) in the map at $p (fixmap or map16): 1 when found,
-  ;; with its value read by $item; 0 when the map has no such key; -1 when $p holds no
+  ;; with its value read by $skip; 0 when the map has no such key; -1 when $p holds no
   ;; map or the map is malformed.
   (func $find (param $p i32) (param $end i32) (param $key i32) (param $klen i32) (result i32)
     (local $t i32) (local $n i32) (local $match i32)
@@ -160,7 +217,7 @@
         (local.set $match
           (i32.and (i32.eq (global.get $kind) (i32.const 1))
                    (call $eq (global.get $at) (global.get $len) (local.get $key) (local.get $klen))))
-        (local.set $p (call $item (local.get $p) (local.get $end)))  ;; its value
+        (local.set $p (call $skip (local.get $p) (local.get $end)))  ;; its value
         (if (i32.lt_s (local.get $p) (i32.const 0)) (then (return (i32.const -1))))
         (if (local.get $match) (then (return (i32.const 1))))
         (local.set $n (i32.sub (local.get $n) (i32.const 1)))
@@ -204,20 +261,10 @@
     (call $guest_error (local.get $at) (local.get $n))
     (i32.const 0))
 
-  (func (export "__guest_call") (param $op_len i32) (param $msg_len i32) (result i32)
-    (local $msg i32) (local $end i32) (local $found i32)
-    (local $reply i32) (local $reply_len i32) (local $body i32) (local $body_len i32)
-    (local.set $msg (i32.add (i32.const 1024) (local.get $op_len)))
-    (local.set $end (i32.add (local.get $msg) (local.get $msg_len)))
-    ;; room for the request and, after it, the Publish: its replyTo and body plus headers
-    (call $ensure (i32.add (i32.add (local.get $end) (local.get $msg_len)) (i32.const 64)))
-    (call $guest_request (i32.const 1024) (local.get $msg))
-    (if (call $eq (i32.const 1024) (local.get $op_len) (i32.const 32) (i32.const 13))
-      (then (call $guest_response (i32.const 208) (i32.const 1))  ;; HealthRequest: nil
-            (return (i32.const 1))))
-    (if (i32.eqz (call $eq (i32.const 1024) (local.get $op_len) (i32.const 16) (i32.const 14)))
-      (then (call $guest_error (i32.const 144) (i32.const 17))
-            (return (i32.const 0))))
+  ;; DeliverMessage: Publish the message's body to its replyTo, then answer nil.
+  (func $deliver (param $msg i32) (param $end i32) (result i32)
+    (local $found i32) (local $reply i32) (local $reply_len i32) (local $body i32)
+    (local $body_len i32)
     (block $malformed
       ;; replyTo: a str (required); body: bin or str (absent: empty)
       (br_if $malformed (i32.ne (call $find (local.get $msg) (local.get $end)
@@ -249,5 +296,49 @@
       (call $guest_response (i32.const 208) (i32.const 1))
       (return (i32.const 1)))
     (call $guest_error (i32.const 176) (i32.const 23))
+    (i32.const 0))
+
+  ;; HandleRequest: answer 200 OK with the request's body, or its path when the body is
+  ;; empty. path: a str (required); body: bin or str (absent or nil: empty).
+  (func $handle (param $msg i32) (param $end i32) (result i32)
+    (local $found i32) (local $body i32) (local $body_len i32)
+    (block $malformed
+      (br_if $malformed (i32.ne (call $find (local.get $msg) (local.get $end)
+                                            (i32.const 240) (i32.const 4)) (i32.const 1)))
+      (br_if $malformed (i32.ne (global.get $kind) (i32.const 1)))
+      (local.set $body (global.get $at))
+      (local.set $body_len (global.get $len))
+      (local.set $found (call $find (local.get $msg) (local.get $end) (i32.const 128) (i32.const 4)))
+      (br_if $malformed (i32.lt_s (local.get $found) (i32.const 0)))
+      (if (local.get $found)
+        (then (br_if $malformed (i32.ne (global.get $kind) (i32.const 1)))
+              (if (global.get $len)
+                (then (local.set $body (global.get $at))
+                      (local.set $body_len (global.get $len))))))
+      ;; the Response, written after the request: its fixed start, then the body as a bin
+      (memory.copy (local.get $end) (i32.const 288) (i32.const 37))
+      (global.set $out (i32.add (local.get $end) (i32.const 37)))
+      (call $put_bytes (i32.const 0xc4) (local.get $body) (local.get $body_len))
+      (call $guest_response (local.get $end) (i32.sub (global.get $out) (local.get $end)))
+      (return (i32.const 1)))
+    (call $guest_error (i32.const 256) (i32.const 17))
+    (i32.const 0))
+
+  (func (export "__guest_call") (param $op_len i32) (param $msg_len i32) (result i32)
+    (local $msg i32) (local $end i32)
+    (local.set $msg (i32.add (i32.const 1024) (local.get $op_len)))
+    (local.set $end (i32.add (local.get $msg) (local.get $msg_len)))
+    ;; room for the request and, after it, what we write: a Publish or a Response, each
+    ;; some of the request's bytes plus at most 64 of MessagePack
+    (call $ensure (i32.add (i32.add (local.get $end) (local.get $msg_len)) (i32.const 64)))
+    (call $guest_request (i32.const 1024) (local.get $msg))
+    (if (call $eq (i32.const 1024) (local.get $op_len) (i32.const 16) (i32.const 14))
+      (then (return (call $deliver (local.get $msg) (local.get $end)))))
+    (if (call $eq (i32.const 1024) (local.get $op_len) (i32.const 224) (i32.const 13))
+      (then (return (call $handle (local.get $msg) (local.get $end)))))
+    (if (call $eq (i32.const 1024) (local.get $op_len) (i32.const 32) (i32.const 13))
+      (then (call $guest_response (i32.const 208) (i32.const 1))  ;; HealthRequest: nil
+            (return (i32.const 1))))
+    (call $guest_error (i32.const 144) (i32.const 17))
     (i32.const 0))
 )
