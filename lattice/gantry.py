@@ -14,10 +14,19 @@ header of its object): a push of the same id signed by another account is refuse
 fetch refuses an object whose metadata says it is over the size limit before reading a
 byte of it (:class:`ModuleTooLarge`), and reads the chunks of exactly that object itself,
 stopping at the first byte beyond the size its metadata gave (:class:`BadObject`).
+
+Every network wait of a fetch is bounded (an actor start caught by a NATS restart once
+stalled 18 s): each metadata read within :data:`META_TIMEOUT_S`, retried (it changes
+nothing) up to :data:`META_ATTEMPTS` times; each chunk within :data:`CHUNK_TIMEOUT_S`, and
+the whole download within :func:`download_timeout` of its size. A wait that runs out raises
+:class:`~lattice.errors.TransientError`: the caller (a host starting an actor) fails the
+start and the agent tries it again later. A download is not retried here: half a module
+is worth nothing and a second full bound would double the stall.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -44,7 +53,15 @@ H_ISSUER = "Lattice-Actor-Issuer"
 #: how many bytes of fetched modules one Gantry keeps (a module is at most 16 MiB)
 CACHE_BYTES = 64 * 1024 * 1024
 #: seconds to wait for the next chunk of a module being downloaded
-CHUNK_TIMEOUT_S = 10.0
+CHUNK_TIMEOUT_S = 5.0
+#: seconds one metadata read (the bucket, then the object's info) may take, and how many
+#: times it is tried before a fetch gives up; the n-th retry waits n x META_RETRY_DELAY_S
+META_TIMEOUT_S = 2.0
+META_ATTEMPTS = 3
+META_RETRY_DELAY_S = 0.25
+#: a whole download may take DOWNLOAD_BASE_S plus its size at DOWNLOAD_MIN_RATE bytes/s
+DOWNLOAD_BASE_S = 5.0
+DOWNLOAD_MIN_RATE = 1024 * 1024
 
 
 class ModuleNotFound(PermanentError):
@@ -104,6 +121,19 @@ class ActorRecord:
 def bucket_name(lattice_id: str) -> str:
     """The object store bucket of a lattice's registry. Pure."""
     return natsutil.bucket_name(BUCKET, lattice_id)
+
+
+def download_timeout(size: int) -> float:
+    """Seconds a download of ``size`` bytes may take in all: 5 s for a small module, 21 s
+    for one of the 16 MiB limit. Pure; used by :meth:`Gantry.fetch`."""
+    return DOWNLOAD_BASE_S + max(size, 0) / DOWNLOAD_MIN_RATE
+
+
+def fetch_timeout(size: int) -> float:
+    """The longest a :meth:`Gantry.fetch` of a ``size``-byte module waits on the network:
+    every metadata attempt and its retry delay, then the download. Pure."""
+    retries = sum(n * META_RETRY_DELAY_S for n in range(1, META_ATTEMPTS))
+    return META_ATTEMPTS * META_TIMEOUT_S + retries + download_timeout(size)
 
 
 def _header(headers: dict[str, object] | None, key: str) -> str:
@@ -206,15 +236,7 @@ class Gantry:
         copy, a fetch costs one metadata request instead of a download. A module pushed
         again under the same id has another digest and is downloaded afresh.
         """
-        store = await self._object_store()
-        try:
-            info = await store.get_info(actor_id)
-        except nats.js.errors.ObjectNotFoundError:
-            raise ModuleNotFound(actor_id, self.bucket) from None
-        except nats.js.errors.BadObjectMetaError:
-            raise BadObject(actor_id, "its metadata is not an object's") from None
-        except nats.errors.TimeoutError as exc:
-            raise TransientError(f"gantry: fetching {actor_id} timed out") from exc
+        info = await self._info(actor_id)
         size = info.size or 0
         if size > self.max_size:
             raise ModuleTooLarge(actor_id, size, self.max_size)
@@ -227,9 +249,36 @@ class Gantry:
             self._keep(actor_id, info.digest, data)
         return data
 
+    async def _info(self, actor_id: str) -> ObjectInfo:
+        """The object's metadata, each attempt within :data:`META_TIMEOUT_S`, retried on a
+        timeout (a read: safe to repeat) up to :data:`META_ATTEMPTS` times."""
+        for attempt in range(1, META_ATTEMPTS + 1):
+            try:
+                async with asyncio.timeout(META_TIMEOUT_S):
+                    store = await self._object_store()
+                    return await store.get_info(actor_id)
+            except nats.js.errors.ObjectNotFoundError:
+                raise ModuleNotFound(actor_id, self.bucket) from None
+            except nats.js.errors.BadObjectMetaError:
+                raise BadObject(actor_id, "its metadata is not an object's") from None
+            except (TimeoutError, nats.errors.NoRespondersError, TransientError) as exc:
+                if attempt == META_ATTEMPTS:
+                    raise TransientError(
+                        f"gantry: no answer reading the metadata of {actor_id} "
+                        f"({META_ATTEMPTS} attempts of {META_TIMEOUT_S:g}s; is NATS "
+                        "reachable?)") from exc
+                log.info("gantry: reading the metadata of %s: no answer (attempt %d of "
+                         "%d); retrying", actor_id, attempt, META_ATTEMPTS)
+            except nats.errors.Error as exc:  # closed connection, buffer full...
+                raise TransientError(f"gantry: reading the metadata of {actor_id} failed "
+                                     f"({type(exc).__name__}: {exc})") from exc
+            await asyncio.sleep(attempt * META_RETRY_DELAY_S)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def _download(self, actor_id: str, info: ObjectInfo) -> bytes:
         """The chunks of exactly the object ``info`` describes (its nuid), at most
-        ``info.size`` bytes of them, checked against its digest."""
+        ``info.size`` bytes of them, checked against its digest; each chunk within
+        :data:`CHUNK_TIMEOUT_S`, all within :func:`download_timeout`."""
         size = info.size or 0
         if info.options is not None and info.options.link is not None:
             raise BadObject(actor_id, "it is a link to another object")
@@ -237,6 +286,30 @@ class Gantry:
             raise BadObject(actor_id, "its metadata names no chunks")
         if size == 0:
             return b""
+        data = bytearray()
+        bound = download_timeout(size)
+        try:
+            async with asyncio.timeout(bound):
+                await self._read_chunks(actor_id, info, data)
+        except TimeoutError as exc:
+            why = (f"no chunk within {CHUNK_TIMEOUT_S:g}s"
+                   if isinstance(exc, nats.errors.TimeoutError)
+                   else f"not done within {bound:.1f}s")
+            raise TransientError(f"gantry: the download of {actor_id} stalled: {why} "
+                                 f"({len(data)} of {size} bytes)") from exc
+        except nats.errors.Error as exc:  # closed connection, no responders...
+            raise TransientError(f"gantry: the download of {actor_id} failed "
+                                 f"({type(exc).__name__}: {exc}; {len(data)} of {size} "
+                                 "bytes)") from exc
+        if len(data) != size:
+            raise BadObject(actor_id, f"it has {len(data)} bytes, its metadata says {size}")
+        if not _digest_matches(info.digest or "", bytes(data)):
+            raise BadObject(actor_id, "its bytes do not match the digest of its metadata")
+        return bytes(data)
+
+    async def _read_chunks(self, actor_id: str, info: ObjectInfo, data: bytearray) -> None:
+        """Append the object's chunks to ``data``, each within :data:`CHUNK_TIMEOUT_S`."""
+        size = info.size or 0
         subject = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=self.bucket, obj=info.nuid)
         # what the server may push ahead of this loop is bounded too: a chunk is at most
         # the max payload, so a legitimate object always fits (nats-py's default: 64 MiB)
@@ -244,7 +317,6 @@ class Gantry:
             subject, stream=f"OBJ_{self.bucket}", ordered_consumer=True,
             pending_bytes_limit=size + 2 * (self.nc.max_payload or 1024 * 1024),
             pending_msgs_limit=(info.chunks or 0) + 64)
-        data = bytearray()
         try:
             while True:
                 msg = await sub.next_msg(timeout=CHUNK_TIMEOUT_S)
@@ -255,17 +327,9 @@ class Gantry:
                                     "metadata says")
                 if msg.metadata.num_pending == 0:
                     break
-        except nats.errors.TimeoutError as exc:
-            raise TransientError(f"gantry: the chunks of {actor_id} stopped coming "
-                                 f"({len(data)} of {size} bytes)") from exc
         finally:
             with contextlib.suppress(nats.errors.Error):  # a closed connection has no sub
                 await sub.unsubscribe()
-        if len(data) != size:
-            raise BadObject(actor_id, f"it has {len(data)} bytes, its metadata says {size}")
-        if not _digest_matches(info.digest or "", bytes(data)):
-            raise BadObject(actor_id, "its bytes do not match the digest of its metadata")
-        return bytes(data)
 
     def _keep(self, actor_id: str, digest: str, data: bytes) -> None:
         self._cache.pop(actor_id, None)

@@ -1,12 +1,14 @@
 """Gantry against a real nats-server: push verifies and stores, fetch and list read back;
 an actor id stays with the account that pushed it first (unless forced); a fetch refuses an
 oversized object from its metadata without downloading it, and an object whose chunks
-disagree with its metadata (issue 12, items 5 and 6)."""
+disagree with its metadata (issue 12, items 5 and 6); every network wait of a fetch is
+bounded, ending in TransientError, and the metadata read is retried (issue 14)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 
@@ -16,6 +18,7 @@ from nats.aio.client import Client
 from nats.js.object_store import OBJ_META_PRE_TEMPLATE
 
 from lattice.claims import ClaimsError, encode_seed, public_key, sign_module
+from lattice.errors import TransientError
 from lattice.gantry import (
     BadObject,
     Gantry,
@@ -23,6 +26,8 @@ from lattice.gantry import (
     ModuleNotFound,
     ModuleTooLarge,
     bucket_name,
+    download_timeout,
+    fetch_timeout,
 )
 from lattice.localnats import NatsServer
 from lattice.natsutil import connect
@@ -224,3 +229,72 @@ async def test_chunks_that_disagree_with_the_metadata_are_refused(
                       digest="SHA-256=" + base64.urlsafe_b64encode(b"\0" * 32).decode())
     with pytest.raises(BadObject, match="do not match the digest"):
         await host.fetch("MLIES")
+
+
+# ---------------------------------------------------------------- bounded waits (issue 14)
+
+async def test_a_server_stopped_mid_download_fails_within_the_bound(
+        nats_server: NatsServer, lattice_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server dies after the first chunk of a 16 MiB object has arrived: the fetch
+    raises TransientError once no chunk has come for CHUNK_TIMEOUT_S (it hung before)."""
+    from nats.aio.subscription import Subscription
+
+    import lattice.gantry as gantry_module
+
+    monkeypatch.setattr(gantry_module, "CHUNK_TIMEOUT_S", 1.0)
+    nc = await _fresh(nats_server.url)
+    try:
+        big = bytes(range(256)) * (64 * 1024)  # 16 MiB: 128 chunks of 128 KiB
+        await (await Gantry(nc, lattice_id)._object_store()).put("MSTALL", big)
+        next_msg = Subscription.next_msg
+        got: list[int] = []
+
+        async def first_chunk_then_stop(sub: Subscription, timeout: float = 1.0) -> object:
+            msg = await next_msg(sub, timeout=timeout)
+            got.append(len(msg.data))
+            if len(got) == 1:
+                nats_server.stop(kill=True)
+            return msg
+
+        monkeypatch.setattr(Subscription, "next_msg", first_chunk_then_stop)
+        host = Gantry(nc, lattice_id)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(TransientError, match=r"download of MSTALL stalled: no chunk "
+                                                 r"within 1s \(\d+ of 16777216 bytes\)"):
+            await host.fetch("MSTALL")
+        took = loop.time() - start
+        assert 0 < host.downloaded_bytes < len(big)
+        assert took < download_timeout(len(big)), took
+    finally:
+        with contextlib.suppress(ConnectionError):  # the server is gone
+            await nc.close()
+
+
+async def test_metadata_reads_are_bounded_and_retried(
+        nats_server: NatsServer, lattice_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the server down, every metadata attempt ends within META_TIMEOUT_S and the
+    fetch raises TransientError after META_ATTEMPTS; a server that comes back while the
+    fetch retries is read from (the metadata read changes nothing: safe to repeat)."""
+    import lattice.gantry as gantry_module
+
+    monkeypatch.setattr(gantry_module, "META_TIMEOUT_S", 0.5)
+    nc = await _fresh(nats_server.url)
+    try:
+        wasm = module("restarted")
+        claims = await Gantry(nc, lattice_id).push(wasm)
+        host = Gantry(nc, lattice_id)
+        nats_server.stop(kill=True)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(TransientError, match=r"no answer reading the metadata of "
+                                                 rf"{claims.subject} \(3 attempts of 0.5s"):
+            await host.fetch(claims.subject)
+        took = loop.time() - start
+        assert 3 * 0.5 <= took < fetch_timeout(0), took
+        retried = asyncio.ensure_future(host.fetch(claims.subject))
+        await asyncio.to_thread(nats_server.start)  # same port and store: a restart
+        assert await asyncio.wait_for(retried, fetch_timeout(0)) == wasm
+    finally:
+        with contextlib.suppress(ConnectionError):
+            await nc.close()
