@@ -10,22 +10,31 @@ the source's git directory (objects, ``update-ref`` compare-and-swap, ``git note
   :func:`~gitsync.statusformat.without_clock`); an unchanged report makes no commit, and a
   burst is coalesced by a background thread into at most one commit per ``min_interval``
   (1 s): the first change is written at once, the last one of a burst a second later.
-* For a remote source, notes and the status branch are pushed by the same thread:
-  fetch → add → push without force; a rejected push (the remote moved) is fetched, our
-  notes are re-added on the remote's notes and our status tree re-committed on the
-  remote's status tip, and the push retried with jittered backoff.
+* For a remote source, notes and the status branch are pushed by the same thread, each
+  ref on its own: fetch → add → push without force; a rejected push (the remote moved) is
+  fetched, our notes are re-added on the remote's notes and our status tree re-committed
+  on the remote's status tip, and the push retried with jittered backoff. A push that
+  fails otherwise (a hook, the network) is logged with its ref, kept in
+  :attr:`StatusWriter.push_errors` and retried later with growing delays, that ref's
+  alone: it holds up neither the other ref's push nor a local status commit.
+* What an earlier writer (the agent before a restart, the leader before a hand-over)
+  left stays its: :meth:`StatusWriter.read_back` hands the agent the branch's report, so
+  creation and transition times carry over, and a note replacing an existing one keeps
+  its ``first_seen``.
 
 Reading back lives in :mod:`gitsync.statusformat` (re-exported here).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
 import git
@@ -53,7 +62,6 @@ from gitsync.statusformat import (
     read_status,
     render_note,
     report_files,
-    report_from_tree,
     without_clock,
 )
 from lattice.status import RevisionNote, StatusReport
@@ -98,19 +106,31 @@ class StatusWriter:
         self._loaded = False
         self._last_commit = float("-inf")
         self._notes: dict[str, bytes] = {}  # sha -> note blob written by us
+        self._first_seen: dict[str, datetime] = {}  # sha -> first_seen of its note
         self._unpushed_notes: dict[str, bytes] = {}
         self._status_unpushed = False
-        self._push_failures = 0
-        self._next_push = 0.0
+        #: ref -> why its last push failed (refs whose last push succeeded are absent)
+        self.push_errors: dict[str, str] = {}
+        self._push_failures: dict[str, int] = {}  # ref -> failures in a row
+        self._next_push: dict[str, float] = {}  # ref -> monotonic time of its next try
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="status-writer", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------ notes
     def note(self, sha: str, note: RevisionNote) -> None:
-        """Write (or replace) the note on commit ``sha`` now; pushed soon when remote."""
-        content = render_note(note)
+        """Write (or replace) the note on commit ``sha`` now; pushed soon when remote. A
+        note replacing one this writer did not write (an earlier agent's) keeps the older
+        ``first_seen``: the revision was seen then."""
         with self._notes_lock:
+            first = self._first_seen.get(sha)
+            if first is None:
+                old = read_note(self._notes_repo, sha)
+                first = min(old.first_seen, note.first_seen) if old else note.first_seen
+                self._first_seen[sha] = first
+            if first < note.first_seen:
+                note = note.model_copy(update={"first_seen": first})
+            content = render_note(note)
             if self._notes.get(sha) == content:
                 return
             blob = write_blob(self._notes_repo, content).hex()
@@ -184,6 +204,17 @@ class StatusWriter:
         with self._cond:
             self._cond.notify_all()
 
+    def read_back(self) -> StatusReport | None:
+        """The report the status branch holds now (for a remote source, fetched first,
+        with its notes, so :meth:`note` sees an earlier agent's notes too): what an agent
+        that starts or takes over carries its times over from. Later writes compare with
+        it, so re-publishing it makes no commit."""
+        with self._status_lock:
+            report = self._load(fetch=True)
+        with self._cond:
+            self._committed = report_files(without_clock(report)) if report else None
+        return report
+
     def _load_committed(self) -> None:
         """Learn what the branch holds (once), so a restart makes no needless commit."""
         if self._loaded:
@@ -191,17 +222,23 @@ class StatusWriter:
         with self._status_lock:
             if self._loaded:
                 return
-            if self.remote and resolve(self._repo, STATUS_REF) is None:
-                fetch_status(self._repo, remote=REMOTE)
-                tip = resolve(self._repo, REMOTE_STATUS_REF)
-                if tip is not None:
-                    update_ref(self.git_dir, STATUS_REF, tip, None)
-            tip = resolve(self._repo, STATUS_REF)
-            report = report_from_tree(self._repo.commit(tip).tree) if tip else None
+            report = self._load(fetch=self.remote and resolve(self._repo, STATUS_REF) is None)
             committed = report_files(without_clock(report)) if report else None
-            self._loaded = True
         with self._cond:
             self._committed = committed
+
+    def _load(self, *, fetch: bool) -> StatusReport | None:
+        """The branch's report (holding the status lock); with ``fetch`` (remote only),
+        the remote's status and notes are fetched first and a missing local branch starts
+        at the remote's tip."""
+        if fetch and self.remote:
+            fetch_status(self._repo, remote=REMOTE)
+            tip = resolve(self._repo, REMOTE_STATUS_REF)
+            if tip is not None and resolve(self._repo, STATUS_REF) is None:
+                update_ref(self.git_dir, STATUS_REF, tip, None)
+        self._loaded = True
+        # a local source: its own branch only (the user's clone may track an origin's)
+        return read_status(self._repo, ref=None if self.remote else STATUS_REF)
 
     def _commit(self, pending: _Pending) -> None:
         with self._status_lock:
@@ -230,15 +267,50 @@ class StatusWriter:
             self._last_commit = time.monotonic()
 
     # ------------------------------------------------------------------ pushing
-    def _push(self) -> None:
-        with self._notes_lock:
-            if self._unpushed_notes:
-                self._push_ref(NOTES_REF, self._rebase_notes)
-                self._unpushed_notes.clear()
-        with self._status_lock:
-            if self._status_unpushed:
-                self._push_ref(STATUS_REF, self._rebase_status)
-                self._status_unpushed = False
+    def _unpushed(self, ref: str) -> bool:
+        return bool(self._unpushed_notes) if ref == NOTES_REF else self._status_unpushed
+
+    def _push(self, refs: tuple[str, ...] = (NOTES_REF, STATUS_REF)) -> None:
+        """Push each of ``refs`` that has something unpushed, each on its own: a failure
+        is logged with its ref and recorded, then the next ref is tried. Raises PushError
+        naming every ref that failed."""
+        failed: list[str] = []
+        for ref in refs:
+            try:
+                if ref == NOTES_REF:
+                    with self._notes_lock:
+                        if self._unpushed_notes:
+                            self._push_ref(NOTES_REF, self._rebase_notes)
+                            self._unpushed_notes.clear()
+                else:
+                    with self._status_lock:
+                        if self._status_unpushed:
+                            self._push_ref(STATUS_REF, self._rebase_status)
+                            self._status_unpushed = False
+            except Exception as exc:
+                failed.append(f"{ref}: {exc}")
+                self._pushed(ref, error=str(exc))
+            else:
+                self._pushed(ref, error=None)
+        if failed:
+            raise PushError("; ".join(failed))
+
+    def _pushed(self, ref: str, *, error: str | None) -> None:
+        """Record the outcome of one ref's push; a failure delays that ref's next try."""
+        with self._cond:
+            if error is None:
+                if self.push_errors.pop(ref, None) is not None:
+                    log.info("status writer (%s): push %s succeeded again",
+                             self.source.location, ref)
+                self._push_failures.pop(ref, None)
+                self._next_push.pop(ref, None)
+                return
+            failures = self._push_failures[ref] = self._push_failures.get(ref, 0) + 1
+            delay = min(30.0, 0.5 * 2 ** failures)
+            self._next_push[ref] = time.monotonic() + delay
+            self.push_errors[ref] = error
+        log.warning("status writer (%s): push %s failed: %s; retrying in %.1fs",
+                    self.source.location, ref, error, delay)
 
     def _push_ref(self, ref: str, rebase: Callable[[], None]) -> None:
         for attempt in range(self.retries + 1):
@@ -299,46 +371,50 @@ class StatusWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                pending, push = self._next_job()
+                pending, refs = self._next_job()
                 if self._closed:
                     return
-            try:
-                if pending is not None:
+            if pending is not None:
+                try:
                     self._commit(pending)
-                if push:
-                    self._push()
-                    self._push_failures = 0
-            except Exception as exc:
-                self._push_failures += 1
-                delay = min(30.0, 0.5 * 2 ** self._push_failures)
-                self._next_push = time.monotonic() + delay
-                log.warning("status writer (%s): %s; retrying in %.1fs",
-                            self.source.location, exc, delay)
-                if pending is not None:
+                except Exception as exc:  # retried after min_interval, never lost
+                    log.warning("status writer (%s): status commit failed: %s; retrying",
+                                self.source.location, exc)
                     with self._cond:
+                        self._last_commit = time.monotonic()
                         if self._pending is None:
                             self._pending = pending
+            if refs:
+                with contextlib.suppress(PushError):  # logged and recorded per ref
+                    self._push(tuple(refs))
 
-    def _next_job(self) -> tuple[_Pending | None, bool]:
-        """Wait (holding the condition) until something is due; take it."""
+    def _next_job(self) -> tuple[_Pending | None, list[str]]:
+        """Wait (holding the condition) until something is due; take it. A commit is
+        due ``min_interval`` after the last one, whatever the pushes do; each ref's push
+        when it has something unpushed and its own backoff allows."""
         while not self._closed:
             now = time.monotonic()
             wait: float | None = None
             pending = None
             if self._pending is not None:
-                due = max(self._last_commit + self.min_interval, self._next_push)
+                due = self._last_commit + self.min_interval
                 if due <= now:
                     pending, self._pending = self._pending, None
                 else:
                     wait = due - now
-            push = self.remote and (bool(self._unpushed_notes) or self._status_unpushed)
-            if push and self._next_push > now:
-                wait = min(wait or 1e9, self._next_push - now)
-                push = False
-            if pending is not None or push:
-                return pending, push
+            refs: list[str] = []
+            for ref in (NOTES_REF, STATUS_REF) if self.remote else ():
+                if not self._unpushed(ref):
+                    continue
+                at = self._next_push.get(ref, 0.0)
+                if at <= now:
+                    refs.append(ref)
+                else:
+                    wait = min(wait if wait is not None else at - now, at - now)
+            if pending is not None or refs:
+                return pending, refs
             self._cond.wait(wait)
-        return None, False
+        return None, []
 
 
 def _backoff(attempt: int) -> None:

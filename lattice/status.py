@@ -10,13 +10,39 @@ Nothing here ever holds a resolved secret: binding values are the templates from
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    WrapSerializer,
+)
 
 STATUS_FORMAT = 1
+
+
+def canonical_time(t: datetime) -> datetime:
+    """``t`` in UTC, truncated to the millisecond: the one precision of every time in the
+    status. The same instant reaches the agent as readings microseconds apart (a host's
+    ack and its event, a ping), so microseconds would make status commits of jitter alone;
+    a time read back from git and rendered again is byte-identical. Naive times are UTC.
+    Pure."""
+    t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
+def _serialize_time(t: datetime, handler: SerializerFunctionWrapHandler) -> Any:
+    return handler(canonical_time(t))
+
+
+#: A status time: validated and rendered at :func:`canonical_time`'s precision (rendering
+#: too, because ``model_copy(update=...)`` skips validation).
+Time = Annotated[datetime, AfterValidator(canonical_time), WrapSerializer(_serialize_time)]
 
 
 class Phase(StrEnum):
@@ -65,7 +91,7 @@ class Condition(Model):
     status: bool
     reason: str
     message: str = ""
-    last_transition: datetime | None = None
+    last_transition: Time | None = None
 
     @classmethod
     def ready(cls, message: str = "observed matches desired") -> Condition:
@@ -87,7 +113,7 @@ class Placement(Model):
     kind: str = Field(description="actor, provider or binding")
     host_id: str | None = None
     host_name: str | None = None
-    since: datetime | None = None
+    since: Time | None = None
     message: str = ""
 
 
@@ -108,7 +134,7 @@ class DeploymentStatus(Model):
     providers: Count = Count()
     placements: list[Placement] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
-    created: datetime | None = None
+    created: Time | None = None
 
 
 class BindingSetStatus(Model):
@@ -119,15 +145,15 @@ class BindingSetStatus(Model):
     bindings: Count = Count()
     placements: list[Placement] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
-    created: datetime | None = None
+    created: Time | None = None
 
 
 class HostStatus(Model):
     host_id: str
     name: str
     labels: dict[str, str] = Field(default_factory=dict)
-    started_at: datetime | None = None
-    last_seen: datetime | None = None
+    started_at: Time | None = None
+    last_seen: Time | None = None
     actors: int = 0
     providers: int = 0
     bindings: int = 0
@@ -152,7 +178,7 @@ class SyncSummary(Model):
     reason: str = ""  #: why the newest revision is Invalid (a :class:`Reason`), else empty
     message: str = ""
     errors: list[str] = Field(default_factory=list)
-    updated: datetime | None = None
+    updated: Time | None = None
     deployments: int = 0
     bindingsets: int = 0
     hosts: int = 0
@@ -192,8 +218,8 @@ class RevisionNote(Model):
     phase: Phase
     reason: str = ""  #: why it is Invalid (ValidationFailed, UntrustedCommit), else empty
     message: str = ""
-    first_seen: datetime
-    updated: datetime
+    first_seen: Time
+    updated: Time
     errors: list[str] = Field(default_factory=list)
     entities: list[EntityCount] = Field(default_factory=list)
     #: the verdict on the commit's signature, when the agent verifies commits

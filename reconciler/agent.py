@@ -62,7 +62,7 @@ from reconciler.executor import Executor
 from reconciler.lease import Lease
 from reconciler.observed import Change, ObservedState
 from reconciler.planner import plan
-from reconciler.report import Counts, ReportInputs, outcome, status_report
+from reconciler.report import Counts, ReportInputs, carried_over, outcome, status_report
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ class Agent:
         self.crashes = CrashTracker()
         self._published: StatusReport | None = None  # last report handed to the writer
         self._reported: ReportInputs | None = None  # what the last report was made of
+        self._seeded = False  # last_report holds the status branch's times (see _seed)
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self, stop: asyncio.Event) -> None:
@@ -254,6 +255,7 @@ class Agent:
         while not stop.is_set():
             await self.lease.changed.wait()
             self.lease.changed.clear()
+            self._seeded = False  # a leader reads the branch back before it writes
             if self.lease.is_leader:  # a new leader starts from a fresh view
                 self.resync_due = True
                 self.wake.set()
@@ -275,11 +277,23 @@ class Agent:
                 self.resync_due = False
                 await self._ping(replace=False)
             try:
+                if not self._seeded:
+                    await self._seed()
                 await self.reconcile_once()
             except Exception:
                 log.exception("reconcile failed; will retry")
                 await asyncio.sleep(0.2)
                 self.wake.set()
+
+    async def _seed(self) -> None:
+        """Before its first write as leader (at start, after a hand-over), read the status
+        branch back: its ``created`` and ``last_transition`` times carry over, so neither
+        a restart nor a new leader makes every deployment new."""
+        if self.writer is not None:
+            stored = await asyncio.to_thread(self.writer.read_back)
+            self.last_report = carried_over(self.last_report, stored)
+            self._published = None  # the branch may hold another leader's report
+        self._seeded = True
 
     async def reconcile_once(self) -> Phase:
         """One pass: plan, execute, assess, write status. Returns the phase."""

@@ -6,6 +6,8 @@ hands the result here for the three things it writes: the revision's phase and m
 action can fix), the per-entity counts that decide whether the note on the revision
 changes, and the :class:`~lattice.status.StatusReport` the status writer publishes.
 :class:`ReportInputs` is what a report is computed from, so an unchanged pass is skipped.
+:func:`carried_over` is where an agent that starts or takes over the lease picks up the
+times its predecessor wrote, so a restart does not make every deployment new.
 """
 
 from __future__ import annotations
@@ -57,6 +59,22 @@ class Outcome:
     message: str
     problems: list[str]
     counts: Counts
+
+
+def carried_over(previous: StatusReport | None,
+                 stored: StatusReport | None) -> StatusReport | None:
+    """The report to assess the next pass against (the ``previous`` of
+    :func:`reconciler.assess.assess`) for an agent that is about to write status for the
+    first time as leader: ``stored``, read back from the status branch, is what the
+    lattice's history says (each entity's ``created``, its Ready condition's
+    ``last_transition``), so its entities win over this agent's own ``previous`` ones;
+    an entity only this agent knows keeps its times. Pure."""
+    if stored is None or previous is None:
+        return stored if previous is None else previous
+    return previous.model_copy(update={
+        "deployments": {**previous.deployments, **stored.deployments},
+        "bindingsets": {**previous.bindingsets, **stored.bindingsets},
+    })
 
 
 def outcome(phase: Phase, deps: Mapping[str, DeploymentStatus],

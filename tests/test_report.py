@@ -1,10 +1,15 @@
 """The report of one pass (reconciler/report.py): the revision's verdict and the status
-branch's content, from an assessment. Pure, so plain examples."""
+branch's content, from an assessment. Pure, so plain examples; and, against a real
+repository, the times a new agent carries over from the status branch."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from gitsync.source import GitSource
+from gitsync.status import StatusWriter, read_note, read_status
+from gitsync.statusformat import STATUS_REF
 from lattice.status import (
     BindingSetStatus,
     Condition,
@@ -12,8 +17,14 @@ from lattice.status import (
     DeploymentStatus,
     Phase,
     Reason,
+    RevisionNote,
+    StatusReport,
+    SyncSummary,
 )
-from reconciler.report import outcome, status_report
+from reconciler.assess import assess
+from reconciler.report import carried_over, outcome, status_report
+from tests.gitrepo import commit_files, count_commits, init_repo
+from tests.gitrepo import deployment as git_deployment
 from tests.planner_strategies import host, lattice, provider_inst
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -68,3 +79,65 @@ def test_a_refused_revision_reads_invalid_while_the_applied_one_stays() -> None:
     fine = status_report(out, branch="main", applied=applied, refused=None, deps={}, bss={},
                          hosts=observed, now=NOW).summary
     assert (fine.phase, fine.attempted_revision, fine.errors) == (Phase.SYNCED, applied, [])
+
+
+# ---------------------------------------------------------------- a restart or a hand-over
+
+
+def _created(report: StatusReport | None, name: str) -> datetime | None:
+    return report.deployments[name].created if report else None
+
+
+def test_the_status_branchs_entities_win_and_one_only_this_agent_knows_is_kept() -> None:
+    old, new = NOW, NOW + timedelta(minutes=10)
+    mine = StatusReport(summary=SyncSummary(), deployments={
+        "a": DeploymentStatus(name="a", created=new),
+        "mine": DeploymentStatus(name="mine", created=new)})
+    stored = StatusReport(summary=SyncSummary(), deployments={
+        "a": DeploymentStatus(name="a", created=old)})
+    both = carried_over(mine, stored)
+    assert (_created(both, "a"), _created(both, "mine")) == (old, new)
+    assert carried_over(None, stored) is stored and carried_over(mine, None) is mine
+    assert carried_over(None, None) is None
+
+
+def test_a_new_agent_keeps_the_times_its_predecessor_wrote(tmp_path: Path) -> None:
+    """The agent before a restart (or the leader before a hand-over) wrote status at T0; a
+    fresh writer on the same repository reports the same state ten minutes later: created,
+    the Ready condition's last transition and the note's first_seen stay T0, and nothing
+    is committed, since nothing changed."""
+    repo = init_repo(tmp_path / "r")
+    sha = commit_files(repo, {"a.yaml": git_deployment("a")})
+    source = GitSource.open(str(tmp_path / "r"), data_dir=tmp_path / "d")
+    desired = source.evaluate(sha).desired
+    assert desired is not None
+    observed = lattice(host("H0"))
+    t0, t1 = NOW, NOW + timedelta(minutes=10)
+
+    def one_pass(writer: StatusWriter | None, now: datetime,
+                 previous: StatusReport | None) -> StatusReport:
+        deps, bss = assess(desired, observed, unplaced={}, failures={}, now=now,
+                           previous=previous)
+        out = outcome(Phase.PROGRESSING, deps, bss, [])
+        rep = status_report(out, branch="main", applied=sha, refused=None, deps=deps,
+                            bss=bss, hosts=observed, now=now)
+        if writer is not None:
+            writer.publish(rep)
+            writer.note(sha, RevisionNote(revision=sha, phase=out.phase, first_seen=now,
+                                          updated=now))
+        return rep
+
+    before = StatusWriter(source)
+    one_pass(before, t0, None)
+    before.close()
+    after = StatusWriter(source)  # a new agent's
+    assert _created(one_pass(None, t1, None), "a") == t1  # without reading back: AGE 0
+    rep = one_pass(after, t1, carried_over(None, after.read_back()))
+    after.close()
+    dep = rep.deployments["a"]
+    assert (dep.created, dep.conditions[0].last_transition) == (t0, t0)
+    got = read_status(repo)
+    assert got is not None and got.deployments["a"] == dep
+    note = read_note(repo, sha)
+    assert note is not None and (note.first_seen, note.updated) == (t0, t1)
+    assert count_commits(repo, STATUS_REF) == 1  # the same content: no commit

@@ -5,28 +5,32 @@ Driven with given reports (the reconciler's role), against real repositories.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import git
 import pytest
 
+from gitsync.errors import PushError
 from gitsync.source import GitSource
 from gitsync.status import StatusWriter, read_note, read_status
-from gitsync.statusformat import REMOTE_STATUS_REF, STATUS_REF, fetch_status
+from gitsync.statusformat import REMOTE_STATUS_REF, STATUS_REF, fetch_status, report_files
 from lattice.protocol import utcnow
 from lattice.status import (
     BindingSetStatus,
+    Condition,
     Count,
     DeploymentStatus,
     EntityCount,
     HostStatus,
     Phase,
+    Placement,
     RevisionNote,
     StatusReport,
     SyncSummary,
@@ -92,8 +96,8 @@ def test_note_written_read_back_and_updated(local: tuple[git.Repo, GitSource, St
     assert read_note(repo, sha) == first
     assert read_note(str(repo.working_tree_dir), sha) == first
     second = note(sha, Phase.SYNCED)
-    writer.note(sha, second)
-    assert read_note(repo, sha) == second
+    writer.note(sha, second)  # a replacement keeps when the revision was first seen
+    assert read_note(repo, sha) == second.model_copy(update={"first_seen": first.first_seen})
     shown = repo.git.log("-1", "--notes=lattice", "--format=%N")
     assert "phase: Synced" in shown  # humans can read it with plain git
 
@@ -298,3 +302,77 @@ def test_remote_push_keeps_trying_in_the_background(tmp_path: Path) -> None:
     writer.close()
     assert subprocess.run(["git", f"--git-dir={bare}", "notes", "--ref=lattice", "show", sha],
                           capture_output=True).returncode == 0
+
+
+def test_a_refused_notes_push_neither_stops_the_status_push_nor_local_commits(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The remote's hook refuses refs/notes/lattice and takes anything else: the status
+    branch reaches it, the note's failure is logged with its ref and recorded, and status
+    commits go on while the note's push backs off."""
+    bare, _work = make_remote(tmp_path)
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nwhile read old new ref; do\n"
+                    "  if [ \"$ref\" = refs/notes/lattice ]; then\n"
+                    "    echo 'no notes here' >&2; exit 1\n  fi\ndone\nexit 0\n")
+    hook.chmod(0o755)
+    source = GitSource.open(file_url(bare), data_dir=tmp_path / "d")
+    sha = source.head()
+    caplog.set_level(logging.WARNING, logger="gitsync.status")
+    writer = StatusWriter(source)
+    try:
+        writer.note(sha, note(sha))
+        writer.publish(report(sha))
+        for _ in range(4):  # four refusals in a row: the note's next try is 8 s away
+            with pytest.raises(PushError, match="refs/notes/lattice"):
+                writer.flush()
+        assert tip(bare, STATUS_REF) == tip(source.repo, STATUS_REF) is not None
+        assert tip(bare, "refs/notes/lattice") is None
+        assert list(writer.push_errors) == ["refs/notes/lattice"]
+        assert "no notes here" in writer.push_errors["refs/notes/lattice"]
+        assert any("push refs/notes/lattice failed" in r.getMessage() and "no notes here"
+                   in r.getMessage() for r in caplog.records)
+        later = report(sha, hosts=2)
+        writer.publish(later)  # committed and pushed within a second, not after 8 s
+        eventually_sync(lambda: read_status(source.repo, ref=STATUS_REF) == later
+                        and tip(bare, STATUS_REF) == tip(source.repo, STATUS_REF),
+                        timeout=4, message="status committed and pushed despite the notes")
+        assert count_commits(source.repo, STATUS_REF) == 2
+    finally:
+        hook.unlink()
+        writer.close()
+    assert tip(bare, "refs/notes/lattice") is not None and writer.push_errors == {}
+
+
+def test_sub_millisecond_jitter_makes_no_commit_and_a_read_back_renders_the_same(
+        local: tuple[git.Repo, GitSource, StatusWriter]) -> None:
+    """One instant reaches the agent as readings microseconds apart (a host's ack, its
+    event): every status time has millisecond precision, so such jitter changes no byte,
+    and a report read back from the branch renders to exactly what the branch holds."""
+    repo, source, writer = local
+    sha = source.head()
+
+    def at(us: int) -> StatusReport:
+        t = datetime(2026, 1, 1, 0, 0, 26, us, tzinfo=UTC)
+        rep = report(sha)
+        dep = rep.deployments["a"].model_copy(update={
+            "created": t,
+            "conditions": [Condition.ready().model_copy(update={"last_transition": t})],
+            "placements": [Placement(entity="M", kind="actor", host_id="N0", since=t)]})
+        return rep.model_copy(update={"deployments": {"a": dep}})
+
+    writer.publish(at(13539))
+    writer.flush()
+    stored = {path: text.encode() for path, text in ls_tree(repo, STATUS_REF).items()}
+    assert "since: '2026-01-01T00:00:26.013000Z'" in stored["deployments/a.yaml"].decode()
+    back = read_status(repo)
+    assert back is not None and report_files(back) == stored  # byte-identical
+    for again in (back, at(13001), at(13999)):
+        writer.publish(again)
+        writer.flush()
+    restarted = StatusWriter(source)
+    restarted.publish(at(13700))
+    restarted.close()
+    assert count_commits(repo, STATUS_REF) == 1
+    writer.publish(at(14000))  # a millisecond is a change
+    writer.flush()
+    assert count_commits(repo, STATUS_REF) == 2
