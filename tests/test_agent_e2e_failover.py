@@ -139,7 +139,7 @@ async def test_two_agents_one_acts_then_the_other_takes_over(lat: Lattice) -> No
         "kind": "Deployment", "metadata": {"name": "ha"},
         "spec": {"actors": [{"id": ACTOR, "replicas": 2}]}}}, "deploy")
     await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=30, message="Synced")
-    await lat.status_of(sha, Phase.SYNCED)
+    created = (await lat.status_of(sha, Phase.SYNCED)).deployments["ha"].created
     assert await lat.lease_holder() == leader.holder()
     assert leader.commands_sent() >= 2, leader.log()[-2000:]
     assert follower.commands_sent() == 0, follower.log()[-2000:]
@@ -166,7 +166,9 @@ async def test_two_agents_one_acts_then_the_other_takes_over(lat: Lattice) -> No
                      message=f"follower took over\n{follower.log()[-2000:]}")
     assert follower.commands_sent() >= 1
     assert len(where(await lat.inventories(), actor=ACTOR)) == 3
-    await lat.status_of(sha2, Phase.SYNCED)
+    after = await lat.status_of(sha2, Phase.SYNCED)
+    # the new leader read the branch back: the deployment is as old as before the kill
+    assert created is not None and after.deployments["ha"].created == created
     # the follower's first command and first status commit come after it won the lease
     acquired = follower.first_line("lease acquired")
     assert acquired is not None
