@@ -1,10 +1,17 @@
-"""``latticectl up --detach`` then ``down``: a whole local lattice, started and stopped by pid."""
+"""``latticectl up --detach`` then ``down``: a whole local lattice, started and stopped by pid.
+
+On the way it walks README.md's tour: echo and counter answer, the demo converges, and the
+tour's ``http.yaml`` (read from the README, on a free port instead of 8087) puts echo behind
+``wascc:http_server``, which answers a POST with its body.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import re
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -12,10 +19,13 @@ from click.testing import CliRunner, Result
 
 from cli.main import cli
 from cli.reach import ping_hosts
+from lattice.localnats import free_port
 from lattice.natsutil import NatsOptions
 from tests.helpers import eventually_sync
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def _alive(pid: int) -> bool:
@@ -31,6 +41,20 @@ def _alive(pid: int) -> bool:
 
 def _ok(result: Result) -> str | None:
     return result.output if result.exit_code == 0 else None
+
+
+def _tour_http_yaml(port: int) -> str:
+    """The tour's ``http.yaml`` as README.md writes it, on ``port`` instead of 8087."""
+    found = re.search(r"^cat > http\.yaml <<'EOF'\n(.*?)^EOF$", README.read_text(), re.S | re.M)
+    assert found, "README.md's tour has no http.yaml heredoc"
+    assert found.group(1).count('PORT: "8087"') == 1, found.group(1)
+    return found.group(1).replace('PORT: "8087"', f'PORT: "{port}"')
+
+
+def _post(port: int, body: bytes) -> tuple[int, bytes]:
+    with urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{port}/", data=body), timeout=10) as response:
+        return response.status, response.read()
 
 
 def test_up_detach_then_down(tmp_path: Path) -> None:
@@ -77,6 +101,16 @@ def test_up_detach_then_down(tmp_path: Path) -> None:
         assert got.exit_code == 0, got.output
         rows = {r[0]: r for r in (line.split() for line in got.stdout.splitlines()[1:])}
         assert rows["amazing-deployment"][2:5] == ["1/1", "2/2", "Synced"], got.stdout
+        # the tour's HTTP step: echo behind wascc:http_server, two documents in one file
+        port = free_port()
+        applied = runner.invoke(cli, [*ctl, "apply", "-f", "-"], input=_tour_http_yaml(port),
+                                env=env)
+        assert applied.exit_code == 0, applied.output
+        assert applied.stdout.splitlines()[:2] == ["deployment/echo-http created",
+                                                   "bindingset/echo-http created"]
+        status = runner.invoke(cli, [*ctl, "status", "--wait", "--timeout", "60"], env=env)
+        assert status.exit_code == 0, status.output
+        assert _post(port, b"hello over http") == (200, b"hello over http")
         again = runner.invoke(cli, ["--state-dir", str(state_dir), "up", "--detach"], env=env)
         assert again.exit_code != 0 and "already up" in again.output
     finally:
