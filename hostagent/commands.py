@@ -276,7 +276,7 @@ class CommandHandler(BindingCommands):
     def _actor_event(self, inst: ActorInstance, reason: str) -> ActorEvent:
         return ActorEvent(
             host_id=self.state.host_id, actor_id=inst.actor_id, instance_id=inst.instance_id,
-            annotations=dict(inst.annotations), reason=reason,
+            annotations=dict(inst.annotations), reason=reason, started_at=inst.started_at,
         )
 
     # ------------------------------------------------------------ providers
@@ -344,6 +344,7 @@ class CommandHandler(BindingCommands):
             host_id=self.state.host_id, capability_id=inst.capability_id,
             binding_name=inst.binding_name, vendor_id=inst.vendor_id,
             instance_id=inst.instance_id, annotations=dict(inst.annotations), reason=reason,
+            started_at=inst.started_at,
         )
 
     # ------------------------------------------------------------ shutdown

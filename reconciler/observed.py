@@ -133,10 +133,11 @@ class ObservedState:
                 self.version += 1
                 return Change.HOST_LEFT
             case ActorEvent():
-                return self._actor_event(data, ev.time, started=et == EventType.ACTOR_STARTED)
+                return self._actor_event(data, data.started_at or ev.time,
+                                         started=et == EventType.ACTOR_STARTED)
             case ProviderEvent():
                 return self._provider_event(
-                    data, ev.time, started=et == EventType.PROVIDER_STARTED
+                    data, data.started_at or ev.time, started=et == EventType.PROVIDER_STARTED
                 )
             case BindingEvent():
                 return self._binding_event(data, put=et == EventType.BINDING_PUT)

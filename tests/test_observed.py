@@ -64,6 +64,23 @@ def test_entity_events_and_stale_duplicates() -> None:
     assert o.apply_event(stopped) is Change.NONE
 
 
+def test_a_start_is_recorded_at_the_hosts_own_reading_of_it() -> None:
+    """The event carries the instance's started_at, the same reading the host's inventory
+    reports, so a heartbeat that follows the event changes nothing (no status jitter)."""
+    o = ObservedState()
+    h, a = random_host_id(), random_actor_id()
+    o.reset([inv(h)])
+    began = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    ev = make_event(EventType.ACTOR_STARTED, h, ActorEvent(
+        host_id=h, actor_id=a, instance_id="i1", started_at=began))
+    assert ev.time != began
+    assert o.apply_event(ev) is Change.ENTITY_STARTED
+    [inst] = o.snapshot()[h].actors
+    assert inst.started_at == began
+    later = inv(h).model_copy(update={"actors": [inst]})
+    assert o.apply_event(make_event(EventType.HOST_HEARTBEAT, h, later)) is Change.NONE
+
+
 def test_events_for_unknown_hosts_are_ignored() -> None:
     o = ObservedState()
     ev = make_event(EventType.ACTOR_STARTED, "x",

@@ -54,6 +54,8 @@ class ActorEvent(Message):
     instance_id: str
     annotations: Annotations = Field(default_factory=dict)
     reason: str = ""
+    #: when the instance started (the host's one reading, also in its inventory)
+    started_at: datetime | None = None
 
 
 class ActorStartFailed(Message):
@@ -73,6 +75,8 @@ class ProviderEvent(Message):
     instance_id: str
     annotations: Annotations = Field(default_factory=dict)
     reason: str = ""
+    #: when the instance started (the host's one reading, also in its inventory)
+    started_at: datetime | None = None
 
 
 class ProviderStartFailed(Message):
