@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,12 +31,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.benchlib import (  # noqa: E402
-    RESULTS,
     command_line,
     heading,
     machine,
     percentile,
-    record,
+    record_options,
+    run_in_tmp,
     summary,
     verdict,
 )
@@ -148,15 +147,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--latency-seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="append here instead")
-    args = parser.parse_args(argv)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]
-    with tempfile.TemporaryDirectory(prefix="bench-rps-") as tmp:
-        lines = asyncio.run(measure(args, Path(tmp)))
-    print("\n".join(lines))
-    if not args.no_record:
-        record(lines, args.results)
+    record_options(parser)
+    run_in_tmp(parser.parse_args(argv), argv, measure, "bench-rps-")
 
 
 if __name__ == "__main__":

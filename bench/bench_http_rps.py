@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,12 +36,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.benchlib import (  # noqa: E402
-    RESULTS,
     command_line,
     cpu_seconds,
     heading,
     machine,
-    record,
+    record_options,
+    run_in_tmp,
     summary,
 )
 from lattice.claims import verify_module  # noqa: E402
@@ -179,15 +178,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--actor", choices=["auto", "wascc", "wat"], default="auto",
                         help="waSCC's echo.wasm (the fixture) or tests/wasm/http_echo.wat; "
                              "auto: the fixture when it is there")
-    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="append here instead")
-    args = parser.parse_args(argv)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]
-    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
-        lines = asyncio.run(measure(args, Path(tmp)))
-    print("\n".join(lines))
-    if not args.no_record:
-        record(lines, args.results)
+    record_options(parser)
+    run_in_tmp(parser.parse_args(argv), argv, measure, "bench-http-")
 
 
 if __name__ == "__main__":

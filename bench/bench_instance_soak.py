@@ -32,7 +32,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,12 +44,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.benchlib import (  # noqa: E402
-    RESULTS,
     command_line,
     heading,
     machine,
     peak_rss_mb,
-    record,
+    record_options,
+    run_in_tmp,
 )
 from cli.examples import EXAMPLE_ACTORS, build_examples  # noqa: E402
 from lattice.claims import sign_module  # noqa: E402
@@ -244,15 +243,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--before", metavar="REV", help="also run on the code of REV")
     parser.add_argument("--before-count", type=int, default=20)
-    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="append here instead")
-    args = parser.parse_args(argv)
-    args.argv = list(argv) if argv is not None else sys.argv[1:]
-    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
-        lines = asyncio.run(measure(args, Path(tmp)))
-    print("\n".join(lines))
-    if not args.no_record:
-        record(lines, args.results)
+    record_options(parser)
+    run_in_tmp(parser.parse_args(argv), argv, measure, "bench-soak-")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ and ``VmHWM``, the kernel's own peak RSS), so no extra dependency is needed.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import cProfile
 import io
 import os
@@ -17,8 +19,9 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -83,6 +86,25 @@ def record(lines: Iterable[str], results: Path = RESULTS) -> None:
     text = "\n".join([*lines, ""]) + "\n"
     with results.open("a") as f:
         f.write(text)
+
+
+def record_options(parser: argparse.ArgumentParser) -> None:
+    """``--no-record`` and ``--results``: where a benchmark's lines go."""
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="append here instead")
+
+
+def run_in_tmp(args: argparse.Namespace, argv: Sequence[str] | None,
+               measure: Callable[[argparse.Namespace, Path], Awaitable[list[str]]],
+               prefix: str) -> None:
+    """Run ``measure(args, tmp)`` in a fresh temporary directory, print its lines and
+    record them (unless ``--no-record``); ``args.argv`` is the command line as given."""
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        lines = asyncio.run(measure(args, Path(tmp)))
+    print("\n".join(lines))
+    if not args.no_record:
+        record(lines, args.results)
 
 
 def heading(title: str) -> str:

@@ -23,6 +23,18 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         srv.stop()
 
 
+@pytest.fixture(scope="module")
+def module_nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A real nats-server shared by the tests of one module (for modules whose hosts are
+    costly to start), stopped by its pid after the last of them."""
+    srv = NatsServer(data_dir=tmp_path_factory.mktemp("nats"))
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
 @pytest.fixture
 async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
     """A client connected to :func:`nats_server`."""

@@ -11,7 +11,7 @@ message naming the import or the limit), that the host's resident memory stays b
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,25 +110,16 @@ class Sandbox:
         assert await self.request("sandbox.echo", b"still here") == (b"still here", "")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    srv = NatsServer(data_dir=tmp_path_factory.mktemp("nats"))
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def sandbox(server: NatsServer, tmp_path_factory: pytest.TempPathFactory
+async def sandbox(module_nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
                   ) -> AsyncIterator[Sandbox]:
-    nc = await connect(server.url)
+    nc = await connect(module_nats_server.url)
     echo_wasm, echo = signed("echo", MESSAGING)
     await Gantry(nc, LATTICE).push(echo_wasm)
     try:
         async with EventRecorder(nc, LATTICE) as bus:
-            with HostPool(server.url, LATTICE, log_dir=tmp_path_factory.mktemp("hosts")) as pool:
+            hosts = tmp_path_factory.mktemp("hosts")
+            with HostPool(module_nats_server.url, LATTICE, log_dir=hosts) as pool:
                 host = pool.spawn(labels={}, name="sandbox", runtime="wasm")
                 [hello] = await bus.wait_for(EventType.HOST_STARTED, timeout=30)
                 box = Sandbox(nc, host, hello.source, bus, baseline=0)

@@ -11,7 +11,7 @@ the host's log; the ``HealthRequest`` waSCC's host could send it is answered ``(
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,24 +62,15 @@ async def ok(lab: Lab, op: CommandOp, payload: Message) -> None:
     assert ack.accepted, f"{op}: {ack.reason}\n{lab.host.log()[-3000:]}"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    srv = NatsServer(data_dir=tmp_path_factory.mktemp("nats"))
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def lab(server: NatsServer, tmp_path_factory: pytest.TempPathFactory
+async def lab(module_nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
               ) -> AsyncIterator[Lab]:
     """The subscriber pushed, started on one wasm host and bound to messaging."""
-    nc = await connect(server.url)
+    nc = await connect(module_nats_server.url)
     try:
         await Gantry(nc, LATTICE).push(SUBSCRIBER.read_bytes())
-        with HostPool(server.url, LATTICE, log_dir=tmp_path_factory.mktemp("hosts")) as pool:
+        hosts = tmp_path_factory.mktemp("hosts")
+        with HostPool(module_nats_server.url, LATTICE, log_dir=hosts) as pool:
             host = pool.spawn(labels={}, name="h", runtime="wasm")
             [inv] = await eventually(lambda: ping(nc, LATTICE, expect=1), timeout=30,
                                      message=f"the host answers\n{host.log()[-2000:]}")
