@@ -119,16 +119,12 @@ async def _set_up(url: str, pool: HostPool) -> Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab(module_nats_server: NatsServer,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """One nats-server and one wasm host for the whole file, everything bound."""
-    tmp = tmp_path_factory.mktemp("hostile")
-    server = NatsServer(data_dir=tmp / "nats")
-    server.start()
-    try:
-        with HostPool(server.url, LATTICE, log_dir=tmp) as pool:
-            yield asyncio.run(_set_up(server.url, pool))
-    finally:
-        server.stop()
+    url = module_nats_server.url
+    with HostPool(url, LATTICE, log_dir=tmp_path_factory.mktemp("hostile")) as pool:
+        yield asyncio.run(_set_up(url, pool))
 
 
 @pytest.fixture

@@ -334,16 +334,12 @@ async def _set_up(url: str, pool: HostPool) -> Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab(module_nats_server: NatsServer,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """One nats-server and one wasm host with the provider and both test actors."""
-    tmp = tmp_path_factory.mktemp("http")
-    server = NatsServer(data_dir=tmp / "nats")
-    server.start()
-    try:
-        with HostPool(server.url, LATTICE, log_dir=tmp) as pool:
-            yield asyncio.run(_set_up(server.url, pool))
-    finally:
-        server.stop()
+    url = module_nats_server.url
+    with HostPool(url, LATTICE, log_dir=tmp_path_factory.mktemp("http")) as pool:
+        yield asyncio.run(_set_up(url, pool))
 
 
 async def bind(lab: Lab, actor: str, **values: str) -> int:
