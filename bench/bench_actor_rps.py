@@ -47,9 +47,9 @@ from lattice.natsutil import connect  # noqa: E402
 from lattice.protocol import (  # noqa: E402
     CommandOp,
     EventType,
-    PutBinding,
-    StartActor,
-    StartProvider,
+    PutBindingCommand,
+    StartActorCommand,
+    StartProviderCommand,
 )
 from tests.hostproc import EventRecorder, HostPool, command  # noqa: E402
 
@@ -109,11 +109,12 @@ async def measure(args: argparse.Namespace, tmp: Path) -> list[str]:
                 host = hello.source
                 for op, payload in [
                     (CommandOp.PROVIDER_START,
-                     StartProvider(capability_id="wascc:messaging", vendor_id="nats")),
-                    (CommandOp.ACTOR_START, StartActor(actor_id=echo.claims.subject)),
+                     StartProviderCommand(capability_id="wascc:messaging", vendor_id="nats")),
+                    (CommandOp.ACTOR_START, StartActorCommand(actor_id=echo.claims.subject)),
                     (CommandOp.BINDING_PUT,
-                     PutBinding(actor_id=echo.claims.subject, capability_id="wascc:messaging",
-                                values={"SUBSCRIPTION": SUBJECT})),
+                     PutBindingCommand(actor_id=echo.claims.subject,
+                                       capability_id="wascc:messaging",
+                                       values={"SUBSCRIPTION": SUBJECT})),
                 ]:
                     ack = await command(nc, LATTICE, host, op, payload, timeout=30)
                     if not ack.accepted:

@@ -68,7 +68,7 @@ from lattice.natsutil import NatsOptions, connect, scatter_gather  # noqa: E402
 from lattice.protocol import (  # noqa: E402
     HostInventory,
     PingRequest,
-    StopProvider,
+    StopProviderCommand,
     Subjects,
     encode,
     utcnow,
@@ -169,7 +169,7 @@ async def measure_floor(nc: Client, host_id: str, scratch: Path, n: int) -> dict
             assert len(replies) == 3, f"{len(replies)} hosts answered the floor ping"
             t = time.perf_counter()
             await nc.request(subjects.host_command(host_id, "provider.stop"),
-                             encode(StopProvider(capability_id="floor:none")), timeout=2.0)
+                             encode(StopProviderCommand(capability_id="floor:none")), timeout=2.0)
             out["request"].append((time.perf_counter() - t) * 1000)
             now = utcnow()
             note = RevisionNote(revision=head, phase=Phase.SYNCED, message=f"floor {i}",

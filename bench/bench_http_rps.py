@@ -51,9 +51,9 @@ from lattice.natsutil import connect  # noqa: E402
 from lattice.protocol import (  # noqa: E402
     CommandOp,
     EventType,
-    PutBinding,
-    StartActor,
-    StartProvider,
+    PutBindingCommand,
+    StartActorCommand,
+    StartProviderCommand,
 )
 from tests.hostproc import EventRecorder, HostPool, command  # noqa: E402
 from tests.wasmutil import signed  # noqa: E402
@@ -132,10 +132,10 @@ async def measure(args: argparse.Namespace, tmp: Path) -> list[str]:
                 [hello] = await bus.wait_for(EventType.HOST_STARTED, timeout=60)
                 for op, payload in [
                     (CommandOp.PROVIDER_START,
-                     StartProvider(capability_id=CAPABILITY, vendor_id="http")),
-                    (CommandOp.ACTOR_START, StartActor(actor_id=actor_id)),
+                     StartProviderCommand(capability_id=CAPABILITY, vendor_id="http")),
+                    (CommandOp.ACTOR_START, StartActorCommand(actor_id=actor_id)),
                     (CommandOp.BINDING_PUT,
-                     PutBinding(actor_id=actor_id, capability_id=CAPABILITY,
+                     PutBindingCommand(actor_id=actor_id, capability_id=CAPABILITY,
                                 values={"PORT": str(port)})),
                 ]:
                     ack = await command(nc, LATTICE, hello.source, op, payload, timeout=60)

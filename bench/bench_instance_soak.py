@@ -59,9 +59,9 @@ from lattice.natsutil import connect  # noqa: E402
 from lattice.protocol import (  # noqa: E402
     CommandOp,
     EventType,
-    PutBinding,
-    StartActor,
-    StartProvider,
+    PutBindingCommand,
+    StartActorCommand,
+    StartProviderCommand,
 )
 from tests.hostproc import EventRecorder, HostPool, HostProcess, command  # noqa: E402
 
@@ -145,7 +145,7 @@ async def soak(args: argparse.Namespace, tmp: Path, label: str, cycles: int,
                 async def cycle(done: int) -> None:
                     if done:  # the first instance was started by the set-up
                         await _ok(nc, host, proc, CommandOp.ACTOR_START,
-                                  StartActor(actor_id=hog))
+                                  StartActorCommand(actor_id=hog))
                     reply = await nc.request("soak.hog", b"", timeout=30)
                     error = (reply.headers or {}).get("Nats-Service-Error", "")
                     if not error:
@@ -178,16 +178,16 @@ async def _setup(nc: object, host: str, proc: HostProcess, actor_id: str | None,
                  subject: str | None) -> None:
     if actor_id is None:
         await _ok(nc, host, proc, CommandOp.PROVIDER_START,
-                  StartProvider(capability_id="wascc:messaging", vendor_id="nats"))
+                  StartProviderCommand(capability_id="wascc:messaging", vendor_id="nats"))
         return
-    await _ok(nc, host, proc, CommandOp.ACTOR_START, StartActor(actor_id=actor_id))
+    await _ok(nc, host, proc, CommandOp.ACTOR_START, StartActorCommand(actor_id=actor_id))
     await _ok(nc, host, proc, CommandOp.BINDING_PUT,
-              PutBinding(actor_id=actor_id, capability_id="wascc:messaging",
+              PutBindingCommand(actor_id=actor_id, capability_id="wascc:messaging",
                          values={"SUBSCRIPTION": subject or ""}))
 
 
 async def _ok(nc: object, host: str, proc: HostProcess, op: CommandOp,
-              payload: StartActor | StartProvider | PutBinding) -> None:
+              payload: StartActorCommand | StartProviderCommand | PutBindingCommand) -> None:
     ack = await command(nc, LATTICE, host, op, payload, timeout=30)  # type: ignore[arg-type]
     if not ack.accepted:
         raise SystemExit(f"{op}: {ack.reason}\n{proc.log()[-2000:]}")

@@ -5,7 +5,7 @@
 auctions, and obeys commands to start and stop actors and providers and to put and delete
 bindings, acking each and publishing the matching event. What a command does is decided in
 :mod:`hostagent.commands` against the bookkeeping in :mod:`hostagent.state`; the work itself
-goes through the :class:`~hostagent.runtime.Runtime` interface, whose only implementation in
+goes through the :class:`~hostagent.workload.Runtime` interface, whose only implementation in
 this version records entities without executing WebAssembly. This package imports only
 :mod:`lattice`; the reconciler speaks to it over the wire protocol alone.
 """

@@ -13,16 +13,16 @@ from lattice.protocol import (
     BindingEvent,
     BindingInstance,
     BindingPutFailed,
-    DeleteBinding,
+    DeleteBindingCommand,
     EventType,
-    PutBinding,
+    PutBindingCommand,
 )
 
 
 class BindingCommands(CommandBase):
     """The binding commands of :class:`hostagent.commands.CommandHandler`."""
 
-    async def put_binding(self, cmd: PutBinding) -> Outcome:
+    async def put_binding(self, cmd: PutBindingCommand) -> Outcome:
         where = f"{cmd.capability_id}/{cmd.binding_name}"
         provider = self.state.providers.get((cmd.capability_id, cmd.binding_name))
         if provider is None:
@@ -57,7 +57,7 @@ class BindingCommands(CommandBase):
         return self._ok(changed=True,
                         events=[(EventType.BINDING_PUT, self._binding_event(binding, ""))])
 
-    def _refuse_binding(self, cmd: PutBinding, reason: str) -> Outcome:
+    def _refuse_binding(self, cmd: PutBindingCommand, reason: str) -> Outcome:
         """Refuse a ``binding.put`` and announce it; the event names the binding but never
         its values (``reason`` is already free of resolved secrets)."""
         failed = BindingPutFailed(
@@ -67,7 +67,7 @@ class BindingCommands(CommandBase):
         )
         return self._refuse(reason, events=[(EventType.BINDING_PUT_FAILED, failed)])
 
-    async def delete_binding(self, cmd: DeleteBinding) -> Outcome:
+    async def delete_binding(self, cmd: DeleteBindingCommand) -> Outcome:
         binding = self.state.bindings.get((cmd.actor_id, cmd.capability_id, cmd.binding_name))
         if binding is None:
             return self._ok(changed=False, reason="not bound")

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hostagent.logctx import host_logger
-from hostagent.runtime import Runtime
 from hostagent.state import HostState
+from hostagent.workload import Runtime
 from lattice.protocol import CommandAck, EventType, Message
 
 Emit = tuple[EventType, Message]

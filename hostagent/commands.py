@@ -33,8 +33,8 @@ from hostagent.command_base import (
     Outcome,
     describe_failure,
 )
-from hostagent.runtime import Runtime
 from hostagent.state import HostState
+from hostagent.workload import Runtime
 from lattice.protocol import (
     COMMAND_MODELS,
     PROTOCOL_VERSION,
@@ -43,17 +43,17 @@ from lattice.protocol import (
     ActorStartFailed,
     CommandAck,
     CommandOp,
-    DeleteBinding,
+    DeleteBindingCommand,
     EventType,
     Message,
     ProviderEvent,
     ProviderInstance,
     ProviderStartFailed,
-    PutBinding,
-    StartActor,
-    StartProvider,
-    StopActor,
-    StopProvider,
+    PutBindingCommand,
+    StartActorCommand,
+    StartProviderCommand,
+    StopActorCommand,
+    StopProviderCommand,
     describe_validation_error,
     identity_annotations,
     new_id,
@@ -112,28 +112,28 @@ class CommandHandler(BindingCommands):
             cmd = COMMAND_MODELS[op].model_validate(obj)
         except ValidationError as exc:
             return self._refuse(f"invalid {op.value} command: {describe_validation_error(exc)}")
-        if isinstance(cmd, StartActor):
+        if isinstance(cmd, StartActorCommand):
             return await self.start_actor(cmd)
         async with self.lock:
             return await self._execute(cmd)
 
     async def _execute(self, cmd: Message) -> Outcome:
         match cmd:
-            case StopActor():
+            case StopActorCommand():
                 return await self.stop_actor(cmd)
-            case StartProvider():
+            case StartProviderCommand():
                 return await self.start_provider(cmd)
-            case StopProvider():
+            case StopProviderCommand():
                 return await self.stop_provider(cmd)
-            case PutBinding():
+            case PutBindingCommand():
                 return await self.put_binding(cmd)
-            case DeleteBinding():
+            case DeleteBindingCommand():
                 return await self.delete_binding(cmd)
         raise AssertionError(f"no handler for {type(cmd).__name__}")  # pragma: no cover
 
     # ------------------------------------------------------------ actors
 
-    async def start_actor(self, cmd: StartActor) -> Outcome:
+    async def start_actor(self, cmd: StartActorCommand) -> Outcome:
         """Start an instance unless one of this identity runs; takes :attr:`lock` for the
         decision and the bookkeeping only (see module doc)."""
         while True:
@@ -172,7 +172,7 @@ class CommandHandler(BindingCommands):
             starting.done.set_result(outcome.ack if outcome is not None else CommandAck(
                 host_id=self.state.host_id, accepted=False, reason="start not recorded"))
 
-    def _already_running(self, existing: ActorInstance, cmd: StartActor) -> Outcome:
+    def _already_running(self, existing: ActorInstance, cmd: StartActorCommand) -> Outcome:
         reason = "already running"
         if existing.annotations != cmd.annotations:
             self.state.actors[existing.instance_id] = existing.model_copy(
@@ -182,13 +182,13 @@ class CommandHandler(BindingCommands):
         self.log.info("actor %s instance %s %s", cmd.actor_id, existing.instance_id, reason)
         return self._ok(changed=False, instance_id=existing.instance_id, reason=reason)
 
-    def _starting_like(self, cmd: StartActor) -> Starting | None:
+    def _starting_like(self, cmd: StartActorCommand) -> Starting | None:
         """A start under way of the same actor and identity annotations."""
         wanted = identity_annotations(cmd.annotations)
         return next((s for s in self.starting.values() if s.inst.actor_id == cmd.actor_id
                      and identity_annotations(s.inst.annotations) == wanted), None)
 
-    def _begin_start(self, cmd: StartActor) -> Starting:
+    def _begin_start(self, cmd: StartActorCommand) -> Starting:
         inst = ActorInstance(
             actor_id=cmd.actor_id, instance_id=new_id(), annotations=dict(cmd.annotations),
             started_at=utcnow(),
@@ -238,7 +238,9 @@ class CommandHandler(BindingCommands):
         if waiting:
             await asyncio.wait(waiting)
 
-    async def stop_actor(self, cmd: StopActor, *, reason: str = STOPPED_BY_COMMAND) -> Outcome:
+    async def stop_actor(
+        self, cmd: StopActorCommand, *, reason: str = STOPPED_BY_COMMAND
+    ) -> Outcome:
         targets = self.state.select_actors(cmd.actor_id, cmd.instance_id, cmd.annotations)
         starting = [s for s in self.starting.values()
                     if s.matches(cmd.actor_id, cmd.instance_id, cmd.annotations)]
@@ -281,7 +283,7 @@ class CommandHandler(BindingCommands):
 
     # ------------------------------------------------------------ providers
 
-    async def start_provider(self, cmd: StartProvider) -> Outcome:
+    async def start_provider(self, cmd: StartProviderCommand) -> Outcome:
         key = (cmd.capability_id, cmd.binding_name)
         existing = self.state.providers.get(key)
         if existing is not None:
@@ -318,7 +320,7 @@ class CommandHandler(BindingCommands):
                         events=[(EventType.PROVIDER_STARTED, self._provider_event(inst, ""))])
 
     async def stop_provider(
-        self, cmd: StopProvider, *, reason: str = STOPPED_BY_COMMAND
+        self, cmd: StopProviderCommand, *, reason: str = STOPPED_BY_COMMAND
     ) -> Outcome:
         key = (cmd.capability_id, cmd.binding_name)
         inst = self.state.providers.get(key)
@@ -354,7 +356,7 @@ class CommandHandler(BindingCommands):
         events, failures = await self._stop_actors(list(self.state.actors.values()), reason)
         for cap, name in sorted(self.state.providers):
             outcome = await self.stop_provider(
-                StopProvider(capability_id=cap, binding_name=name), reason=reason
+                StopProviderCommand(capability_id=cap, binding_name=name), reason=reason
             )
             events += outcome.events
             if not outcome.ack.accepted:

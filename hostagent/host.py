@@ -30,8 +30,8 @@ from nats.aio.subscription import Subscription
 from hostagent.command_base import HOST_IS_STOPPING, HOST_STOPPING, Emit, Outcome
 from hostagent.commands import CommandHandler
 from hostagent.logctx import host_logger
-from hostagent.runtime import MemoryRuntime, Runtime
 from hostagent.state import HostState, auction_reply, labels_view
+from hostagent.workload import MemoryRuntime, Runtime
 from lattice.ids import random_host_id
 from lattice.protocol import (
     DEFAULT_LATTICE,
@@ -45,7 +45,7 @@ from lattice.protocol import (
     Message,
     PingRequest,
     ProviderInstance,
-    StopActor,
+    StopActorCommand,
     Subjects,
     decode,
     encode,
@@ -248,7 +248,7 @@ class Host:
             if self.stopping or actor.instance_id not in self.state.actors:
                 return
             outcome = await self.commands.stop_actor(
-                StopActor(actor_id=actor.actor_id, instance_id=actor.instance_id),
+                StopActorCommand(actor_id=actor.actor_id, instance_id=actor.instance_id),
                 reason=f"crashed: {reason}")
         await self._emit(outcome.events)
 

@@ -28,7 +28,7 @@ from nats.aio.client import Client
 
 from hostagent.host import Host, HostConfig
 from hostagent.labels import LabelError, host_labels, parse_label
-from hostagent.runtime import MemoryRuntime, Runtime
+from hostagent.workload import MemoryRuntime, Runtime
 from lattice.auth.keys import host_id_of_creds
 from lattice.auth.store import read_credentials
 from lattice.ids import random_host_id

@@ -2,7 +2,7 @@
 
 Pure functions. A value may hold ``${VAR}`` (the variable must be set) or
 ``${VAR:default}``; ``$${`` is a literal ``${``. The host keeps and reports the templates;
-only the :class:`~hostagent.runtime.Runtime` receives resolved values, and
+only the :class:`~hostagent.workload.Runtime` receives resolved values, and
 :func:`redact` scrubs them from any text a runtime error might carry before it reaches an
 ack, an event or a log line.
 """

@@ -33,17 +33,17 @@ from lattice.protocol import (
     ANN_NAME,
     AuctionRequest,
     CommandAck,
-    DeleteBinding,
+    DeleteBindingCommand,
     Message,
-    PutBinding,
-    StartProvider,
-    StopActor,
-    StopProvider,
+    PutBindingCommand,
+    StartActorCommand,
+    StartProviderCommand,
+    StopActorCommand,
+    StopProviderCommand,
     Subjects,
     decode,
     encode,
 )
-from lattice.protocol import StartActor as StartActorCmd
 from lattice.selectors import satisfied
 from reconciler import actions as A
 from reconciler.auctions import Auctioneer, Dealt, Unplaceable
@@ -260,25 +260,25 @@ class Executor:
             case A.StartProvider():
                 await self._start_provider(act)
             case A.StopActor():
-                await self._command(act.host_id, StopActor(
+                await self._command(act.host_id, StopActorCommand(
                     actor_id=act.actor_id, instance_id=act.instance_id))
                 self._fly(act, act.host_id,
                           lambda o: not _has_actor(o, act.host_id, act.instance_id))
             case A.StopProvider():
-                await self._command(act.host_id, StopProvider(
+                await self._command(act.host_id, StopProviderCommand(
                     capability_id=act.capability_id, binding_name=act.binding_name))
                 self._fly(act, act.host_id, lambda o: not _has_provider(
                     o, act.host_id, act.capability_id, act.binding_name))
             case A.PutBinding():
                 values = dict(act.values)
-                await self._command(act.host_id, PutBinding(
+                await self._command(act.host_id, PutBindingCommand(
                     actor_id=act.actor_id, capability_id=act.capability_id,
                     binding_name=act.binding_name, vendor_id=act.vendor_id,
                     values=values, annotations=dict(act.annotations)))
                 self._fly(act, act.host_id, lambda o: _binding_values(
                     o, act.host_id, act.actor_id, act.capability_id, act.binding_name) == values)
             case A.DeleteBinding():
-                await self._command(act.host_id, DeleteBinding(
+                await self._command(act.host_id, DeleteBindingCommand(
                     actor_id=act.actor_id, capability_id=act.capability_id,
                     binding_name=act.binding_name))
                 self._fly(act, act.host_id, lambda o: _binding_values(
@@ -302,7 +302,7 @@ class Executor:
             req = AuctionRequest(kind="actor", actor_id=act.actor_id,
                                  constraints=list(act.constraints))
             host = await self.auctions.auction(req, avoid=set(act.avoid_hosts))
-        ack = await self._command(host, StartActorCmd(actor_id=act.actor_id,
+        ack = await self._command(host, StartActorCommand(actor_id=act.actor_id,
                                                        annotations=dict(act.annotations)))
         iid = ack.instance_id or ""
         self._fly(act, host, lambda o: _has_actor(o, host, iid))
@@ -312,7 +312,7 @@ class Executor:
                              binding_name=act.binding_name, vendor_id=act.vendor_id,
                              constraints=list(act.constraints))
         host = await self.auctions.auction(req, avoid=set())
-        await self._command(host, StartProvider(
+        await self._command(host, StartProviderCommand(
             capability_id=act.capability_id, binding_name=act.binding_name,
             vendor_id=act.vendor_id, annotations=dict(act.annotations)))
         self._fly(act, host, lambda o: _has_provider(o, host, act.capability_id, act.binding_name))

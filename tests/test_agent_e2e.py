@@ -21,8 +21,8 @@ from lattice.protocol import (
     CommandAck,
     EventType,
     HostInventory,
-    StartActor,
-    StopActor,
+    StartActorCommand,
+    StopActorCommand,
     Subjects,
     encode,
 )
@@ -163,11 +163,12 @@ async def test_drift_is_corrected_and_unowned_is_left_alone(lat: Lattice) -> Non
     # someone starts an actor by hand: unowned, must be left alone
     other_host = next(h for h in invs if h != host_id)
     reply = await lat.nc.request(subjects.host_command(other_host, "actor.start"),
-                                 encode(StartActor(actor_id=OTHER_ACTOR)), timeout=5)
+                                 encode(StartActorCommand(actor_id=OTHER_ACTOR)), timeout=5)
     assert CommandAck.model_validate_json(reply.data).accepted
     # someone stops the owned actor by hand: the agent restarts it
     reply = await lat.nc.request(subjects.host_command(host_id, "actor.stop"),
-                                 encode(StopActor(actor_id=ACTOR, instance_id=inst.instance_id)),
+                                 encode(StopActorCommand(actor_id=ACTOR,
+                                                         instance_id=inst.instance_id)),
                                  timeout=5)
     assert CommandAck.model_validate_json(reply.data).accepted
 

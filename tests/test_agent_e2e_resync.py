@@ -17,7 +17,7 @@ import pytest
 
 from lattice.localnats import NatsServer
 from lattice.natsutil import connect
-from lattice.protocol import CommandOp, EventType, StopActor
+from lattice.protocol import CommandOp, EventType, StopActorCommand
 from lattice.status import Phase
 from tests import agentproc
 from tests.helpers import eventually
@@ -77,7 +77,7 @@ async def test_the_periodic_resync_alone_repairs_unannounced_drift(quiet_lat: La
     async with EventLog(lat.nc, lat.lattice) as events:
         stopped = loop.time()
         ack = await command(lat.nc, lat.lattice, host_id, CommandOp.ACTOR_STOP,
-                            StopActor(actor_id=ACTOR, instance_id=inst.instance_id))
+                            StopActorCommand(actor_id=ACTOR, instance_id=inst.instance_id))
         assert ack.accepted and ack.changed, ack
         repaired, started = await events.first(EventType.ACTOR_STARTED, since=stopped,
                                                actor_id=ACTOR, timeout=resync + 10)

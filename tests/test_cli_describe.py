@@ -11,7 +11,7 @@ import pytest
 from nats.aio.client import Client
 
 from lattice.localnats import NatsServer
-from lattice.protocol import ANN_KIND, ANN_NAME, CommandOp, StartActor
+from lattice.protocol import ANN_KIND, ANN_NAME, CommandOp, StartActorCommand
 from lattice.status import Phase
 from tests.cliutil import CAUSE, UNPLACED, gitops_repo, note, report, run, write_status
 from tests.gitrepo import ACTOR, OTHER_ACTOR
@@ -145,7 +145,8 @@ async def test_events_about_the_deployment_are_shown(
         while not described.done():  # starts of ours and of someone else's, until it ends
             n += 1
             for actor, name in ((ACTOR, "amazing-deployment"), (OTHER_ACTOR, "other")):
-                await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_START, StartActor(
+                await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
+                              StartActorCommand(
                     actor_id=actor, annotations={ANN_KIND: "Deployment", ANN_NAME: name,
                                                  "n": str(n)}))
         result = await described

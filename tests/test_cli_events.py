@@ -13,7 +13,7 @@ from nats.aio.client import Client
 
 from cli.reach import cannot_reach
 from lattice.localnats import NatsServer
-from lattice.protocol import CommandOp, HostInventory, StartActor
+from lattice.protocol import CommandOp, HostInventory, StartActorCommand
 from tests.cliutil import CAUSE, interrupt, latticectl, run
 from tests.gitrepo import ACTOR
 from tests.helpers import eventually
@@ -50,7 +50,7 @@ async def test_type_and_host_filters(nats_server: NatsServer, nc: Client, lattic
             n += 1  # a new replica each time, so each start is a real start and an event
             for name in ("vm1", "pi"):
                 ack = await command(nc, lattice_id, ids[name], CommandOp.ACTOR_START,
-                                    StartActor(actor_id=ACTOR, annotations={"n": str(n)}))
+                                    StartActorCommand(actor_id=ACTOR, annotations={"n": str(n)}))
                 assert ack.accepted
             return "actor_started" in out.read_text()
 

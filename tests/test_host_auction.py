@@ -12,7 +12,7 @@ from hostagent.host import Host, HostConfig
 from lattice.ids import random_actor_id
 from lattice.localnats import NatsServer
 from lattice.natsutil import connect
-from lattice.protocol import AuctionRequest, CommandOp, StartProvider, Subjects
+from lattice.protocol import AuctionRequest, CommandOp, StartProviderCommand, Subjects
 from tests.hostproc import auction, command, ping
 
 LABELS = {"twelve": {"leds": "12", "zone": "a"}, "eight": {"leds": "8"}, "none": {"zone": "b"}}
@@ -82,7 +82,7 @@ async def test_host_already_running_the_provider_declines_it(
     nc: Client, lattice_id: str, hosts: dict[str, Host]
 ) -> None:
     twelve = hosts["twelve"]
-    start = StartProvider(capability_id="iot:ledcontroller", vendor_id="wascc")
+    start = StartProviderCommand(capability_id="iot:ledcontroller", vendor_id="wascc")
     assert (await command(nc, lattice_id, twelve.host_id, CommandOp.PROVIDER_START, start)).changed
     request = AuctionRequest(kind="provider", capability_id="iot:ledcontroller",
                              vendor_id="wascc", constraints=["leds"])

@@ -10,7 +10,7 @@ import pytest
 from nats.aio.client import Client
 
 from hostagent.host import Host, HostConfig
-from hostagent.runtime import MemoryRuntime, RuntimeFailure
+from hostagent.workload import MemoryRuntime, RuntimeFailure
 from lattice.ids import random_actor_id
 from lattice.localnats import NatsServer
 from lattice.natsutil import connect
@@ -22,15 +22,15 @@ from lattice.protocol import (
     BindingInstance,
     CommandAck,
     CommandOp,
-    DeleteBinding,
+    DeleteBindingCommand,
     EventType,
     HostInventory,
     ProviderInstance,
-    PutBinding,
-    StartActor,
-    StartProvider,
-    StopActor,
-    StopProvider,
+    PutBindingCommand,
+    StartActorCommand,
+    StartProviderCommand,
+    StopActorCommand,
+    StopProviderCommand,
 )
 from tests.helpers import eventually
 from tests.hostproc import EventRecorder, command, ping
@@ -109,7 +109,7 @@ async def test_actor_start_is_acked_announced_and_inventoried(
     nc: Client, lattice_id: str, host: Host, bus: EventRecorder
 ) -> None:
     ack = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
-                        StartActor(actor_id=ECHO, annotations=OWNED))
+                        StartActorCommand(actor_id=ECHO, annotations=OWNED))
     assert ack.accepted and ack.changed and ack.instance_id and ack.host_id == host.host_id
     [event] = await bus.wait_for(EventType.ACTOR_STARTED, host_id=host.host_id)
     assert event.data["instance_id"] == ack.instance_id
@@ -120,12 +120,12 @@ async def test_actor_start_is_acked_announced_and_inventoried(
     ]
 
     again = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
-                          StartActor(actor_id=ECHO, annotations=OWNED))
+                          StartActorCommand(actor_id=ECHO, annotations=OWNED))
     assert again.accepted and not again.changed and again.instance_id == ack.instance_id
     # Events from one host arrive in order: had the repeat published a second
     # actor_started, it would be seen before this stop's actor_stopped.
     stop = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_STOP,
-                         StopActor(actor_id=ECHO, instance_id=ack.instance_id))
+                         StopActorCommand(actor_id=ECHO, instance_id=ack.instance_id))
     assert stop.accepted and stop.changed
     await bus.wait_for(EventType.ACTOR_STOPPED, host_id=host.host_id)
     assert bus.types(host_id=host.host_id)[-2:] == ["actor_started", "actor_stopped"]
@@ -133,7 +133,7 @@ async def test_actor_start_is_acked_announced_and_inventoried(
     assert (await inventory(nc, lattice_id, host)).actors == []
 
     gone = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_STOP,
-                         StopActor(actor_id=ECHO, instance_id=ack.instance_id))
+                         StopActorCommand(actor_id=ECHO, instance_id=ack.instance_id))
     assert gone.accepted and not gone.changed
 
 
@@ -142,13 +142,13 @@ async def test_replicas_are_distinct_and_revisions_are_not(
 ) -> None:
     acks = [
         await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
-                      StartActor(actor_id=ECHO, annotations={**OWNED, ANN_REPLICA: str(i),
+                      StartActorCommand(actor_id=ECHO, annotations={**OWNED, ANN_REPLICA: str(i),
                                                              ANN_REVISION: "r1"}))
         for i in range(2)
     ]
     assert all(a.changed for a in acks) and acks[0].instance_id != acks[1].instance_id
     bumped = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
-                           StartActor(actor_id=ECHO, annotations={**OWNED, ANN_REPLICA: "0",
+                           StartActorCommand(actor_id=ECHO, annotations={**OWNED, ANN_REPLICA: "0",
                                                                   ANN_REVISION: "r2"}))
     assert bumped.accepted and not bumped.changed and bumped.instance_id == acks[0].instance_id
     inv = await inventory(nc, lattice_id, host)
@@ -157,7 +157,7 @@ async def test_replicas_are_distinct_and_revisions_are_not(
 
     # stop by annotations: every instance whose annotations include the given ones
     stop = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_STOP,
-                         StopActor(actor_id=ECHO, annotations=OWNED))
+                         StopActorCommand(actor_id=ECHO, annotations=OWNED))
     assert stop.accepted and stop.changed
     stopped = await bus.wait_for(EventType.ACTOR_STOPPED, host_id=host.host_id, count=2)
     assert {e.data["instance_id"] for e in stopped} == {a.instance_id for a in acks}
@@ -168,7 +168,8 @@ async def test_replicas_are_distinct_and_revisions_are_not(
 async def test_provider_start_is_unique_per_binding_and_stop_takes_bindings(
     nc: Client, lattice_id: str, host: Host, bus: EventRecorder
 ) -> None:
-    start = StartProvider(capability_id="wascc:messaging", vendor_id="nats", annotations=OWNED)
+    start = StartProviderCommand(capability_id="wascc:messaging", vendor_id="nats",
+                                 annotations=OWNED)
     ack = await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_START, start)
     assert ack.accepted and ack.changed and ack.instance_id
     [started] = await bus.wait_for(EventType.PROVIDER_STARTED, host_id=host.host_id)
@@ -185,18 +186,18 @@ async def test_provider_start_is_unique_per_binding_and_stop_takes_bindings(
     ]
 
     put = await command(nc, lattice_id, host.host_id, CommandOp.BINDING_PUT,
-                        PutBinding(actor_id=ECHO, capability_id="wascc:messaging",
+                        PutBindingCommand(actor_id=ECHO, capability_id="wascc:messaging",
                                    values={"subject": "demo"}))
     assert put.accepted and put.changed
     stop = await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_STOP,
-                         StopProvider(capability_id="wascc:messaging"))
+                         StopProviderCommand(capability_id="wascc:messaging"))
     assert stop.accepted and stop.changed and stop.instance_id == ack.instance_id
     await bus.wait_for(EventType.PROVIDER_STOPPED, host_id=host.host_id)
     assert bus.types(host_id=host.host_id)[-2:] == ["binding_deleted", "provider_stopped"]
     inv = await inventory(nc, lattice_id, host)
     assert inv.providers == [] and inv.bindings == []
     gone = await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_STOP,
-                         StopProvider(capability_id="wascc:messaging"))
+                         StopProviderCommand(capability_id="wascc:messaging"))
     assert gone.accepted and not gone.changed
 
 
@@ -204,14 +205,14 @@ async def test_bindings_keep_templates_and_resolve_only_in_the_runtime(
     nc: Client, lattice_id: str, host: Host, bus: EventRecorder
 ) -> None:
     values = {"token": "${APP_TOKEN}", "url": "${APP_URL:nats://127.0.0.1}", "e": "${EMPTY}"}
-    put = PutBinding(actor_id=ECHO, capability_id="wascc:messaging", values=values,
+    put = PutBindingCommand(actor_id=ECHO, capability_id="wascc:messaging", values=values,
                      annotations=OWNED)
     refused = await command(nc, lattice_id, host.host_id, CommandOp.BINDING_PUT, put)
     assert not refused.accepted
     assert refused.reason == "no provider for wascc:messaging/default on this host"
 
     await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_START,
-                  StartProvider(capability_id="wascc:messaging", vendor_id="nats"))
+                  StartProviderCommand(capability_id="wascc:messaging", vendor_id="nats"))
     ack = await command(nc, lattice_id, host.host_id, CommandOp.BINDING_PUT, put)
     assert ack.accepted and ack.changed
     [event] = await bus.wait_for(EventType.BINDING_PUT, host_id=host.host_id)
@@ -234,7 +235,7 @@ async def test_bindings_keep_templates_and_resolve_only_in_the_runtime(
                                  put.model_copy(update={"vendor_id": "kafka"}))
     assert not wrong_vendor.accepted and "vendor nats, not kafka" in wrong_vendor.reason
 
-    delete = DeleteBinding(actor_id=ECHO, capability_id="wascc:messaging")
+    delete = DeleteBindingCommand(actor_id=ECHO, capability_id="wascc:messaging")
     deleted = await command(nc, lattice_id, host.host_id, CommandOp.BINDING_DEL, delete)
     assert deleted.accepted and deleted.changed
     await bus.wait_for(EventType.BINDING_DELETED, host_id=host.host_id)
@@ -255,8 +256,8 @@ async def test_every_refused_binding_is_announced_with_its_reason_and_no_values(
     values = {"token": "${APP_TOKEN}", "password": "literal-pw-77d1"}
     for cap, vendor in (("wascc:messaging", "nats"), ("leaky:cap", "x")):
         await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_START,
-                      StartProvider(capability_id=cap, vendor_id=vendor))
-    put = PutBinding(actor_id=ECHO, capability_id="wascc:messaging", values=values,
+                      StartProviderCommand(capability_id=cap, vendor_id=vendor))
+    put = PutBindingCommand(actor_id=ECHO, capability_id="wascc:messaging", values=values,
                      annotations=OWNED)
     refusals = {
         "no provider for wascc:keyvalue/default on this host":
@@ -311,12 +312,12 @@ async def test_runtime_failures_are_refusals_with_events(
     nc: Client, lattice_id: str, host: Host, bus: EventRecorder
 ) -> None:
     ack = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
-                        StartActor(actor_id=OTHER, annotations=OWNED))
+                        StartActorCommand(actor_id=OTHER, annotations=OWNED))
     assert not ack.accepted and "no module for this actor" in ack.reason
     [failed] = await bus.wait_for(EventType.ACTOR_START_FAILED, host_id=host.host_id)
     assert failed.data["actor_id"] == OTHER and failed.data["annotations"] == OWNED
     ack = await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_START,
-                        StartProvider(capability_id="bad:cap", vendor_id="x"))
+                        StartProviderCommand(capability_id="bad:cap", vendor_id="x"))
     assert not ack.accepted and "provider archive missing" in ack.reason
     await bus.wait_for(EventType.PROVIDER_START_FAILED, host_id=host.host_id)
     inv = await inventory(nc, lattice_id, host)
@@ -327,7 +328,7 @@ async def test_command_without_reply_subject_is_still_obeyed(
     nc: Client, lattice_id: str, host: Host, bus: EventRecorder
 ) -> None:
     await nc.publish(f"lattice.{lattice_id}.ctl.host.{host.host_id}.actor.start",
-                     StartActor(actor_id=ECHO).model_dump_json().encode())
+                     StartActorCommand(actor_id=ECHO).model_dump_json().encode())
     await bus.wait_for(EventType.ACTOR_STARTED, host_id=host.host_id)
 
 
@@ -336,11 +337,11 @@ async def test_stop_stops_everything_then_says_host_stopped(
 ) -> None:
     for i in range(2):
         await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
-                      StartActor(actor_id=ECHO, annotations={ANN_REPLICA: str(i)}))
+                      StartActorCommand(actor_id=ECHO, annotations={ANN_REPLICA: str(i)}))
     await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_START,
-                  StartProvider(capability_id="wascc:messaging", vendor_id="nats"))
+                  StartProviderCommand(capability_id="wascc:messaging", vendor_id="nats"))
     await command(nc, lattice_id, host.host_id, CommandOp.BINDING_PUT,
-                  PutBinding(actor_id=ECHO, capability_id="wascc:messaging"))
+                  PutBindingCommand(actor_id=ECHO, capability_id="wascc:messaging"))
     await host.stop()
     await bus.wait_for(EventType.HOST_STOPPED, host_id=host.host_id)
     assert bus.types(host_id=host.host_id)[-5:] == [
@@ -381,7 +382,7 @@ def start_slow(nc: Client, lattice_id: str, host: Host, replica: str = "0"
                ) -> asyncio.Task[CommandAck]:
     return asyncio.create_task(command(
         nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
-        StartActor(actor_id=SLOW, annotations={**OWNED, ANN_REPLICA: replica}), timeout=10))
+        StartActorCommand(actor_id=SLOW, annotations={**OWNED, ANN_REPLICA: replica}), timeout=10))
 
 
 async def test_a_start_under_way_holds_up_no_other_command(
@@ -391,13 +392,14 @@ async def test_a_start_under_way_holds_up_no_other_command(
     first = start_slow(nc, lattice_id, host)
     await eventually(lambda: runtime.slow_starts == 1, message="the slow start began")
     other = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_START,
-                          StartActor(actor_id=ECHO, annotations=OWNED))
+                          StartActorCommand(actor_id=ECHO, annotations=OWNED))
     assert other.accepted and other.changed
     again = start_slow(nc, lattice_id, host)  # the same identity, while the first runs
     # commands take the lock in arrival order: once this is acked, the repeat has seen
     # the start under way and waits for it
     provider = await command(nc, lattice_id, host.host_id, CommandOp.PROVIDER_START,
-                             StartProvider(capability_id="wascc:messaging", vendor_id="nats"))
+                             StartProviderCommand(capability_id="wascc:messaging",
+                                                  vendor_id="nats"))
     assert provider.accepted and not first.done() and not again.done()
     assert [a.actor_id for a in (await inventory(nc, lattice_id, host)).actors] == [ECHO]
 
@@ -408,7 +410,7 @@ async def test_a_start_under_way_holds_up_no_other_command(
     assert repeated.instance_id == started.instance_id and runtime.slow_starts == 1
     await bus.wait_for(EventType.ACTOR_STARTED, host_id=host.host_id, count=2)
     stop = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_STOP,
-                         StopActor(actor_id=SLOW))
+                         StopActorCommand(actor_id=SLOW))
     assert stop.accepted and stop.changed
     await bus.wait_for(EventType.ACTOR_STOPPED, host_id=host.host_id)
     assert len(bus.of(EventType.ACTOR_STARTED, where=lambda d: d["actor_id"] == SLOW)) == 1
@@ -421,7 +423,7 @@ async def test_a_stop_while_starting_stops_the_instance_once_it_is_up(
     starting = start_slow(nc, lattice_id, host)
     await eventually(lambda: runtime.slow_starts == 1, message="the slow start began")
     stop = await command(nc, lattice_id, host.host_id, CommandOp.ACTOR_STOP,
-                         StopActor(actor_id=SLOW, annotations=OWNED))
+                         StopActorCommand(actor_id=SLOW, annotations=OWNED))
     assert stop.accepted and stop.changed and stop.reason == "stopped while starting"
     runtime.gate.set()
     ack = await starting

@@ -34,9 +34,9 @@ from lattice.protocol import (
     CommandAck,
     CommandOp,
     EventType,
-    StartActor,
-    StartProvider,
-    StopActor,
+    StartActorCommand,
+    StartProviderCommand,
+    StopActorCommand,
     Subjects,
 )
 from tests.helpers import eventually
@@ -126,8 +126,8 @@ async def wasm_host(pool: HostPool, bus: EventRecorder, name: str
     return proc, hello.source
 
 
-def start(actor_id: str, replica: str, **annotations: str) -> StartActor:
-    return StartActor(actor_id=actor_id, annotations={ANN_REPLICA: replica, **annotations})
+def start(actor_id: str, replica: str, **annotations: str) -> StartActorCommand:
+    return StartActorCommand(actor_id=actor_id, annotations={ANN_REPLICA: replica, **annotations})
 
 
 # ---------------------------------------------------------------- a real host
@@ -148,7 +148,8 @@ async def test_looping_inits_hold_up_neither_other_starts_nor_other_commands(
         with HostPool(nats_server.url, lattice_id, log_dir=tmp_path) as pool:
             proc, host_id = await wasm_host(pool, bus, "busy")
 
-            async def cmd(op: CommandOp, payload: StartActor | StartProvider | StopActor
+            async def cmd(op: CommandOp,
+                          payload: StartActorCommand | StartProviderCommand | StopActorCommand
                           ) -> CommandAck:
                 return await command(nc, lattice_id, host_id, op, payload, timeout=30)
 
@@ -162,7 +163,7 @@ async def test_looping_inits_hold_up_neither_other_starts_nor_other_commands(
             again = seen.track("loop0 again", cmd(CommandOp.ACTOR_START,
                                                   start(looper.subject, "0")))
             harmless = seen.track("echo", cmd(CommandOp.ACTOR_START, start(echo.subject, "1")))
-            provider = seen.track("provider", cmd(CommandOp.PROVIDER_START, StartProvider(
+            provider = seen.track("provider", cmd(CommandOp.PROVIDER_START, StartProviderCommand(
                 capability_id="wascc:keyvalue", vendor_id="memory")))
             pinged = seen.track("ping", ping(nc, lattice_id, expect=1, timeout=10))
             bids = seen.track("auction", auction(nc, lattice_id, AuctionRequest(
@@ -184,7 +185,7 @@ async def test_looping_inits_hold_up_neither_other_starts_nor_other_commands(
 
             # one start_failed per looper, not one more for the repeat: an event after them
             # all (events of one host arrive in order) closes the count
-            stop = await cmd(CommandOp.ACTOR_STOP, StopActor(actor_id=echo.subject,
+            stop = await cmd(CommandOp.ACTOR_STOP, StopActorCommand(actor_id=echo.subject,
                                                              instance_id=warm.instance_id))
             assert stop.accepted
             await bus.wait_for(EventType.ACTOR_STOPPED, host_id=host_id)
@@ -380,7 +381,7 @@ async def test_the_module_cache_compiles_once_and_remembers_a_refusal(
 ) -> None:
     """Replicas starting at once share one compile; a refused module is refused again
     without a second child (the agent retries a refused start)."""
-    from hostagent import runtime
+    from hostagent import workload
     from hostagent.wasm import modules
     from hostagent.wasm.engine import new_engine
 
@@ -400,6 +401,6 @@ async def test_the_module_cache_compiles_once_and_remembers_a_refusal(
     strict = modules.ModuleCache(new_engine(), bounds=CompileBounds(timeout_s=0.3))
     slow = busy_functions(30_000)
     for _ in range(2):
-        with pytest.raises(runtime.RuntimeFailure, match=r"did not compile within 0\.3 s"):
+        with pytest.raises(workload.RuntimeFailure, match=r"did not compile within 0\.3 s"):
             await strict.get(slow)
     assert len(children) == 2 and strict.compiled == 0

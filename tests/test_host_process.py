@@ -20,9 +20,9 @@ from lattice.protocol import (
     CommandOp,
     EventType,
     HostInventory,
-    PutBinding,
-    StartActor,
-    StartProvider,
+    PutBindingCommand,
+    StartActorCommand,
+    StartProviderCommand,
 )
 from tests.helpers import eventually
 from tests.hostproc import EventRecorder, HostPool, command, ping
@@ -80,7 +80,7 @@ async def test_sigterm_and_sigint_stop_actors_then_the_host(
                 for replica in ("0", "1"):
                     ack = await command(
                         nc, lattice_id, host_id, CommandOp.ACTOR_START,
-                        StartActor(actor_id=random_actor_id(),
+                        StartActorCommand(actor_id=random_actor_id(),
                                    annotations={"vinculum.io/replica": replica}),
                     )
                     assert ack.accepted and ack.changed, ack.reason
@@ -138,13 +138,14 @@ async def test_resolved_binding_values_never_leave_the_host(
                               env={"VINC_SECRET": marker, "VINC_OTHER": f"x{marker}x"})
             host_id = (await started(bus, "vault")).host_id
             ack = await command(nc, lattice_id, host_id, CommandOp.PROVIDER_START,
-                                StartProvider(capability_id="wascc:keyvalue", vendor_id="redis"))
+                                StartProviderCommand(capability_id="wascc:keyvalue",
+                                                     vendor_id="redis"))
             acks.append(ack.model_dump_json())
             values = {"password": "${VINC_SECRET}", "url": "redis://u:${VINC_OTHER}@db"}
             for put in (
-                PutBinding(actor_id=random_actor_id(), capability_id="wascc:keyvalue",
+                PutBindingCommand(actor_id=random_actor_id(), capability_id="wascc:keyvalue",
                            values=values),
-                PutBinding(actor_id=random_actor_id(), capability_id="wascc:keyvalue",
+                PutBindingCommand(actor_id=random_actor_id(), capability_id="wascc:keyvalue",
                            values={"a": "${VINC_SECRET}", "b": "${VINC_UNSET}"}),
             ):
                 ack = await command(nc, lattice_id, host_id, CommandOp.BINDING_PUT, put)

@@ -36,12 +36,12 @@ from lattice.natsutil import connect
 from lattice.policy import bucket_name, read_trusted
 from lattice.protocol import (
     CommandOp,
-    DeleteBinding,
+    DeleteBindingCommand,
     Message,
-    PutBinding,
-    StartActor,
-    StartProvider,
-    StopActor,
+    PutBindingCommand,
+    StartActorCommand,
+    StartProviderCommand,
+    StopActorCommand,
     Subjects,
     encode,
 )
@@ -103,16 +103,16 @@ async def _set_up(url: str, pool: HostPool) -> Lab:
         lab = Lab(url, host, inv.host_id, {n: aid for n, (_, aid) in modules.items()})
         for cap, vendor in ((MESSAGING, "nats"), (KEYVALUE, "memory")):
             await _ok(nc, host, lab.host_id, CommandOp.PROVIDER_START,
-                      StartProvider(capability_id=cap, vendor_id=vendor))
+                      StartProviderCommand(capability_id=cap, vendor_id=vendor))
         extra = {"publish_flood": {"PUBLISH_RATE": str(FLOOD_RATE)}}
         for name, aid in lab.ids.items():
-            await _ok(nc, host, lab.host_id, CommandOp.ACTOR_START, StartActor(actor_id=aid))
-            await _ok(nc, host, lab.host_id, CommandOp.BINDING_PUT, PutBinding(
+            await _ok(nc, host, lab.host_id, CommandOp.ACTOR_START, StartActorCommand(actor_id=aid))
+            await _ok(nc, host, lab.host_id, CommandOp.BINDING_PUT, PutBindingCommand(
                 actor_id=aid, capability_id=MESSAGING,
                 values={"SUBSCRIPTION": f"hostile.{name}", **extra.get(name, {})}))
         for name in ("kv_flood", "counter"):
             await _ok(nc, host, lab.host_id, CommandOp.BINDING_PUT,
-                      PutBinding(actor_id=lab.ids[name], capability_id=KEYVALUE))
+                      PutBindingCommand(actor_id=lab.ids[name], capability_id=KEYVALUE))
         return lab
     finally:
         await nc.close()
@@ -171,18 +171,18 @@ async def test_a_kv_flood_stops_at_the_quota_and_its_data_goes_with_the_binding(
     assert await kv_keys(nc) == keys + 16
     assert await counts(nc, lab, b"after") == ["1", "2", "3"]  # its own store, untouched
 
-    await _ok(nc, lab.host, lab.host_id, CommandOp.BINDING_DEL, DeleteBinding(
+    await _ok(nc, lab.host, lab.host_id, CommandOp.BINDING_DEL, DeleteBindingCommand(
         actor_id=lab.ids["kv_flood"], capability_id=KEYVALUE))
     assert await kv_keys(nc) == keys + 1  # the flood's data is gone, the counter's stays
     await _ok(nc, lab.host, lab.host_id, CommandOp.BINDING_PUT,
-              PutBinding(actor_id=lab.ids["kv_flood"], capability_id=KEYVALUE))
+              PutBindingCommand(actor_id=lab.ids["kv_flood"], capability_id=KEYVALUE))
     assert await ask(nc, "kv_flood", b"e") == quota  # a fresh store, the same quota
 
 
 async def test_an_actor_cannot_publish_to_the_control_plane(lab: Lab, nc: Client) -> None:
     attacks = {  # each would work if it went out: a valid command, policy, API request
         f"{Subjects(LATTICE).prefix}.ctl.host.{lab.host_id}.actor.stop":
-            encode(StopActor(actor_id=lab.ids["counter"])),
+            encode(StopActorCommand(actor_id=lab.ids["counter"])),
         f"$KV.{bucket_name(LATTICE)}.trusted_issuers": json.dumps({"issuers": []}).encode(),
         "$JS.API.STREAM.DELETE.OBJ_gantry_hostile": b"",
         "_INBOX.someone.reply": b"forged",

@@ -28,9 +28,9 @@ from lattice.protocol import (
     CloudEvent,
     CommandOp,
     EventType,
-    PutBinding,
-    StartActor,
-    StartProvider,
+    PutBindingCommand,
+    StartActorCommand,
+    StartProviderCommand,
 )
 from tests.helpers import eventually
 from tests.hostproc import EventRecorder, HostPool, HostProcess, command
@@ -75,10 +75,10 @@ class Sandbox:
     async def start(self, actor_id: str, subject: str | None = None) -> tuple[bool, str]:
         """Start ``actor_id`` (bound to ``subject``): (accepted, reason)."""
         ack = await command(self.nc, LATTICE, self.host_id, CommandOp.ACTOR_START,
-                            StartActor(actor_id=actor_id), timeout=20)
+                            StartActorCommand(actor_id=actor_id), timeout=20)
         if ack.accepted and subject is not None:
             bound = await command(self.nc, LATTICE, self.host_id, CommandOp.BINDING_PUT,
-                                  PutBinding(actor_id=actor_id, capability_id=MESSAGING[0],
+                                  PutBindingCommand(actor_id=actor_id, capability_id=MESSAGING[0],
                                              values={"SUBSCRIPTION": subject}), timeout=20)
             assert bound.accepted, bound.reason
         return ack.accepted, ack.reason
@@ -124,7 +124,7 @@ async def sandbox(module_nats_server: NatsServer, tmp_path_factory: pytest.TempP
                 [hello] = await bus.wait_for(EventType.HOST_STARTED, timeout=30)
                 box = Sandbox(nc, host, hello.source, bus, baseline=0)
                 ack = await command(nc, LATTICE, box.host_id, CommandOp.PROVIDER_START,
-                                    StartProvider(capability_id=MESSAGING[0],
+                                    StartProviderCommand(capability_id=MESSAGING[0],
                                                   vendor_id="nats"), timeout=20)
                 assert ack.accepted, ack.reason
                 assert (await box.start(echo.subject, "sandbox.echo"))[0]

@@ -43,12 +43,12 @@ from lattice.localnats import NatsServer, free_port
 from lattice.natsutil import connect
 from lattice.protocol import (
     CommandOp,
-    DeleteBinding,
+    DeleteBindingCommand,
     EventType,
     Message,
-    PutBinding,
-    StartActor,
-    StartProvider,
+    PutBindingCommand,
+    StartActorCommand,
+    StartProviderCommand,
 )
 from tests.helpers import eventually
 from tests.hostproc import EventRecorder, HostPool, HostProcess, command, ping
@@ -325,9 +325,9 @@ async def _set_up(url: str, pool: HostPool) -> Lab:
                                  message=f"the host answers\n{host.log()[-2000:]}")
         lab = Lab(url, host, inv.host_id, echo_claims.subject, slow_claims.subject)
         await ok(nc, host, lab.host_id, CommandOp.PROVIDER_START,
-                 StartProvider(capability_id=HTTP, vendor_id="http"))
+                 StartProviderCommand(capability_id=HTTP, vendor_id="http"))
         for aid in (lab.echo, lab.slow):
-            await ok(nc, host, lab.host_id, CommandOp.ACTOR_START, StartActor(actor_id=aid))
+            await ok(nc, host, lab.host_id, CommandOp.ACTOR_START, StartActorCommand(actor_id=aid))
         return lab
     finally:
         await nc.close()
@@ -346,7 +346,7 @@ async def bind(lab: Lab, actor: str, **values: str) -> int:
     port = free_port()
     nc = await connect(lab.url)
     try:
-        await ok(nc, lab.host, lab.host_id, CommandOp.BINDING_PUT, PutBinding(
+        await ok(nc, lab.host, lab.host_id, CommandOp.BINDING_PUT, PutBindingCommand(
             actor_id=actor, capability_id=HTTP, values={"PORT": str(port), **values}))
     finally:
         await nc.close()
@@ -379,14 +379,14 @@ async def test_a_port_in_use_refuses_the_binding_and_unbinding_closes(lab: Lab) 
     nc = await connect(lab.url)
     try:
         async with EventRecorder(nc, LATTICE) as bus:
-            ack = await command(nc, LATTICE, lab.host_id, CommandOp.BINDING_PUT, PutBinding(
+            ack = await command(nc, LATTICE, lab.host_id, CommandOp.BINDING_PUT, PutBindingCommand(
                 actor_id=lab.slow, capability_id=HTTP, values={"PORT": str(port)}), timeout=30)
             assert not ack.accepted
             reason = f"cannot listen on 127.0.0.1:{port}: the port is already in use"
             assert ack.reason is not None and reason in ack.reason, ack.reason
             await bus.wait_for(EventType.BINDING_PUT_FAILED, where=lambda d: reason in d[
                 "reason"])
-        await ok(nc, lab.host, lab.host_id, CommandOp.BINDING_DEL, DeleteBinding(
+        await ok(nc, lab.host, lab.host_id, CommandOp.BINDING_DEL, DeleteBindingCommand(
             actor_id=lab.echo, capability_id=HTTP))
     finally:
         await nc.close()
@@ -402,7 +402,7 @@ async def test_wasccs_own_echo_actor_answers_curl(lab: Lab) -> None:
     try:
         await Gantry(nc, LATTICE).push(WASCC_ECHO.read_bytes())
         await ok(nc, lab.host, lab.host_id, CommandOp.ACTOR_START,
-                 StartActor(actor_id=WASCC_ECHO_ID))
+                 StartActorCommand(actor_id=WASCC_ECHO_ID))
     finally:
         await nc.close()
     port = await bind(lab, WASCC_ECHO_ID)

@@ -34,7 +34,7 @@ from lattice.protocol import (
     HostInventory,
     HostStopped,
     PingRequest,
-    StartActor,
+    StartActorCommand,
     Subjects,
     decode_event,
     encode,
@@ -136,7 +136,7 @@ async def test_one_host_can_neither_command_nor_speak_for_another(
             seen: list[Msg] = []
             sub = await rogue.subscribe(subjects.host_commands(h0.host_id),
                                         cb=collect(seen))
-            start = StartActor(actor_id=ACTOR, annotations={})
+            start = StartActorCommand(actor_id=ACTOR, annotations={})
             await rogue.publish(subjects.host_command(h0.host_id, CommandOp.ACTOR_START),
                                 encode(start), reply=f"_INBOX.{h1.host_id}.x")
             forged = make_event(EventType.HOST_STOPPED, h0.host_id,

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from hostagent.commands import CommandHandler
-from hostagent.runtime import MemoryRuntime
 from hostagent.state import HostState
+from hostagent.workload import MemoryRuntime
 from lattice import yaml_guard
 from lattice.ids import random_host_id
 from lattice.manifest_loader import MAX_ALIAS_NODES, MAX_ALIASES, load_sources, parse_file
@@ -37,11 +37,11 @@ from lattice.names import (
 from lattice.protocol import (
     AuctionRequest,
     CommandOp,
-    DeleteBinding,
-    PutBinding,
-    StartActor,
-    StartProvider,
-    StopProvider,
+    DeleteBindingCommand,
+    PutBindingCommand,
+    StartActorCommand,
+    StartProviderCommand,
+    StopProviderCommand,
 )
 from tests.gitrepo import ACTOR, deployment
 
@@ -268,7 +268,7 @@ outside = st.characters(blacklist_characters=TOKEN_CHARS, blacklist_categories=(
 @given(tokens)
 def test_every_safe_token_is_accepted(token: str) -> None:
     assert binding_name_problem(token) is None and vendor_id_problem(token) is None
-    assert StartProvider(capability_id="wascc:messaging", binding_name=token,
+    assert StartProviderCommand(capability_id="wascc:messaging", binding_name=token,
                          vendor_id=token).binding_name == token
 
 
@@ -293,10 +293,11 @@ def test_every_namespace_name_capability_is_accepted(ns: str, name: str) -> None
 # ---------------------------------------------------------------- the wire
 
 @pytest.mark.parametrize("model", [
-    lambda n: StartProvider(capability_id="wascc:messaging", binding_name=n, vendor_id="nats"),
-    lambda n: StopProvider(capability_id="wascc:messaging", binding_name=n),
-    lambda n: PutBinding(actor_id=ACTOR, capability_id="wascc:messaging", binding_name=n),
-    lambda n: DeleteBinding(actor_id=ACTOR, capability_id="wascc:messaging", binding_name=n),
+    lambda n: StartProviderCommand(capability_id="wascc:messaging", binding_name=n,
+                                   vendor_id="nats"),
+    lambda n: StopProviderCommand(capability_id="wascc:messaging", binding_name=n),
+    lambda n: PutBindingCommand(actor_id=ACTOR, capability_id="wascc:messaging", binding_name=n),
+    lambda n: DeleteBindingCommand(actor_id=ACTOR, capability_id="wascc:messaging", binding_name=n),
     lambda n: AuctionRequest(kind="provider", capability_id="wascc:messaging",
                              binding_name=n),
 ])
@@ -304,11 +305,11 @@ def test_command_models_refuse_what_manifests_refuse(model: Any) -> None:
     with pytest.raises(ValidationError, match="use letters"):
         model(">")
     with pytest.raises(ValidationError, match="namespace:name"):
-        StartProvider(capability_id="wascc.x:m", vendor_id="nats")
+        StartProviderCommand(capability_id="wascc.x:m", vendor_id="nats")
     with pytest.raises(ValidationError, match="vendor_id"):
-        StartProvider(capability_id="wascc:m", vendor_id="../../x")
+        StartProviderCommand(capability_id="wascc:m", vendor_id="../../x")
     with pytest.raises(ValidationError, match="actor_id"):
-        StartActor(actor_id="M.>")
+        StartActorCommand(actor_id="M.>")
 
 
 @pytest.mark.parametrize(("op", "body", "fragment"), [

@@ -80,7 +80,7 @@ def test_unknown_or_malformed_event_data_is_none_not_an_error() -> None:
      b'{"source": "h", "type": "t", "data": [1]}', b"{}" * 1000, b"9" * 5000],
 )
 @pytest.mark.parametrize("model", [p.CloudEvent, p.HostInventory, p.AuctionRequest,
-                                   p.CommandAck, p.StartActor])
+                                   p.CommandAck, p.StartActorCommand])
 def test_decode_of_garbage_returns_none(model: type[BaseModel], garbage: bytes) -> None:
     assert p.decode(model, garbage, subject="lattice.x.evt.y") is None
 

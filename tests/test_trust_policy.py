@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from hostagent.runtime import RuntimeFailure
 from hostagent.wasm.runtime import WasmRuntime
+from hostagent.workload import RuntimeFailure
 from lattice.claims import public_key
 from lattice.gantry import Gantry
 from lattice.localnats import NatsServer

@@ -28,9 +28,9 @@ from lattice.natsutil import connect
 from lattice.protocol import (
     CommandOp,
     Message,
-    PutBinding,
-    StartActor,
-    StartProvider,
+    PutBindingCommand,
+    StartActorCommand,
+    StartProviderCommand,
     Subjects,
 )
 from tests.helpers import eventually
@@ -76,9 +76,9 @@ async def lab(module_nats_server: NatsServer, tmp_path_factory: pytest.TempPathF
                                      message=f"the host answers\n{host.log()[-2000:]}")
             lab = Lab(nc, host, inv.host_id)
             await ok(lab, CommandOp.PROVIDER_START,
-                     StartProvider(capability_id="wascc:messaging", vendor_id="nats"))
-            await ok(lab, CommandOp.ACTOR_START, StartActor(actor_id=SUBSCRIBER_ID))
-            await ok(lab, CommandOp.BINDING_PUT, PutBinding(
+                     StartProviderCommand(capability_id="wascc:messaging", vendor_id="nats"))
+            await ok(lab, CommandOp.ACTOR_START, StartActorCommand(actor_id=SUBSCRIBER_ID))
+            await ok(lab, CommandOp.BINDING_PUT, PutBindingCommand(
                 actor_id=SUBSCRIBER_ID, capability_id="wascc:messaging",
                 values={"SUBSCRIPTION": SUBJECT}))
             yield lab

@@ -16,9 +16,9 @@ from lattice.protocol import (
     CommandOp,
     EventType,
     HostInventory,
-    PutBinding,
-    StartActor,
-    StartProvider,
+    PutBindingCommand,
+    StartActorCommand,
+    StartProviderCommand,
 )
 from tests.helpers import eventually
 from tests.hostproc import EventRecorder, HostPool, command
@@ -42,18 +42,19 @@ async def test_a_wasm_host_answers_requests_with_webassembly(
             [hello] = await bus.wait_for(EventType.HOST_STARTED, timeout=30)
             host_id = hello.source
 
-            async def ok(op: CommandOp, payload: StartActor | StartProvider | PutBinding
+            async def ok(op: CommandOp,
+                         payload: StartActorCommand | StartProviderCommand | PutBindingCommand
                          ) -> None:
                 ack = await command(nc, lattice_id, host_id, op, payload, timeout=20)
                 assert ack.accepted, f"{ack.reason}\n{proc.log()[-3000:]}"
 
             await ok(CommandOp.PROVIDER_START,
-                     StartProvider(capability_id="wascc:messaging", vendor_id="nats"))
+                     StartProviderCommand(capability_id="wascc:messaging", vendor_id="nats"))
             await ok(CommandOp.PROVIDER_START,
-                     StartProvider(capability_id="iot:ledcontroller", vendor_id="wascc"))
+                     StartProviderCommand(capability_id="iot:ledcontroller", vendor_id="wascc"))
             for actor, subject in ((echo, "echo"), (looping, "loop")):
-                await ok(CommandOp.ACTOR_START, StartActor(actor_id=actor.subject))
-                await ok(CommandOp.BINDING_PUT, PutBinding(
+                await ok(CommandOp.ACTOR_START, StartActorCommand(actor_id=actor.subject))
+                await ok(CommandOp.BINDING_PUT, PutBindingCommand(
                     actor_id=actor.subject, capability_id="wascc:messaging",
                     values={"SUBSCRIPTION": f"{lattice_id}.{subject}"}))
 
@@ -65,11 +66,11 @@ async def test_a_wasm_host_answers_requests_with_webassembly(
             assert "CPU deadline" in (spun.headers or {}).get("Nats-Service-Error", "")
             # an actor that cannot start is refused with the reason
             ack = await command(nc, lattice_id, host_id, CommandOp.ACTOR_START,
-                                StartActor(actor_id=init_loop.subject), timeout=20)
+                                StartActorCommand(actor_id=init_loop.subject), timeout=20)
             assert not ack.accepted and "CPU deadline" in ack.reason, ack.reason
             await bus.wait_for(EventType.ACTOR_START_FAILED, host_id=host_id)
             # an unclaimed capability is refused
-            ack = await command(nc, lattice_id, host_id, CommandOp.BINDING_PUT, PutBinding(
+            ack = await command(nc, lattice_id, host_id, CommandOp.BINDING_PUT, PutBindingCommand(
                 actor_id=echo.subject, capability_id="iot:ledcontroller"), timeout=20)
             assert not ack.accepted and "does not claim capability" in ack.reason, ack.reason
 

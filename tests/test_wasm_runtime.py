@@ -18,12 +18,12 @@ import pytest
 import wasmtime
 from nats.aio.client import Client
 
-from hostagent.runtime import RuntimeFailure
 from hostagent.wascc_codec import serialize
 from hostagent.wascc_codec.core import HealthRequest
 from hostagent.wasm.engine import Limits
 from hostagent.wasm.runtime import WasmRuntime
 from hostagent.wasm.wapc import GuestTrap
+from hostagent.workload import RuntimeFailure
 from lattice.claims import sign_module
 from lattice.gantry import Gantry
 from lattice.protocol import ActorInstance, BindingInstance, ProviderInstance, new_id, utcnow

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from nats.aio.client import Client
 
-from hostagent.runtime import RuntimeFailure
 from hostagent.wasm.runtime import WasmRuntime
+from hostagent.workload import RuntimeFailure
 from lattice.claims import public_key
 from lattice.gantry import Gantry
 from lattice.protocol import ActorInstance, new_id, utcnow

@@ -7,7 +7,7 @@ signature, hash, time window), its subject is the requested actor id, and its is
 trusted by both lists that may be set: the host's own (``lattice-host
 --trusted-issuer``) and the lattice's policy (:mod:`lattice.policy`, read at every start
 so that ``latticectl trust`` applies to the next start). Every refusal is a
-:class:`~hostagent.runtime.RuntimeFailure` saying why in words.
+:class:`~hostagent.workload.RuntimeFailure` saying why in words.
 
 An instance runs under the host's :class:`~hostagent.wasm.engine.Limits` unless its start
 carries the ``vinculum.io/limits`` annotation of its deployment (``memory_mib``,
@@ -28,8 +28,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from nats.aio.client import Client
 from pydantic import ValidationError
 
-from hostagent.runtime import RuntimeFailure
 from hostagent.wasm.engine import Limits
+from hostagent.workload import RuntimeFailure
 from lattice.claims import Claims, verify_module
 from lattice.errors import VinculumError
 from lattice.gantry import Gantry

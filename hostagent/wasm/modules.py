@@ -32,8 +32,8 @@ from pathlib import Path
 
 import wasmtime
 
-from hostagent.runtime import RuntimeFailure
 from hostagent.wasm.compile import CompileBounds, CompileRefused, compile_module
+from hostagent.workload import RuntimeFailure
 
 log = logging.getLogger(__name__)
 

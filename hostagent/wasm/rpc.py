@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from hostagent.runtime import RuntimeFailure
+from hostagent.workload import RuntimeFailure
 from lattice.protocol import Subjects
 
 log = logging.getLogger(__name__)

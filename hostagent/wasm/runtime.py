@@ -1,6 +1,6 @@
 """The WebAssembly runtime of a host: signed waPC actors from gantry, Python providers.
 
-:class:`WasmRuntime` implements :class:`hostagent.runtime.Runtime`. ``start_actor`` has
+:class:`WasmRuntime` implements :class:`hostagent.workload.Runtime`. ``start_actor`` has
 the module fetched from the lattice's gantry registry, verified and checked against the
 trusted issuers (:mod:`hostagent.wasm.admission`), compiled once per content hash in a
 bounded child process (:class:`~hostagent.wasm.modules.ModuleCache`), and instantiated on
@@ -8,7 +8,7 @@ a worker thread of its own (:class:`ActorWorker`) under the
 :class:`~hostagent.wasm.engine.Limits` of the host or of the instance's ``vinculum.io/limits``
 annotation, running ``wapc_init``/``_start`` under the CPU deadline. None of it blocks the
 event loop, and starts overlap (:mod:`hostagent.commands`). Any failure is a
-:class:`~hostagent.runtime.RuntimeFailure` saying why.
+:class:`~hostagent.workload.RuntimeFailure` saying why.
 
 Providers are the classes of :mod:`hostagent.providers.registry`, one per (capability,
 binding name). ``put_binding`` refuses a capability the actor does not claim, then hands
@@ -39,12 +39,12 @@ from nats.aio.subscription import Subscription
 
 from hostagent.providers.base import Provider, ProviderContext, ProviderError
 from hostagent.providers.registry import discover
-from hostagent.runtime import BindingKey, RuntimeFailure, binding_key
 from hostagent.wasm import rpc
 from hostagent.wasm.admission import Admission, Fetch, limits_for, words
 from hostagent.wasm.engine import TICK_S, EpochTicker, Limits, new_engine
 from hostagent.wasm.modules import ModuleCache
 from hostagent.wasm.wapc import GuestError, GuestTrap, HostCallError, WapcInstance
+from hostagent.workload import BindingKey, RuntimeFailure, binding_key
 from lattice.claims import Claims
 from lattice.manifests import MAX_CPU_MS_PER_CALL
 from lattice.protocol import ActorInstance, BindingInstance, ProviderInstance, Subjects

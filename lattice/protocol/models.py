@@ -156,7 +156,7 @@ class CommandOp(StrEnum):
     BINDING_DEL = "binding.del"
 
 
-class StartActor(Message):
+class StartActorCommand(Message):
     """Start an actor. Idempotent: an instance of the actor whose identity annotations
     (:func:`identity_annotations`) equal these is acked without starting a second one;
     replicas of one deployment differ by their ``vinculum.io/replica`` annotation."""
@@ -166,7 +166,7 @@ class StartActor(Message):
     annotations: Annotations = Field(default_factory=dict)
 
 
-class StopActor(Message):
+class StopActorCommand(Message):
     """Stop the instance ``instance_id``, or every instance of the actor whose annotations
     include ``annotations``. Stopping what does not run is acked (idempotent)."""
 
@@ -176,7 +176,7 @@ class StopActor(Message):
     annotations: Annotations = Field(default_factory=dict)
 
 
-class StartProvider(Message):
+class StartProviderCommand(Message):
     """Start a provider; a host runs at most one per (capability_id, binding_name)."""
 
     op: Literal["provider.start"] = "provider.start"
@@ -186,7 +186,7 @@ class StartProvider(Message):
     annotations: Annotations = Field(default_factory=dict)
 
 
-class StopProvider(Message):
+class StopProviderCommand(Message):
     """Stop the provider for (capability_id, binding_name); its bindings go with it."""
 
     op: Literal["provider.stop"] = "provider.stop"
@@ -194,7 +194,7 @@ class StopProvider(Message):
     binding_name: BindingName = "default"
 
 
-class PutBinding(Message):
+class PutBindingCommand(Message):
     """Bind an actor to the provider running here; values stay templates on the wire and
     are resolved from the host's environment by the host only."""
 
@@ -207,7 +207,7 @@ class PutBinding(Message):
     annotations: Annotations = Field(default_factory=dict)
 
 
-class DeleteBinding(Message):
+class DeleteBindingCommand(Message):
     """Remove a binding; deleting what does not exist is acked."""
 
     op: Literal["binding.del"] = "binding.del"
@@ -217,17 +217,18 @@ class DeleteBinding(Message):
 
 
 Command = Annotated[
-    StartActor | StopActor | StartProvider | StopProvider | PutBinding | DeleteBinding,
+    StartActorCommand | StopActorCommand | StartProviderCommand | StopProviderCommand
+    | PutBindingCommand | DeleteBindingCommand,
     Field(discriminator="op"),
 ]
 
 COMMAND_MODELS: dict[CommandOp, type[Message]] = {
-    CommandOp.ACTOR_START: StartActor,
-    CommandOp.ACTOR_STOP: StopActor,
-    CommandOp.PROVIDER_START: StartProvider,
-    CommandOp.PROVIDER_STOP: StopProvider,
-    CommandOp.BINDING_PUT: PutBinding,
-    CommandOp.BINDING_DEL: DeleteBinding,
+    CommandOp.ACTOR_START: StartActorCommand,
+    CommandOp.ACTOR_STOP: StopActorCommand,
+    CommandOp.PROVIDER_START: StartProviderCommand,
+    CommandOp.PROVIDER_STOP: StopProviderCommand,
+    CommandOp.BINDING_PUT: PutBindingCommand,
+    CommandOp.BINDING_DEL: DeleteBindingCommand,
 }
 
 
