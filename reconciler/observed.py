@@ -14,13 +14,13 @@ against it that what a host acked has happened (confirmation by event or invento
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 
+from lattice.clock import Clock, monotonic
 from lattice.protocol import (
     ActorEvent,
     ActorInstance,
@@ -58,11 +58,15 @@ class _Host:
 
 
 class ObservedState:
-    """The agent's model of the lattice, updated from pings, heartbeats and events."""
+    """The agent's model of the lattice, updated from pings, heartbeats and events.
 
-    def __init__(self) -> None:
+    ``clock`` (monotonic seconds) times the heartbeats that :meth:`expire` judges by;
+    tests pass a :class:`lattice.clock.ManualClock`.
+    """
+
+    def __init__(self, *, clock: Clock = monotonic) -> None:
         self._hosts: dict[str, _Host] = {}
-        self._now = time.monotonic
+        self._now = clock
         self.version = 0  # bumped on every change; cheap "did anything move?" check
 
     # ------------------------------------------------------------------ reading

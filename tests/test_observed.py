@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from lattice.clock import ManualClock
 from lattice.ids import random_actor_id, random_host_id
 from lattice.protocol import (
     ActorEvent,
@@ -88,19 +89,66 @@ def test_events_for_unknown_hosts_are_ignored() -> None:
     assert o.apply_event(ev) is Change.NONE
 
 
-def test_host_missing_three_heartbeats_is_dropped(monkeypatch: object) -> None:
-    o = ObservedState()
-    now = [100.0]
-    o._now = lambda: now[0]  # type: ignore[method-assign]
+def test_host_missing_three_heartbeats_is_dropped() -> None:
+    clock = ManualClock()
+    o = ObservedState(clock=clock)
     h1, h2 = random_host_id(), random_host_id()
     o.reset([inv(h1), inv(h2)])
-    now[0] += 2.9
+    clock.advance(2.9)
     o.apply_event(make_event(EventType.HOST_HEARTBEAT, h2, inv(h2)))
     assert o.expire() == []
-    now[0] += 0.2  # h1: 3.1 s = more than 3 heartbeats of 1 s
+    clock.advance(0.2)  # h1: 3.1 s = more than 3 heartbeats of 1 s
     assert o.expire() == [h1]
     assert o.host_ids == [h2]
     assert obs.MISSED_HEARTBEATS == 3
+
+
+def test_expiry_is_after_exactly_three_heartbeat_intervals_not_at_them() -> None:
+    """A host silent for exactly 3 x heartbeat_s stays; a moment later it is gone, and
+    only then does the version move (the agent replans on that)."""
+    clock = ManualClock()
+    o = ObservedState(clock=clock)
+    h = random_host_id()
+    o.reset([inv(h).model_copy(update={"heartbeat_s": 2.0})])
+    v = o.version
+    clock.advance(6.0)
+    assert o.expire() == [] and o.version == v and o.host_ids == [h]
+    clock.advance(0.001)
+    assert o.expire() == [h]
+    assert o.version == v + 1 and len(o) == 0 and o.get(h) is None
+    assert o.expire() == [] and o.version == v + 1  # nothing left to drop: no change
+
+
+def test_a_zero_heartbeat_interval_is_treated_as_a_tenth_of_a_second() -> None:
+    clock = ManualClock()
+    o = ObservedState(clock=clock)
+    h = random_host_id()
+    o.reset([inv(h).model_copy(update={"heartbeat_s": 0.0})])
+    clock.advance(0.3)
+    assert o.expire() == []  # not dropped at once for a host that reports no interval
+    clock.advance(0.01)
+    assert o.expire() == [h]
+
+
+def test_any_sign_of_life_resets_the_heartbeat_timer() -> None:
+    """A ping answer, an identical heartbeat, or an entity event each count as seen."""
+    clock = ManualClock()
+    o = ObservedState(clock=clock)
+    by_ping, by_beat, by_event, silent = (random_host_id() for _ in range(4))
+    o.reset([inv(by_ping), inv(by_beat), inv(by_event), inv(silent)])
+    clock.advance(2.5)
+    assert o.merge_ping([inv(by_ping)]) == []
+    assert o.apply_event(make_event(EventType.HOST_HEARTBEAT, by_beat, inv(by_beat))) is (
+        Change.NONE
+    )
+    started = make_event(EventType.ACTOR_STARTED, by_event, ActorEvent(
+        host_id=by_event, actor_id=random_actor_id(), instance_id="i1"))
+    assert o.apply_event(started) is Change.ENTITY_STARTED
+    clock.advance(1.0)  # 3.5 s since the reset, 1 s since the sign of life
+    assert o.expire() == [silent]
+    assert o.host_ids == sorted([by_ping, by_beat, by_event])
+    clock.advance(2.1)
+    assert sorted(o.expire()) == sorted([by_ping, by_beat, by_event])
 
 
 def test_a_heartbeat_that_says_nothing_new_keeps_the_inventory_object() -> None:
