@@ -18,6 +18,11 @@ tree lookup; a commit that changed some files re-reads and re-parses only those 
 cached by blob id, listed with their sizes by one ``git ls-tree -l``; a file over the size
 limit is refused from that size, never read). :mod:`gitsync.watch` decides *when*
 to look; the reconciler decides what to do with an :class:`Evaluation`.
+
+Every fetch replaces :attr:`GitSource.health` (a :class:`~gitsync.health.SourceHealth`:
+the last error, the last good fetch, the start of a failure streak); a failed fetch leaves
+the mirror's refs as they were, so the last fetched head stays in force, and the first good
+fetch after a streak logs the recovery at INFO.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import git
 
 from gitsync.errors import FetchError, GitCommandError, NoHeadError, SourceError
 from gitsync.gitcmd import resolve, run_git
+from gitsync.health import SourceHealth, redact, utcnow
 from gitsync.verify import CommitVerifier, Verdict
 from lattice.manifest_loader import (
     ParsedFile,
@@ -94,6 +100,9 @@ class GitSource:
         self.evaluations = 0  #: how many trees were actually parsed (cache misses)
         self.files_parsed = 0  #: how many files were read and parsed (blob cache misses)
         self._parsed: dict[tuple[str, str], ParsedFile] = {}  # (path, blob id) of the last tree
+        #: how the fetches go; replaced (never mutated) after each one, so readers in other
+        #: threads see a consistent record
+        self.health = SourceHealth(location=redact(location))
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -141,7 +150,8 @@ class GitSource:
         if branch is None:
             branch = default_branch(mirror)
         repo = git.Repo(mirror)
-        log.info("source %s: mirrored in %s, branch %s, path %r", url, mirror, branch, path)
+        log.info("source %s: mirrored in %s, branch %s, path %r", redact(url), mirror, branch,
+                 path)
         src = cls(location=url, repo=repo, branch=branch, path=path, is_remote=True)
         try:
             src.fetch()
@@ -150,7 +160,8 @@ class GitSource:
                 repo.close()
                 raise SourceError(f"cannot fetch branch {branch} of {url}: {exc.message}") \
                     from exc
-            log.warning("source %s: fetch failed, using the mirror as it is: %s", url, exc)
+            log.warning("source %s: fetch failed, using the mirror as it is: %s", redact(url),
+                        exc.message)
         return src
 
     # ------------------------------------------------------------------ refs
@@ -167,17 +178,25 @@ class GitSource:
         return Path(self.repo.common_dir).resolve()
 
     def fetch(self) -> None:
-        """Bring the mirror's branch to the remote's tip (forced: history may be rewritten).
-        A no-op for a local repository."""
+        """Bring the mirror's branch to the remote's tip (forced: history may be rewritten)
+        and record the outcome in :attr:`health`. A no-op for a local repository. Raises
+        :class:`FetchError` (its message redacted) when git fails; the refs stay as they
+        were."""
         if not self.is_remote:
             return
         spec = f"+refs/heads/{self.branch}:{self.ref}"
-        try:
-            with self._lock:
+        with self._lock:
+            try:
                 run_git("fetch", "--no-tags", "--quiet", REMOTE, spec, git_dir=self.git_dir,
                         timeout=FETCH_TIMEOUT)
-        except GitCommandError as exc:
-            raise FetchError(f"fetch {self.location} {self.branch}: {exc.message}") from exc
+            except GitCommandError as exc:
+                err = FetchError(redact(f"fetch {self.location} {self.branch}: {exc.message}"))
+                self.health = self.health.failed(err.message, utcnow())
+                raise err from exc
+            before, now = self.health, utcnow()
+            self.health = before.succeeded(now)
+        if not before.ok:
+            log.info("%s: %s", self.health.location, before.describe_recovery(now))
 
     def head(self) -> str:
         """The sha at the tip of the branch (read from the refs, no git process)."""

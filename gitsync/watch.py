@@ -10,6 +10,12 @@ commit, a force-push, a reset: any change at all). How it notices depends on the
 * **remote**: an APScheduler interval job (``interval``, default 30 s) and the ``nudge``
   event (set by the agent when a ``sync.nudge`` arrives on NATS) trigger a fetch.
 
+A failed fetch does not stop the watch and yields nothing (the mirror keeps the last
+fetched head, so the last good desired state stays in force); it is retried at the next
+tick or nudge. Each fetch updates the source's :attr:`~gitsync.source.GitSource.health`,
+and ``on_health`` is called with the new record whenever the ``SourceReady`` condition it
+shows changes (failing, a different error, recovered): not on every attempt.
+
 Heads are read, never queued: when the consumer is busy, changes collapse into one
 wake-up and the newest tip is yielded, so a commit in the middle of a burst may never be
 evaluated (it gets no note). The reconciler consumes this stream.
@@ -20,13 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import watchfiles
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gitsync.errors import FetchError, NoHeadError
+from gitsync.health import SourceHealth
 from gitsync.source import GitSource
 from lattice.aio import wait_any
 
@@ -46,8 +53,10 @@ async def watch_heads(
     interval: float = 30.0,
     stop: asyncio.Event,
     nudge: asyncio.Event | None = None,
+    on_health: Callable[[SourceHealth], None] | None = None,
 ) -> AsyncIterator[str]:
-    """Yield the branch's head now, then each new head until ``stop`` is set."""
+    """Yield the branch's head now, then each new head until ``stop`` is set; call
+    ``on_health`` when a fetch changes the source's ``SourceReady`` condition."""
     wake = asyncio.Event()
     done = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
@@ -74,8 +83,11 @@ async def watch_heads(
             if nudge is not None:
                 nudge.clear()
             if source.is_remote and (fetch_due or nudged):
+                before = source.health
                 with contextlib.suppress(FetchError):
                     await _fetch(source)
+                if on_health is not None and not source.health.same_state(before):
+                    on_health(source.health)
             head = await _head(source)
             if head is not None and head != last:
                 log.info("watch %s: head of %s is %s", source.location, source.branch,
@@ -103,7 +115,9 @@ async def _fetch(source: GitSource) -> None:
     try:
         await asyncio.to_thread(source.fetch)
     except FetchError as exc:
-        log.warning("watch %s: %s; retrying at the next tick", source.location, exc.message)
+        h = source.health
+        log.warning("watch %s: %s; retrying at the next tick (failure %d in a row)",
+                    h.location, exc.message, h.failures)
         raise
 
 

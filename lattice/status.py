@@ -66,6 +66,19 @@ class Reason(StrEnum):
     CONFLICT = "Conflict"
     CRASH_LOOP = "CrashLoopBackOff"
     UNTRUSTED_COMMIT = "UntrustedCommit"
+    FETCH_FAILED = "FetchFailed"  #: the source's last fetch failed (``SourceReady`` False)
+    SUCCEEDED = "Succeeded"  #: the source's fetches succeed (``SourceReady`` True)
+
+
+#: The type of the condition about the git source (Flux's GitRepository ``Ready``): at the
+#: top level of ``status.yaml``, since it concerns the repository, not one deployment.
+SOURCE_READY = "SourceReady"
+
+
+def time_text(t: datetime) -> str:
+    """``t`` as the status writes it in a message: ISO 8601, UTC, milliseconds, ``Z``.
+    Pure."""
+    return canonical_time(t).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class SignatureState(StrEnum):
@@ -84,8 +97,9 @@ class Model(BaseModel):
 
 
 class Condition(Model):
-    """A Flux-style condition: ``type`` (Ready, Reconciling, Stalled), a status, a reason
-    constant and a message for humans."""
+    """A Flux-style condition: ``type`` (Ready, Reconciling, Stalled on entities;
+    :data:`SOURCE_READY` on the summary), a status, a reason constant and a message for
+    humans."""
 
     type: str
     status: bool
@@ -104,6 +118,25 @@ class Condition(Model):
     @classmethod
     def stalled(cls, reason: Reason, message: str) -> Condition:
         return cls(type="Ready", status=False, reason=reason, message=message)
+
+    @classmethod
+    def source_ready(cls, message: str, *, since: datetime | None) -> Condition:
+        """``SourceReady`` True: the source's fetches succeed (``since`` the first of them
+        after the last failure)."""
+        return cls(type=SOURCE_READY, status=True, reason=Reason.SUCCEEDED, message=message,
+                   last_transition=since)
+
+    @classmethod
+    def fetch_failed(cls, message: str, *, since: datetime | None) -> Condition:
+        """``SourceReady`` False: fetches fail ``since`` the first failure of the streak;
+        the last good desired state stays in force."""
+        return cls(type=SOURCE_READY, status=False, reason=Reason.FETCH_FAILED,
+                   message=message, last_transition=since)
+
+
+def find_condition(conditions: list[Condition], type_: str) -> Condition | None:
+    """The condition of type ``type_`` in ``conditions``, or None. Pure."""
+    return next((c for c in conditions if c.type == type_), None)
 
 
 class Placement(Model):
@@ -183,6 +216,13 @@ class SyncSummary(Model):
     bindingsets: int = 0
     hosts: int = 0
     unmanaged: list[UnmanagedEntity] = Field(default_factory=list)
+    #: conditions about the repository as a whole: ``SourceReady`` (the git source)
+    conditions: list[Condition] = Field(default_factory=list)
+
+    @property
+    def source_ready(self) -> Condition | None:
+        """The ``SourceReady`` condition, None when the agent did not report one."""
+        return find_condition(self.conditions, SOURCE_READY)
 
 
 class CommitSignature(Model):
@@ -224,3 +264,5 @@ class RevisionNote(Model):
     entities: list[EntityCount] = Field(default_factory=list)
     #: the verdict on the commit's signature, when the agent verifies commits
     signature: CommitSignature | None = None
+    #: ``SourceReady`` False when the note was written while the source's fetches failed
+    conditions: list[Condition] = Field(default_factory=list)

@@ -8,6 +8,8 @@ changes, and the :class:`~lattice.status.StatusReport` the status writer publish
 :class:`ReportInputs` is what a report is computed from, so an unchanged pass is skipped.
 :func:`carried_over` is where an agent that starts or takes over the lease picks up the
 times its predecessor wrote, so a restart does not make every deployment new.
+:func:`source_condition` is the summary's ``SourceReady`` condition, from the git source's
+health (:mod:`gitsync.health`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from gitsync.health import SourceHealth
 from lattice.manifests import DesiredState
 from lattice.protocol import HostInventory
 from lattice.status import (
     BindingSetStatus,
+    Condition,
     DeploymentStatus,
     HostStatus,
     Phase,
@@ -77,6 +81,20 @@ def carried_over(previous: StatusReport | None,
     })
 
 
+def source_condition(health: SourceHealth, previous: StatusReport | None) -> Condition:
+    """The ``SourceReady`` condition of the summary: ``health``'s, with the
+    ``last_transition`` of ``previous``'s when its status is the same (kstatus: the time
+    moves only when the status does, so neither a restart nor a new leader moves it). Its
+    content changes only when the source's state does, never per fetch attempt: put it in
+    :class:`ReportInputs` and a failure streak makes one status commit. Pure."""
+    cond = health.condition()
+    before = previous.summary.source_ready if previous is not None else None
+    if (before is not None and before.status == cond.status
+            and before.last_transition is not None):
+        cond = cond.model_copy(update={"last_transition": before.last_transition})
+    return cond
+
+
 def outcome(phase: Phase, deps: Mapping[str, DeploymentStatus],
             bss: Mapping[str, BindingSetStatus], problems: Sequence[str]) -> Outcome:
     """The revision's phase, message and counts, from the plan's verdict ``phase`` and the
@@ -107,10 +125,13 @@ def status_report(
     deps: dict[str, DeploymentStatus], bss: dict[str, BindingSetStatus],
     hosts: Mapping[str, HostInventory], now: datetime,
     refused_reason: str = Reason.VALIDATION_FAILED,
+    source: Condition | None = None,
 ) -> StatusReport:
     """The status branch's content: the summary (``Invalid`` while the newest revision,
     ``refused`` as (sha, errors), does not validate or is not trusted, ``refused_reason``
-    says which, and ``applied`` stays in force), every entity and every observed host.
+    says which, and ``applied`` stays in force; ``source``, the ``SourceReady`` condition
+    of :func:`source_condition`, among its conditions), every entity and every observed
+    host. The phase stays about the applied revision: a failing source leaves it in force.
     Pure."""
     summary = SyncSummary(
         branch=branch,
@@ -124,6 +145,7 @@ def status_report(
         updated=now,
         deployments=len(deps), bindingsets=len(bss), hosts=len(hosts),
         unmanaged=unmanaged(hosts),
+        conditions=[source] if source is not None else [],
     )
     host_files = {
         hid: HostStatus(host_id=hid, name=inv.name, labels=inv.labels,
