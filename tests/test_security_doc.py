@@ -31,3 +31,11 @@ def test_check_mode(tmp_path: Path) -> None:
     assert security_doc.main(["--check", str(path)]) == 0
     assert path.read_text().startswith("# prose\n") and path.read_text().endswith(
         "more prose\n")
+
+
+def test_the_monitor_role_watches_two_advisory_subjects_and_publishes_nothing() -> None:
+    grant = roles.grant("monitor", "LATTICEID", account="ACCOUNTKEY")
+    assert grant.permissions.sub_allow == ("$SYS.ACCOUNT.ACCOUNTKEY.CONNECT",
+                                           "$SYS.ACCOUNT.ACCOUNTKEY.DISCONNECT")
+    assert grant.permissions.pub_deny == (">",) and not grant.permissions.pub_allow
+    assert "| monitor | — | `>` | `$SYS.ACCOUNT.{account}.CONNECT`" in security_doc.table()

@@ -16,6 +16,12 @@ The roles:
   outside the lattice's own namespaces, on a connection of its own, so an actor's
   ``Publish`` can reach no control subject.
 * **admin** (latticectl): everything inside its lattice's account.
+* **monitor**: a user of the *system* account, not the lattice's (signed by the system
+  account key, :meth:`lattice.auth.store.AuthStore.issue_monitor`): it may subscribe to
+  the server's connect and disconnect advisories of the lattice's account
+  (``$SYS.ACCOUNT.<account>.CONNECT`` / ``.DISCONNECT``) and nothing else, and publish
+  nothing. The agent's advisory watcher (:mod:`lattice.advisories`) uses it to see a
+  host's connection close within milliseconds.
 
 Every role but admin has an inbox prefix of its own (``_INBOX.<host id>``,
 ``_INBOX.agent``, ``_INBOX_apps``), so no role reads the replies meant for another; the
@@ -31,8 +37,8 @@ from lattice import gantry, policy
 from lattice.auth.keys import Permissions
 from lattice.protocol import Subjects
 
-RoleName = Literal["host", "agent", "admin", "apps"]
-ROLES: tuple[RoleName, ...] = ("host", "agent", "apps", "admin")
+RoleName = Literal["host", "agent", "admin", "apps", "monitor"]
+ROLES: tuple[RoleName, ...] = ("host", "agent", "apps", "admin", "monitor")
 #: Namespaces no application subject may use.
 RESERVED = ("lattice.>", "$JS.>", "$KV.>", "$O.>", "$SYS.>", "_INBOX.>", "$JSC.>", "$NRG.>")
 
@@ -45,6 +51,8 @@ def inbox_prefix(role: RoleName, host_id: str = "") -> str:
         return "_INBOX"
     if role == "apps":  # outside _INBOX.>, which apps may not touch
         return "_INBOX_apps"
+    if role == "monitor":  # in the system account; it may publish nothing, so no requests
+        return "_INBOX_monitor"
     return f"_INBOX.{role}"
 
 
@@ -117,10 +125,32 @@ def admin(lattice_id: str) -> Grant:
     return Grant("admin", Permissions(), inbox_prefix("admin"))
 
 
-def grant(role: RoleName, lattice_id: str, host_id: str = "") -> Grant:
-    """The grant of ``role`` (``host_id`` for a host)."""
+def advisory_subjects(account_public_key: str) -> tuple[str, str]:
+    """The server's connect and disconnect advisory subjects of one account. Pure."""
+    return (f"$SYS.ACCOUNT.{account_public_key}.CONNECT",
+            f"$SYS.ACCOUNT.{account_public_key}.DISCONNECT")
+
+
+def monitor(account_public_key: str) -> Grant:
+    """A system-account user that may only watch the lattice account's connects and
+    disconnects: subscribe to those two subjects, publish nothing (the deny ``>``; an
+    empty allow-list would mean everything)."""
+    return Grant("monitor", Permissions(
+        sub_allow=advisory_subjects(account_public_key),
+        pub_deny=(">",),
+    ), inbox_prefix("monitor"))
+
+
+def grant(role: RoleName, lattice_id: str, host_id: str = "", *,
+          account: str = "") -> Grant:
+    """The grant of ``role`` (``host_id`` for a host, the lattice account's public key
+    ``account`` for a monitor)."""
     if role == "host":
         if not host_id:
             raise ValueError("a host's grant needs its host id")
         return host(lattice_id, host_id)
+    if role == "monitor":
+        if not account:
+            raise ValueError("a monitor's grant needs the lattice account's public key")
+        return monitor(account)
     return {"agent": agent, "apps": apps, "admin": admin}[role](lattice_id)

@@ -10,7 +10,8 @@ I/O around :mod:`lattice.auth.keys` and :mod:`lattice.auth.roles`, for ``lattice
     <state-dir>/keys/account-<L>.jwt      its current JWT (with revocations)
     <state-dir>/keys/system.creds         a system-account user (pushes account JWTs)
     <state-dir>/keys/hosts-<L>.json       host name -> user public key, for revoke NAME
-    <state-dir>/creds/<name>.creds        user credentials: host-<i>, agent, apps, admin
+    <state-dir>/creds/<name>.creds        user credentials: host-<i>, agent, apps, admin,
+                                          monitor (a system-account user, see below)
 
 Keys are made once and reused by every later ``up`` on the same state dir, so credentials
 issued for a host on another machine stay valid and a revocation survives a restart.
@@ -154,11 +155,15 @@ class AuthStore:
     # ------------------------------------------------------------ users
     def issue(self, role: roles.RoleName, name: str, *, path: Path | None = None) -> Issued:
         """Fresh credentials for ``name`` in ``role``, written to ``path`` (default
-        ``creds/<name>.creds``); a host's id is derived from its new user key."""
+        ``creds/<name>.creds``); a host's id is derived from its new user key. A
+        ``monitor`` is a user of the system account, signed by its key (the server's
+        advisories live there); every other role is a user of the lattice's account."""
         user = keys.new_key("user")
         host_id = keys.host_id_of(user.public_key) if role == "host" else ""
-        grant = roles.grant(role, self.lattice_id, host_id)
-        creds = keys.issue_user(self.account, name=name, permissions=grant.permissions,
+        account = self.account
+        grant = roles.grant(role, self.lattice_id, host_id, account=account.public_key)
+        signer = self.system_account if role == "monitor" else account
+        creds = keys.issue_user(signer, name=name, permissions=grant.permissions,
                                 tags=(f"vinculum-role:{role}",
                                       f"{keys.INBOX_TAG}{grant.inbox}"), user=user)
         target = path or self.creds_dir / f"{name}.creds"
@@ -167,6 +172,13 @@ class AuthStore:
             self._remember_host(name, user.public_key)
         return Issued(name=name, role=role, path=target, user_public_key=user.public_key,
                       host_id=host_id)
+
+    def issue_monitor(self, path: Path | None = None, *, name: str = "monitor") -> Issued:
+        """Credentials of the agent's advisory watcher: a system-account user that may
+        only subscribe to the connect/disconnect advisories of this lattice's account
+        (:func:`lattice.auth.roles.monitor`), written to ``path`` (default
+        ``creds/monitor.creds``)."""
+        return self.issue("monitor", name, path=path)
 
     @property
     def _hosts_path(self) -> Path:
