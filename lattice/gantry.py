@@ -162,8 +162,10 @@ class Gantry:
     """
 
     def __init__(self, nc: Client, lattice_id: str, *,
-                 max_size: int = MAX_MODULE_SIZE) -> None:
+                 max_size: int = MAX_MODULE_SIZE, replicas: int = 1) -> None:
         self.nc = nc
+        #: replicas of the bucket if this Gantry creates it (``localcluster.replicas_for``)
+        self.replicas = replicas
         self.lattice_id = lattice_id
         self.bucket = bucket_name(lattice_id)
         self.max_size = max_size
@@ -182,7 +184,8 @@ class Gantry:
                     self._store = await js.object_store(self.bucket)
                 except nats.js.errors.BucketNotFoundError:
                     log.info("creating registry bucket %s", self.bucket)
-                    self._store = await js.create_object_store(self.bucket)
+                    self._store = await js.create_object_store(
+                        self.bucket, replicas=self.replicas)
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
                 raise TransientError(f"gantry: JetStream did not answer for bucket "
                                      f"{self.bucket} ({type(exc).__name__}); is JetStream "

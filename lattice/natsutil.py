@@ -1,6 +1,8 @@
 """Connecting to NATS, and the scatter/gather request the control protocol is built on.
 
-:func:`connect` reconnects forever and passes credentials (creds file, nkey seed,
+:func:`connect` takes one URL or a comma-separated list of the servers of a cluster
+(:func:`server_urls`), reconnects forever (to whichever of them answers; see
+:func:`connected_server` for which one), and passes credentials (creds file, nkey seed,
 user/password, token) and TLS options through to nats-py. :func:`scatter_gather` publishes
 one request with a private inbox and collects replies until it has ``max_replies``, a
 ``done`` predicate says so, or the deadline passes: this is what makes an auction end as
@@ -28,7 +30,8 @@ from lattice.auth.keys import Credentials, inbox_of
 
 @dataclass(frozen=True, kw_only=True)
 class NatsOptions:
-    """How to reach NATS; every field but ``url`` is optional."""
+    """How to reach NATS; every field but ``url`` is optional. ``url`` may list several
+    servers of one cluster, comma-separated."""
 
     url: str = "nats://127.0.0.1:4222"
     name: str | None = None
@@ -69,7 +72,7 @@ async def connect(
     """
     opts = NatsOptions(url=options) if isinstance(options, str) else options
     kwargs: dict[str, Any] = {
-        "servers": [opts.url],
+        "servers": server_urls(opts.url),
         "name": opts.name,
         "connect_timeout": connect_timeout,
         "reconnect_time_wait": reconnect_wait,
@@ -122,6 +125,32 @@ async def connect(
                     why = f"{why}; last error: {told}"
                 raise ConnectionError(f"cannot reach NATS at {opts.url}: {why}") from exc
             await asyncio.sleep(min(reconnect_wait, deadline.remaining))
+
+
+def server_urls(url: str) -> list[str]:
+    """The server URLs of a comma-separated list (one URL is a list of one; an empty
+    string is left for nats-py to refuse). Pure."""
+    urls = [u.strip() for u in url.split(",") if u.strip()]
+    return urls or [url]
+
+
+@dataclass(frozen=True)
+class ConnectedServer:
+    """The server a client is connected to right now (it changes on reconnect)."""
+
+    name: str
+    url: str
+
+
+def connected_server(nc: Client) -> ConnectedServer | None:
+    """Name and URL of the server ``nc`` is connected to, None while disconnected.
+    nats-py keeps the server's INFO (with ``server_name``) only in a private field."""
+    where = nc.connected_url
+    if where is None or not nc.is_connected:
+        return None
+    info: dict[str, Any] = getattr(nc, "_server_info", {}) or {}
+    name = str(info.get("server_name") or info.get("server_id") or "")
+    return ConnectedServer(name=name, url=where.geturl())
 
 
 def creds_inbox(path: str) -> str | None:

@@ -53,14 +53,16 @@ def parse_issuers(keys: list[str]) -> list[str]:
     return sorted(set(keys))
 
 
-async def _bucket(nc: Client, lattice_id: str, *, create: bool) -> KeyValue | None:
+async def _bucket(nc: Client, lattice_id: str, *, create: bool,
+                  replicas: int = 1) -> KeyValue | None:
     js = nc.jetstream()
     try:
         return await js.key_value(bucket_name(lattice_id))
     except nats.js.errors.BucketNotFoundError:
         if not create:
             return None
-        return await js.create_key_value(bucket=bucket_name(lattice_id), history=5)
+        return await js.create_key_value(bucket=bucket_name(lattice_id), history=5,
+                                         replicas=replicas)
 
 
 async def read_trusted(nc: Client, lattice_id: str) -> tuple[frozenset[str] | None, int]:
@@ -87,12 +89,13 @@ async def read_trusted(nc: Client, lattice_id: str) -> tuple[frozenset[str] | No
 
 
 async def set_trusted(nc: Client, lattice_id: str, issuers: list[str] | None,
-                      *, revision: int) -> None:
+                      *, revision: int, replicas: int = 1) -> None:
     """Replace the policy (None: remove it, so every verified issuer is trusted again).
     ``revision`` is what :func:`read_trusted` returned: the write fails with
-    PolicyUnavailable if someone else changed the policy since."""
+    PolicyUnavailable if someone else changed the policy since. ``replicas`` is that of
+    the bucket if this write creates it (``lattice.localcluster.replicas_for``)."""
     try:
-        kv = await _bucket(nc, lattice_id, create=issuers is not None)
+        kv = await _bucket(nc, lattice_id, create=issuers is not None, replicas=replicas)
         if kv is None:
             return
         if issuers is None:
