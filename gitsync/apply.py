@@ -25,7 +25,6 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import random
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,6 +37,7 @@ import git
 from gitsync.errors import ApplyError, GitCommandError, InvalidManifestsError, PushError
 from gitsync.gitcmd import StrPath, commit_tree, resolve, run_git, update_ref, update_tree
 from gitsync.source import is_url, manifest_files
+from lattice.backoff import Backoff
 from lattice.manifest_loader import (
     LoadResult,
     canonical_path,
@@ -406,6 +406,11 @@ def _open(repo_path: StrPath) -> Iterator[git.Repo]:
         repo.close()
 
 
+#: A push race with another applier: 0.1 s x 2^n x U(0.5, 1.5), capped at 2 s x U(0.5, 1.5),
+#: so two racing appliers spread out.
+RACE_BACKOFF = Backoff(base=0.15, max=3.0, jitter=2 / 3)
+
+
 def _backoff(attempt: int) -> None:
-    """Exponential backoff with jitter, so two racing appliers spread out."""
-    time.sleep(min(2.0, 0.1 * 2 ** attempt) * random.uniform(0.5, 1.5))
+    """Sleep before retry ``attempt`` of a push race (:data:`RACE_BACKOFF`)."""
+    time.sleep(RACE_BACKOFF.delay(attempt))

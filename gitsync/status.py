@@ -15,8 +15,10 @@ the source's git directory (objects, ``update-ref`` compare-and-swap, ``git note
   fetched, our notes are re-added on the remote's notes and our status tree re-committed
   on the remote's status tip, and the push retried with jittered backoff. A push that
   fails otherwise (a hook, the network) is logged with its ref, kept in
-  :attr:`StatusWriter.push_errors` and retried later with growing delays, that ref's
-  alone: it holds up neither the other ref's push nor a local status commit.
+  :attr:`StatusWriter.push_errors` and retried later with growing delays (1 s, 2 s, 4 s
+  ... up to 30 s), that ref's alone: it holds up neither the other ref's push nor a local
+  status commit. Both delays come from :class:`lattice.backoff.Backoff` policies, and
+  the pacing from an injected clock (:mod:`lattice.clock`).
 * What an earlier writer (the agent before a restart, the leader before a hand-over)
   left stays its: :meth:`StatusWriter.read_back` hands the agent the branch's report, so
   creation and transition times carry over, and a note replacing an existing one keeps
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -64,6 +65,8 @@ from gitsync.statusformat import (
     report_files,
     without_clock,
 )
+from lattice.backoff import Backoff
+from lattice.clock import Clock, monotonic
 from lattice.status import RevisionNote, StatusReport
 
 __all__ = ["StatusWriter", "fetch_status", "read_note", "read_status"]
@@ -71,6 +74,12 @@ __all__ = ["StatusWriter", "fetch_status", "read_note", "read_status"]
 log = logging.getLogger(__name__)
 
 _ENV: Final = identity_env(*AGENT_IDENTITY)
+
+#: A compare-and-swap race with another writer: 0.05 s x 2^n x U(0.5, 1.5), capped at
+#: 2 s x U(0.5, 1.5), so racing writers spread out.
+RACE_BACKOFF: Final = Backoff(base=0.075, max=3.0, jitter=2 / 3)
+#: A push the remote refuses (not a race): that ref waits 1 s, 2 s, 4 s ... up to 30 s.
+PUSH_BACKOFF: Final = Backoff(base=1.0, max=30.0)
 
 
 @dataclass(frozen=True)
@@ -84,8 +93,9 @@ class StatusWriter:
     """Writes notes and the status branch of one :class:`GitSource`. Thread-safe."""
 
     def __init__(self, source: GitSource, *, min_interval: float = 1.0,
-                 retries: int = 5) -> None:
+                 retries: int = 5, clock: Clock = monotonic) -> None:
         self.source = source
+        self._clock = clock
         self.git_dir = source.git_dir
         self.remote = source.is_remote
         self.min_interval = min_interval
@@ -140,7 +150,7 @@ class StatusWriter:
             if self.remote:
                 self._unpushed_notes[sha] = content
         if self.remote:
-            self._wake()
+            self.wake()
 
     def _add_note(self, sha: str, blob: str) -> None:
         for attempt in range(self.retries + 1):
@@ -200,7 +210,9 @@ class StatusWriter:
             self._repo.close()
             self._notes_repo.close()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Make the background thread look again at what is due (after the clock moved:
+        it sleeps until the next due time it computed)."""
         with self._cond:
             self._cond.notify_all()
 
@@ -264,7 +276,7 @@ class StatusWriter:
                 break
         with self._cond:
             self._committed = pending.stable
-            self._last_commit = time.monotonic()
+            self._last_commit = self._clock()
 
     # ------------------------------------------------------------------ pushing
     def _unpushed(self, ref: str) -> bool:
@@ -306,8 +318,8 @@ class StatusWriter:
                 self._next_push.pop(ref, None)
                 return
             failures = self._push_failures[ref] = self._push_failures.get(ref, 0) + 1
-            delay = min(30.0, 0.5 * 2 ** failures)
-            self._next_push[ref] = time.monotonic() + delay
+            delay = PUSH_BACKOFF.delay(failures - 1)
+            self._next_push[ref] = self._clock() + delay
             self.push_errors[ref] = error
         log.warning("status writer (%s): push %s failed: %s; retrying in %.1fs",
                     self.source.location, ref, error, delay)
@@ -381,7 +393,7 @@ class StatusWriter:
                     log.warning("status writer (%s): status commit failed: %s; retrying",
                                 self.source.location, exc)
                     with self._cond:
-                        self._last_commit = time.monotonic()
+                        self._last_commit = self._clock()
                         if self._pending is None:
                             self._pending = pending
             if refs:
@@ -393,7 +405,7 @@ class StatusWriter:
         due ``min_interval`` after the last one, whatever the pushes do; each ref's push
         when it has something unpushed and its own backoff allows."""
         while not self._closed:
-            now = time.monotonic()
+            now = self._clock()
             wait: float | None = None
             pending = None
             if self._pending is not None:
@@ -418,5 +430,5 @@ class StatusWriter:
 
 
 def _backoff(attempt: int) -> None:
-    """Sleep before a retry: exponential, with jitter so racing writers spread out."""
-    time.sleep(min(2.0, 0.05 * 2 ** attempt) * random.uniform(0.5, 1.5))
+    """Sleep before retry ``attempt`` of a race (:data:`RACE_BACKOFF`)."""
+    time.sleep(RACE_BACKOFF.delay(attempt))

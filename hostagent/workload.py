@@ -19,6 +19,7 @@ import logging
 from collections.abc import Mapping
 from typing import Protocol
 
+from hostagent.errors import HostAgentError
 from lattice.errors import PermanentError
 from lattice.protocol import ActorInstance, BindingInstance, ProviderInstance
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 BindingKey = tuple[str, str, str]  # (actor_id, capability_id, binding_name)
 
 
-class RuntimeFailure(PermanentError):
+class RuntimeFailure(HostAgentError, PermanentError):
     """The runtime could not do what it was asked; the message says why."""
 
 

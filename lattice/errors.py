@@ -1,9 +1,11 @@
 """The one error root of vinculum, and the retry policy encoded in its subclasses.
 
 A :class:`TransientError` means "try again after ``delay`` seconds" (a host did not answer,
-a push raced); a :class:`PermanentError` means "do not retry until the input changes" (an
-invalid manifest, a refused command). Errors from libraries are wrapped at the boundary
-and chained with ``from``.
+a push raced), or, without a delay, after the retrier's backoff (:mod:`lattice.backoff`); a
+:class:`PermanentError` means "do not retry until the input changes" (an invalid manifest,
+a refused command). The reconciler's executor acts on exactly this distinction. Errors from
+libraries are wrapped at the boundary and chained with ``from``. Each package has one root
+to catch: ``VinculumError`` here, ``GitSyncError``, ``ReconcilerError``, ``HostAgentError``.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ class VinculumError(Exception):
 
 
 class TransientError(VinculumError):
-    """A failure worth retrying after ``delay`` seconds."""
+    """A failure worth retrying after ``delay`` seconds (``None``: the retrier's backoff)."""
 
-    def __init__(self, message: str, *, delay: float = 1.0) -> None:
+    def __init__(self, message: str, *, delay: float | None = None) -> None:
         super().__init__(message)
         self.delay = delay
 

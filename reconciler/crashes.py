@@ -11,10 +11,10 @@ the last reason. Pure apart from the clock, which is injected.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lattice.backoff import Backoff
+from lattice.clock import Clock, monotonic
 from lattice.protocol import ANN_KIND, ANN_NAME, ANN_REPLICA, ActorEvent, is_managed
 from reconciler.actions import start_actor_key
 
@@ -23,8 +23,9 @@ CRASH_PREFIX = "crashed:"
 WINDOW_S = 600.0
 #: From this many crashes in the window a replica is in a crash loop.
 LOOP_AT = 2
-BACKOFF_BASE_S = 1.0
-BACKOFF_MAX_S = 60.0
+#: Restarts of a looping replica wait 1 s, 2 s, 4 s ... up to 60 s (no jitter: one agent
+#: restarts it, nothing races).
+BACKOFF = Backoff(base=1.0, max=60.0)
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Crashes:
 class CrashTracker:
     """Crash counts per replica start key, in a sliding window."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Clock = monotonic) -> None:
         self._clock = clock
         self._by_key: dict[str, Crashes] = {}
 
@@ -75,7 +76,7 @@ class CrashTracker:
         n = self.count(key)
         if n < LOOP_AT:
             return 0.0
-        return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (n - LOOP_AT)))
+        return BACKOFF.delay(n - LOOP_AT)
 
     def loops(self) -> dict[str, tuple[int, str]]:
         """Replicas in a crash loop: key -> (crashes in the window, last reason)."""

@@ -33,13 +33,14 @@ from nats.js.kv import KeyValue
 from lattice.aio import wait_any
 from lattice.errors import PermanentError
 from lattice.protocol import Subjects, utcnow
+from reconciler.errors import ReconcilerError
 
 log = logging.getLogger(__name__)
 
 LEASE_KEY = "leader"
 
 
-class LeaseTTLError(PermanentError):
+class LeaseTTLError(ReconcilerError, PermanentError):
     """The lease bucket's TTL differs from ours and could not be changed."""
 
     def __init__(self, bucket: str, bucket_ttl: float | None, ttl: float, why: str) -> None:

@@ -1,10 +1,11 @@
-"""Crash-loop counting (pure, with a fake clock)."""
+"""Crash-loop counting (pure, with a manual clock)."""
 
 from __future__ import annotations
 
+from lattice.clock import ManualClock
 from lattice.protocol import ANN_KIND, ANN_MANAGED_BY, ANN_NAME, ANN_REPLICA, ActorEvent
 from reconciler.actions import start_actor_key
-from reconciler.crashes import BACKOFF_MAX_S, WINDOW_S, CrashTracker
+from reconciler.crashes import BACKOFF, WINDOW_S, CrashTracker
 
 ACTOR = "M" + "A" * 55
 
@@ -19,31 +20,31 @@ def crash(reason: str = "crashed: trapped", *, managed: bool = True, replica: st
 
 
 def test_counts_crashes_of_owned_replicas_only() -> None:
-    now = [0.0]
-    t = CrashTracker(lambda: now[0])
+    clock = ManualClock(0.0)
+    t = CrashTracker(clock)
     key = start_actor_key("d", ACTOR, 0)
     assert t.record(crash()) == key
     assert t.record(crash("stopped by command")) is None
     assert t.record(crash(managed=False)) is None
     assert t.record(crash(replica="x")) is None
     assert t.count(key) == 1 and t.backoff(key) == 0 and t.loops() == {}
-    now[0] = 5.0
+    clock.advance(5.0)
     t.record(crash("crashed: ran past its CPU deadline"))
     assert t.loops() == {key: (2, "crashed: ran past its CPU deadline")}
     assert t.backoff(key) == 1.0
 
 
 def test_backoff_doubles_up_to_a_cap_and_the_window_forgets() -> None:
-    now = [0.0]
-    t = CrashTracker(lambda: now[0])
+    clock = ManualClock(0.0)
+    t = CrashTracker(clock)
     key = start_actor_key("d", ACTOR, 0)
     delays = []
-    for i in range(12):
-        now[0] = float(i)
+    for _ in range(12):
         t.record(crash())
         delays.append(t.backoff(key))
+        clock.advance(1.0)
     assert delays[:4] == [0.0, 1.0, 2.0, 4.0]
-    assert delays[-1] == BACKOFF_MAX_S
+    assert delays[-1] == BACKOFF.max == 60.0
     assert delays == sorted(delays)
-    now[0] = 11.0 + WINDOW_S + 1
+    clock.advance(WINDOW_S + 1)
     assert t.count(key) == 0 and t.loops() == {} and t.backoff(key) == 0.0

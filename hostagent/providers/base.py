@@ -16,12 +16,19 @@ from typing import ClassVar, Protocol
 
 from nats.aio.client import Client
 
+from hostagent.errors import HostAgentError
+
 #: call_actor(actor_id, operation, payload) -> response; raises on a guest failure.
 CallActor = Callable[[str, str, bytes], Awaitable[bytes]]
 
 
-class ProviderError(Exception):
-    """A host call a provider refuses; the message goes back to the guest."""
+class ProviderError(HostAgentError):
+    """A host call a provider refuses; the message goes back to the guest as it is
+    (without the package prefix: ``str(exc) == exc.message``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.args = (message,)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -37,6 +37,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from hostagent.errors import HostAgentError
 from lattice.errors import PermanentError
 
 _MIB = 1024 * 1024
@@ -47,7 +48,7 @@ _PR_SET_PDEATHSIG = 1
 _MAX_ERROR = 300
 
 
-class CompileRefused(PermanentError):
+class CompileRefused(HostAgentError, PermanentError):
     """A module that is not compiled: over a bound, or not valid WebAssembly."""
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import wasmtime
 
+from hostagent.errors import HostAgentError
 from hostagent.wasm.engine import TICK_S, EpochTicker, Limits
 from lattice.errors import PermanentError
 
@@ -52,7 +53,7 @@ HostCall = Callable[[str, str, str, bytes], bytes]
 ConsoleLog = Callable[[str], None]
 
 
-class GuestError(PermanentError):
+class GuestError(HostAgentError, PermanentError):
     """A guest call failed: the guest reported an error, trapped or ran out of time."""
 
 
