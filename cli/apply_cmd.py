@@ -17,13 +17,10 @@ from typing import Any, TypeVar
 
 import click
 
-from cli.reach import unreachable
 from cli.settings import CliError, Settings
 from gitsync.apply import ApplyResult, apply_manifests, delete_manifests, load_inputs
-from gitsync.errors import GitSyncError, InvalidManifestsError
 from lattice.errors import VinculumError
 from lattice.manifest_loader import SUFFIXES
-from lattice.manifests import Manifest
 from lattice.natsutil import connect
 from lattice.protocol import Subjects, SyncNudge, encode
 
@@ -72,15 +69,6 @@ def _validated(filenames: tuple[str, ...]) -> list[tuple[str, bytes]]:
     if not filenames:
         raise CliError("nothing to do: pass -f FILE, -f DIR or -f -")
     return read_inputs(filenames)
-
-
-def _load(sources: list[tuple[str, bytes]]) -> list[Manifest]:
-    try:
-        return load_inputs(sources)
-    except InvalidManifestsError as exc:
-        for line in exc.errors:
-            click.echo(line, err=True)
-        raise CliError(exc.message) from None
 
 
 def _report(result: ApplyResult, settings: Settings, verb: str) -> None:
@@ -141,17 +129,9 @@ def apply_cmd(settings: Settings, filenames: tuple[str, ...], dry_run: bool,
       latticectl apply -f manifests/ --dry-run    # print the diff; write nothing
       kustomize build . | latticectl apply -f - -m "counter: 2 replicas"
     """
-    documents = _load(_validated(filenames))
-    try:
-        result = apply_manifests(settings.repo_path(), documents, message=message,
-                                 dry_run=dry_run, manifests_path=manifests_path,
-                                 push=not no_push)
-    except InvalidManifestsError as exc:
-        for line in exc.errors:
-            click.echo(line, err=True)
-        raise CliError(exc.message) from None
-    except GitSyncError as exc:
-        raise CliError(exc.message) from None
+    documents = load_inputs(_validated(filenames))
+    result = apply_manifests(settings.repo_path(), documents, message=message,
+                             dry_run=dry_run, manifests_path=manifests_path, push=not no_push)
     _report(result, settings, "apply")
 
 
@@ -183,15 +163,11 @@ def delete_cmd(settings: Settings, kind: str | None, names: tuple[str, ...],
             raise CliError(f"which {kind}? pass one or more names")
         targets += [(canonical, n) for n in names]
     if filenames:
-        targets += [(m.kind, m.metadata.name) for m in _load(read_inputs(filenames))]
+        targets += [(m.kind, m.metadata.name) for m in load_inputs(read_inputs(filenames))]
     if not targets:
         raise CliError("nothing to delete: pass `deployment NAME`, `bindingset NAME` or -f")
-    try:
-        result = delete_manifests(settings.repo_path(), targets, message=message,
-                                  dry_run=dry_run, manifests_path=manifests_path,
-                                  push=not no_push)
-    except GitSyncError as exc:
-        raise CliError(exc.message) from None
+    result = delete_manifests(settings.repo_path(), targets, message=message,
+                              dry_run=dry_run, manifests_path=manifests_path, push=not no_push)
     _report(result, settings, "delete")
     missing = [f"{c.kind.lower()}/{c.name}" for c in result.changes if c.action == "not found"]
     if missing and not ignore_not_found:
@@ -209,10 +185,7 @@ def sync_cmd(settings: Settings, reason: str) -> None:
       latticectl sync
       git push && latticectl sync --reason "pushed by hand"
     """
-    try:
-        publish_nudge(settings, reason=reason)
-    except (OSError, ConnectionError, TimeoutError, VinculumError) as exc:
-        raise unreachable(settings, exc) from None
+    publish_nudge(settings, reason=reason)  # unreachable NATS: one line, from cli.main
     click.echo(f"nudged the agent of lattice {settings.lattice}")
 
 

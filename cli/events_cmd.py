@@ -20,11 +20,10 @@ from collections.abc import Callable
 import click
 
 from cli.output import warn
-from cli.reach import connect_quickly, ping_quickly, unreachable
+from cli.reach import connect_quickly, ping_quickly
 from cli.settings import Settings
 from cli.up_cmd import format_event
 from hostagent.host import server_barrier
-from lattice.errors import VinculumError
 from lattice.natsutil import NatsOptions
 from lattice.protocol import CloudEvent, EventType, Subjects, decode_event
 
@@ -143,8 +142,6 @@ def events_cmd(settings: Settings, follow: bool, seconds: float, types: tuple[st
                            seconds=None if follow else seconds))
     except KeyboardInterrupt:
         return
-    except (OSError, ConnectionError, TimeoutError, VinculumError) as exc:
-        raise unreachable(settings, exc) from None
 
 
 COMMANDS: list[click.Command] = [events_cmd]

@@ -1,9 +1,13 @@
 """The ``latticectl`` group: global options and command registration.
 
-Every command receives the resolved :class:`cli.settings.Settings` as ``ctx.obj``. Domain
-errors are :class:`cli.settings.CliError` (one line, exit 2); any other exception prints
-one line too. With ``--debug`` the traceback, with the exception the line hides (its
-cause), is printed on stderr before the line.
+Every command receives the resolved :class:`cli.settings.Settings` as ``ctx.obj``; the
+NATS flags are :mod:`lattice.natsflags`', the same as the agent's and the host's. Domain
+errors are :class:`cli.settings.CliError` (one line, exit 2), and :func:`as_cli_error` is
+where every other exception a command lets through becomes one: our own errors
+(:class:`lattice.errors.VinculumError`) and an unreachable NATS included, so commands
+raise them as they are and do not convert them one by one. With ``--debug`` the
+traceback, with the exception the line hides (its cause), is printed on stderr before the
+line.
 """
 
 from __future__ import annotations
@@ -15,8 +19,13 @@ import traceback
 from typing import Any
 
 import click
+import nats.errors
 
+from cli.reach import unreachable
 from cli.settings import CliError, Settings
+from gitsync.errors import InvalidManifestsError
+from lattice.errors import VinculumError
+from lattice.natsflags import NatsFlags, nats_options
 
 
 class Group(click.Group):
@@ -41,10 +50,38 @@ class Group(click.Group):
         except Exception as exc:
             if _debug(ctx):
                 _print_traceback(exc)
-                raise CliError(f"{type(exc).__name__}: {exc}") from None
-            raise CliError(
-                f"{type(exc).__name__}: {exc} (rerun with --debug for details)"
-            ) from None
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
+            raise as_cli_error(exc, settings, debug=_debug(ctx)) from None
+
+
+def as_cli_error(exc: Exception, settings: Settings | None, *, debug: bool = False
+                 ) -> CliError:
+    """The one line an exception a command let through becomes: the one place where
+    latticectl turns errors into :class:`CliError` (exit 2).
+
+    * an error of ours (:class:`~lattice.errors.VinculumError`): its message; the lines of
+      an :class:`~gitsync.errors.InvalidManifestsError` are printed first;
+    * a request nobody answers (``NoRespondersError``): says who was asked;
+    * NATS that cannot be reached (``ConnectionError``, a timeout, any other nats-py
+      error): ``cannot reach NATS at URL (why); is the lattice up?``;
+    * a file that cannot be read or written: ``PATH: why``;
+    * anything else: its type and message, and a hint at ``--debug``.
+    """
+    settings = settings or Settings()
+    if isinstance(exc, InvalidManifestsError):
+        for line in exc.errors:
+            click.echo(line, err=True)
+    if isinstance(exc, VinculumError):
+        return CliError(exc.message)
+    if isinstance(exc, nats.errors.NoRespondersError):
+        return CliError(f"nothing on NATS at {settings.nats_url} answered (no responders); is the "
+                        "lattice up? (`latticectl get hosts`)")
+    if isinstance(exc, ConnectionError | TimeoutError | nats.errors.Error):
+        return unreachable(settings, exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return CliError(f"{exc.filename}: {exc.strerror or type(exc).__name__}")
+    hint = "" if debug else " (rerun with --debug for details)"
+    return CliError(f"{type(exc).__name__}: {exc}{hint}")
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -70,12 +107,7 @@ def _silence_stdout() -> None:
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--repo", envvar="LATTICECTL_REPO", help="Git repository (path or URL).")
-@click.option("--nats-url", envvar="LATTICECTL_NATS_URL", help="NATS server URL.")
-@click.option("--nats-creds", envvar="LATTICECTL_NATS_CREDS",
-              help="NATS credentials file (JWT and nkey seed).")
-@click.option("--nats-user", envvar="LATTICECTL_NATS_USER",
-              help="NATS user (password from LATTICECTL_NATS_PASSWORD).")
-@click.option("--nats-tls-ca", envvar="LATTICECTL_NATS_TLS_CA", help="CA bundle for NATS TLS.")
+@nats_options(env_prefix="LATTICECTL", default_url=None)
 @click.option("--lattice", envvar="LATTICECTL_LATTICE", help="Lattice id (default: default).")
 @click.option("--context", "context_name", envvar="LATTICECTL_CONTEXT",
               help="Named context from ~/.config/latticectl/config.yaml.")
@@ -87,10 +119,7 @@ def _silence_stdout() -> None:
 def cli(
     ctx: click.Context,
     repo: str | None,
-    nats_url: str | None,
-    nats_creds: str | None,
-    nats_user: str | None,
-    nats_tls_ca: str | None,
+    nats: NatsFlags,
     lattice: str | None,
     context_name: str | None,
     state_dir: str | None,
@@ -110,9 +139,8 @@ def cli(
         stream=sys.stderr,
     )
     ctx.obj = Settings.resolve(
-        repo=repo, nats_url=nats_url, lattice=lattice, context=context_name,
-        state_dir=state_dir, debug=debug, nats_creds=nats_creds, nats_user=nats_user,
-        nats_tls_ca=nats_tls_ca,
+        repo=repo, nats=nats, lattice=lattice, context=context_name, state_dir=state_dir,
+        debug=debug,
     )
 
 

@@ -83,9 +83,10 @@ OPERATION_TIMEOUT = 30.0
 
 def on_lattice(settings: Settings, action: Callable[[Client], Awaitable[T]], *,
                what: str) -> T:
-    """Run ``action`` on a fresh NATS connection; one-line errors when NATS cannot be
-    reached, ``what`` (e.g. "the registry") does not answer in time, or refuses (any
-    :class:`~lattice.errors.VinculumError`, transient or not)."""
+    """Run ``action`` on a fresh NATS connection; a one-line error when ``what`` (e.g.
+    "the registry") does not answer in time. NATS that cannot be reached and refusals (any
+    :class:`~lattice.errors.VinculumError`) propagate: :func:`cli.main.as_cli_error` says
+    them in one line."""
     url = settings.require_nats()
 
     async def run() -> T:
@@ -100,10 +101,6 @@ def on_lattice(settings: Settings, action: Callable[[Client], Awaitable[T]], *,
     except TimeoutError:
         raise CliError(f"{what} on {url} did not answer within {OPERATION_TIMEOUT:g}s"
                        ) from None
-    except VinculumError as exc:
-        raise CliError(exc.message) from None
-    except (OSError, ConnectionError) as exc:
-        raise unreachable(settings, exc) from None
 
 
 def unreachable(settings: Settings, exc: BaseException) -> CliError:

@@ -14,7 +14,7 @@ import click
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from cli.reach import connect_quickly, unreachable
+from cli.reach import connect_quickly
 from cli.settings import CliError, Settings
 from lattice.durations import parse_duration
 
@@ -59,8 +59,6 @@ def request_cmd(settings: Settings, subject: str, body: str, timeout: str, count
                        ) from None
     except (NatsTimeoutError, TimeoutError):
         raise CliError(f"no reply on {subject} within {timeout}") from None
-    except (OSError, ConnectionError) as exc:
-        raise unreachable(settings, exc) from None
     for data in replies:
         click.echo(data.decode("utf-8", errors="replace"))
 

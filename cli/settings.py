@@ -14,16 +14,17 @@ the current context of ``~/.config/latticectl/config.yaml``, which beats the sta
         nats-tls-ca: ~/.nats/lab-ca.pem
         lattice: default
 
-NATS credentials come from ``--nats-creds`` / ``LATTICECTL_NATS_CREDS``, ``--nats-user`` /
-``LATTICECTL_NATS_USER`` with ``LATTICECTL_NATS_PASSWORD`` (never a flag: it would show in
-``ps``), ``--nats-tls-ca`` / ``LATTICECTL_NATS_TLS_CA``, or the context's keys.
+NATS credentials and TLS files come from the flags of :mod:`lattice.natsflags`, the same
+in all three programs (``--nats-creds`` / ``LATTICECTL_NATS_CREDS``, ``--nats-user`` /
+``LATTICECTL_NATS_USER`` with ``LATTICECTL_NATS_PASSWORD``, ``--nats-tls-ca`` /
+``LATTICECTL_NATS_TLS_CA``, ...), else the context's keys.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ import click
 import platformdirs
 import yaml
 
+from lattice.natsflags import NatsFlags
 from lattice.natsutil import NatsOptions
 
 
@@ -128,6 +130,10 @@ def load_up_state(state_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+#: No NATS flag given.
+NO_NATS_FLAGS = NatsFlags()
+
+
 @dataclass
 class Settings:
     """Shared CLI state, one per invocation (``ctx.obj``)."""
@@ -138,29 +144,24 @@ class Settings:
     context: str | None = None
     state_dir: Path = Path()
     debug: bool = False
-    nats_creds: str | None = None
-    nats_user: str | None = None
-    nats_password: str | None = None
-    nats_tls_ca: str | None = None
+    #: credentials and TLS files: the flags', else the context's, else a running up's
+    nats_flags: NatsFlags = NO_NATS_FLAGS
 
     @classmethod
     def resolve(
         cls,
         *,
         repo: str | None,
-        nats_url: str | None,
         lattice: str | None,
         context: str | None,
         state_dir: str | None,
         debug: bool,
-        nats_creds: str | None = None,
-        nats_user: str | None = None,
-        nats_tls_ca: str | None = None,
+        nats: NatsFlags = NO_NATS_FLAGS,
     ) -> Settings:
         sdir = Path(state_dir) if state_dir else default_state_dir()
         conf = load_context(context)
         up = load_up_state(sdir)
-        url = nats_url or conf.get("nats-url")
+        url = nats.url or conf.get("nats-url")
         return cls(
             repo=repo or conf.get("repo") or up.get("repo"),
             nats_url=url or up.get("nats_url"),
@@ -168,11 +169,12 @@ class Settings:
             context=context,
             state_dir=sdir,
             debug=debug,
-            nats_creds=_path(nats_creds or conf.get("nats-creds"))
-            or (None if url else _up_creds(up)),
-            nats_user=nats_user or conf.get("nats-user"),
-            nats_password=os.environ.get("LATTICECTL_NATS_PASSWORD") or None,
-            nats_tls_ca=_path(nats_tls_ca or conf.get("nats-tls-ca")),
+            nats_flags=replace(
+                nats, url=None,
+                creds=_path(nats.creds or conf.get("nats-creds"))
+                or (None if url else _up_creds(up)),
+                user=nats.user or conf.get("nats-user"),
+                tls_ca=_path(nats.tls_ca or conf.get("nats-tls-ca"))),
         )
 
     def require_nats(self) -> str:
@@ -184,9 +186,7 @@ class Settings:
 
     def nats(self) -> NatsOptions:
         """How to reach NATS: the URL (required) and any credentials or CA."""
-        return NatsOptions(url=self.require_nats(), name="latticectl",
-                           creds_file=self.nats_creds, user=self.nats_user,
-                           password=self.nats_password, tls_ca=self.nats_tls_ca)
+        return self.nats_flags.options(name="latticectl", url=self.require_nats())
 
     def repo_path(self) -> str:
         """The repository to work on: the resolved ``repo`` (flag, environment, context,

@@ -32,6 +32,7 @@ from hostagent.workload import MemoryRuntime, Runtime
 from lattice.auth.keys import host_id_of_creds
 from lattice.auth.store import read_credentials
 from lattice.ids import random_host_id
+from lattice.natsflags import NatsFlags, nats_options
 from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import DEFAULT_LATTICE, Subjects
 
@@ -71,8 +72,7 @@ _file = click.Path(exists=True, dir_okay=False)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--nats-url", envvar="LATTICE_NATS_URL", default="nats://127.0.0.1:4222",
-              show_default=True, help="NATS server (env LATTICE_NATS_URL).")
+@nats_options(env_prefix="LATTICE")
 @click.option("--lattice", "lattice_id", envvar="LATTICE_ID", default=DEFAULT_LATTICE,
               show_default=True, type=LatticeParam(), help="Lattice id (env LATTICE_ID).")
 @click.option("--label", "labels", multiple=True, type=LabelParam(),
@@ -80,18 +80,9 @@ _file = click.Path(exists=True, dir_okay=False)
 @click.option("--name", default=None, help="Human name of this host [default: hostname].")
 @click.option("--heartbeat", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
               help="Seconds between heartbeats.")
-@click.option("--creds", envvar="LATTICE_NATS_CREDS", type=_file, help="NATS credentials file.")
 @click.option("--apps-creds", envvar="LATTICE_APPS_CREDS", type=_file,
               help="NATS credentials for application traffic (wascc:messaging), on a "
                    "connection of its own; a secured lattice gives hosts no other way.")
-@click.option("--nkey-seed", envvar="LATTICE_NATS_NKEY_SEED", type=_file,
-              help="NATS nkey seed file.")
-@click.option("--user", envvar="LATTICE_NATS_USER", help="NATS user.")
-@click.option("--password", envvar="LATTICE_NATS_PASSWORD",
-              help="NATS password (prefer env LATTICE_NATS_PASSWORD).")
-@click.option("--tls-ca", type=_file, help="CA bundle to verify the NATS server.")
-@click.option("--tls-cert", type=_file, help="Client certificate for NATS.")
-@click.option("--tls-key", type=_file, help="Client key for --tls-cert.")
 @click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=30.0,
               show_default=True, help="Give up if NATS cannot be reached at start.")
 @click.option("--log-level", default="info", show_default=True,
@@ -108,11 +99,8 @@ _file = click.Path(exists=True, dir_okay=False)
               default=None, help="Where compiled WebAssembly is kept between runs "
               "[default: the user cache dir, .../vinculum/wasmtime].")
 @click.option("--no-cache", is_flag=True, help="Compile every module afresh; keep nothing.")
-def main(nats_url: str, lattice_id: str, labels: Sequence[str], name: str | None,
-         heartbeat: float, creds: str | None, apps_creds: str | None,
-         nkey_seed: str | None, user: str | None,
-         password: str | None, tls_ca: str | None, tls_cert: str | None,
-         tls_key: str | None, connect_timeout: float, log_level: str,
+def main(nats: NatsFlags, lattice_id: str, labels: Sequence[str], name: str | None,
+         heartbeat: float, apps_creds: str | None, connect_timeout: float, log_level: str,
          runtime: str, trusted_issuers: Sequence[str], cache_dir: str | None,
          no_cache: bool) -> None:
     """Join a lattice as a host that starts empty and obeys the control protocol."""
@@ -121,30 +109,24 @@ def main(nats_url: str, lattice_id: str, labels: Sequence[str], name: str | None
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("asyncio").setLevel(logging.WARNING)
-    if tls_key and not tls_cert:
-        raise click.UsageError("--tls-key needs --tls-cert")
     try:
         all_labels = host_labels(labels, os.environ)
     except LabelError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        host_id = host_id_from(creds)
+        host_id = host_id_from(nats.creds)
     except (OSError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--creds") from None
     config = HostConfig(
         name=name or socket.gethostname(), labels=all_labels, lattice=lattice_id,
         heartbeat_s=heartbeat, host_id=host_id,
     )
-    nats = NatsOptions(
-        url=nats_url, name=f"lattice-host {config.name}", creds_file=creds,
-        nkey_seed_file=nkey_seed, user=user, password=password, tls_ca=tls_ca,
-        tls_cert=tls_cert, tls_key=tls_key,
-    )
-    apps = replace(nats, name=f"lattice-host {config.name} apps", creds_file=apps_creds,
+    opts = nats.options(name=f"lattice-host {config.name}")
+    apps = replace(opts, name=f"lattice-host {config.name} apps", creds_file=apps_creds,
                    nkey_seed_file=None) if apps_creds else None
     issuers = [i for v in trusted_issuers for i in v.replace(",", " ").split()]
     cache = None if no_cache else Path(cache_dir) if cache_dir else default_cache_dir()
-    sys.exit(asyncio.run(run_host(nats, config, connect_timeout=connect_timeout,
+    sys.exit(asyncio.run(run_host(opts, config, connect_timeout=connect_timeout,
                                   runtime_kind=runtime, trusted_issuers=issuers,
                                   cache_dir=cache, apps=apps)))
 

@@ -23,6 +23,7 @@ import platformdirs
 from gitsync.verify import PolicyError, SignaturePolicy, parse_policy
 from lattice.durations import parse_duration
 from lattice.errors import VinculumError
+from lattice.natsflags import NatsFlags, nats_options
 from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import Subjects, SyncNudge, encode
 from reconciler.agent import Agent, AgentConfig
@@ -73,32 +74,6 @@ class Policy(_PolicyParam):
 POLICY = Policy()
 
 
-def _nats_options(url: str, creds: str | None, nkey_seed: str | None, user: str | None,
-                  password: str | None, tls_ca: str | None, tls_cert: str | None,
-                  tls_key: str | None, name: str) -> NatsOptions:
-    return NatsOptions(url=url, name=name, creds_file=creds, nkey_seed_file=nkey_seed,
-                       user=user, password=password, tls_ca=tls_ca, tls_cert=tls_cert,
-                       tls_key=tls_key)
-
-
-def nats_auth_options(f: click.decorators.FC) -> click.decorators.FC:
-    for opt in reversed([
-        click.option("--nats-url", envvar="VINCULUM_NATS_URL", default="nats://127.0.0.1:4222",
-                     show_default=True, help="NATS server URL."),
-        click.option("--creds", envvar="VINCULUM_NATS_CREDS", help="NATS credentials file."),
-        click.option("--nkey-seed", help="NATS nkey seed file."),
-        click.option("--user", help="NATS user."),
-        click.option("--password", envvar="VINCULUM_NATS_PASSWORD", help="NATS password."),
-        click.option("--tls-ca", help="CA bundle for TLS."),
-        click.option("--tls-cert", help="Client certificate for TLS."),
-        click.option("--tls-key", help="Client key for TLS."),
-        click.option("--lattice", envvar="VINCULUM_LATTICE", default="default",
-                     show_default=True, help="Lattice id."),
-    ]):
-        f = opt(f)
-    return f
-
-
 @click.group(invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--repo", envvar="VINCULUM_REPO", help="Repository: a local path or a URL.")
@@ -119,14 +94,14 @@ def nats_auth_options(f: click.decorators.FC) -> click.decorators.FC:
                    "file (ssh:FILE) or armored OpenPGP keyring (gpg:FILE); any other head "
                    "is Invalid (UntrustedCommit).")
 @click.option("--log-level", default="INFO", show_default=True)
-@nats_auth_options
+@nats_options(env_prefix="VINCULUM")
+@click.option("--lattice", envvar="VINCULUM_LATTICE", default="default", show_default=True,
+              help="Lattice id.")
 @click.pass_context
 def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_path: str,
          interval: float, resync: float, data_dir: Path | None, bid_timeout: float,
          lease_ttl: float, verify_commits: SignaturePolicy | None, log_level: str,
-         nats_url: str, creds: str | None, nkey_seed: str | None, user: str | None,
-         password: str | None, tls_ca: str | None, tls_cert: str | None, tls_key: str | None,
-         lattice: str) -> None:
+         nats: NatsFlags, lattice: str) -> None:
     """Run the vinculum: reconcile the manifests in a git branch with a NATS lattice.
 
     \b
@@ -136,8 +111,7 @@ def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_pat
       vinculum sync --nats-url nats://127.0.0.1:4222
     """
     ctx.ensure_object(dict)
-    ctx.obj.update(nats=_nats_options(nats_url, creds, nkey_seed, user, password, tls_ca,
-                                      tls_cert, tls_key, "vinculum"), lattice=lattice)
+    ctx.obj.update(nats=nats.options(name="vinculum"), lattice=lattice)
     if ctx.invoked_subcommand is not None:
         return
     if not repo:

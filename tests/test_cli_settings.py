@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cli.settings import Settings, config_path
+from lattice.natsflags import NatsFlags
 from tests.cliutil import run
 
 CONFIG = """\
@@ -134,14 +135,15 @@ def test_resolve_takes_each_setting_from_the_context(
     write_up_state(env, repo="/up", nats_url="nats://up:4222", lattice="up-lattice")
     state_dir = env["LATTICECTL_STATE_DIR"]
 
-    def resolve(**flags: str | None) -> Settings:
-        args: dict[str, str | None] = {"repo": None, "nats_url": None, "lattice": None,
+    def resolve(nats_url: str | None = None, **flags: str | None) -> Settings:
+        args: dict[str, str | None] = {"repo": None, "lattice": None,
                                        "context": None, "state_dir": state_dir}
-        return Settings.resolve(**{**args, **flags}, debug=False)
+        return Settings.resolve(**{**args, **flags}, nats=NatsFlags(url=nats_url),
+                                debug=False)
 
     lab = resolve()
     assert (lab.nats_url, lab.lattice) == ("nats://lab.example:4222", "lab-lattice")
-    assert lab.nats_creds == str(tmp_path / "lab.creds")  # ~ expanded
+    assert lab.nats_flags.creds == str(tmp_path / "lab.creds")  # ~ expanded
     edge = resolve(context="edge")
     assert edge.nats_url == "nats://edge.example:4222"
     assert edge.lattice == "up-lattice"  # edge names none: the state of `up`
