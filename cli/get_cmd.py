@@ -1,8 +1,10 @@
 """``latticectl get``: deployments, binding sets and hosts, desired next to observed.
 
 Deployments and binding sets come from the agent's ``lattice/status`` branch (fetched
-first when the repository has a remote: see :mod:`cli.view`); hosts come live from the
-lattice by ping, or from the status branch when NATS cannot be reached (:mod:`cli.hosts`).
+first when the repository has a remote: see :mod:`cli.view`; a warning line on stderr
+when the agent cannot fetch its source: :func:`cli.view.source_warning`); hosts come live
+from the lattice by ping, or from the status branch when NATS cannot be reached
+(:mod:`cli.hosts`).
 ``-w`` keeps the
 table live: the status branch is polled every :data:`WATCH_INTERVAL` seconds and a row is
 printed for each entity whose status changed, as ``kubectl get -w`` does. Tables and the
@@ -39,7 +41,7 @@ from cli.output import (
     widths,
 )
 from cli.settings import CliError, Settings
-from cli.view import NO_STATUS, RepoView, complete_names, open_view
+from cli.view import NO_STATUS, RepoView, complete_names, open_view, source_warning
 from lattice.status import StatusReport
 
 #: Seconds between two looks at the status branch under ``--watch``.
@@ -137,9 +139,9 @@ def _show(settings: Settings, kind: Kind, names: tuple[str, ...], output: str | 
         entities: list[Entity] = []
         column_widths: list[int] = []
         if report is not None:
-            stale = view.freshness(report).warning(report)
-            if stale:
-                warn(stale)
+            for problem in (source_warning(report), view.freshness(report).warning(report)):
+                if problem:
+                    warn(problem)
             entities = select(kind, report, names)
             column_widths = print_entities(kind, entities, output,
                                            single=len(names) == 1 and not watch)

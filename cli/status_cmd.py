@@ -2,12 +2,14 @@
 
 ``status`` reads ``status.yaml`` of the status branch and the branch HEAD: what the agent
 evaluated last, its phase and errors, how long ago, and whether HEAD is among what it
-evaluated (a note attests only evaluated revisions). It exits 0 only when HEAD is
-evaluated and ``Synced``, 1 otherwise (``--wait`` polls until then or ``--timeout``), 2 on
-errors: made for scripts and CI. ``history`` lists the commits of the followed branch with
-the phase of each one's note, ``-`` for a commit the agent never evaluated, and each one's
-signature: the agent's verdict when its note records one (``--verify-commits``), else what
-the reader's own git says (:func:`gitsync.verify.signature_states`).
+evaluated (a note attests only evaluated revisions), and whether the agent can fetch the
+repository (the ``SourceReady`` condition). It exits 0 only when HEAD is evaluated and
+``Synced`` and the source is not failing, 1 otherwise (``--wait`` polls until then or
+``--timeout``), 2 on errors: made for scripts and CI. ``history`` lists the commits of the
+followed branch with the phase of each one's note, ``-`` for a commit the agent never
+evaluated, and each one's signature: the agent's verdict when its note records one
+(``--verify-commits``), else what the reader's own git says
+(:func:`gitsync.verify.signature_states`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from cli.output import age, emit, plural, short, table, warn
 from cli.settings import CliError, Settings
 from cli.view import NO_STATUS, Freshness, RepoView, open_view
 from gitsync.verify import signature_states
-from lattice.status import CommitSignature, Phase, RevisionNote, StatusReport, SyncSummary
+from lattice.status import (
+    CommitSignature,
+    Phase,
+    RevisionNote,
+    StatusReport,
+    SyncSummary,
+    time_text,
+)
 
 #: Seconds between two looks at the status under ``status --wait``.
 WAIT_INTERVAL = 0.5
@@ -40,6 +49,28 @@ def effective_phase(report: StatusReport, fresh: Freshness) -> Phase | None:
     if fresh.note is not None:
         return fresh.note.phase
     return report.summary.phase
+
+
+def source_failing(report: StatusReport) -> bool:
+    """True when the agent reports that fetching its source fails. Pure."""
+    cond = report.summary.source_ready
+    return cond is not None and not cond.status
+
+
+def all_good(report: StatusReport, fresh: Freshness) -> bool:
+    """What exit status 0 means: HEAD evaluated and Synced, the source not failing. Pure."""
+    return effective_phase(report, fresh) is Phase.SYNCED and not source_failing(report)
+
+
+def source_line(report: StatusReport) -> str | None:
+    """The ``Source:`` line: the ``SourceReady`` condition (None from an agent that does
+    not report one). Pure."""
+    cond = report.summary.source_ready
+    if cond is None:
+        return None
+    since = f" since {time_text(cond.last_transition)}" if cond.last_transition else ""
+    state = "Ready" if cond.status else "NOT READY"
+    return f"Source:      {state}{since} ({cond.reason}): {cond.message or '-'}"
 
 
 def status_lines(report: StatusReport, fresh: Freshness, now: datetime) -> list[str]:
@@ -66,6 +97,7 @@ def status_lines(report: StatusReport, fresh: Freshness, now: datetime) -> list[
         + (f" ({s.updated:%Y-%m-%dT%H:%M:%SZ})" if s.updated else ""),
         f"Entities:    {plural(s.deployments, 'deployment')}, "
         f"{plural(s.bindingsets, 'binding set')}, {plural(s.hosts, 'host')}",
+        *([line] if (line := source_line(report)) else []),
     ]
     errors = fresh.note.errors if fresh.note is not None else s.errors
     if errors:
@@ -85,6 +117,7 @@ def status_document(report: StatusReport, fresh: Freshness) -> dict[str, Any]:
         "headEvaluated": fresh.evaluated,
         "headPhase": str(phase) if phase else None,
         "synced": phase is Phase.SYNCED,
+        "sourceReady": (cond.status if (cond := report.summary.source_ready) else None),
         "summary": report.summary.model_dump(mode="json"),
     }
 
@@ -121,7 +154,8 @@ def _refused_from_the_start(view: RepoView) -> StatusReport | None:
 @click.command("status")
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default=None,
               help="Print the summary as a document (default: lines for humans).")
-@click.option("--wait", is_flag=True, help="Wait until HEAD is evaluated and Synced.")
+@click.option("--wait", is_flag=True,
+              help="Wait until HEAD is evaluated and Synced and the source is not failing.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
               metavar="SECONDS", help="With --wait: give up (exit 1) after this long.")
 @click.pass_obj
@@ -129,7 +163,9 @@ def status_cmd(settings: Settings, output: str | None, wait: bool, timeout: floa
     """Show the branch HEAD, the last revision the agent evaluated, its phase and errors.
 
     Exit status: 0 when HEAD is evaluated and Synced; 1 while it is not yet evaluated,
-    Progressing, Degraded or Invalid; 2 on errors (no repository, no status yet).
+    Progressing, Degraded or Invalid, or while the agent cannot fetch the repository
+    (SourceReady False: the status is that of the last revision it fetched); 2 on errors
+    (no repository, no status yet).
 
     \b
     Examples:
@@ -142,8 +178,7 @@ def status_cmd(settings: Settings, output: str | None, wait: bool, timeout: floa
         if wait:
             deadline = time.monotonic() + timeout
             last_fetch = time.monotonic()
-            while (effective_phase(report, fresh) is not Phase.SYNCED
-                   and time.monotonic() < deadline):
+            while not all_good(report, fresh) and time.monotonic() < deadline:
                 time.sleep(WAIT_INTERVAL)
                 if view.remote is not None and \
                         time.monotonic() - last_fetch >= WAIT_FETCH_INTERVAL:
@@ -155,7 +190,7 @@ def status_cmd(settings: Settings, output: str | None, wait: bool, timeout: floa
     else:
         for line in status_lines(report, fresh, datetime.now(UTC)):
             click.echo(line)
-    if effective_phase(report, fresh) is not Phase.SYNCED:
+    if not all_good(report, fresh):
         raise click.exceptions.Exit(1)
 
 

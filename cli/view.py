@@ -11,7 +11,9 @@ and the followed branch first, into remote-tracking refs
 
 A note attests only a revision the agent evaluated, so :meth:`RepoView.freshness` compares
 the branch HEAD with what the status talks about, and callers say so rather than showing
-stale status silently. What the lattice says live comes from :mod:`cli.reach`.
+stale status silently; :func:`source_warning` says when the agent cannot fetch the
+repository (its ``SourceReady`` condition is False), so the status shown is that of the
+last revision it could fetch. What the lattice says live comes from :mod:`cli.reach`.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from gitsync.statusformat import (
     STATUS_BRANCH,
     STATUS_REF,
 )
-from lattice.status import RevisionNote, StatusReport
+from lattice.status import RevisionNote, StatusReport, time_text
 
 REMOTE = "origin"
 #: Seconds a fetch may take before latticectl shows the local copy instead.
@@ -63,6 +65,17 @@ class Freshness:
             return None
         return (f"status is for {short(report.summary.attempted_revision)}, branch HEAD is "
                 f"{short(self.head)}: not yet evaluated")
+
+
+def source_warning(report: StatusReport) -> str | None:
+    """The line to print on stderr when the agent's source is not ready (its fetches
+    fail), else None. Pure."""
+    cond = report.summary.source_ready
+    if cond is None or cond.status:
+        return None
+    since = f" since {time_text(cond.last_transition)}" if cond.last_transition else ""
+    return (f"source not ready{since}: {cond.message}; showing status of "
+            f"{short(report.summary.applied_revision)}")
 
 
 @dataclass(frozen=True)

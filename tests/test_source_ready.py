@@ -9,6 +9,7 @@ real status writer; no mocks, and every wait is a deadline poll.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from gitsync.statusformat import STATUS_REF, without_clock
 from gitsync.watch import watch_heads
 from lattice.status import SOURCE_READY, Phase, Reason, RevisionNote, StatusReport
 from reconciler.report import Outcome, source_condition, status_report
+from tests.cliutil import gitops_repo, note, report, run, write_status
 from tests.gitrepo import commit_files, count_commits, deployment, file_url, init_repo, make_remote
 from tests.helpers import eventually
 
@@ -211,3 +213,45 @@ def test_a_note_can_carry_the_condition() -> None:
     assert RevisionNote.model_validate(
         RevisionNote(revision="a" * 40, phase=Phase.SYNCED, first_seen=T0,
                      updated=T0).model_dump(mode="json")).conditions == []
+
+
+# ---------------------------------------------------------------- latticectl
+
+def _with_source(rep: StatusReport, health: SourceHealth) -> StatusReport:
+    return rep.model_copy(update={"summary": rep.summary.model_copy(
+        update={"conditions": [health.condition()]})})
+
+
+def test_latticectl_status_and_get_say_the_source_is_not_ready(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    repo = gitops_repo(tmp_path)
+    env["LATTICECTL_REPO"] = str(repo.working_tree_dir)
+    sha = repo.head.commit.hexsha
+    ok = SourceHealth(location="https://***@git.example/x.git").succeeded(T0)
+    write_status(repo, tmp_path / "agent", _with_source(report(sha), ok), {sha: note(sha)})
+    fine = run(env, "status")
+    assert fine.exit_code == 0, fine.output
+    assert "Source:      Ready since 2026-03-01T12:00:00.123Z (Succeeded): fetches of " \
+           "https://***@git.example/x.git succeed" in fine.stdout
+    quiet = run(env, "get", "deployments")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+    failing = ok.failed("fetch https://***@git.example/x.git main: git fetch --no-tags "
+                        "failed (128): fatal: Authentication failed", T0 + timedelta(hours=1))
+    write_status(repo, tmp_path / "agent", _with_source(report(sha), failing))
+    result = run(env, "status")
+    assert result.exit_code == 1, result.output  # as for Degraded or Invalid
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("Source:"))
+    assert line.startswith("Source:      NOT READY since 2026-03-01T13:00:00.123Z "
+                           "(FetchFailed): fetch https://")
+    assert line.endswith("fatal: Authentication failed; last good fetch at "
+                         "2026-03-01T12:00:00.123Z")
+    doc = json.loads(run(env, "status", "-o", "json").stdout)
+    assert doc["sourceReady"] is False and doc["synced"] is True
+    assert doc["summary"]["conditions"][0]["reason"] == "FetchFailed"
+    got = run(env, "get", "deployments")
+    assert got.exit_code == 0 and "amazing-deployment" in got.stdout
+    [warning] = got.stderr.splitlines()
+    assert warning == (
+        "warning: source not ready since 2026-03-01T13:00:00.123Z: " + failing.error
+        + "; last good fetch at 2026-03-01T12:00:00.123Z; showing status of " + sha[:12])
