@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -168,13 +167,21 @@ async def test_empty_repository_yields_once_the_first_commit_lands(tmp_path: Pat
         await w.close()
 
 
-async def test_stop_ends_the_stream(tmp_path: Path) -> None:
+async def test_stop_ends_the_stream_and_its_watchers(tmp_path: Path) -> None:
+    """Setting ``stop`` while the stream waits for a change ends it at once (not at the
+    next poll, 300 s away) and takes the file-watcher tasks it started with it."""
     repo = init_repo(tmp_path / "r")
     commit_files(repo, {"a.yaml": deployment("a")})
-    w = Watcher(GitSource.open(str(tmp_path / "r"), data_dir=tmp_path / "d")).start()
+    before = asyncio.all_tasks()
+    w = Watcher(GitSource.open(str(tmp_path / "r"), data_dir=tmp_path / "d"),
+                interval=300).start()
     await w.saw(repo.head.commit.hexsha)
-    await w.close()
-    assert w.task is not None and w.task.done()
-    subprocess.run(["git", "-C", str(tmp_path / "r"), "commit", "-q", "--allow-empty", "-m",
-                    "after stop"], check=True)
-    assert len(w.heads) == 1
+    assert w.task is not None
+    helpers = asyncio.all_tasks() - before - {w.task, asyncio.current_task()}
+    assert helpers, "a local repository is watched by tasks of its own"
+    assert not w.task.done()  # waiting for the next change
+    w.stop.set()
+    await asyncio.wait_for(w.task, 5)  # raises TimeoutError if stop does not wake it
+    assert w.task.exception() is None
+    assert [t.get_name() for t in helpers if not t.done()] == []
+    assert w.heads == [repo.head.commit.hexsha]
