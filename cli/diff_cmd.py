@@ -25,7 +25,6 @@ from cli.reach import live_hosts
 from cli.settings import CliError, Settings
 from cli.view import RepoView, open_view
 from gitsync.apply import ApplyResult, apply_manifests, load_inputs
-from gitsync.errors import GitSyncError, InvalidManifestsError
 from gitsync.source import manifest_files
 from lattice.manifest_loader import load_sources, normalize_base
 from lattice.manifests import BindingSet, Deployment, DesiredState, Manifest
@@ -39,6 +38,7 @@ from reconciler.actions import (
     StopActor,
     StopProvider,
 )
+from reconciler.matching import Matcher
 from reconciler.planner import plan
 
 
@@ -98,21 +98,15 @@ def lattice_changes(before: DesiredState, after: DesiredState,
     """The actions the change causes (planned after, not before), and how many are
     planned regardless of it. Pure."""
     observed = {h.host_id: h for h in hosts}
-    pending = plan(before, observed)
+    matcher = Matcher()  # both plans read the same hosts: index them once
+    pending = plan(before, observed, matcher=matcher)
     already = set(pending)
-    return [a for a in plan(after, observed) if a not in already], len(pending)
+    return ([a for a in plan(after, observed, matcher=matcher) if a not in already],
+            len(pending))
 
 
 def _git_diff(settings: Settings, documents: Sequence[Manifest], base: str) -> ApplyResult:
-    try:
-        return apply_manifests(settings.repo_path(), documents, dry_run=True,
-                               manifests_path=base)
-    except InvalidManifestsError as exc:
-        for line in exc.errors:
-            click.echo(line, err=True)
-        raise CliError(exc.message) from None
-    except GitSyncError as exc:
-        raise CliError(exc.message) from None
+    return apply_manifests(settings.repo_path(), documents, dry_run=True, manifests_path=base)
 
 
 @click.command("diff")
@@ -134,13 +128,9 @@ def diff_cmd(settings: Settings, filenames: tuple[str, ...], manifests_path: str
     """
     if not filenames:
         raise CliError("nothing to compare: pass -f FILE, -f DIR or -f -")
+    documents = load_inputs(read_inputs(filenames))
     try:
-        documents = load_inputs(read_inputs(filenames))
         base = normalize_base(manifests_path)
-    except InvalidManifestsError as exc:
-        for line in exc.errors:
-            click.echo(line, err=True)
-        raise CliError(exc.message) from None
     except ValueError as exc:
         raise CliError(str(exc)) from None
     result = _git_diff(settings, documents, base)

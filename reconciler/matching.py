@@ -1,11 +1,17 @@
 """Matching: the one place that decides which running instance satisfies which desire.
 
-Pure functions, no I/O. :func:`analyse` indexes an observed lattice once and says, for
-every desired actor replica, provider group and binding, which running instance serves it
-(or that none does), and which owned instances serve nothing (with the reason). Two
-consumers read the result: :func:`reconciler.planner.plan` turns it into actions and
+Pure, no I/O. :meth:`Matcher.analyse` indexes an observed lattice and says, for every
+desired actor replica, provider group and binding, which running instance serves it (or
+that none does), and which owned instances serve nothing (with the reason). Two consumers
+read the result: :func:`reconciler.planner.plan` turns it into actions and
 :func:`reconciler.assess.assess` into ready counts and placements, so status can never
 disagree with what the planner would do.
+
+A :class:`Matcher` keeps what it built (each host's indexes, their merge, the last
+analysis) by the identity of the inventory objects it was built from, and nothing is kept
+at module level. Its owner (the agent) keeps one for its life and passes it to the
+planner and the assessment, so a quiet lattice is not matched again; anyone else gets a
+fresh one, and the answer is the same either way: a function of the arguments alone.
 
 The rules, in short (docs/architecture.md has the long form):
 
@@ -31,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import NamedTuple, cast
 
 from lattice.manifests import BindingSpec, DesiredState, ProviderKey
@@ -43,7 +50,7 @@ from lattice.protocol import (
     HostInventory,
     ProviderInstance,
 )
-from reconciler.matching_actors import match_actors
+from reconciler.matching_actors import ActorIndexes, match_actors
 from reconciler.memo import LastCall, PerObject
 from reconciler.rulesets import (
     KIND_BINDINGSET,
@@ -66,7 +73,7 @@ from reconciler.rulesets import (
 
 __all__ = [
     "KIND_BINDINGSET", "KIND_DEPLOYMENT", "OWNER_SEPARATOR", "REPLICA_LABELS", "ActorSlots",
-    "Analysis", "BindingMatch", "Placed", "ProviderGroup", "RuleSet", "StaleBinding",
+    "Analysis", "BindingMatch", "Matcher", "Placed", "ProviderGroup", "RuleSet", "StaleBinding",
     "analyse", "binding_entity", "canonical_rules", "provider_entity",
 ]
 
@@ -129,37 +136,56 @@ class Analysis:
         return self.hosts[self.actor_hosts[id(inst)]]
 
 
-def analyse(desired: DesiredState, observed: Mapping[str, HostInventory]) -> Analysis:
-    """Match ``desired`` against ``observed``. Pure; consumed by the planner and assess.
+class Matcher:
+    """The matching of desired against observed, with what it builds kept for next time.
 
-    The result is read only by its consumers, so it is reused while the call is made with
-    the same desired state and the same inventory objects: the planner and the assessment
-    of one pass share one analysis, and a converged lattice (whose records stay the same
-    objects) is not matched again pass after pass.
+    Each host's indexes are kept while its inventory is the same object, their merge while
+    every host's is, and the last analysis while the desired state and every inventory are
+    the very same objects (the planner and the assessment of one pass share it; a
+    converged lattice is not matched again). Inventories are frozen and
+    :class:`reconciler.observed.ObservedState` replaces a host's object whenever it says
+    something new, so what is kept is what a build would give: a kept Matcher makes
+    :meth:`analyse` faster, never different. Its owner keeps one (the agent, for its
+    life); two Matchers share nothing.
     """
-    return _last_analysis([desired, *sorted(observed.values(), key=_host_id)])
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        build = partial(_analyse, ActorIndexes(), LastCall(
+            partial(_merge_bindings, PerObject(_index_bindings))))
+        self._last: LastCall[object, Analysis] = LastCall(build)
+
+    def analyse(self, desired: DesiredState, observed: Mapping[str, HostInventory]
+                ) -> Analysis:
+        """Match ``desired`` against ``observed``. Pure (the result depends on the
+        arguments alone); consumed by the planner and assess, which only read it."""
+        return self._last([desired, *sorted(observed.values(), key=_host_id)])
+
+
+def analyse(desired: DesiredState, observed: Mapping[str, HostInventory]) -> Analysis:
+    """Match ``desired`` against ``observed`` with a fresh :class:`Matcher`. Pure."""
+    return Matcher().analyse(desired, observed)
 
 
 def _host_id(host: HostInventory) -> str:
     return host.host_id
 
 
-def _analyse(inputs: Sequence[object]) -> Analysis:
-    """The analysis of ``[desired, *hosts sorted by id]`` (the memo's key). Pure."""
+def _analyse(actor_indexes: ActorIndexes, lattice_bindings: _BindingsMemo,
+             inputs: Sequence[object]) -> Analysis:
+    """The analysis of ``inputs``, ``[desired, *hosts sorted by id]`` (the key of the
+    matcher's memo), using (and filling) the matcher's indexes. Pure."""
     desired = cast(DesiredState, inputs[0])
     hosts = cast(list[HostInventory], list(inputs[1:]))
     rulesets = RuleSets()
     by_id = {h.host_id: h for h in hosts}
-    actors, surplus_actors, actor_hosts = match_actors(desired, by_id, rulesets)
+    actors, surplus_actors, actor_hosts = match_actors(desired, by_id, rulesets, actor_indexes)
     groups, group_of, surplus_providers = _match_providers(desired, hosts, rulesets)
     stopping = {(h.host_id, p.capability_id, p.binding_name) for h, p, _ in surplus_providers}
-    bindings, surplus_bindings = _match_bindings(desired, hosts, stopping)
+    bindings, surplus_bindings = _match_bindings(desired, hosts, stopping, lattice_bindings)
     return Analysis(actors, surplus_actors, groups, group_of, surplus_providers,
                     bindings, surplus_bindings, actor_hosts, by_id)
-
-
-#: the last analysis, by identity of its inputs (see :func:`analyse`)
-_last_analysis: LastCall[object, Analysis] = LastCall(_analyse)
 
 
 # ---------------------------------------------------------------- providers
@@ -256,9 +282,6 @@ def _index_bindings(host: HostInventory) -> _HostBindings:
     return _HostBindings(bound, managed)
 
 
-_host_bindings = PerObject(_index_bindings)  # memoised by inventory, like the actors'
-
-
 class _LatticeBindings(NamedTuple):
     """What every host serves and has bound, merged."""
 
@@ -267,8 +290,10 @@ class _LatticeBindings(NamedTuple):
     managed: int
 
 
-def _merge_bindings(hosts: Sequence[HostInventory]) -> _LatticeBindings:
-    """The merge of every host's providers and bindings. Pure; read only by callers."""
+def _merge_bindings(per_host: Callable[[HostInventory], _HostBindings],
+                    hosts: Sequence[HostInventory]) -> _LatticeBindings:
+    """The merge of every host's providers and bindings (``per_host`` indexes one host's
+    bindings: the matcher's memo of :func:`_index_bindings`). Pure; read only by callers."""
     serving: dict[tuple[str, str], list[tuple[HostInventory, str]]] = {}  # hosts by id
     bound: dict[tuple[str, str, str, str], BindingInstance] = {}
     managed = 0
@@ -276,20 +301,21 @@ def _merge_bindings(hosts: Sequence[HostInventory]) -> _LatticeBindings:
         for p in host.providers:
             serving.setdefault((p.capability_id, p.binding_name), []).append(
                 (host, p.vendor_id))
-        hb = _host_bindings(host)
+        hb = per_host(host)
         bound.update(hb.bound)  # keys carry the host id: no collisions
         managed += hb.managed
     return _LatticeBindings(serving, bound, managed)
 
 
-#: reused while the hosts are the same objects (a converged lattice)
-_lattice_bindings = LastCall(_merge_bindings)
+#: the merge, reused by a matcher while the hosts are the same objects (a converged lattice)
+_BindingsMemo = LastCall[HostInventory, _LatticeBindings]
 
 
 def _match_bindings(
-    desired: DesiredState, hosts: list[HostInventory], stopping: set[tuple[str, str, str]]
+    desired: DesiredState, hosts: list[HostInventory], stopping: set[tuple[str, str, str]],
+    lattice_bindings: _BindingsMemo,
 ) -> tuple[list[BindingMatch], list[SurplusBinding]]:
-    lattice = _lattice_bindings(hosts)
+    lattice = lattice_bindings(hosts)
     serving, bound, managed_total = lattice.serving, lattice.bound, lattice.managed
     if stopping:  # providers about to stop serve nobody (their bindings go with them)
         serving = {k: [(h, v) for h, v in on if (h.host_id, *k) not in stopping]

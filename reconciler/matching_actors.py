@@ -1,12 +1,15 @@
 """Matching actor replicas: which running instance serves which desired replica.
 
-Pure. :func:`match_actors` is called by :func:`reconciler.matching.analyse`; the rules are
-in that module's docstring.
+Pure. :func:`match_actors` is called by :class:`reconciler.matching.Matcher`; the rules
+are in that module's docstring. The per-host indexes it reads come from an
+:class:`ActorIndexes` that the matcher owns and passes in: nothing is kept at module level,
+so the answer depends on the arguments alone, and a kept :class:`ActorIndexes` only saves
+the indexing of hosts whose inventory object it has seen before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from lattice.manifests import DesiredState
@@ -73,10 +76,6 @@ def _index_host(host: HostInventory) -> _HostActors:
     return _HostActors(host, index, host_of, dupes, strays, limited)
 
 
-#: a converged lattice re-plans without touching its instances (see reconciler.memo)
-_host_actors = PerObject(_index_host)
-
-
 class _Merged(NamedTuple):
     """The per-host indexes merged into one."""
 
@@ -98,18 +97,35 @@ def _merge(per_host: Sequence[_HostActors]) -> _Merged:
     return _Merged(index, host_of, expected)
 
 
-#: reused while every host's record is the same object: a converged lattice re-plans
-#: without merging 10,000 entries again
-_merged = LastCall(_merge)
+class ActorIndexes:
+    """Every host's owned actors, indexed, and the merge of those indexes, memoised by
+    inventory object (:mod:`reconciler.memo`): a converged lattice re-plans without
+    touching its instances or merging 10,000 entries again. Owned by one
+    :class:`reconciler.matching.Matcher`; inventories are frozen and a host that changes
+    is a new object (:class:`reconciler.observed.ObservedState`), so a hit returns what a
+    build would."""
+
+    __slots__ = ("_merged", "_per_host")
+
+    def __init__(self) -> None:
+        self._per_host: PerObject[HostInventory, _HostActors] = PerObject(_index_host)
+        self._merged: LastCall[_HostActors, _Merged] = LastCall(_merge)
+
+    def of(self, hosts: Iterable[HostInventory]) -> tuple[list[_HostActors], _Merged]:
+        """Each host's index (in the order given) and their merge."""
+        per_host = [self._per_host(host) for host in hosts]
+        return per_host, self._merged(per_host)
 
 
 def match_actors(
-    desired: DesiredState, hosts: dict[str, HostInventory], rulesets: RuleSets
+    desired: DesiredState, hosts: dict[str, HostInventory], rulesets: RuleSets,
+    indexes: ActorIndexes,
 ) -> tuple[list[ActorSlots], list[SurplusActor], dict[int, str]]:
+    """Which owned instance serves each desired replica, and the owned instances that
+    serve none (with why). Pure: ``indexes`` only saves work, never changes the answer."""
     dupes: dict[_ActorKey, list[ActorInstance]] = {}
     surplus: list[SurplusActor] = []
-    per_host = [_host_actors(host) for host in hosts.values()]
-    merged = _merged(per_host)
+    per_host, merged = indexes.of(hosts.values())
     index = dict(merged.by_key)  # a copy: matching pops what it finds
     host_of, expected = merged.host_of, merged.expected  # read only from here on
     for ha in per_host:

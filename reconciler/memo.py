@@ -4,8 +4,10 @@ Inventories are frozen, and :class:`reconciler.observed.ObservedState` hands out
 object until a host says something new, so a converged lattice is planned and assessed from
 the same objects pass after pass. These memos key on object identity and hold the objects
 they key on, so an ``id()`` can never be reused by another object while its entry lives.
-Used by the matching (one host's index, the whole lattice's merge) and by the agent (the
-inputs of the last status report). Pure: a hit returns what the build would.
+Used by :class:`reconciler.matching.Matcher` (one host's index, the whole lattice's merge,
+the last analysis: each memo an attribute of the matcher that owns it, never a module
+global) and by the agent (the inputs of the last status report). Pure: a hit returns what
+the build would.
 """
 
 from __future__ import annotations

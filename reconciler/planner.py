@@ -7,7 +7,9 @@ gap, each with its reason, sorted by phase then key so the same inputs always gi
 same list. The agent loop (:mod:`reconciler.agent`) calls it on every reconcile and hands
 the result to the executor, which runs the phases in order: starts, then binding puts,
 then stops (make-before-break). What satisfies what is decided in
-:mod:`reconciler.matching`, shared with the status assessment.
+:mod:`reconciler.matching`, shared with the status assessment: the agent passes the
+:class:`~reconciler.matching.Matcher` it keeps, so a quiet lattice is not matched again;
+without one a fresh matcher is used, and the actions are the same either way.
 
 Ownership: only what carries the agent's annotations is ever stopped or deleted; anything
 started by hand is left alone (:func:`unmanaged` lists it for status) and may still serve a
@@ -49,7 +51,7 @@ from reconciler.matching import (
     OWNER_SEPARATOR,
     REPLICA_LABELS,
     Analysis,
-    analyse,
+    Matcher,
     binding_entity,
     provider_entity,
 )
@@ -59,9 +61,12 @@ _MANAGED = (ANN_MANAGED_BY, MANAGED_BY_VALUE)
 _REPLICA_PAIRS = tuple((ANN_REPLICA, label) for label in REPLICA_LABELS)
 
 
-def plan(desired: DesiredState, observed: Mapping[str, HostInventory]) -> list[Action]:
-    """The actions that take ``observed`` to ``desired``, sorted by (phase, key). Pure."""
-    found = analyse(desired, observed)
+def plan(desired: DesiredState, observed: Mapping[str, HostInventory], *,
+         matcher: Matcher | None = None) -> list[Action]:
+    """The actions that take ``observed`` to ``desired``, sorted by (phase, key). Pure:
+    ``matcher`` (kept by the caller across calls) only saves work, and None means a fresh
+    one; consumed by the agent loop, which hands the actions to the executor."""
+    found = (matcher if matcher is not None else Matcher()).analyse(desired, observed)
     out: list[Action] = []
     _actors(found, desired.revision, out)
     _providers(found, desired.revision, out)

@@ -8,6 +8,8 @@ satisfying the constraints (preferring hosts outside ``avoid_hosts``, then host 
 provider only to a host not running that capability and binding name yet; stops and
 deletes remove, and stopping a provider takes its bindings with it, as hosts do.
 bench/bench_planner.py uses the same simulator to build a converged lattice.
+:data:`steps_st` draws what happens between two plans (events, heartbeats, a new desired
+state), for the tests of a kept :class:`~reconciler.matching.Matcher`.
 """
 
 from __future__ import annotations
@@ -187,6 +189,26 @@ def observed_lattices(draw: st.DrawFn) -> dict[str, HostInventory]:
         hosts.append(host(hid, draw(labels_st), actors=actors, providers=providers,
                           bindings=bindings))
     return lattice(*hosts)
+
+
+STEP_KINDS = ("apply", "echo", "relabel", "stop_actor", "stop_provider", "put_binding",
+              "host_left", "desired", "same_desired", "reset")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing that happens to the observed lattice (or the desired state) between two
+    plans: ``kind`` is one of :data:`STEP_KINDS`, ``pick`` chooses the host or entity
+    (modulo how many there are), ``value`` a label or binding value."""
+
+    kind: str
+    pick: int
+    value: int
+
+
+steps_st = st.lists(st.builds(Step, kind=st.sampled_from(STEP_KINDS),
+                              pick=st.integers(0, 20), value=st.integers(0, 3)),
+                    min_size=1, max_size=8)
 
 
 # ---------------------------------------------------------------- the simulated lattice
