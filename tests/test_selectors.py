@@ -59,3 +59,46 @@ def test_round_trip_and_complement(key: str, value: str, labels: dict[str, str])
         assert selectors.parse(str(sel)) == sel
     assert eq.matches(labels) != ne.matches(labels)
     assert ex.matches(labels) != ab.matches(labels)
+
+
+@pytest.mark.parametrize(
+    ("rule", "why"),
+    [
+        ("a b", "expected key=value, key!=value, key (exists) or !key (absent)"),
+        ("!a=b", "'!' negates a bare key only; use key!=value"),
+    ],
+)
+def test_a_bad_rule_says_what_a_good_one_looks_like(rule: str, why: str) -> None:
+    """What the operator reads in the note of a refused revision."""
+    with pytest.raises(SelectorError) as info:
+        selectors.parse(rule)
+    assert (info.value.rule, info.value.why) == (rule, why)
+    assert info.value.message == f"invalid affinity rule {rule!r}: {why}"
+
+
+@pytest.mark.parametrize("rule", [12, None, ["a=b"]])
+def test_a_rule_that_is_not_a_string_is_refused_by_its_repr(rule: object) -> None:
+    """YAML makes ``- 12`` an int; the message shows the value as written."""
+    with pytest.raises(SelectorError) as info:
+        selectors.parse(rule)  # type: ignore[arg-type]
+    assert (info.value.rule, info.value.why) == (repr(rule), "a rule must be a string")
+    assert info.value.message == f"invalid affinity rule {repr(rule)!r}: a rule must be a string"
+
+
+def test_parse_all_keeps_order_and_stops_at_the_first_bad_rule() -> None:
+    assert selectors.parse_all(["zone=eu", "!gpu"]) == (
+        selectors.Selector("zone", Op.EQUALS, "eu"), selectors.Selector("gpu", Op.ABSENT))
+    assert selectors.parse_all([]) == ()
+    with pytest.raises(SelectorError) as info:
+        selectors.parse_all(["zone=eu", "a b", "c d"])
+    assert info.value.rule == "a b"
+
+
+def test_parsed_selectors_are_taken_as_they_are() -> None:
+    """The planner hands unmet() parsed selectors; they are used, not parsed again."""
+    parsed = selectors.parse_all(["leds=12", "!gpu"])
+    assert selectors.unmet(parsed, {"leds": "12"}) == []
+    assert selectors.unmet(parsed, {"leds": "8", "gpu": "1"}) == [
+        "label leds=8, wants 12", "label gpu present, wants it absent"]
+    assert selectors.satisfied(parsed, {"leds": "12"})
+    assert not selectors.satisfied([*parsed, "zone"], {"leds": "12"})
