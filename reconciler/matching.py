@@ -141,7 +141,7 @@ class Matcher:
 
     Each host's indexes are kept while its inventory is the same object, their merge while
     every host's is, and the last analysis while the desired state and every inventory are
-    the very same objects (the planner and the assessment of one pass share it; a
+    the very same objects (the planner and the assessment of one pass can share it; a
     converged lattice is not matched again). Inventories are frozen and
     :class:`reconciler.observed.ObservedState` replaces a host's object whenever it says
     something new, so what is kept is what a build would give: a kept Matcher makes
