@@ -136,10 +136,12 @@ async def test_remote_interval_fetch_without_nudge(tmp_path: Path) -> None:
     bare, work = make_remote(tmp_path)
     w = Watcher(GitSource.open(file_url(bare), data_dir=tmp_path / "d"), interval=0.2).start()
     try:
-        await w.saw(work.head.commit.hexsha)
+        first = work.head.commit.hexsha
+        await w.saw(first)
         second = commit_files(work, {"b.yaml": deployment("b")})
         await asyncio.to_thread(work.git.push, "-q")
         await w.saw(second, timeout=10)
+        assert w.heads == [first, second]  # each head once, however many fetches ran
     finally:
         await w.close()
 
@@ -163,6 +165,7 @@ async def test_empty_repository_yields_once_the_first_commit_lands(tmp_path: Pat
     try:
         sha = await asyncio.to_thread(commit_files, repo, {"a.yaml": deployment("a")})
         await w.saw(sha)
+        assert w.heads == [sha]  # nothing was yielded while the branch had no commit
     finally:
         await w.close()
 
