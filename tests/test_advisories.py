@@ -238,8 +238,9 @@ def test_whatever_the_arrival_order_only_a_closed_last_connection_is_gone(
 HOST_PROCESS = """
 import asyncio, sys, nats
 async def main():
-    nc = await nats.connect(sys.argv[1], user_credentials=sys.argv[2], name=sys.argv[3],
-                            allow_reconnect=False)
+    nc = await nats.connect(sys.argv[1].split(","), user_credentials=sys.argv[2],
+                            name=sys.argv[3], dont_randomize=True, reconnect_time_wait=0.05,
+                            max_reconnect_attempts=100)
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await nc.close()
@@ -275,9 +276,11 @@ def secured(tmp_path: Path) -> Iterator[Secured]:
         sec.server.stop()
 
 
-def spawn_host(sec: Secured, issued: Issued) -> subprocess.Popen[str]:
+def spawn_host(urls: list[str], issued: Issued) -> subprocess.Popen[str]:
+    """A process that holds one connection with ``issued``'s credentials (first of
+    ``urls``, reconnecting to the next) until its stdin closes or it is killed."""
     return subprocess.Popen(
-        [sys.executable, "-c", HOST_PROCESS, sec.server.url, str(issued.path), issued.name],
+        [sys.executable, "-c", HOST_PROCESS, ",".join(urls), str(issued.path), issued.name],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
@@ -307,7 +310,7 @@ async def test_a_killed_host_is_seen_disconnected_within_ms_and_gone_after_the_g
     await nc.flush()
     kills = 10
     hosts = [secured.store.issue("host", f"host-{i}") for i in range(kills)]
-    procs = [spawn_host(secured, h) for h in hosts]
+    procs = [spawn_host([secured.server.url], h) for h in hosts]
     try:
         def connected() -> set[str | None]:
             return {e.client.host_id for _, e in arrivals if isinstance(e, ClientConnect)}
