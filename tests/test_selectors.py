@@ -102,3 +102,12 @@ def test_parsed_selectors_are_taken_as_they_are() -> None:
         "label leds=8, wants 12", "label gpu present, wants it absent"]
     assert selectors.satisfied(parsed, {"leds": "12"})
     assert not selectors.satisfied([*parsed, "zone"], {"leds": "12"})
+
+
+@pytest.mark.parametrize(
+    ("rule", "shown"),
+    [("leds==12", "leds=12"), (" zone != eu ", "zone!=eu"), ("gpu", "gpu"), ("! gpu", "!gpu")],
+)
+def test_a_rule_is_shown_in_its_canonical_form(rule: str, shown: str) -> None:
+    """How ``describe`` and the status show a rule, whatever spacing it was written with."""
+    assert str(selectors.parse(rule)) == shown
