@@ -32,7 +32,7 @@ for t in "${targets[@]}"; do
                tests+=(tests/test_manifests.py tests/test_manifest_loader.py) ;;
     planner)   mutate+=(reconciler/planner.py)
                tests+=(tests/test_planner.py tests/test_planner_limits.py
-                       tests/test_planner_memo.py tests/test_planner_properties.py
+                       tests/test_planner_matcher.py tests/test_planner_properties.py
                        tests/test_matching.py) ;;
     *) echo "mutation.sh: unknown target $t (selectors, manifests, planner)" >&2; exit 2 ;;
   esac
