@@ -13,7 +13,10 @@ It wires the parts together and owns no logic of its own beyond *when* to reconc
 
 Each reconcile is ``plan`` (pure) → ``Executor.execute`` → ``assess`` (pure) → status
 written as a note on the revision and files on the status branch (``try/finally``: status
-is written on every exit path).
+is written on every exit path; a pass that raises reports ``Degraded`` with the error).
+Errors decide when a failed pass runs again: a :class:`~lattice.errors.TransientError`
+after the delay it carries, anything else (logged with its traceback) after the loop's
+backoff (:data:`PASS_RETRY`), both as the loop's wait, never a bare sleep.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from gitsync.statusformat import without_clock
 from gitsync.verify import CommitVerifier, SignaturePolicy
 from gitsync.watch import watch_heads
 from lattice.aio import wait_any
+from lattice.backoff import Backoff
+from lattice.errors import TransientError
 from lattice.manifests import DesiredState
 from lattice.natsutil import NatsOptions, connect, scatter_gather
 from lattice.protocol import (
@@ -58,6 +63,7 @@ from lattice.status import (
 )
 from reconciler.assess import assess
 from reconciler.crashes import CrashTracker
+from reconciler.errors import Failure
 from reconciler.executor import Executor
 from reconciler.lease import Lease
 from reconciler.observed import Change, ObservedState
@@ -65,6 +71,13 @@ from reconciler.planner import plan
 from reconciler.report import Counts, ReportInputs, carried_over, outcome, status_report
 
 log = logging.getLogger(__name__)
+
+#: A reconcile pass that raised runs again after 0.2 s, 0.4 s ... up to 30 s (bounded),
+#: unless its error carries its own delay.
+PASS_RETRY = Backoff(base=0.2, max=30.0, jitter=0.5)
+#: The key under which a failed pass's error shows in status (among the executor's
+#: failures; the next pass forgets it, as it is no action's key).
+PASS_FAILED = "reconcile-pass"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -265,25 +278,35 @@ class Agent:
     # ------------------------------------------------------------------ reconciling
     async def _loop(self, stop: asyncio.Event) -> None:
         assert self.executor is not None
+        failed = 0  # passes in a row that raised
+        retry_in: float | None = None  # when the last of them runs again
         while not stop.is_set():
-            timeout = self.executor.next_retry_in()
+            timeout = _earliest(self.executor.next_retry_in(), retry_in)
             await wait_any(self.wake, stop, timeout=timeout)
             if stop.is_set():
                 return
             self.wake.clear()
+            retry_in = None
             if self.lease is None or not self.lease.is_leader or self.desired is None:
                 continue
-            if self.resync_due:
-                self.resync_due = False
-                await self._ping(replace=False)
             try:
+                if self.resync_due:
+                    self.resync_due = False
+                    await self._ping(replace=False)
                 if not self._seeded:
                     await self._seed()
                 await self.reconcile_once()
+            except TransientError as exc:
+                failed += 1
+                retry_in = (PASS_RETRY.jittered(exc.delay) if exc.delay is not None
+                            else PASS_RETRY.delay(failed - 1))
+                log.warning("reconcile failed (%s); retry in %.1fs", exc.message, retry_in)
             except Exception:
-                log.exception("reconcile failed; will retry")
-                await asyncio.sleep(0.2)
-                self.wake.set()
+                failed += 1
+                retry_in = PASS_RETRY.delay(failed - 1)
+                log.exception("reconcile failed; retry in %.1fs", retry_in)
+            else:
+                failed = 0
 
     async def _seed(self) -> None:
         """Before its first write as leader (at start, after a hand-over), read the status
@@ -296,32 +319,40 @@ class Agent:
         self._seeded = True
 
     async def reconcile_once(self) -> Phase:
-        """One pass: plan, execute, assess, write status. Returns the phase."""
+        """One pass: plan, execute, assess, write status. Returns the phase. Status is
+        written from one ``finally``, on every exit: a pass that raises reports
+        ``Degraded`` with the error among the executor's failures, then re-raises."""
         assert self.executor is not None and self.desired is not None
         assert self.applied is not None
         self.reconciles += 1
-        desired = self.desired
-        actions = plan(desired, self.observed.snapshot())
-        self.executor.forget(a.key for a in actions)
-        if actions:
-            log.info("revision %s: %d actions planned", self.applied.sha[:8], len(actions))
-            # Show the gap before closing it: `latticectl get -w` sees 1/2 before 2/2. The
-            # note waits for the outcome (a git write here would delay the first command).
-            # Not when only retries of what failed are due: Degraded must not flap.
-            if (self.applied.phase is not Phase.DEGRADED
-                    and self.executor.runnable(actions)):
-                await self._report(desired, Phase.PROGRESSING, note=False)
-            await self.executor.execute(actions)
-        remaining = plan(desired, self.observed.snapshot()) if actions else []
         ex = self.executor
-        if not remaining:
-            phase = Phase.SYNCED
-        elif ex.unplaced or ex.failures:
-            phase = Phase.DEGRADED
-        else:
-            phase = Phase.PROGRESSING
-        await self._report(desired, phase)
-        return phase
+        desired = self.desired
+        phase = Phase.DEGRADED  # unless the pass gets to its verdict
+        try:
+            actions = plan(desired, self.observed.snapshot())
+            ex.forget(a.key for a in actions)
+            if actions:
+                log.info("revision %s: %d actions planned", self.applied.sha[:8], len(actions))
+                # Show the gap before closing it: `latticectl get -w` sees 1/2 before 2/2.
+                # The note waits for the outcome (a git write here would delay the first
+                # command). Not when only retries of what failed are due: Degraded must
+                # not flap.
+                if self.applied.phase is not Phase.DEGRADED and ex.runnable(actions):
+                    await self._report(desired, Phase.PROGRESSING, note=False)
+                await ex.execute(actions)
+            remaining = plan(desired, self.observed.snapshot()) if actions else []
+            if not remaining:
+                phase = Phase.SYNCED
+            elif ex.unplaced or ex.failures:
+                phase = Phase.DEGRADED
+            else:
+                phase = Phase.PROGRESSING
+            return phase
+        except Exception as exc:
+            ex.failures[PASS_FAILED] = Failure(f"reconcile failed: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            await self._report(desired, phase)
 
     async def _report(self, desired: DesiredState, phase: Phase, *, note: bool = True) -> None:
         """Assess and publish the status branch; with ``note``, also (re)write the note on
@@ -374,3 +405,9 @@ class Agent:
                       for k, n, p, r, d in rev.counts],
         )
         await asyncio.to_thread(self.writer.note, rev.sha, note)
+
+
+def _earliest(*delays: float | None) -> float | None:
+    """The shortest of ``delays`` that are set (None: none is)."""
+    given = [d for d in delays if d is not None]
+    return min(given) if given else None

@@ -6,7 +6,8 @@ would do: an actor replica counts as ready exactly when the planner would not st
 a deployment is Synced exactly when the planner has nothing left to do for it.
 
 :func:`assess` turns one desired state, one observed snapshot and the executor's memory of
-what failed (``unplaced`` and ``failures``, keyed by action key) into a
+what failed (``unplaced`` and ``failures``, keyed by action key; a failure's condition
+reason is ``CommandRefused`` or ``CommandFailed``, :mod:`reconciler.errors`) into a
 :class:`~lattice.status.DeploymentStatus` per deployment and a
 :class:`~lattice.status.BindingSetStatus` per binding set: ready/desired counts, where each
 instance runs (or why it does not), a phase and a Flux-style Ready condition. Given the
@@ -36,6 +37,7 @@ from lattice.status import (
     StatusReport,
 )
 from reconciler.actions import put_binding_key, start_actor_key, start_provider_key
+from reconciler.errors import REFUSED, reason_of
 from reconciler.matching import (
     KIND_DEPLOYMENT,
     OWNER_SEPARATOR,
@@ -67,8 +69,10 @@ class _Tally:
             return Phase.DEGRADED, Condition.stalled(Reason.CRASH_LOOP, self.crashing[0])
         if self.unplaced:
             return Phase.DEGRADED, Condition.stalled(Reason.UNPLACEABLE, self.unplaced[0])
-        if self.failed:
-            return Phase.DEGRADED, Condition.stalled(Reason.COMMAND_FAILED, self.failed[0])
+        if self.failed:  # a refusal (waits for a change) before a retry (waits for time)
+            first = min(self.failed, key=lambda m: reason_of(m) != REFUSED)
+            return Phase.DEGRADED, Condition(type="Ready", status=False,
+                                             reason=reason_of(first), message=first)
         if self.conflicts:
             return Phase.DEGRADED, Condition.stalled(Reason.CONFLICT, self.conflicts[0])
         if self.orphaned:

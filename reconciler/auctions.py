@@ -20,16 +20,11 @@ from collections.abc import Iterable
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from lattice.errors import PermanentError
 from lattice.natsutil import scatter_gather
 from lattice.protocol import AuctionReply, AuctionRequest, Subjects, decode, encode
 from reconciler import actions as A
+from reconciler.errors import Unplaceable
 from reconciler.observed import ObservedState
-
-
-class Unplaceable(PermanentError):
-    """No host bid in an auction; ``message`` carries the decline reasons."""
-
 
 Dealt = str | Unplaceable
 

@@ -3,11 +3,17 @@
 Each start goes to a host picked by auction (:mod:`reconciler.auctions`); then the
 command, acked by the host, then confirmation by event or inventory.
 
-Retry policy lives here, not in the planner: an action whose command was acked but whose
-effect is not yet observed is *in flight* and is not issued again until it is observed or
-``confirm_timeout`` passes (no retry storms); a failed command is retried with exponential
-backoff and jitter; an entity no host will take is *unplaced*, reported with the hosts'
-decline reasons, and retried when a host joins or changes (:meth:`hosts_changed`).
+Retry policy lives here, not in the planner, and the error's type decides it
+(:mod:`reconciler.errors`): an action whose command was acked but whose effect is not yet
+observed is *in flight* and is not issued again until it is observed or ``confirm_timeout``
+passes (no retry storms). A transient failure (a host did not answer) is retried after the
+delay the error carries, else after the :class:`~lattice.backoff.Backoff` policy's delay,
+jittered. A permanent one (a host refused the command) is *refused*: not retried until its
+inputs change -- the planned action (its key or content), any host joining or changing
+(:meth:`hosts_changed`), or the refusing host itself. An entity no host will take is
+*unplaced*, reported with the hosts' decline reasons, retried when a host joins or changes,
+and else after the backoff. An unexpected exception (a bug) is logged with its traceback
+and retried as a transient failure. Time comes from an injected clock (:mod:`lattice.clock`).
 
 Phases run in order, START then BIND then STOP: make-before-break. Across passes too: a
 stop whose replacement (a start for the same entity) is not observed running yet is held
@@ -19,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -27,6 +32,8 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from lattice.backoff import Backoff
+from lattice.clock import Clock, monotonic
 from lattice.errors import PermanentError, TransientError
 from lattice.protocol import (
     ANN_KIND,
@@ -46,8 +53,10 @@ from lattice.protocol import (
 )
 from lattice.selectors import satisfied
 from reconciler import actions as A
-from reconciler.auctions import Auctioneer, Dealt, Unplaceable
+from reconciler.auctions import Auctioneer, Dealt
+from reconciler.errors import CommandRefused, CommandUnanswered, Failure, Unplaceable
 from reconciler.observed import ObservedState
+from reconciler.retries import Retries
 from reconciler.rulesets import KIND_DEPLOYMENT
 
 log = logging.getLogger(__name__)
@@ -60,10 +69,8 @@ class _Flight:
     confirmed: Callable[[ObservedState], bool]
 
 
-@dataclass
-class _Backoff:
-    attempts: int
-    retry_at: float
+#: The executor's default retry policy: 0.5 s, 1 s, 2 s ... up to 30 s, less up to half.
+RETRY = Backoff(base=0.5, max=30.0, jitter=0.5)
 
 
 class Executor:
@@ -79,9 +86,9 @@ class Executor:
         command_timeout: float = 5.0,
         confirm_timeout: float = 5.0,
         concurrency: int = 32,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
+        backoff: Backoff = RETRY,
         rng: random.Random | None = None,
+        clock: Clock = monotonic,
     ) -> None:
         self.nc = nc
         self.subjects = subjects
@@ -89,34 +96,28 @@ class Executor:
         self.bid_timeout = bid_timeout
         self.command_timeout = command_timeout
         self.confirm_timeout = confirm_timeout
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
+        self._clock = clock
         self._sem = asyncio.Semaphore(concurrency)
-        self._rng = rng or random.Random()
         self._inflight: dict[str, _Flight] = {}
-        self._backoff: dict[str, _Backoff] = {}
+        self.retries = Retries(observed, backoff=backoff, clock=clock, rng=rng)
         self.auctions = Auctioneer(nc, subjects, observed, bid_timeout=bid_timeout)
         #: start key -> host chosen by a shared auction this pass (or why none was)
         self._dealt: dict[str, Dealt] = {}
-        self.unplaced: dict[str, str] = {}
-        self.failures: dict[str, str] = {}
+        #: action key -> the hosts' decline reasons (the same dict as ``retries.unplaced``)
+        self.unplaced: dict[str, str] = self.retries.unplaced
+        #: action key -> its last failure: the message, and the reason status shows
+        self.failures: dict[str, Failure] = self.retries.failures
         #: stop key -> why it waits for its replacement (the last pass's :meth:`held_back`)
         self.held: dict[str, str] = {}
         self.commands_sent = 0
 
     # ------------------------------------------------------------------ bookkeeping
     def runnable(self, actions: Iterable[A.Action]) -> list[A.Action]:
-        """Actions not in flight and not waiting out a backoff."""
+        """Actions not in flight, not waiting out a backoff, and not refused with the same
+        inputs (:class:`~reconciler.retries.Retries`)."""
         now = self.prune()
-        out = []
-        for act in actions:
-            if act.key in self._inflight:
-                continue
-            b = self._backoff.get(act.key)
-            if b is not None and b.retry_at > now:
-                continue
-            out.append(act)
-        return out
+        return [act for act in actions
+                if act.key not in self._inflight and not self.retries.waits(act, now)]
 
     @property
     def inflight(self) -> int:
@@ -124,7 +125,7 @@ class Executor:
 
     def prune(self) -> float:
         """Forget flights that are confirmed, timed out, or whose host is gone; the time."""
-        now = time.monotonic()
+        now = self._clock()
         for key, flight in list(self._inflight.items()):
             if (flight.deadline <= now or self.observed.get(flight.host_id) is None
                     or flight.confirmed(self.observed)):
@@ -136,47 +137,24 @@ class Executor:
         Prunes first: a flight confirmed or timed out must not wake the loop (an idle agent
         would otherwise spin on a deadline in the past)."""
         now = self.prune()
-        times = [b.retry_at for b in self._backoff.values()]
+        times = self.retries.retry_times()
         times += [f.deadline for f in self._inflight.values()]
         return max(0.0, min(times) - now) if times else None
 
     def hold(self, key: str, delay: float) -> None:
         """Do not run the action ``key`` for ``delay`` seconds (a crash-looping replica's
         restart backs off; 0 releases it)."""
-        if delay <= 0:
-            return
-        b = self._backoff.get(key)
-        self._backoff[key] = _Backoff((b.attempts if b else 0) + 1, time.monotonic() + delay)
+        self.retries.hold(key, delay)
 
     def hosts_changed(self) -> None:
-        """A host joined or changed labels: retry unplaced entities at once (those no host
-        would take, and those no host answered for, as on an empty lattice)."""
-        for key in self.unplaced:
-            self._backoff.pop(key, None)
+        """A host joined or changed: retry unplaced entities at once (those no host would
+        take, and those no host answered for, as on an empty lattice), and what a host
+        refused (the new or changed host may take it)."""
+        self.retries.hosts_changed()
 
     def forget(self, keep: Iterable[str]) -> None:
         """Drop failure records for actions the planner no longer wants."""
-        keep_set = set(keep)
-        for d in (self.unplaced, self.failures):
-            for key in [k for k in d if k not in keep_set]:
-                del d[key]
-        for key in [k for k in self._backoff if k not in keep_set]:
-            del self._backoff[key]
-
-    def _failed(self, act: A.Action, message: str, *, unplaced: bool) -> None:
-        b = self._backoff.get(act.key)
-        attempts = b.attempts + 1 if b else 1
-        delay = min(self.backoff_max, self.backoff_base * 2 ** (attempts - 1))
-        delay *= 0.5 + self._rng.random() / 2  # jitter
-        self._backoff[act.key] = _Backoff(attempts, time.monotonic() + delay)
-        (self.unplaced if unplaced else self.failures)[act.key] = message
-        (self.failures if unplaced else self.unplaced).pop(act.key, None)
-        log.warning("%s failed (attempt %d, retry in %.2fs): %s", act.key, attempts, delay, message)
-
-    def _succeeded(self, act: A.Action) -> None:
-        self._backoff.pop(act.key, None)
-        self.unplaced.pop(act.key, None)
-        self.failures.pop(act.key, None)
+        self.retries.forget(keep)
 
     # ------------------------------------------------------------------ running
     async def execute(self, actions: list[A.Action]) -> int:
@@ -240,17 +218,20 @@ class Executor:
         async with self._sem:
             try:
                 await self._dispatch(act)
-            except Unplaceable as exc:
-                self._failed(act, exc.message, unplaced=True)
+            except Unplaceable as exc:  # permanent, but a joining host may take it
+                self.retries.retry_later(act, exc.message, unplaced=True)
                 return False
-            except (TransientError, PermanentError) as exc:
-                self._failed(act, exc.message, unplaced=False)
+            except TransientError as exc:
+                self.retries.retry_later(act, exc.message, delay=exc.delay)
+                return False
+            except PermanentError as exc:
+                self.retries.refuse(act, exc)
                 return False
             except Exception as exc:  # a bug or a library surprise: report, keep going
                 log.exception("unexpected error running %s", act.key)
-                self._failed(act, f"{type(exc).__name__}: {exc}", unplaced=False)
+                self.retries.retry_later(act, f"{type(exc).__name__}: {exc}")
                 return False
-            self._succeeded(act)
+            self.retries.succeeded(act.key)
             return True
 
     async def _dispatch(self, act: A.Action) -> None:
@@ -290,7 +271,7 @@ class Executor:
         """Hold ``act`` back until ``confirmed(observed)`` (its event arrived, or a heartbeat
         shows it), ``host_id`` leaves the lattice, or ``confirm_timeout`` passes."""
         self._inflight[act.key] = _Flight(
-            host_id, time.monotonic() + self.confirm_timeout, confirmed)
+            host_id, self._clock() + self.confirm_timeout, confirmed)
 
     async def _start_actor(self, act: A.StartActor) -> None:
         dealt = self._dealt.pop(act.key, None)
@@ -324,13 +305,12 @@ class Executor:
         try:
             reply = await self.nc.request(subject, encode(msg), timeout=self.command_timeout)
         except (NatsTimeoutError, NoRespondersError, TimeoutError) as exc:
-            raise TransientError(f"host {host_id[:12]} did not answer {op}: "
-                                 f"{type(exc).__name__}", delay=1.0) from exc
+            raise CommandUnanswered(host_id, op, type(exc).__name__, delay=1.0) from exc
         ack = decode(CommandAck, reply.data, subject=subject)
         if ack is None:
-            raise TransientError(f"host {host_id[:12]} sent an unreadable ack to {op}")
+            raise CommandUnanswered(host_id, op, "its ack is unreadable")
         if not ack.accepted:
-            raise PermanentError(f"host {host_id[:12]} refused {op}: {ack.reason}")
+            raise CommandRefused(host_id, op, ack.reason or "no reason given")
         log.info("%s on host %s: %s", op, host_id[:12], "done" if ack.changed else "no change")
         return ack
 

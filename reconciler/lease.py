@@ -10,6 +10,12 @@ the 2 x TTL the design asks for). On shutdown the holder deletes the key, so a s
 need not wait for the TTL: the followers watch the key and campaign as soon as it is
 deleted, instead of at their next ``ttl / 3`` tick.
 
+The holder counts its hold from the moment it sent the create or renewal that the server
+accepted: :attr:`Lease.is_leader` turns False once ``ttl`` has passed since then on the
+lease's clock (:mod:`lattice.clock`, injected), even when no renewal has answered (NATS
+slow or gone): by then the server may have expired the entry and handed it on, so acting
+longer could mean two leaders.
+
 The TTL is the bucket's (the ``max_age`` of its stream ``KV_<bucket>``), fixed when the
 bucket is created. An agent that finds the bucket with another TTL than its own updates the
 stream to its ``ttl`` (and says so); if the server refuses, the lease cannot be trusted to
@@ -31,6 +37,7 @@ from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from lattice.aio import wait_any
+from lattice.clock import Clock, monotonic
 from lattice.errors import PermanentError
 from lattice.protocol import Subjects, utcnow
 from reconciler.errors import ReconcilerError
@@ -59,13 +66,16 @@ class Lease:
     """Campaign for and hold the lattice's leader lease; ``is_leader`` tells the state."""
 
     def __init__(
-        self, nc: Client, subjects: Subjects, *, holder: str | None = None, ttl: float = 6.0
+        self, nc: Client, subjects: Subjects, *, holder: str | None = None, ttl: float = 6.0,
+        clock: Clock = monotonic,
     ) -> None:
         self.nc = nc
         self.subjects = subjects
         self.ttl = ttl
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
-        self.is_leader = False
+        self._clock = clock
+        self._leader = False  # the last step won or renewed the lease
+        self._expires = float("-inf")  # on our clock: when the server may expire our hold
         self.changed = asyncio.Event()  # set on every gain or loss
         self._kv: KeyValue | None = None
         self._revision: int | None = None
@@ -101,9 +111,19 @@ class Lease:
     def _value(self) -> bytes:
         return json.dumps({"holder": self.holder, "renewed": utcnow().isoformat()}).encode()
 
+    @property
+    def is_leader(self) -> bool:
+        """Whether we hold the lease: the last step won or renewed it, less than ``ttl``
+        ago (counted from when that request was sent)."""
+        return self._leader and self._clock() < self._expires
+
+    def expires_in(self) -> float:
+        """Seconds until our hold lapses unless renewed (0 when we do not hold it)."""
+        return max(0.0, self._expires - self._clock()) if self._leader else 0.0
+
     def _set(self, leader: bool, *, why: str = "lost") -> None:
-        if leader != self.is_leader:
-            self.is_leader = leader
+        if leader != self._leader:
+            self._leader = leader
             level = logging.INFO if leader or why != "lost" else logging.WARNING
             log.log(level, "lease %s by %s", "acquired" if leader else why, self.holder)
             self.changed.set()
@@ -112,10 +132,12 @@ class Lease:
         """One campaign or renewal attempt; returns whether we hold the lease after it."""
         try:
             kv = await self._bucket()
-            if self.is_leader and self._revision is not None:
+            sent = self._clock()  # the server's TTL runs from about now, not from the answer
+            if self._leader and self._revision is not None:
                 self._revision = await kv.update(LEASE_KEY, self._value(), last=self._revision)
             else:
                 self._revision = await kv.create(LEASE_KEY, self._value())
+            self._expires = sent + self.ttl
             self._set(True)
         except KeyWrongLastSequenceError:
             self._revision = None
@@ -124,7 +146,7 @@ class Lease:
             raise  # no retry fixes it
         except Exception as exc:  # NATS down or slow: we cannot prove we hold it
             log.debug("lease step failed: %s", exc)
-            if self.is_leader:
+            if self._leader:
                 self._revision = None
                 self._set(False)
         return self.is_leader
@@ -168,7 +190,7 @@ class Lease:
 
     async def release(self) -> None:
         """Give the lease up so a successor need not wait for the TTL."""
-        if not self.is_leader or self._kv is None:
+        if not self._leader or self._kv is None:
             return
         try:
             await self._kv.delete(LEASE_KEY, last=self._revision)

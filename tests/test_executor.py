@@ -3,13 +3,14 @@
 A :class:`ScriptedHost` answers auctions and commands on the bus as a host would, but its
 answers are the test's: a load to bid with, a refusal, an ack that is never confirmed. What
 it runs goes straight into the executor's :class:`ObservedState` (as the host's event would).
-The tests wait on conditions with deadlines, never on sleeps.
+The tests wait on conditions with deadlines, never on sleeps; retry timing runs on a
+:class:`~lattice.clock.ManualClock`, so a test sees a backoff end without waiting for it.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +21,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from lattice.backoff import Backoff
+from lattice.clock import ManualClock
 from lattice.protocol import (
     ANN_KIND,
     ANN_MANAGED_BY,
@@ -39,6 +42,7 @@ from lattice.protocol import (
 from lattice.protocol.models import new_id
 from lattice.selectors import satisfied
 from reconciler import actions as A
+from reconciler.errors import REFUSED, RETRYING
 from reconciler.executor import Executor
 from reconciler.observed import ObservedState
 from tests.helpers import eventually
@@ -61,6 +65,7 @@ class ScriptedHost:
         self.accept = True
         self.confirm = True
         self.answer = True  # False: a known host that says nothing
+        self.command_reply: bytes | None = None  # set: every command gets this reply
         self.actors: list[ActorInstance] = []
         self.hidden: list[ActorInstance] = []  # acked, not confirmed (yet)
         self.providers: list[ProviderInstance] = []
@@ -111,6 +116,10 @@ class ScriptedHost:
         op = msg.subject.split(f".{self.host_id}.", 1)[1]
         self.commands.append((time.monotonic(), op))
         body = json.loads(msg.data)
+        if self.command_reply is not None:
+            if self.command_reply:  # empty: silence, the request times out
+                await msg.respond(self.command_reply)
+            return
         if not self.accept:
             await msg.respond(encode(CommandAck(host_id=self.host_id, accepted=False,
                                                 reason="scripted refusal")))
@@ -185,7 +194,7 @@ def running_actor(h: ScriptedHost, deployment: str = "d", replica: int = 0) -> A
 
 class NoJitter(random.Random):
     def random(self) -> float:
-        return 1.0  # the jitter factor 0.5 + r / 2 is then exactly 1
+        return 0.0  # jitter takes nothing off: delays are exactly the policy's
 
 
 # ---------------------------------------------------------------- make-before-break
@@ -202,17 +211,18 @@ async def test_a_stop_waits_for_its_replacement_across_passes(
     if new is not None:
         new.accept = outcome != "refused"
         new.confirm = outcome != "in flight"
-    ex = executor(nc, subjects, observed, backoff_base=0.2, confirm_timeout=60)
+    ex = executor(nc, subjects, observed, confirm_timeout=60)
     for _ in range(3):  # the first pass, then passes with the start in backoff or in flight
         await ex.execute([start, stop])
     assert old.ops("actor.stop") == []
     assert stop.key in ex.held
 
-    # the replacement comes up: refusals end, a host joins, the start is confirmed
+    # the replacement comes up: the refusing host changes, a host joins, the start is
+    # confirmed (a refusal is retried when a host changes: what the agent does then)
     if new is None:
         new = await host("new", labels={"zone": "b"})
-        ex.hosts_changed()
     new.accept = new.confirm = True
+    ex.hosts_changed()
     new.reveal()
 
     async def one_pass() -> bool:
@@ -261,11 +271,13 @@ async def test_a_provider_swap_keeps_the_old_vendor_until_the_new_one_runs(
     new = await host("new")
     new.accept = False
     start = start_provider("redis")
-    ex = executor(nc, subjects, observed, backoff_base=0.2)
+    ex = executor(nc, subjects, observed)
     for _ in range(3):
         await ex.execute([start, stop])
     assert old.ops("provider.stop") == []
+    assert len(new.ops("provider.start")) == 1  # refused: not retried until a change
     new.accept = True
+    ex.hosts_changed()  # the host changed (the agent hears of it)
 
     async def one_pass() -> bool:
         await ex.execute([stop] if new.providers else [start, stop])
@@ -296,7 +308,7 @@ async def test_on_an_empty_lattice_a_start_is_placed_as_soon_as_a_host_joins(
     nc: Client, subjects: Subjects, observed: ObservedState, host: Joiner, replicas: int
 ) -> None:
     starts = [start_actor(replica=r) for r in range(replicas)]
-    ex = executor(nc, subjects, observed, backoff_base=20.0)  # a backoff far off
+    ex = executor(nc, subjects, observed, backoff=Backoff(base=20.0))  # a backoff far off
     await ex.execute(list(starts))
     assert sorted(ex.unplaced) == [s.key for s in starts]
     assert "no host answered" in ex.unplaced[starts[0].key]
@@ -365,17 +377,22 @@ async def test_one_command_per_key_while_it_is_in_flight(
 ) -> None:
     h = await host("h")
     h.confirm = False  # acked, never seen running
-    ex = executor(nc, subjects, observed, confirm_timeout=1.0)
+    clock = ManualClock()
+    ex = executor(nc, subjects, observed, confirm_timeout=1.0, clock=clock)
     act = start_actor()
     for _ in range(5):
         await ex.execute([act])
     assert len(h.ops("actor.start")) == 1
     assert ex.inflight == 1 and ex.runnable([act]) == []
+    assert ex.next_retry_in() == 1.0
+
+    clock.advance(0.999)  # not yet confirmed, not yet timed out: still one command
+    await ex.execute([act])
+    assert len(h.ops("actor.start")) == 1 and ex.runnable([act]) == []
 
     # unconfirmed when confirm_timeout passes: issued again, once
-    await eventually(lambda: ex.runnable([act]), timeout=10, interval=0.02,
-                     message="the flight times out")
-    assert time.monotonic() - h.ops("actor.start")[0] >= 1.0
+    clock.advance(0.001)
+    assert ex.runnable([act]) == [act]
     for _ in range(3):
         await ex.execute([act])
     assert len(h.ops("actor.start")) == 2
@@ -384,29 +401,132 @@ async def test_one_command_per_key_while_it_is_in_flight(
     assert ex.next_retry_in() is None and ex.inflight == 0
 
 
-async def test_failed_commands_back_off_with_growing_delays(
+# ---------------------------------------------------------------- errors decide the retry
+
+
+def retrying(clock: ManualClock, **kw: object) -> dict[str, object]:
+    """Executor options for timing tests: the manual clock, a 0.25 s policy (binary
+    fractions: exact sums), no jitter."""
+    return {"clock": clock, "backoff": Backoff(base=0.25, max=2.0, jitter=0.5),
+            "rng": NoJitter(), **kw}
+
+
+async def test_a_transient_failure_is_retried_after_a_growing_backoff(
     nc: Client, subjects: Subjects, observed: ObservedState, host: Joiner
 ) -> None:
+    """An unreadable ack carries no delay: the policy's 0.25, 0.5, 1 s, then its 2 s cap."""
     h = await host("h")
-    h.accept = False
-    ex = executor(nc, subjects, observed, backoff_base=0.3, rng=NoJitter())
+    h.command_reply = b"not an ack"
+    clock = ManualClock()
+    ex = executor(nc, subjects, observed, **retrying(clock))
     act = start_actor()
-    waits: list[float] = []
-    for n in range(1, 5):
-        async def attempted(n: int = n) -> bool:
-            await ex.execute([act])  # a pass: sends nothing while the backoff runs
-            return len(h.ops("actor.start")) >= n
-
-        await eventually(attempted, timeout=15, interval=0.01, message=f"attempt {n}")
+    tick = 1 / 1024
+    for n, delay in enumerate([0.25, 0.5, 1.0, 2.0, 2.0], start=1):
+        await ex.execute([act])
         assert len(h.ops("actor.start")) == n
-        assert "refused actor.start: scripted refusal" in ex.failures[act.key]
-        wait = ex.next_retry_in()
-        assert wait is not None
-        waits.append(wait)
-    sent = h.ops("actor.start")
-    gaps = [b - a for a, b in itertools.pairwise(sent)]
-    for wait, want in zip(waits, [0.3, 0.6, 1.2, 2.4], strict=True):
-        assert want - 0.25 <= wait <= want  # base x 2^(n-1), read just after the failure
-    for gap, wait in zip(gaps, waits, strict=False):
-        assert gap >= wait - 0.01  # no attempt before its backoff ended
-    assert gaps[0] < gaps[1] < gaps[2], gaps
+        failure = ex.failures[act.key]
+        assert "did not answer actor.start: its ack is unreadable" in failure
+        assert failure.reason == RETRYING
+        assert ex.next_retry_in() == delay
+        clock.advance(delay - tick)  # a pass before the backoff ends sends nothing
+        assert ex.runnable([act]) == []
+        await ex.execute([act])
+        assert len(h.ops("actor.start")) == n
+        clock.advance(tick)  # the pass when it ends sends it again
+        assert ex.runnable([act]) == [act]
+
+    h.command_reply = None  # the host answers: success clears the record
+    await ex.execute([act])
+    assert ex.failures == {} and ex.next_retry_in() is None and len(h.actors) == 1
+
+
+async def test_a_transient_failure_waits_the_delay_it_carries(
+    nc: Client, subjects: Subjects, observed: ObservedState, host: Joiner
+) -> None:
+    """A host that does not answer a command in time: CommandUnanswered carries 1 s,
+    which is the wait on every attempt (the policy's growth does not apply), jittered."""
+    h = await host("h")
+    h.command_reply = b""  # silence
+    clock = ManualClock()
+    ex = executor(nc, subjects, observed, command_timeout=0.1, **retrying(clock))
+    act = start_actor()
+    for n in (1, 2, 3):
+        await ex.execute([act])
+        assert len(h.ops("actor.start")) == n
+        assert "did not answer actor.start: TimeoutError" in ex.failures[act.key]
+        assert ex.next_retry_in() == pytest.approx(1.0)
+        assert ex.runnable([act]) == []
+        clock.advance(1.0)
+
+    class HalfOff(random.Random):
+        def random(self) -> float:
+            return 1.0
+
+    jittered = executor(nc, subjects, observed, command_timeout=0.1,
+                        **retrying(clock, rng=HalfOff()))
+    await jittered.execute([act])
+    assert jittered.next_retry_in() == pytest.approx(0.5)  # the policy's jitter, at most half
+
+
+async def test_a_refused_command_waits_for_its_inputs_to_change(
+    nc: Client, subjects: Subjects, observed: ObservedState, host: Joiner
+) -> None:
+    """A refusal is permanent: no retry however long the wait, until the action, any
+    host (hosts_changed) or the refusing host changes."""
+    h = await host("h", labels={"zone": "a"})
+    h.accept = False
+    clock = ManualClock()
+    ex = executor(nc, subjects, observed, **retrying(clock))
+    act = start_actor()
+
+    async def refused_once_more(n: int) -> None:
+        await ex.execute([act])
+        assert len(h.ops("actor.start")) == n
+        failure = ex.failures[act.key]
+        assert failure == f"host {h.host_id[:12]} refused actor.start: scripted refusal"
+        assert failure.reason == REFUSED
+        assert ex.next_retry_in() is None  # nothing to wake up for
+        clock.advance(3600.0)
+        await ex.execute([act])
+        assert ex.runnable([act]) == [] and len(h.ops("actor.start")) == n
+
+    await refused_once_more(1)
+    ex.hosts_changed()  # a host joined or changed
+    await refused_once_more(2)
+    changed = start_actor(rules=("zone=a",))  # the desired entity changed: same key
+    assert changed.key == act.key and ex.runnable([changed]) == [changed]
+    act = changed
+    await refused_once_more(3)
+    h.labels = {"zone": "a", "disk": "ssd"}  # the refusing host itself changed
+    h.show()
+    await refused_once_more(4)
+    assert ex.runnable([start_actor(rules=("zone=a",), replica=1)])  # other keys run
+    h.accept = True
+    ex.hosts_changed()
+    await ex.execute([act])
+    assert ex.failures == {} and len(h.actors) == 1
+
+
+async def test_an_unexpected_error_is_logged_with_its_traceback_and_retried(
+    nc: Client, subjects: Subjects, observed: ObservedState, host: Joiner,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug (here: an executor whose dispatch raises KeyError) is not a refusal: logged
+    with its traceback and retried after the backoff, like a transient failure."""
+    class Buggy(Executor):
+        async def _dispatch(self, act: A.Action) -> None:
+            raise KeyError("oops")
+
+    await host("h")
+    clock = ManualClock()
+    ex = Buggy(nc, subjects, observed, clock=clock, backoff=Backoff(base=0.3),
+               rng=NoJitter())
+    act = start_actor()
+    caplog.set_level(logging.ERROR, logger="reconciler.executor")
+    assert await ex.execute([act]) == 0
+    assert [r.exc_info is not None for r in caplog.records] == [True]
+    assert ex.failures[act.key] == "KeyError: 'oops'"
+    assert ex.failures[act.key].reason == RETRYING
+    assert ex.next_retry_in() == pytest.approx(0.3)
+    clock.advance(0.3)
+    assert ex.runnable([act]) == [act]

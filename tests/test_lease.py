@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gitsync.status import StatusWriter
+from lattice.clock import ManualClock
 from lattice.localnats import NatsServer
 from lattice.manifests import DesiredState
 from lattice.natsutil import NatsOptions, connect
@@ -39,6 +40,34 @@ async def test_only_one_holds_and_release_hands_over(nats_server: NatsServer) ->
         assert not a.is_leader
         assert await b.step() is True
         assert await a.step() is False
+    finally:
+        await nc1.close()
+        await nc2.close()
+
+
+async def test_the_hold_lapses_on_the_lease_clock_unless_renewed(
+        nats_server: NatsServer) -> None:
+    """The holder counts ``ttl`` from when it sent the request the server accepted: past
+    that, on its clock, it no longer acts as leader (the server may have handed the lease
+    on), though no answer came; a renewal holds it again for ``ttl``."""
+    subjects = Subjects("lease-clock")
+    nc1, nc2 = await connect(nats_server.url), await connect(nats_server.url)
+    clock = ManualClock()
+    a = Lease(nc1, subjects, holder="a", ttl=TTL, clock=clock)
+    b = Lease(nc2, subjects, holder="b", ttl=TTL, clock=clock)
+    tick = 1 / 1024
+    try:
+        assert a.expires_in() == 0.0 and not a.is_leader
+        assert await a.step() and a.expires_in() == TTL
+        clock.advance(TTL - tick)
+        assert a.is_leader and a.expires_in() == tick
+        clock.advance(tick)
+        assert not a.is_leader and a.expires_in() == 0.0  # lapsed, without a word from NATS
+        assert await a.step() and a.expires_in() == TTL  # renewed: its revision still holds
+        assert not await b.step() and not b.is_leader  # the server still has a's entry
+        await a.release()
+        assert not a.is_leader and a.expires_in() == 0.0
+        assert await b.step() and b.expires_in() == TTL
     finally:
         await nc1.close()
         await nc2.close()

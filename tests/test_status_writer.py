@@ -9,7 +9,6 @@ import logging
 import os
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,8 +18,9 @@ import pytest
 
 from gitsync.errors import PushError
 from gitsync.source import GitSource
-from gitsync.status import StatusWriter, read_note, read_status
+from gitsync.status import PUSH_BACKOFF, StatusWriter, read_note, read_status
 from gitsync.statusformat import REMOTE_STATUS_REF, STATUS_REF, fetch_status, report_files
+from lattice.clock import ManualClock
 from lattice.protocol import utcnow
 from lattice.status import (
     BindingSetStatus,
@@ -184,20 +184,34 @@ def test_discarded_status_is_never_committed(
     assert st is not None and st.deployments["a"].actors.ready == 1
 
 
-def test_burst_of_fifty_updates_in_200ms_makes_a_handful_of_commits(
-        local: tuple[git.Repo, GitSource, StatusWriter]) -> None:
-    repo, source, writer = local
-    sha = source.head()
-    start = time.monotonic()
-    for i in range(50):
-        writer.publish(report(sha, ready=i % 2, hosts=1 + i % 7))
-        time.sleep(max(0.0, start + (i + 1) * 0.004 - time.monotonic()))  # pacing the burst
-    last = report(sha, ready=1, hosts=3)
-    writer.publish(last)
-    eventually_sync(lambda: read_status(repo) == last, timeout=10,
-                    message="the last report committed by the background thread")
-    assert count_commits(repo, STATUS_REF) <= 3
-    assert writer.commits == count_commits(repo, STATUS_REF)
+def test_burst_of_fifty_updates_in_200ms_makes_two_commits(tmp_path: Path) -> None:
+    """The first change is committed at once; the rest of a burst waits out min_interval
+    (1 s on the writer's clock) and makes one commit, of the last report."""
+    repo = init_repo(tmp_path / "r")
+    commit_files(repo, {"a.yaml": deployment("a")})
+    source = GitSource.open(str(tmp_path / "r"), data_dir=tmp_path / "d")
+    clock = ManualClock()
+    writer = StatusWriter(source, clock=clock)
+    try:
+        sha = source.head()
+        first = report(sha, ready=0, hosts=9)
+        writer.publish(first)
+        eventually_sync(lambda: read_status(repo) == first, timeout=10,
+                        message="the first change committed at once")
+        for i in range(49):  # 4 ms apart on the writer's clock
+            clock.advance(0.004)
+            writer.publish(report(sha, ready=i % 2, hosts=1 + i % 7))
+        last = report(sha, ready=1, hosts=3)
+        writer.publish(last)
+        writer.wake()
+        assert writer.commits == 1 and read_status(repo) == first  # 0.196 s: not yet due
+        clock.advance(1.0 - 0.196)
+        writer.wake()
+        eventually_sync(lambda: read_status(repo) == last, timeout=10,
+                        message="the last report committed when min_interval passed")
+        assert writer.commits == count_commits(repo, STATUS_REF) == 2
+    finally:
+        writer.close()
 
 
 def test_restart_does_not_commit_unchanged_status(tmp_path: Path) -> None:
@@ -318,13 +332,22 @@ def test_a_refused_notes_push_neither_stops_the_status_push_nor_local_commits(
     source = GitSource.open(file_url(bare), data_dir=tmp_path / "d")
     sha = source.head()
     caplog.set_level(logging.WARNING, logger="gitsync.status")
-    writer = StatusWriter(source)
+    clock = ManualClock()
+    writer = StatusWriter(source, clock=clock)
+
+    def notes_push_failures() -> int:
+        return sum("push refs/notes/lattice failed" in r.getMessage() for r in caplog.records)
+
     try:
         writer.note(sha, note(sha))
         writer.publish(report(sha))
-        for _ in range(4):  # four refusals in a row: the note's next try is 8 s away
-            with pytest.raises(PushError, match="refs/notes/lattice"):
+        for _ in range(4):  # four refusals in a row (five, if the background thread tried
+            with pytest.raises(PushError, match="refs/notes/lattice"):  # first)
                 writer.flush()
+        refusals = notes_push_failures()
+        assert refusals in (4, 5)
+        backoff = PUSH_BACKOFF.delay(refusals - 1)  # the note's next try: 8 s (or 16 s) away
+        assert backoff == 2.0 ** (refusals - 1)
         assert tip(bare, STATUS_REF) == tip(source.repo, STATUS_REF) is not None
         assert tip(bare, "refs/notes/lattice") is None
         assert list(writer.push_errors) == ["refs/notes/lattice"]
@@ -332,11 +355,21 @@ def test_a_refused_notes_push_neither_stops_the_status_push_nor_local_commits(
         assert any("push refs/notes/lattice failed" in r.getMessage() and "no notes here"
                    in r.getMessage() for r in caplog.records)
         later = report(sha, hosts=2)
-        writer.publish(later)  # committed and pushed within a second, not after 8 s
+        writer.publish(later)  # committed and pushed after min_interval, not after 8 s
+        clock.advance(1.0)
+        writer.wake()
         eventually_sync(lambda: read_status(source.repo, ref=STATUS_REF) == later
                         and tip(bare, STATUS_REF) == tip(source.repo, STATUS_REF),
-                        timeout=4, message="status committed and pushed despite the notes")
+                        timeout=10, message="status committed and pushed despite the notes")
         assert count_commits(source.repo, STATUS_REF) == 2
+        assert notes_push_failures() == refusals  # the note's push waits its own backoff
+        clock.advance(backoff - 1.0 - 1 / 1024)
+        writer.wake()
+        assert notes_push_failures() == refusals
+        clock.advance(1 / 1024)
+        writer.wake()
+        eventually_sync(lambda: notes_push_failures() == refusals + 1, timeout=10,
+                        message="the note's push tried again when its backoff passed")
     finally:
         hook.unlink()
         writer.close()
