@@ -47,7 +47,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from lattice.auth.keys import AuthKeyError, host_id_of
+from lattice.auth.keys import AuthKeyError, Credentials, claims_of, host_id_of
 from lattice.auth.roles import advisory_subjects
 from lattice.clock import Clock, monotonic
 
@@ -134,6 +134,16 @@ def parse_advisory(data: bytes) -> ClientEvent | None:
     except (ValidationError, ValueError) as exc:
         log.debug("malformed advisory dropped: %s", str(exc)[:200])
         return None
+
+
+def account_of(creds: Credentials) -> str:
+    """The public key of the account that issued ``creds`` (the ``iss`` of its JWT): with
+    the agent's own credentials, the lattice account whose advisories to watch (the
+    monitor's credentials name the system account instead). Pure."""
+    issuer = claims_of(creds.jwt).get("iss")
+    if not isinstance(issuer, str) or not issuer.startswith("A"):
+        raise AuthKeyError("credentials whose JWT names no issuing account")
+    return issuer
 
 
 async def subscribe_advisories(nc: Client, account: str,

@@ -26,11 +26,12 @@ from lattice.advisories import (
     ClientDisconnect,
     ClientEvent,
     GoneDetector,
+    account_of,
     parse_advisory,
     subscribe_advisories,
 )
 from lattice.auth.keys import host_id_of, new_key
-from lattice.auth.store import AuthStore, Issued
+from lattice.auth.store import AuthStore, Issued, read_credentials
 from lattice.clock import ManualClock
 from lattice.localnats import NatsServer
 from tests.helpers import eventually
@@ -363,3 +364,11 @@ async def test_the_monitor_sees_only_its_lattices_advisories_and_publishes_nothi
         assert got == []
     finally:
         await nc.close()
+
+
+def test_the_lattice_account_is_read_from_the_agents_credentials(tmp_path: Path) -> None:
+    store = AuthStore(tmp_path, LATTICE).initialise()
+    agent = read_credentials(store.issue("agent", "agent").path)
+    monitor = read_credentials(store.issue_monitor().path)
+    assert account_of(agent) == store.account.public_key
+    assert account_of(monitor) == store.system_account.public_key != account_of(agent)
