@@ -50,7 +50,9 @@ def clean_env(tmp: Path) -> dict[str, str]:
     return {"LATTICECTL_CONFIG": str(tmp / "none.yaml"),
             "LATTICECTL_STATE_DIR": str(tmp / "state"),
             "LATTICECTL_NATS_URL": "", "LATTICECTL_REPO": "", "LATTICECTL_CONTEXT": "",
-            "LATTICECTL_LATTICE": ""}
+            "LATTICECTL_LATTICE": "",
+            **{f"LATTICECTL_NATS_{k}": "" for k in (
+                "CREDS", "NKEY_SEED", "USER", "PASSWORD", "TLS_CA", "TLS_CERT", "TLS_KEY")}}
 
 
 def run(env: dict[str, str], *args: str, stdin: str | None = None) -> Result:
