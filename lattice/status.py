@@ -60,7 +60,8 @@ class Reason(StrEnum):
     RECONCILED = "Reconciled"
     PROGRESSING = "Progressing"
     UNPLACEABLE = "Unplaceable"
-    COMMAND_FAILED = "CommandFailed"
+    COMMAND_FAILED = "CommandFailed"  #: a command failed; retried after a delay
+    COMMAND_REFUSED = "CommandRefused"  #: a host refused a command; retried on a change
     VALIDATION_FAILED = "ValidationFailed"
     WAITING_FOR_PROVIDER = "WaitingForProvider"
     CONFLICT = "Conflict"

@@ -49,7 +49,7 @@ class Unplaceable(ReconcilerError, PermanentError):
 
 
 #: The condition reason of a refused command: not retried until its inputs change.
-REFUSED: str = "CommandRefused"
+REFUSED: str = Reason.COMMAND_REFUSED
 #: The condition reason of a failed command that is retried after a delay.
 RETRYING: str = Reason.COMMAND_FAILED
 
