@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -36,6 +38,33 @@ log = logging.getLogger(__name__)
 #: directory for state (operator mode: ``AuthStore.server_config``, whose resolver dir
 #: must not be shared by two servers).
 ConfigText = str | Callable[[Path], str]
+
+_START_ATTEMPTS = 3  #: a cluster whose port was taken is started on new ports
+
+
+def _ephemeral_low() -> int:
+    try:
+        low = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]
+        return int(low)
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def stable_port(host: str = "127.0.0.1") -> int:
+    """A free TCP port below the kernel's ephemeral range, so that no outgoing connection
+    (a route, a leaf link, a client of anyone's) takes it between now and the server's
+    bind, nor while a killed server is down before :meth:`NatsCluster.restart`. Falls
+    back to :func:`free_port` when none is found in a bounded number of tries."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randint(10000, max(10001, low - 1))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    return free_port(host)
 
 
 def replicas_for(cluster_size: int) -> int:
@@ -117,18 +146,28 @@ class NatsCluster:
         self.host = host
         self.data_dir = Path(data_dir)
         self.config_text = config_text
-        self.route_ports = [free_port(host) for _ in range(size)]
-        self.monitor_ports = [free_port(host) for _ in range(size)]
+        self.leafnodes = leafnodes
+        self.route_ports: list[int] = []
+        self.monitor_ports: list[int] = []
         self.members: list[NatsServer] = []
+        self._allocate()
+        #: seconds the last :meth:`start` took to form the cluster (routes + meta leader)
+        self.formed_in: float | None = None
+
+    def _allocate(self) -> None:
+        """Choose every port (client, route, monitoring, leafnode) afresh."""
+        host, size = self.host, self.size
+        self.route_ports = [stable_port(host) for _ in range(size)]
+        self.monitor_ports = [stable_port(host) for _ in range(size)]
+        self.members = []
         for i in range(size):
             state = self.data_dir / f"n{i}"
             self.members.append(NatsServer(
-                data_dir=state, host=host, server_name=f"{name}-n{i}",
-                leafnode_port=free_port(host) if leafnodes else None,
+                data_dir=state, host=host, port=stable_port(host),
+                server_name=f"{self.name}-n{i}",
+                leafnode_port=stable_port(host) if self.leafnodes else None,
                 config_text=self._config(i, state),
             ))
-        #: seconds the last :meth:`start` took to form the cluster (routes + meta leader)
-        self.formed_in: float | None = None
 
     def _config(self, i: int, state: Path) -> str:
         routes = ", ".join(f'"nats-route://{self.host}:{p}"'
@@ -183,17 +222,36 @@ class NatsCluster:
         """Start every server; return once the cluster has formed (see
         :meth:`wait_formed`). On failure every server started is stopped."""
         began = time.monotonic()
-        try:
-            for m in self.members:
-                m.start(timeout=timeout, detach=detach)
-            self.wait_formed(timeout=max(1.0, timeout - (time.monotonic() - began)))
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                for m in self.members:
+                    m.start(timeout=timeout, detach=detach)
+                self.wait_formed(timeout=max(1.0, timeout - (time.monotonic() - began)))
+                break
+            except NatsServerError:
+                self.stop()
+                if attempt == _START_ATTEMPTS or not self._port_was_taken():
+                    raise
+                log.warning("a port of nats cluster %s was taken; new ports", self.name)
+                self._allocate()
+            except BaseException:
+                self.stop()
+                raise
         self.formed_in = time.monotonic() - began
         log.info("nats cluster %s of %d formed in %.2fs", self.name, self.size,
                  self.formed_in)
         return self
+
+    def _port_was_taken(self) -> bool:
+        """Whether a server's log says one of its ports was in use (another process won
+        the race for it between choosing and binding)."""
+        for m in self.members:
+            try:
+                if "address already in use" in m.log_file.read_text(errors="replace"):
+                    return True
+            except OSError:
+                continue
+        return False
 
     def wait_formed(self, *, timeout: float = 30.0) -> float:
         """Wait until every running server has a route to every other running one and

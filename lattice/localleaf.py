@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lattice.localcluster import ConfigText, monitor_json, poll_until, render_config
-from lattice.localnats import NatsServer, free_port
+from lattice.localcluster import ConfigText, monitor_json, poll_until, render_config, stable_port
+from lattice.localnats import NatsServer
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,9 @@ class LeafServer:
             raise ValueError("a leaf node needs at least one remote")
         self.remotes = list(remotes)
         self.data_dir = Path(data_dir)
-        self.monitor_port = free_port(host)
+        self.monitor_port = stable_port(host)
         self.host = host
-        port = free_port(host)
+        port = stable_port(host)
         self.server = NatsServer(
             data_dir=self.data_dir, host=host, port=port, jetstream=jetstream,
             server_name=name or f"vinculum-leaf-{port}",
