@@ -138,6 +138,7 @@ class NatsCluster:
         host: str = "127.0.0.1",
         name: str = "vinculum",
         leafnodes: bool = False,
+        jetstream_domain: str | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"a cluster has at least one server, not {size}")
@@ -147,6 +148,7 @@ class NatsCluster:
         self.data_dir = Path(data_dir)
         self.config_text = config_text
         self.leafnodes = leafnodes
+        self.jetstream_domain = jetstream_domain
         self.route_ports: list[int] = []
         self.monitor_ports: list[int] = []
         self.members: list[NatsServer] = []
@@ -166,6 +168,7 @@ class NatsCluster:
                 data_dir=state, host=host, port=stable_port(host),
                 server_name=f"{self.name}-n{i}",
                 leafnode_port=stable_port(host) if self.leafnodes else None,
+                jetstream_domain=self.jetstream_domain,
                 config_text=self._config(i, state),
             ))
 

@@ -15,7 +15,10 @@ permissions let through what the site needs (the admin role lets everything thro
 optionally the system account too, so account updates (revocations) reach the leaf.
 
 The leaf has no JetStream of its own by default: its clients use the hub's (KV, object
-store, the lease) through the leaf link, as if connected to the hub.
+store, the lease) through the leaf link, but only by the hub's JetStream domain
+(``NatsCluster(jetstream_domain=...)``, then ``nc.jetstream(domain=...)``): the plain
+``$JS.API`` does not cross a leaf link (nats-server 2.15, measured), ``$JS.<domain>.API``
+does, and the domain works for clients of the hub too.
 """
 
 from __future__ import annotations

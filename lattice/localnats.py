@@ -5,9 +5,9 @@ interpreter (the venv's ``bin/``) or on PATH. The server listens on a free loopb
 with JetStream storing in a given data dir; :meth:`NatsServer.start` returns once it
 accepts connections, :meth:`NatsServer.stop` ends it by its pid. Restarting on the same
 port (to test reconnects) is :meth:`NatsServer.restart`. Configuration that has no
-command-line flag (operator-mode auth, a cluster block, ``leafnodes { listen }``) is given
-as ``config_text``, written to ``<data_dir>/nats-server.conf`` and loaded with ``-c``; the
-flags still set the listen address, JetStream store and server name.
+command-line flag (operator-mode auth, a cluster block, ``leafnodes { listen }``, a
+JetStream domain) is written to ``<data_dir>/nats-server.conf`` and loaded with ``-c``;
+the flags still set the listen address, JetStream store and server name.
 :mod:`lattice.localcluster` builds a routed cluster and leaf nodes from this class.
 """
 
@@ -86,10 +86,14 @@ class NatsServer:
         server_name: str | None = None,
         leafnode_port: int | None = None,
         jetstream: bool = True,
+        jetstream_domain: str | None = None,
     ) -> None:
         self.host = host
         self.config_text = config_text
         self.jetstream = jetstream
+        #: JetStream domain: how clients of a leaf node reach this server's JetStream
+        #: (``nc.jetstream(domain=...)``); it works for clients of the hub as well
+        self.jetstream_domain = jetstream_domain
         #: where leaf nodes connect (``leafnodes { listen }``), if given
         self.leafnode_port = leafnode_port
         self.extra_args = list(extra_args or [])  # e.g. ["--user", "u", "--pass", "p"]
@@ -124,6 +128,8 @@ class NatsServer:
         parts = [self.config_text] if self.config_text else []
         if self.leafnode_port is not None:
             parts.append(f"leafnodes {{ listen: \"{self.host}:{self.leafnode_port}\" }}\n")
+        if self.jetstream and self.jetstream_domain:
+            parts.append(f"jetstream {{ domain: \"{self.jetstream_domain}\" }}\n")
         return "\n".join(parts) if parts else None
 
     def command(self) -> list[str]:

@@ -23,11 +23,13 @@ from nats.aio.msg import Msg
 from lattice import gantry, policy
 from lattice.auth import keys
 from lattice.auth.store import AuthStore
-from lattice.localcluster import NatsCluster, monitor_json, replicas_for
+from lattice.localcluster import NatsCluster, monitor_json, replicas_for, stable_port
 from lattice.localleaf import LeafRemote, LeafServer
+from lattice.localnats import NatsServer
 from lattice.natsutil import Deadline, NatsOptions, connect, connected_server
 
 LATTICE = "lc1"
+DOMAIN = "hub"  #: the hub's JetStream domain, how clients on a leaf reach its JetStream
 
 
 @dataclass
@@ -39,7 +41,8 @@ class Secure:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
     """Three routed servers in open mode, each with a leafnode listener."""
-    c = NatsCluster(3, tmp_path_factory.mktemp("cluster"), leafnodes=True)
+    c = NatsCluster(3, tmp_path_factory.mktemp("cluster"), leafnodes=True,
+                    jetstream_domain=DOMAIN)
     c.start()
     try:
         yield c
@@ -52,7 +55,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
     """Three routed servers in operator mode (each its own resolver dir)."""
     store = AuthStore(tmp_path_factory.mktemp("auth"), LATTICE).initialise()
     c = NatsCluster(3, tmp_path_factory.mktemp("secure"), config_text=store.server_config,
-                    leafnodes=True)
+                    leafnodes=True, jetstream_domain=DOMAIN)
     c.start()
     try:
         yield Secure(c, store)
@@ -129,6 +132,32 @@ async def _eventually(attempt: Callable[[], Awaitable[None]], *, timeout: float 
             if deadline.expired:
                 raise
             await asyncio.sleep(0.05)  # poll interval of a bounded loop
+
+
+async def _leaf_uses_hub_jetstream(on_hub: Client, on_leaf: Client, bucket: str) -> None:
+    """A KV bucket and an object store made on the hub are read from the leaf, by the
+    hub's JetStream domain (plain ``$JS.API`` does not cross the leaf link; nor, measured,
+    does a publish to a stream's subject: writes stay on the hub)."""
+    hub_js = on_hub.jetstream(domain=DOMAIN)
+    kv = await hub_js.create_key_value(bucket=bucket)
+    obj = await hub_js.create_object_store(f"{bucket}_obj")
+
+    async def write() -> None:
+        await kv.put("k", b"from hub")
+        await obj.put("blob", b"y" * 300_000)
+
+    await _eventually(write)
+    leaf_js = on_leaf.jetstream(domain=DOMAIN, timeout=1.0)
+    seen: list[bytes | None] = []
+
+    async def read() -> None:
+        seen.append((await (await leaf_js.key_value(bucket)).get("k")).value)
+        seen.append((await (await leaf_js.object_store(f"{bucket}_obj")).get("blob")).data)
+
+    await _eventually(read)
+    assert seen[-2:] == [b"from hub", b"y" * 300_000]
+    with pytest.raises(nats.errors.Error):  # no domain: the leaf has no JetStream
+        await on_leaf.jetstream(timeout=0.5).key_value(bucket)
 
 
 def test_replicas_for_sizes() -> None:
@@ -247,6 +276,7 @@ async def test_leaf_answers_the_hub_open_mode(cluster: NatsCluster, tmp_path: Pa
             assert where is not None and where.name == leaf.name
             assert await _until_answered(on_hub, on_leaf, "site.echo") == b"echo hi"
             assert await _until_answered(on_leaf, on_hub, "hub.echo") == b"echo hi"
+            await _leaf_uses_hub_jetstream(on_hub, on_leaf, "leaf_open")
         finally:
             await on_leaf.close()
             await on_hub.close()
@@ -270,6 +300,15 @@ async def test_leaf_answers_the_hub_operator_mode(secure: Secure, tmp_path: Path
         try:
             assert await _until_answered(on_hub, on_leaf, "site.echo") == b"echo hi"
             assert (await _until_delivered(on_leaf, on_hub, "site.news")).startswith(b"hello")
+            admin = store.issue("admin", "site-admin")
+            js_hub = await connect(NatsOptions(url=secure.cluster.urls[1],
+                                               creds_file=str(admin.path)))
+            js_leaf = await connect(NatsOptions(url=leaf.url, creds_file=str(admin.path)))
+            try:
+                await _leaf_uses_hub_jetstream(js_hub, js_leaf, "leaf_secure")
+            finally:
+                await js_hub.close()
+                await js_leaf.close()
         finally:
             await on_leaf.close()
             await on_hub.close()
@@ -277,3 +316,26 @@ async def test_leaf_answers_the_hub_operator_mode(secure: Secure, tmp_path: Path
             await connect(leaf.url, initial_timeout=0.5)
     finally:
         leaf.stop()
+
+
+async def test_leaf_of_a_single_server(tmp_path: Path) -> None:
+    hub = NatsServer(data_dir=tmp_path / "hub", leafnode_port=stable_port(),
+                     jetstream_domain=DOMAIN)
+    hub.start()
+    try:
+        assert hub.leafnode_url is not None
+        leaf = LeafServer([LeafRemote((hub.leafnode_url,))], tmp_path / "leaf")
+        leaf.start()
+        try:
+            on_leaf = await connect(leaf.url)
+            on_hub = await connect(hub.url)
+            try:
+                assert await _until_answered(on_hub, on_leaf, "site.echo") == b"echo hi"
+                await _leaf_uses_hub_jetstream(on_hub, on_leaf, "leaf_single")
+            finally:
+                await on_leaf.close()
+                await on_hub.close()
+        finally:
+            leaf.stop()
+    finally:
+        hub.stop()
