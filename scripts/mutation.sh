@@ -24,7 +24,7 @@ mutmut="$root/.venv/bin/mutmut"
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(selectors manifests)
-mutate=() tests=()
+mutate=() tests=() deselect=()
 for t in "${targets[@]}"; do
   case "$t" in
     selectors) mutate+=(lattice/selectors.py); tests+=(tests/test_selectors.py) ;;
@@ -33,7 +33,9 @@ for t in "${targets[@]}"; do
     planner)   mutate+=(reconciler/planner.py)
                tests+=(tests/test_planner.py tests/test_planner_limits.py
                        tests/test_planner_matcher.py tests/test_planner_properties.py
-                       tests/test_matching.py) ;;
+                       tests/test_matching.py)
+               # it looks for module-level dicts: mutmut's trampolines are some
+               deselect+=(tests/test_planner_matcher.py::test_the_pure_core_keeps_no_state_at_module_level) ;;
     *) echo "mutation.sh: unknown target $t (selectors, manifests, planner)" >&2; exit 2 ;;
   esac
 done
@@ -55,6 +57,7 @@ fi
 # narrow [tool.mutmut] in the copy: only the targets, only test files that exist there
 present=()
 for f in "${tests[@]}"; do [ -e "$work/$f" ] && present+=("$f"); done
+for t in "${deselect[@]}"; do [ -e "$work/${t%%::*}" ] && present+=(--deselect "$t"); done
 "$py" - "$work/pyproject.toml" "${#mutate[@]}" "${mutate[@]}" "${present[@]}" <<'EOF'
 import json, re, sys
 path, n = sys.argv[1], int(sys.argv[2])
