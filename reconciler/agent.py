@@ -281,7 +281,8 @@ class Agent:
         failed = 0  # passes in a row that raised
         retry_in: float | None = None  # when the last of them runs again
         while not stop.is_set():
-            timeout = _earliest(self.executor.next_retry_in(), retry_in)
+            timeout = min((t for t in (self.executor.next_retry_in(), retry_in)
+                           if t is not None), default=None)
             await wait_any(self.wake, stop, timeout=timeout)
             if stop.is_set():
                 return
@@ -293,6 +294,9 @@ class Agent:
                 if self.resync_due:
                     self.resync_due = False
                     await self._ping(replace=False)
+                    # a refusal's inputs may have changed where we do not watch (the
+                    # trust policy, the registry): refused actions run again
+                    self.executor.retry_refused()
                 if not self._seeded:
                     await self._seed()
                 await self.reconcile_once()
@@ -406,8 +410,3 @@ class Agent:
         )
         await asyncio.to_thread(self.writer.note, rev.sha, note)
 
-
-def _earliest(*delays: float | None) -> float | None:
-    """The shortest of ``delays`` that are set (None: none is)."""
-    given = [d for d in delays if d is not None]
-    return min(given) if given else None

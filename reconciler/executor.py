@@ -10,7 +10,8 @@ passes (no retry storms). A transient failure (a host did not answer) is retried
 delay the error carries, else after the :class:`~lattice.backoff.Backoff` policy's delay,
 jittered. A permanent one (a host refused the command) is *refused*: not retried until its
 inputs change -- the planned action (its key or content), any host joining or changing
-(:meth:`hosts_changed`), or the refusing host itself. An entity no host will take is
+(:meth:`hosts_changed`), or the refusing host itself -- or the agent's periodic resync
+(:meth:`retry_refused`). An entity no host will take is
 *unplaced*, reported with the hosts' decline reasons, retried when a host joins or changes,
 and else after the backoff. An unexpected exception (a bug) is logged with its traceback
 and retried as a transient failure. Time comes from an injected clock (:mod:`lattice.clock`).
@@ -151,6 +152,12 @@ class Executor:
         take, and those no host answered for, as on an empty lattice), and what a host
         refused (the new or changed host may take it)."""
         self.retries.hosts_changed()
+
+    def retry_refused(self) -> None:
+        """Let refused actions run again: the agent's periodic resync, for inputs it does
+        not watch (the trust policy, the module registry)."""
+        if n := self.retries.release_refused():
+            log.info("resync: %d refused action(s) may run again", n)
 
     def forget(self, keep: Iterable[str]) -> None:
         """Drop failure records for actions the planner no longer wants."""

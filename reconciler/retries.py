@@ -8,7 +8,9 @@ The error's type decides (:mod:`reconciler.errors`, :mod:`lattice.errors`):
 * permanent (a host refused the command): *refused*, not retried until its inputs change:
   the planned action (its content, without the planner's ``reason``), any host joining or
   changing (:meth:`Retries.hosts_changed`), or the refusing host itself (its labels, its
-  start time, the providers it runs), including its leaving;
+  start time, the providers it runs), including its leaving; and at the agent's periodic
+  resync (:meth:`Retries.release_refused`), since some inputs of a refusal live where the
+  agent does not watch (the lattice's trust policy, the module registry);
 * unplaceable (no host bid): retried when a host joins or changes, and after the backoff.
 
 What failed is kept for status: ``unplaced`` (key -> the hosts' decline reasons) and
@@ -100,7 +102,14 @@ class Retries:
         """A host joined or changed: unplaced and refused actions may run at once."""
         for key in self.unplaced:
             self._backoff.pop(key, None)
+        self.release_refused()
+
+    def release_refused(self) -> int:
+        """Let every refused action run again (its inputs may have changed unseen); how
+        many there were."""
+        n = len(self._refused)
         self._refused.clear()
+        return n
 
     def forget(self, keep: Iterable[str]) -> None:
         """Drop everything about actions not in ``keep``."""

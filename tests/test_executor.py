@@ -472,7 +472,7 @@ async def test_a_refused_command_waits_for_its_inputs_to_change(
     nc: Client, subjects: Subjects, observed: ObservedState, host: Joiner
 ) -> None:
     """A refusal is permanent: no retry however long the wait, until the action, any
-    host (hosts_changed) or the refusing host changes."""
+    host (hosts_changed) or the refusing host changes, or the agent's resync."""
     h = await host("h", labels={"zone": "a"})
     h.accept = False
     clock = ManualClock()
@@ -500,6 +500,8 @@ async def test_a_refused_command_waits_for_its_inputs_to_change(
     h.labels = {"zone": "a", "disk": "ssd"}  # the refusing host itself changed
     h.show()
     await refused_once_more(4)
+    ex.retry_refused()  # the agent's periodic resync (the trust policy may have changed)
+    await refused_once_more(5)
     assert ex.runnable([start_actor(rules=("zone=a",), replica=1)])  # other keys run
     h.accept = True
     ex.hosts_changed()
