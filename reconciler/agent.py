@@ -66,9 +66,17 @@ from reconciler.crashes import CrashTracker
 from reconciler.errors import Failure
 from reconciler.executor import Executor
 from reconciler.lease import Lease
+from reconciler.matching import Matcher
 from reconciler.observed import Change, ObservedState
 from reconciler.planner import plan
-from reconciler.report import Counts, ReportInputs, carried_over, outcome, status_report
+from reconciler.report import (
+    Counts,
+    ReportInputs,
+    carried_over,
+    outcome,
+    source_condition,
+    status_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +125,7 @@ class Agent:
         self.config = config
         self.subjects = Subjects(config.lattice)
         self.observed = ObservedState()
+        self.matcher = Matcher()  # the matching's indexes, kept for the agent's life
         self.desired: DesiredState | None = None
         self.applied: _Revision | None = None  # last valid revision, in force
         self.refused: _Revision | None = None  # newest invalid revision, if newer
@@ -230,7 +239,7 @@ class Agent:
     async def _watch(self, stop: asyncio.Event) -> None:
         assert self.source is not None
         async for sha in watch_heads(self.source, interval=self.config.interval, stop=stop,
-                                     nudge=self.nudge):
+                                     nudge=self.nudge, on_health=lambda _h: self.wake.set()):
             await self._evaluate(sha)
 
     async def _evaluate(self, sha: str) -> None:
@@ -333,7 +342,7 @@ class Agent:
         desired = self.desired
         phase = Phase.DEGRADED  # unless the pass gets to its verdict
         try:
-            actions = plan(desired, self.observed.snapshot())
+            actions = plan(desired, self.observed.snapshot(), matcher=self.matcher)
             ex.forget(a.key for a in actions)
             if actions:
                 log.info("revision %s: %d actions planned", self.applied.sha[:8], len(actions))
@@ -344,7 +353,8 @@ class Agent:
                 if self.applied.phase is not Phase.DEGRADED and ex.runnable(actions):
                     await self._report(desired, Phase.PROGRESSING, note=False)
                 await ex.execute(actions)
-            remaining = plan(desired, self.observed.snapshot()) if actions else []
+            remaining = (plan(desired, self.observed.snapshot(), matcher=self.matcher)
+                         if actions else [])
             if not remaining:
                 phase = Phase.SYNCED
             elif ex.unplaced or ex.failures:
@@ -364,19 +374,22 @@ class Agent:
         assert self.executor is not None and self.applied is not None
         snap = self.observed.snapshot()
         rev, refused, crashes = self.applied, self.refused, self.crashes.loops()
+        source = (source_condition(self.source.health, self.last_report)
+                  if self.source is not None else None)  # SourceReady: moves with the state
         inputs = ReportInputs(desired, tuple(snap.values()), (
             phase, note, rev.sha, rev.phase, rev.counts,
             (refused.sha, tuple(refused.errors), refused.reason) if refused else None,
             self.lease.is_leader if self.lease else None, tuple(snap),
             tuple(sorted(self.executor.unplaced.items())),
-            tuple(sorted(self.executor.failures.items())), tuple(sorted(crashes.items()))))
+            tuple(sorted(self.executor.failures.items())), tuple(sorted(crashes.items())),
+            source))
         if inputs.same_as(self._reported):
             return  # same inputs, same report (clocks aside): nothing to assess or write
         self._reported = inputs
         now = utcnow()
         deps, bss = assess(desired, snap, unplaced=self.executor.unplaced,
                            failures=self.executor.failures, now=now,
-                           previous=self.last_report, crashes=crashes)
+                           previous=self.last_report, crashes=crashes, matcher=self.matcher)
         out = outcome(phase, deps, bss,
                       [*self.executor.unplaced.values(), *self.executor.failures.values()])
         if note and (rev.phase, rev.counts) != (out.phase, out.counts):
@@ -387,7 +400,7 @@ class Agent:
             out, branch=self.source.branch if self.source else "", applied=rev.sha,
             refused=(refused.sha, refused.errors) if refused else None,
             refused_reason=refused.reason if refused else "",
-            deps=deps, bss=bss, hosts=snap, now=now)
+            deps=deps, bss=bss, hosts=snap, now=now, source=source)
         self.last_report = report
         if self.writer is None or self.lease is None or not self.lease.is_leader:
             return  # only the leader writes status (it may have lost the lease mid-pass)
@@ -401,10 +414,12 @@ class Agent:
         if self.writer is None or self.lease is None or not self.lease.is_leader:
             return
         rev.phase = phase
+        health = self.source.health if self.source is not None else None
         note = RevisionNote(
             revision=rev.sha, phase=phase, reason=rev.reason if phase is Phase.INVALID else "",
             message=message, first_seen=rev.first_seen, updated=utcnow(), errors=rev.errors,
             signature=rev.signature,
+            conditions=[health.condition()] if health is not None and not health.ok else [],
             entities=[EntityCount(kind=k, name=n, phase=p, ready=r, desired=d)
                       for k, n, p, r, d in rev.counts],
         )

@@ -1,7 +1,7 @@
 """Assessment: desired next to observed, per entity, as the status branch shows it.
 
 Pure and synchronous, like the planner, and built on the same matching
-(:func:`reconciler.matching.analyse`), so a status never disagrees with what the planner
+(:class:`reconciler.matching.Matcher`), so a status never disagrees with what the planner
 would do: an actor replica counts as ready exactly when the planner would not start it,
 a deployment is Synced exactly when the planner has nothing left to do for it.
 
@@ -44,7 +44,7 @@ from reconciler.matching import (
     ActorSlots,
     Analysis,
     BindingMatch,
-    analyse,
+    Matcher,
     binding_entity,
     provider_entity,
 )
@@ -95,6 +95,7 @@ def assess(
     now: datetime,
     previous: StatusReport | None = None,
     crashes: Mapping[str, tuple[int, str]] | None = None,
+    matcher: Matcher | None = None,
 ) -> Statuses:
     """Status of every deployment and binding set of ``desired`` against ``observed``.
 
@@ -102,9 +103,10 @@ def assess(
     message of the last attempt; ``previous`` (the last report) carries creation and
     transition times over. ``crashes`` maps the start key of a crash-looping replica to
     (crashes in the window, last reason) (:mod:`reconciler.crashes`). Pure: ``now`` is
-    the only clock.
+    the only clock. ``matcher`` (the planner's, kept by the agent) only saves work: the
+    pass's plan and assessment share one analysis.
     """
-    found = analyse(desired, observed)
+    found = (matcher if matcher is not None else Matcher()).analyse(desired, observed)
     surplus = _surplus_by_owner(found)
     slots_of: dict[str, list[ActorSlots]] = {}  # one pass, not one scan per deployment
     for slots in found.actors:
