@@ -282,7 +282,7 @@ class WasmRuntime:
             try:
                 return provider.host_call(actor_id, operation, payload)
             except ProviderError as exc:
-                raise HostCallError(str(exc)) from exc
+                raise HostCallError(exc.message) from exc
 
         return host_call
 
