@@ -525,3 +525,74 @@ def test_actions_are_hashable_values() -> None:
     acts = plan(desired, observed)
     assert set(acts) == set(plan(desired, observed))
     assert {a.phase for a in acts} == set(A.ActionPhase)
+
+
+# ---------------------------------------------------------------- converged first, work later
+# In each table the entity the planner meets first is converged and a later one is not:
+# the later one's work must still be planned, with the reason a user reads in `diff`.
+
+def test_a_converged_deployment_met_first_does_not_hide_later_missing_replicas() -> None:
+    desired = state(deployment("alpha", [ActorSpec(id=A0, replicas=1),
+                                         ActorSpec(id=A1, replicas=1)]),
+                    one_actor("beta", replicas=2, aid=ACTORS[2]))
+    observed = lattice(host("H0", actors=[actor_inst(A0, "i0", rep("alpha", 0)),
+                                          actor_inst(ACTORS[2], "i2", rep("beta", 0))]))
+    acts = plan(desired, observed)
+    assert [(type(a).__name__, a.key, a.reason) for a in acts] == [
+        ("StartActor", A.start_actor_key("alpha", A1, 0),
+         "replica 0 of deployment alpha is not running"),
+        ("StartActor", A.start_actor_key("beta", ACTORS[2], 1),
+         "replica 1 of deployment beta is not running"),
+    ]
+    assert [a.avoid_hosts for a in of_type(acts, A.StartActor)] == [(), ("H0",)]
+
+
+def test_a_running_provider_met_first_does_not_hide_later_missing_ones() -> None:
+    # groups are met by (capability, binding name, vendor), then by rules: LED first
+    desired = state(
+        deployment("alpha", providers=[ProviderSpec(id=LED, vendor_id="wascc"),
+                                       msg_provider()]),
+        deployment("beta", providers=[msg_provider(["zone=a"])]))
+    observed = lattice(host("H0", providers=[
+        provider_inst(LED, "p0", owned(DEP, "alpha"), vendor="wascc"),
+        provider_inst(MSG, "p1", owned(DEP, "alpha"))]))
+    acts = plan(desired, observed)
+    assert [(type(a).__name__, a.key, a.reason) for a in acts] == [
+        ("StartProvider", A.start_provider_key(MSG, "default", "nats", ("zone=a",)),
+         f"no host satisfying zone=a runs {MSG}/default from nats for beta")]
+    # and with nothing running at all, every group is started, LED's included
+    assert [a.reason for a in plan(desired, lattice(host("H0")))] == [
+        f"no host runs {LED}/default from wascc for alpha",
+        f"no host runs {MSG}/default from nats for alpha",
+        f"no host satisfying zone=a runs {MSG}/default from nats for beta",
+    ]
+
+
+def test_binding_reasons_say_what_is_wrong_after_a_converged_one() -> None:
+    a2, a3 = ACTORS[2], ACTORS[3]
+
+    def spec(actor: str, value: str) -> BindingSpec:
+        return BindingSpec(capability_id=MSG, actor=actor, values={"K": value})
+
+    # met in order: b-one/A0 (as git has it), b-one/A1 (missing), b-two/A0 (claimed by
+    # b-one, so b-two loses), b-two/A2 (ours, other values), b-two/A3 (by hand, other values)
+    desired = state(bindingset("b-one", [spec(A0, "v"), spec(A1, "v")]),
+                    bindingset("b-two", [spec(A0, "two"), spec(a2, "v"), spec(a3, "v")]))
+    observed = lattice(host("H0", providers=[provider_inst(MSG, "p0")], bindings=[
+        binding_inst(A0, MSG, {"K": "v"}, owned(BSET, "b-one")),
+        binding_inst(a2, MSG, {"K": "old"}, owned(BSET, "b-two")),
+        binding_inst(a3, MSG, {"K": "old"})]))
+    acts = plan(desired, observed)
+    assert kinds(acts) == ["PutBinding"] * 3
+    assert acts == sorted(acts, key=lambda a: a.key)
+    puts = {p.actor_id: p for p in of_type(acts, A.PutBinding)}
+    on_h0 = "on host name-H0, which runs its provider"
+    assert {aid: p.reason for aid, p in puts.items()} == {
+        A1: f"binding set b-one: missing {on_h0}",
+        a2: f"binding set b-two: differs from git {on_h0}",
+        a3: f"binding set b-two: an unowned binding differs from git {on_h0}",
+    }
+    assert {aid: (dict(p.annotations)["vinculum.io/name"], p.values)
+            for aid, p in puts.items()} == {
+        A1: ("b-one", (("K", "v"),)), a2: ("b-two", (("K", "v"),)),
+        a3: ("b-two", (("K", "v"),))}
