@@ -24,10 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
-from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from nats.aio.client import Client
@@ -36,13 +33,13 @@ from nats.aio.msg import Msg
 from gitsync.source import GitSource
 from gitsync.status import StatusWriter
 from gitsync.statusformat import without_clock
-from gitsync.verify import CommitVerifier, SignaturePolicy
+from gitsync.verify import CommitVerifier
 from gitsync.watch import watch_heads
 from lattice.aio import wait_any
 from lattice.backoff import Backoff
 from lattice.errors import TransientError
 from lattice.manifests import DesiredState
-from lattice.natsutil import NatsOptions, connect, scatter_gather
+from lattice.natsutil import connect, scatter_gather
 from lattice.protocol import (
     ActorEvent,
     EventType,
@@ -55,13 +52,11 @@ from lattice.protocol import (
     utcnow,
 )
 from lattice.status import (
-    CommitSignature,
-    EntityCount,
     Phase,
-    RevisionNote,
     StatusReport,
 )
 from reconciler.assess import assess
+from reconciler.config import AgentConfig
 from reconciler.crashes import CrashTracker
 from reconciler.errors import Failure
 from reconciler.executor import Executor
@@ -70,13 +65,13 @@ from reconciler.matching import Matcher
 from reconciler.observed import Change, ObservedState
 from reconciler.planner import plan
 from reconciler.report import (
-    Counts,
     ReportInputs,
     carried_over,
     outcome,
     source_condition,
     status_report,
 )
+from reconciler.revision import Revision, revision_note
 
 log = logging.getLogger(__name__)
 
@@ -88,36 +83,6 @@ PASS_RETRY = Backoff(base=0.2, max=30.0, jitter=0.5)
 PASS_FAILED = "reconcile-pass"
 
 
-@dataclass(frozen=True, kw_only=True)
-class AgentConfig:
-    """Everything the agent needs; defaults are the documented ones."""
-
-    repo: str
-    nats: NatsOptions
-    data_dir: Path
-    branch: str | None = None
-    path: str = ""
-    lattice: str = "default"
-    interval: float = 30.0
-    resync: float = 30.0
-    bid_timeout: float = 0.25
-    lease_ttl: float = 6.0
-    holder: str | None = None
-    #: sync only heads signed by a key this policy trusts (``--verify-commits``)
-    verify_commits: SignaturePolicy | None = None
-
-
-@dataclass
-class _Revision:
-    sha: str
-    first_seen: datetime
-    phase: Phase | None = None
-    errors: list[str] = field(default_factory=list)
-    counts: Counts = ()
-    reason: str = ""  # why it is Invalid
-    signature: CommitSignature | None = None  # the policy's verdict, when there is one
-
-
 class Agent:
     """One vinculum process. ``await Agent(config).run(stop)`` until ``stop`` is set."""
 
@@ -127,8 +92,8 @@ class Agent:
         self.observed = ObservedState()
         self.matcher = Matcher()  # the matching's indexes, kept for the agent's life
         self.desired: DesiredState | None = None
-        self.applied: _Revision | None = None  # last valid revision, in force
-        self.refused: _Revision | None = None  # newest invalid revision, if newer
+        self.applied: Revision | None = None  # last valid revision, in force
+        self.refused: Revision | None = None  # newest invalid revision, if newer
         self.wake = asyncio.Event()
         self.nudge = asyncio.Event()
         self.resync_due = False
@@ -245,7 +210,7 @@ class Agent:
     async def _evaluate(self, sha: str) -> None:
         assert self.source is not None
         ev = await asyncio.to_thread(self.source.evaluate, sha, verify=self.verifier)
-        rev = _Revision(sha=sha, first_seen=utcnow(),
+        rev = Revision(sha=sha, first_seen=utcnow(),
                         signature=ev.signature.record() if ev.signature else None)
         if ev.desired is None:
             rev.errors = list(ev.errors)
@@ -410,18 +375,11 @@ class Agent:
         self._published = stable
         await asyncio.to_thread(partial(self.writer.publish, report, unclocked=stable))
 
-    async def _write_note(self, rev: _Revision, phase: Phase, message: str) -> None:
+    async def _write_note(self, rev: Revision, phase: Phase, message: str) -> None:
         if self.writer is None or self.lease is None or not self.lease.is_leader:
             return
         rev.phase = phase
-        health = self.source.health if self.source is not None else None
-        note = RevisionNote(
-            revision=rev.sha, phase=phase, reason=rev.reason if phase is Phase.INVALID else "",
-            message=message, first_seen=rev.first_seen, updated=utcnow(), errors=rev.errors,
-            signature=rev.signature,
-            conditions=[health.condition()] if health is not None and not health.ok else [],
-            entities=[EntityCount(kind=k, name=n, phase=p, ready=r, desired=d)
-                      for k, n, p, r, d in rev.counts],
-        )
+        note = revision_note(rev, phase, message,
+                             self.source.health if self.source is not None else None)
         await asyncio.to_thread(self.writer.note, rev.sha, note)
 

@@ -26,7 +26,8 @@ from lattice.errors import VinculumError
 from lattice.natsflags import NatsFlags, nats_options
 from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import Subjects, SyncNudge, encode
-from reconciler.agent import Agent, AgentConfig
+from reconciler.agent import Agent
+from reconciler.config import AgentConfig
 
 if TYPE_CHECKING:
     _FloatParam = click.ParamType[float]

@@ -19,10 +19,11 @@ from lattice.manifests import DesiredState
 from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import Subjects, utcnow
 from lattice.status import Phase, StatusReport
-from reconciler import agent as agent_module
-from reconciler.agent import PASS_FAILED, Agent, AgentConfig
+from reconciler.agent import PASS_FAILED, Agent
+from reconciler.config import AgentConfig
 from reconciler.executor import Executor
 from reconciler.lease import Lease
+from reconciler.revision import Revision
 from tests.helpers import eventually
 
 
@@ -65,7 +66,7 @@ async def agent(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Agent]
     a.writer = Recorder()  # type: ignore[assignment]
     a._seeded = True  # nothing to read back from the recorder
     a.desired = DesiredState(revision="0" * 40)
-    a.applied = agent_module._Revision(sha="0" * 40, first_seen=utcnow())
+    a.applied = Revision(sha="0" * 40, first_seen=utcnow())
     try:
         yield a
     finally:

@@ -17,9 +17,11 @@ from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import Subjects, utcnow
 from lattice.status import Phase, StatusReport
 from reconciler import agent as agent_module
-from reconciler.agent import Agent, AgentConfig
+from reconciler.agent import Agent
+from reconciler.config import AgentConfig
 from reconciler.executor import Executor
 from reconciler.lease import Lease, LeaseTTLError
+from reconciler.revision import Revision
 from tests.helpers import eventually
 from tests.lattice_e2e import init_gitops
 
@@ -237,7 +239,7 @@ async def test_a_follower_publishes_no_status(nats_server: NatsServer, tmp_path:
         assert not await agent.lease.step()
         agent.executor = Executor(nc2, subjects, agent.observed)
         agent.writer = Writer()  # type: ignore[assignment]
-        agent.applied = agent_module._Revision(sha="0" * 40, first_seen=utcnow())
+        agent.applied = Revision(sha="0" * 40, first_seen=utcnow())
         await agent._report(DesiredState(revision="0" * 40), Phase.SYNCED)
         assert agent.last_report is not None  # assessed, so a takeover starts from it
         assert published == []
