@@ -16,7 +16,6 @@ from tests.gitrepo import (
     ACTOR,
     DEPLOYMENT,
     ELIDED_ACTOR,
-    clone,
     commit_files,
     deployment,
     file_url,
@@ -190,13 +189,31 @@ def test_is_url() -> None:
 
 
 def test_worktree_uses_the_common_dir(tmp_path: Path) -> None:
+    """Opened from a linked worktree, the source follows the worktree's branch in the
+    common dir's refs: commits there (from either checkout) are seen, main's are not, and
+    evaluation reads that branch's manifests."""
     repo = init_repo(tmp_path / "r")
     sha = commit_files(repo, {"a.yaml": deployment("a")})
     repo.git.worktree("add", "-q", "-b", "side", str(tmp_path / "wt"))
     src = GitSource.open(str(tmp_path / "wt"), data_dir=tmp_path / "d")
     assert src.branch == "side" and src.head() == sha
     assert src.git_dir == Path(repo.git_dir)
-    assert isinstance(clone(tmp_path / "r", tmp_path / "c"), git.Repo)
+    assert not (tmp_path / "d").exists()  # local: nothing mirrored
+    main_sha = commit_files(repo, {"m.yaml": deployment("m")})  # main moves on
+    assert src.head() == sha
+    side_sha = commit_files(git.Repo(tmp_path / "wt"), {"b.yaml": deployment("b"),
+                                                         "a.yaml": None})
+    assert src.head() == side_sha
+    ev = src.evaluate(side_sha)
+    assert ev.valid and ev.errors == [] and ev.desired is not None
+    assert set(ev.desired.deployments) == {"b"}
+    assert ev.desired.sources["Deployment/b"].path == "b.yaml"
+    # the branch ref lives in the common dir: moved from the main checkout, it is followed
+    repo.git.update_ref("refs/heads/side", main_sha)
+    assert src.head() == main_sha
+    ev = src.evaluate(src.head())
+    assert ev.desired is not None and set(ev.desired.deployments) == {"a", "m"}
+    src.close()
 
 
 def test_manifest_files_takes_what_evaluation_takes(tmp_path: Path) -> None:

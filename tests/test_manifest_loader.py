@@ -252,5 +252,27 @@ def test_duplicates_are_found_whatever_the_file_order(file_names: list[str]) -> 
 
 
 def test_bindingset_model_is_used_for_binding_sets() -> None:
-    [m] = load_sources([("b.yaml", BINDINGS)]).manifests
-    assert isinstance(m.manifest, BindingSet)
+    """`kind: BindingSet` is read with the BindingSet model: its fields are taken (and
+    defaulted), a Deployment's are refused where they stand, and the other way round."""
+    result = load_sources([("b.yaml", BINDINGS)])
+    assert result.ok, result.error_lines()
+    [m] = result.manifests
+    assert (m.kind, m.name, m.path, m.line) == ("BindingSet", "amazing-bindings", "b.yaml", 1)
+    bs = m.manifest
+    assert isinstance(bs, BindingSet)
+    assert bs.metadata.labels == {"app": "amazesauce-the-sequel"}
+    [b] = bs.spec.bindings  # `bindings`: a field only a BindingSet's spec has
+    assert (b.capability_id, b.binding, b.actor, b.vendor_id) == (
+        "wascc:messaging", "default", ACTOR, "nats")
+    assert b.values == {"SUBSCRIPTION": "foo.bar.baz", "VALUE4": "${ENV_VAL4:FOURTYTWO}"}
+    desired = result.desired("abc123")
+    assert desired is not None and set(desired.bindingsets) == {"amazing-bindings"}
+    assert desired.deployments == {}
+    # a Deployment's `actors` in a BindingSet's spec: refused, with the file and line
+    assert errors_of(BINDINGS.replace("spec:\n", "spec:\n  actors: []\n"), "b.yaml") == [
+        "b.yaml:7: spec.actors: unknown field 'actors'; known fields: bindings"]
+    # and `bindings` in a Deployment's spec likewise
+    text = DEPLOYMENT.replace("spec:\n", "spec:\n  bindings: []\n")
+    line = text.splitlines().index("  bindings: []") + 1
+    assert errors_of(text, "d.yaml") == [
+        f"d.yaml:{line}: spec.bindings: unknown field 'bindings'; known fields: actors, providers"]
