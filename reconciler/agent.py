@@ -61,6 +61,7 @@ from reconciler.crashes import CrashTracker
 from reconciler.errors import Failure
 from reconciler.executor import Executor
 from reconciler.lease import Lease
+from reconciler.liveness import Liveness
 from reconciler.matching import Matcher
 from reconciler.observed import Change, ObservedState
 from reconciler.planner import plan
@@ -123,6 +124,8 @@ class Agent:
         self.nc = nc = await connect(cfg.nats, on_reconnect=self._on_reconnect)
         self.executor = Executor(nc, self.subjects, self.observed, bid_timeout=cfg.bid_timeout)
         self.lease = Lease(nc, self.subjects, holder=cfg.holder, ttl=cfg.lease_ttl)
+        liveness = Liveness(cfg, on_gone=self._host_gone)  # before the ping: no gap
+        await liveness.start()
         await nc.subscribe(self.subjects.events, cb=self._on_event)
         await nc.subscribe(self.subjects.nudge, cb=self._on_nudge)
         await self._ping(replace=True)
@@ -137,6 +140,7 @@ class Agent:
             asyncio.create_task(self._watch(stop), name="watch"),
             asyncio.create_task(self._expire_loop(stop), name="expire"),
             asyncio.create_task(self._lease_watch(stop), name="lease-watch"),
+            asyncio.create_task(liveness.run(stop), name="liveness"),
         ]
         log.info("agent up: repo=%s branch=%s lattice=%s holder=%s",
                  cfg.repo, self.source.branch, cfg.lattice, self.lease.holder)
@@ -185,6 +189,11 @@ class Agent:
         if change in (Change.HOST_JOINED, Change.HOST_CHANGED) and self.executor is not None:
             self.executor.hosts_changed()
         if change is not Change.NONE:
+            self.wake.set()
+
+    def _host_gone(self, host_id: str) -> None:
+        """Its connection closed for good: drop it now (its flights go on the next prune)."""
+        if self.observed.lost(host_id) is Change.HOST_LEFT:
             self.wake.set()
 
     async def _on_nudge(self, msg: Msg) -> None:

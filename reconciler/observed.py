@@ -1,8 +1,12 @@
 """Observed state: what the lattice runs, as the agent knows it.
 
 Built from a ``ping`` at start-up (:meth:`ObservedState.reset`), then kept current from
-events (:meth:`ObservedState.apply_event`) and heartbeats. A host that misses 3 heartbeats
-is dropped by :meth:`ObservedState.expire`: its entities are no longer observed. The agent
+events (:meth:`ObservedState.apply_event`) and heartbeats. A host whose connection closed
+and did not come back within the grace is dropped at once by :meth:`ObservedState.lost`
+(the server's advisories, :mod:`reconciler.liveness`); one that misses 3 heartbeats (hung,
+or an open lattice without advisories) by :meth:`ObservedState.expire`. Either way its
+entities are no longer observed, and a heartbeat or ping answer from it later brings it
+back as a host that joined. The agent
 keeps no database: after a restart this is rebuilt from a ping, so it never starts a second
 copy of what already runs.
 
@@ -121,6 +125,15 @@ class ObservedState:
         if gone:
             self.version += 1
         return gone
+
+    def lost(self, host_id: str) -> Change:
+        """Drop ``host_id`` now: its connection closed and did not come back
+        (:mod:`reconciler.liveness`). ``HOST_LEFT`` if it was known, else ``NONE`` (a host
+        already expired, or one the agent never saw)."""
+        if self._hosts.pop(host_id, None) is None:
+            return Change.NONE
+        self.version += 1
+        return Change.HOST_LEFT
 
     def apply_event(self, ev: CloudEvent) -> Change:
         """Update from one lattice event; what it changed."""
