@@ -40,6 +40,7 @@ from cli.output import (
     warn,
     widths,
 )
+from cli.servers_cmd import get_servers
 from cli.settings import CliError, Settings
 from cli.view import NO_STATUS, RepoView, complete_names, open_view, source_warning
 from lattice.status import StatusReport
@@ -317,8 +318,9 @@ def get_hosts(settings: Settings, names: tuple[str, ...], output: str | None) ->
     """List the lattice's hosts: live by ping when NATS is reachable, else from the status
     branch (with a warning saying how old that is).
 
-    Columns: NAME, ID, LABELS, UPTIME, ACTORS, PROVIDERS; -o wide adds BINDINGS and
-    LAST-SEEN. NAMES may be host names or (prefixes of) host ids.
+    Columns: NAME, ID, LABELS, UPTIME, ACTORS, PROVIDERS; -o wide adds BINDINGS,
+    LAST-SEEN and SERVER (the NATS server each host is connected to). NAMES may be host
+    names or (prefixes of) host ids.
 
     \b
     Examples:
@@ -326,10 +328,12 @@ def get_hosts(settings: Settings, names: tuple[str, ...], output: str | None) ->
       latticectl --nats-url nats://10.0.0.5:4222 get hosts -o wide
       latticectl get host pi -o json
     """
-    hosts, source = hosts_of(settings)
-    print_hosts(select_hosts(hosts, names), source, output, single=len(names) == 1)
+    hosts, source, servers = hosts_of(settings)
+    print_hosts(select_hosts(hosts, names), source, output, single=len(names) == 1,
+                servers=servers)
 
 
 get_group.add_command(get_actors)
+get_group.add_command(get_servers)
 
 COMMANDS: list[click.Command] = [get_group]

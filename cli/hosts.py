@@ -9,7 +9,7 @@ through :mod:`cli.output`. :mod:`cli.get_cmd` holds the command.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import click
@@ -22,7 +22,7 @@ from lattice.protocol import HostInventory
 from lattice.status import HostStatus
 
 HOST_HEADERS = ("NAME", "ID", "LABELS", "UPTIME", "ACTORS", "PROVIDERS")
-HOST_WIDE = ("BINDINGS", "LAST-SEEN")
+HOST_WIDE = ("BINDINGS", "LAST-SEEN", "SERVER")
 
 
 def host_from_inventory(inv: HostInventory, now: datetime) -> HostStatus:
@@ -47,13 +47,15 @@ def select_hosts(hosts: Sequence[HostStatus], names: Sequence[str]) -> list[Host
     return out
 
 
-def hosts_of(settings: Settings) -> tuple[list[HostStatus], str]:
-    """The hosts and where they come from: ``lattice`` (a ping) or ``status-branch`` (when
-    NATS cannot be reached, with a warning saying how old they are)."""
+def hosts_of(settings: Settings) -> tuple[list[HostStatus], str, dict[str, str]]:
+    """The hosts, where they come from: ``lattice`` (a ping) or ``status-branch`` (when
+    NATS cannot be reached, with a warning saying how old they are), and the NATS server
+    each pinged host is connected to (host id -> server name; empty from the branch)."""
     live = live_hosts(settings)
     now = datetime.now(UTC)
     if not isinstance(live, str):
-        return [host_from_inventory(i, now) for i in live], "lattice"
+        servers = {i.host_id: i.server for i in live if i.server}
+        return [host_from_inventory(i, now) for i in live], "lattice", servers
     try:
         with open_view(settings) as view:
             report = view.status()
@@ -62,11 +64,13 @@ def hosts_of(settings: Settings) -> tuple[list[HostStatus], str]:
     if report is None:
         raise CliError(f"{live}, and {NO_STATUS}")
     warn(f"{live}: hosts from the status branch, as of {age(report.summary.updated, now)} ago")
-    return list(report.hosts.values()), "status-branch"
+    return list(report.hosts.values()), "status-branch", {}
 
 
 def print_hosts(hosts: Sequence[HostStatus], source: str, output: str | None, *,
-                single: bool) -> None:
+                single: bool, servers: Mapping[str, str] | None = None) -> None:
+    """Print ``hosts``; ``-o wide`` shows each one's server from ``servers`` (host id ->
+    server name; ``-`` when unknown)."""
     if output in ("yaml", "json"):
         docs = [host_document(h, source=source) for h in hosts]
         emit(docs[0] if single and len(docs) == 1 else list_document(docs), output)
@@ -84,7 +88,7 @@ def print_hosts(hosts: Sequence[HostStatus], source: str, output: str | None, *,
         uptime = age(h.started_at, h.last_seen if source == "lattice" else now)
         row = [h.name, short(h.host_id), labels_text(h.labels), uptime, h.actors, h.providers]
         if wide:
-            row += [h.bindings, age(h.last_seen, now)]
+            row += [h.bindings, age(h.last_seen, now), (servers or {}).get(h.host_id, "-")]
         rows.append(row)
     for line in table((*HOST_HEADERS, *HOST_WIDE) if wide else HOST_HEADERS, rows):
         click.echo(line)

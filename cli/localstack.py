@@ -1,10 +1,17 @@
-"""A whole lattice on one machine: nats-server, N hosts and the agent, as child processes.
+"""A whole lattice on one machine: nats-server(s), N hosts and the agent, as child processes.
+
+The servers (:mod:`cli.stack_nats`): one, or a routed cluster of ``cluster`` (each host
+prefers one of them, round-robin, and is given every URL to fail over to), always with the
+JetStream domain ``vinculum`` and a leafnode listener; or, with ``leaf_of``, a leaf-node
+site joined to such a hub, whose hosts the hub's agent manages (no agent, no repo here).
 
 Secure by default: nats-server runs in operator (JWT) mode with the keys of
 :class:`lattice.auth.store.AuthStore` under the state dir, and every process connects with
 credentials of its role (``creds/host-<i>.creds``, ``agent.creds``, ``apps.creds`` for the
-hosts' application traffic, ``admin.creds`` for latticectl), each allowed only what its
-role needs (lattice.auth.roles). ``secure=False`` (``up --insecure``) runs an open server.
+hosts' application traffic, ``admin.creds`` for latticectl, ``monitor.creds`` for the
+agent's advisory watcher), each allowed only what its role needs (lattice.auth.roles). A
+leaf site issues its credentials from the hub's keys (``hub_state_dir``).
+``secure=False`` (``up --insecure``) runs an open server.
 
 Between nats-server and the hosts, the example actors (examples/actors/*.wat) are compiled,
 signed with the demo seeds and pushed to the registry (:mod:`cli.examples`), and a lattice
@@ -28,21 +35,41 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 import git
 
 from cli.examples import EXAMPLE_ACTORS, host_runtime_args, push_examples
 from cli.gantry_cmd import trust_by_default
+from cli.settings import CliError
+from cli.stack_nats import JS_DOMAIN, Servers, start_hub, start_leaf
 from lattice.auth.roles import RoleName
 from lattice.auth.store import AuthStore
-from lattice.localnats import NatsServer
-from lattice.natsutil import NatsOptions
+from lattice.natsutil import NatsOptions, server_urls
 
 log = logging.getLogger(__name__)
 
 EXAMPLES_REPO = Path(__file__).resolve().parent.parent / "examples" / "repo"
+MONITOR = "monitor"  #: the agent's advisory watcher's credentials (system account)
+LEAF_LINK = "leaf-link"  #: the credentials a leaf site's server joins the hub with
+T = TypeVar("T")
+
+
+def _retrying(action: Callable[[], T], *, timeout: float = 10.0) -> T:
+    """``action()``, again while it fails for up to ``timeout`` seconds: the first writes
+    to a replicated bucket just created can fail while its replicas form (~0.1 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return action()
+        except Exception as exc:  # whatever it is, the last one is raised
+            if time.monotonic() >= deadline:
+                raise
+            log.info("retrying after %s: %s", type(exc).__name__, exc)
+            time.sleep(0.1)
 
 
 @dataclass
@@ -64,6 +91,15 @@ class StackState:
     actors: dict[str, str] = field(default_factory=dict)  #: example actor name -> id
     secure: bool = False
     creds: dict[str, str] = field(default_factory=dict)  #: user name -> .creds path
+    #: the agent's advisory watcher's system-account credentials (secure hubs)
+    monitor_creds: str | None = None
+    #: every nats-server: name, client_url, monitor_url, leafnode_url, pid, log, role
+    servers: list[dict[str, Any]] = field(default_factory=list)
+    #: where a leaf-node site joins this hub (``latticectl up --leaf-of``)
+    leafnode_urls: list[str] = field(default_factory=list)
+    js_domain: str | None = None
+    replicas: int = 1  #: of the buckets ``up`` made
+    leaf_of: str | None = None  #: the hub's leafnode URL, when this is a leaf site
 
     def save(self) -> None:
         path = Path(self.state_dir) / "state.json"
@@ -82,7 +118,8 @@ class StackState:
     def nats(self, user: str = "admin") -> NatsOptions:
         """How ``user`` (admin by default) reaches this lattice's NATS."""
         return NatsOptions(url=self.nats_url, name=f"latticectl {user}",
-                           creds_file=self.creds.get(user))
+                           creds_file=self.creds.get(user), js_domain=self.js_domain,
+                           js_replicas=self.replicas)
 
 
 def parse_host_labels(specs: tuple[str, ...], hosts: int) -> dict[int, dict[str, str]]:
@@ -149,6 +186,10 @@ class LocalStack:
         secure: bool = True,
         agent_args: tuple[str, ...] = (),
         listen: str = "127.0.0.1",
+        cluster: int = 1,
+        leaf_of: str | None = None,
+        hub_state_dir: Path | None = None,
+        site: str = "edge",
     ) -> None:
         self.state_dir = state_dir
         self.lattice = lattice
@@ -162,38 +203,82 @@ class LocalStack:
         self.secure = secure
         self.agent_args = agent_args
         self.listen = listen
+        self.cluster = cluster
+        #: the hub's leafnode URL(s), comma-separated: this stack is a leaf-node site
+        self.leaf_of = leaf_of
+        self.hub_state_dir = hub_state_dir
+        self.site = site
         self.creds: dict[str, str] = {}
-        self.nats: NatsServer | None = None
+        self.servers: Servers | None = None
         self.children: list[tuple[ProcRecord, subprocess.Popen[bytes] | None]] = []
 
     def start(self, *, detach: bool) -> StackState:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         logs = self.state_dir / "logs"
         logs.mkdir(exist_ok=True)
-        repo = self.repo or str(seed_repo(self.state_dir / "repo"))
-        self.nats = NatsServer(data_dir=self.state_dir / "nats", log_file=logs / "nats.log",
-                               host=self.listen, extra_args=self._secure_setup())
-        self.nats.start(detach=detach)
-        assert self.nats.proc is not None
-        self.children.append(
-            (ProcRecord("nats-server", self.nats.proc.pid, "nats-server", str(logs / "nats.log")),
-             self.nats.proc)
-        )
+        repo = "" if self.leaf_of else (self.repo or str(seed_repo(self.state_dir / "repo")))
+        auth = self._secure_setup()
+        if self.leaf_of:
+            self.servers = start_leaf(
+                self.state_dir, hub_leafnode_urls=server_urls(self.leaf_of), site=self.site,
+                auth=auth, link_creds=self.creds.get(LEAF_LINK),
+                account=self._store().account.public_key if self.secure else None,
+                detach=detach)
+        else:
+            self.servers = start_hub(self.state_dir, logs, size=self.cluster,
+                                     listen=self.listen, auth=auth, detach=detach)
+        self.children += [(ProcRecord("nats-server", r.pid, "nats-server", r.log), None)
+                          for r in self.servers.records]
         actors: dict[str, str] = {}
-        if self.actors_dir is not None:
+        if self.actors_dir is not None and not self.leaf_of:
             try:
-                pushed = push_examples(self._options("admin"), self.lattice, self.actors_dir)
+                pushed = _retrying(lambda: push_examples(
+                    self._options("admin"), self.lattice, self.actors_dir or EXAMPLE_ACTORS))
                 if pushed:  # the lattice trusts what up signs, unless it has a policy
-                    trust_by_default(self._options("admin"), self.lattice,
-                                     {a.claims.issuer for a in pushed})
+                    issuers = {a.claims.issuer for a in pushed}
+                    _retrying(lambda: trust_by_default(self._options("admin"), self.lattice,
+                                                       issuers))
             except BaseException:
                 self.stop()
                 raise
             actors = {a.name: a.claims.subject for a in pushed}
+        self._start_hosts(logs, detach=detach)
+        if self.with_agent and not self.leaf_of:
+            args = [sys.executable, "-m", "reconciler.main", "--repo", repo,
+                    "--nats-url", self.servers.url, "--lattice", self.lattice,
+                    "--js-domain", JS_DOMAIN, "--replicas", str(self.servers.replicas),
+                    "--data-dir", str(self.state_dir / "agent"),
+                    "--resync", str(self.resync), *self.agent_args]
+            if self.secure:
+                args += ["--creds", self.creds["agent"],
+                         "--monitor-creds", self.creds[MONITOR]]
+            path = logs / "agent.log"
+            proc = _spawn(args, path, detach=detach)
+            rec = ProcRecord("agent", proc.pid, "reconciler.main", str(path))
+            self.children.append((rec, proc))
+        state = StackState(
+            nats_url=self.servers.url, lattice=self.lattice, repo=repo,
+            state_dir=str(self.state_dir), procs=[rec for rec, _ in self.children],
+            actors=actors, secure=self.secure,
+            creds={k: v for k, v in self.creds.items() if k not in (MONITOR, LEAF_LINK)},
+            monitor_creds=self.creds.get(MONITOR), servers=[
+                asdict(r) for r in self.servers.records],
+            leafnode_urls=self.servers.leafnode_urls, js_domain=JS_DOMAIN,
+            replicas=self.servers.replicas, leaf_of=self.leaf_of,
+        )
+        state.save()
+        return state
+
+    def host_name(self, i: int) -> str:
+        return f"{self.site}-host-{i}" if self.leaf_of else f"host-{i}"
+
+    def _start_hosts(self, logs: Path, *, detach: bool) -> None:
+        assert self.servers is not None
         runtime = host_runtime_args()
         for i in range(self.hosts):
-            name = f"host-{i}"
-            args = [sys.executable, "-m", "hostagent.main", "--nats-url", self.nats.url,
+            name = self.host_name(i)
+            args = [sys.executable, "-m", "hostagent.main",
+                    "--nats-url", self.servers.url_for(i), "--js-domain", JS_DOMAIN,
                     "--lattice", self.lattice, "--name", name,
                     "--heartbeat", str(self.heartbeat), *runtime,
                     "--cache-dir", str(self.state_dir / "wasm-cache")]
@@ -204,46 +289,44 @@ class LocalStack:
             path = logs / f"{name}.log"
             proc = _spawn(args, path, detach=detach)
             self.children.append((ProcRecord("host", proc.pid, "hostagent.main", str(path)), proc))
-        if self.with_agent:
-            args = [sys.executable, "-m", "reconciler.main", "--repo", repo,
-                    "--nats-url", self.nats.url, "--lattice", self.lattice,
-                    "--data-dir", str(self.state_dir / "agent"),
-                    "--resync", str(self.resync), *self.agent_args]
-            if self.secure:
-                args += ["--creds", self.creds["agent"]]
-            path = logs / "agent.log"
-            proc = _spawn(args, path, detach=detach)
-            rec = ProcRecord("agent", proc.pid, "reconciler.main", str(path))
-            self.children.append((rec, proc))
-        state = StackState(
-            nats_url=self.nats.url, lattice=self.lattice, repo=repo,
-            state_dir=str(self.state_dir), procs=[rec for rec, _ in self.children],
-            actors=actors, secure=self.secure, creds=dict(self.creds),
-        )
-        state.save()
-        return state
 
-    def _secure_setup(self) -> list[str]:
+    def _store(self) -> AuthStore:
+        """The keys: this state dir's, or on a leaf site the hub's (``--hub-state-dir``)."""
+        if not self.leaf_of:
+            return AuthStore(self.state_dir, self.lattice).initialise()
+        hub = self.hub_state_dir or self.state_dir
+        store = AuthStore(hub, self.lattice)
+        if not store.exists:
+            raise CliError(f"no operator keys in {hub}: a secured leaf site issues its "
+                           "credentials from the hub's state dir; pass --hub-state-dir (the "
+                           "hub's --state-dir), or --insecure for an open hub")
+        return store.initialise()
+
+    def _secure_setup(self) -> Callable[[Path], str] | None:
         """In secure mode: the keys (made once, kept), fresh credentials for every process
-        of this run, and the server's configuration; the arguments that load it."""
+        of this run (written under this state dir), and the servers' configuration as a
+        function of a server's resolver dir."""
         if not self.secure:
-            return []
-        store = AuthStore(self.state_dir, self.lattice).initialise()
-        users: list[tuple[RoleName, str]] = [("admin", "admin"), ("agent", "agent"),
-                                        ("apps", "apps")]
-        users += [("host", f"host-{i}") for i in range(self.hosts)]
+            return None
+        store = self._store()
+        users: list[tuple[RoleName, str]] = [("admin", "admin"), ("apps", "apps")]
+        if not self.leaf_of:
+            users.append(("agent", "agent"))
+        else:  # the leaf link: admin, every subject of the lattice's account crosses it
+            users.append(("admin", LEAF_LINK))
+        users += [("host", self.host_name(i)) for i in range(self.hosts)]
         for role, name in users:
-            issued = store.issue(role, name)
+            issued = store.issue(role, name, path=self.state_dir / "creds" / f"{name}.creds")
             self.creds[name] = str(issued.path)
-        conf = self.state_dir / "nats" / "server.conf"
-        conf.parent.mkdir(parents=True, exist_ok=True)
-        conf.write_text(store.server_config(self.state_dir / "nats" / "jwt"))
-        return ["-c", str(conf)]
+        if not self.leaf_of:
+            self.creds[MONITOR] = str(store.issue_monitor().path)
+        return store.server_config
 
     def _options(self, user: str) -> NatsOptions:
-        assert self.nats is not None
-        return NatsOptions(url=self.nats.url, name=f"latticectl {user}",
-                           creds_file=self.creds.get(user))
+        assert self.servers is not None
+        return NatsOptions(url=self.servers.url, name=f"latticectl {user}",
+                           creds_file=self.creds.get(user), js_domain=JS_DOMAIN,
+                           js_replicas=self.servers.replicas)
 
     def stop(self, *, timeout: float = 8.0) -> None:
         """Stop the agent, then the hosts, then NATS (reverse start order)."""
@@ -255,8 +338,6 @@ class LocalStack:
                 except subprocess.TimeoutExpired:
                     pass
         self.children.clear()
-        if self.nats is not None:
-            self.nats.proc = None  # already stopped by pid above
         (self.state_dir / "state.json").unlink(missing_ok=True)
 
 

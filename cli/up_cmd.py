@@ -1,9 +1,11 @@
 """``latticectl up`` / ``latticectl down``: a whole local lattice on one machine.
 
-``up`` starts a local nats-server, N hosts and the agent on a repository (a copy of
-``examples/repo`` made into a git repository under the state dir, unless ``--repo``), waits
-until every host answers a ping, then either prints lattice events until Ctrl-C (and stops
-everything) or, with ``--detach``, records the pids and NATS URL and returns.
+``up`` starts a local nats-server (or a routed ``--cluster`` of them; or, with
+``--leaf-of``, a leaf-node site joined to a running hub), N hosts and the agent on a
+repository (a copy of ``examples/repo`` made into a git repository under the state dir,
+unless ``--repo``), waits until every host answers a ping, then either prints lattice
+events until Ctrl-C (and stops everything) or, with ``--detach``, records the pids and
+NATS URLs and returns.
 ``down`` stops what a detached ``up`` recorded, by pid.
 """
 
@@ -19,7 +21,7 @@ import click
 from cli.localstack import LocalStack, StackState, is_ours, parse_host_labels, stop_records
 from cli.output import plural
 from cli.reach import ping_hosts
-from cli.settings import CliError, Settings
+from cli.settings import CliError, Settings, default_state_dir
 from gitsync.verify import PolicyError, parse_policy
 from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import CloudEvent, EventType, Subjects, decode_event
@@ -116,6 +118,20 @@ def _policy(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option("--listen", default="127.0.0.1", show_default=True, metavar="ADDR",
               help="Address NATS listens on; another address lets hosts on other "
                    "machines join (`latticectl host creds`).")
+@click.option("--cluster", default=1, show_default=True, type=click.IntRange(1, 9),
+              help="How many routed nats-servers (JetStream on all; buckets get "
+                   "min(3, N) replicas; hosts spread over them, each given every URL).")
+@click.option("--leaf-of", metavar="URL",
+              help="Start a leaf-node site instead: a nats-server joined to the hub whose "
+                   "leafnode URL this is (`leafnodes:` in the hub's summary), and "
+                   "--hosts hosts on it; no agent, no repo (the hub's agent manages them). "
+                   "Use another --state-dir than the hub's.")
+@click.option("--hub-state-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="With --leaf-of in operator mode: the hub's state dir, whose keys issue "
+                   "the site's credentials (default: the default state dir).")
+@click.option("--site", default="edge", show_default=True,
+              help="With --leaf-of: the site's name (its server vinculum-leaf-SITE, its "
+                   "hosts SITE-host-<i>).")
 @click.option("--insecure", is_flag=True,
               help="Run NATS without authentication (anyone who reaches it may command "
                    "hosts); the default is operator mode with a credential per role.")
@@ -130,17 +146,25 @@ def up(
     resync: float,
     verify_commits: str | None,
     listen: str,
+    cluster: int,
+    leaf_of: str | None,
+    hub_state_dir: Path | None,
+    site: str,
     insecure: bool,
 ) -> None:
-    """Start a local lattice: nats-server, HOSTS hosts and the agent.
+    """Start a local lattice: nats-server (or --cluster N), HOSTS hosts and the agent.
 
     The agent watches --repo, or a git copy of examples/repo made under the state dir.
+    With --leaf-of, start an edge site joined to a running hub instead.
 
     \b
     Examples:
       latticectl up                              # foreground; Ctrl-C stops everything
       latticectl up --detach --hosts 5 --host-label 0:leds=12 --host-label 1:gpu=yes
       latticectl up --detach --verify-commits ssh:~/.config/git/allowed_signers
+      latticectl up --detach --cluster 3         # three routed servers, R3 buckets
+      latticectl --state-dir /tmp/site up --detach --leaf-of nats-leaf://127.0.0.1:7422 \\
+          --hosts 1 --host-label 0:zone=edge     # an edge site of the default hub
       latticectl down
     """
     existing = StackState.load(settings.state_dir)
@@ -152,10 +176,17 @@ def up(
         labels = parse_host_labels(host_labels or DEFAULT_LABELS if hosts else (), hosts)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--host-label") from None
+    if leaf_of and cluster > 1:
+        raise click.UsageError("--leaf-of starts one leaf-node server; --cluster is the hub's")
+    hub_dir = (hub_state_dir or default_state_dir()) if leaf_of else None
+    if hub_dir is not None and hub_dir.resolve() == settings.state_dir.resolve():
+        raise click.UsageError("a leaf site needs a --state-dir of its own, not the hub's "
+                               f"({hub_dir})")
     stack = LocalStack(
         state_dir=settings.state_dir, lattice=settings.lattice, hosts=hosts, host_labels=labels,
         repo=settings.repo, heartbeat=heartbeat, with_agent=not no_agent, resync=resync,
-        secure=not insecure, listen=listen,
+        secure=not insecure, listen=listen, cluster=cluster, leaf_of=leaf_of,
+        hub_state_dir=hub_dir, site=site,
         agent_args=("--verify-commits", verify_commits) if verify_commits else (),
     )
     if insecure:
@@ -171,12 +202,20 @@ def up(
             )
         click.echo(f"nats:    {state.nats_url}  (lattice {state.lattice}, "
                    f"{'operator mode' if state.secure else 'INSECURE: no authentication'})")
+        kind = (f"leaf site {site} of {leaf_of}" if leaf_of
+                else f"{plural(len(state.servers), 'server')}, JetStream domain "
+                     f"{state.js_domain}, R{state.replicas}")
+        click.echo(f"servers: {kind}  (`latticectl get servers`)")
+        if state.leafnode_urls:
+            click.echo(f"leafnodes: {','.join(state.leafnode_urls)}  (`up --leaf-of` joins here)")
         if state.secure:
             click.echo(f"creds:   {settings.state_dir / 'creds'}  (admin.creds is latticectl's)")
         click.echo(f"hosts:   {hosts} up")
         for name, actor_id in sorted(state.actors.items()):
             click.echo(f"actor:   {name} {actor_id}  (signed with the demo seeds, pushed)")
-        click.echo(f"agent:   {'watching ' + state.repo if not no_agent else 'not started'}")
+        agent = ("the hub's" if leaf_of else
+                 "watching " + state.repo if not no_agent else "not started")
+        click.echo(f"agent:   {agent}")
         click.echo(f"logs:    {settings.state_dir / 'logs'}")
         if detach:
             state_file = settings.state_dir / "state.json"

@@ -33,6 +33,7 @@ from hostagent.logctx import host_logger
 from hostagent.state import HostState, auction_reply, labels_view
 from hostagent.workload import MemoryRuntime, Runtime
 from lattice.ids import random_host_id
+from lattice.natsutil import connected_server
 from lattice.protocol import (
     DEFAULT_LATTICE,
     ActorInstance,
@@ -129,8 +130,11 @@ class Host:
 
     def inventory(self) -> HostInventory:
         """What this host runs right now, with the providers' own state when the runtime
-        reports it (:class:`ProviderStateSource`)."""
+        reports it (:class:`ProviderStateSource`) and the server it is connected to."""
         inventory = self.state.inventory()
+        where = connected_server(self.nc)
+        if where is not None and where.name:
+            inventory = inventory.model_copy(update={"server": where.name})
         if isinstance(self.runtime, ProviderStateSource) and inventory.providers:
             providers = [p.model_copy(update={"state": self.runtime.provider_state(p)})
                          for p in inventory.providers]

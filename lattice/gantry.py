@@ -162,9 +162,10 @@ class Gantry:
     """
 
     def __init__(self, nc: Client, lattice_id: str, *,
-                 max_size: int = MAX_MODULE_SIZE, replicas: int = 1) -> None:
+                 max_size: int = MAX_MODULE_SIZE, replicas: int | None = None) -> None:
         self.nc = nc
-        #: replicas of the bucket if this Gantry creates it (``localcluster.replicas_for``)
+        #: replicas of the bucket if this Gantry creates it (``localcluster.replicas_for``;
+        #: None: the connection's ``NatsOptions.js_replicas``)
         self.replicas = replicas
         self.lattice_id = lattice_id
         self.bucket = bucket_name(lattice_id)
@@ -178,14 +179,14 @@ class Gantry:
 
     async def _object_store(self) -> ObjectStore:
         if self._store is None:
-            js = self.nc.jetstream()
+            js = natsutil.jetstream(self.nc)
             try:
                 try:
                     self._store = await js.object_store(self.bucket)
                 except nats.js.errors.BucketNotFoundError:
                     log.info("creating registry bucket %s", self.bucket)
                     self._store = await js.create_object_store(
-                        self.bucket, replicas=self.replicas)
+                        self.bucket, replicas=self.replicas or natsutil.js_replicas(self.nc))
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
                 raise TransientError(f"gantry: JetStream did not answer for bucket "
                                      f"{self.bucket} ({type(exc).__name__}); is JetStream "
@@ -316,7 +317,7 @@ class Gantry:
         subject = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=self.bucket, obj=info.nuid)
         # what the server may push ahead of this loop is bounded too: a chunk is at most
         # the max payload, so a legitimate object always fits (nats-py's default: 64 MiB)
-        sub = await self.nc.jetstream().subscribe(
+        sub = await natsutil.jetstream(self.nc).subscribe(
             subject, stream=f"OBJ_{self.bucket}", ordered_consumer=True,
             pending_bytes_limit=size + 2 * (self.nc.max_payload or 1024 * 1024),
             pending_msgs_limit=(info.chunks or 0) + 64)

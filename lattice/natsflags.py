@@ -3,7 +3,8 @@
 ``latticectl`` (:mod:`cli.main`), ``vinculum`` (:mod:`reconciler.main`) and
 ``lattice-host`` (:mod:`hostagent.main`) reach NATS the same way, so they take the same
 flags with the same help and types; only the environment prefix differs (``LATTICECTL``,
-``VINCULUM``, ``LATTICE``: ``--nats-creds`` reads ``<PREFIX>_NATS_CREDS``).
+``VINCULUM``, ``LATTICE``: ``--nats-creds`` reads ``<PREFIX>_NATS_CREDS``, ``--js-domain``
+``<PREFIX>_JS_DOMAIN``).
 :func:`nats_options` adds the flags to a click command and hands the command one
 :class:`NatsFlags` value (keyword ``nats``) instead of eight parameters;
 :meth:`NatsFlags.options` turns it into the :class:`lattice.natsutil.NatsOptions` that
@@ -46,6 +47,7 @@ class NatsFlags:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    js_domain: str | None = None
 
     def options(self, *, name: str, url: str | None = None) -> NatsOptions:
         """How to reach NATS: ``url`` (else the flag's, else :data:`DEFAULT_URL`) with the
@@ -53,7 +55,8 @@ class NatsFlags:
         return NatsOptions(url=url or self.url or DEFAULT_URL, name=name,
                            creds_file=self.creds, nkey_seed_file=self.nkey_seed,
                            user=self.user, password=self.password, tls_ca=self.tls_ca,
-                           tls_cert=self.tls_cert, tls_key=self.tls_key)
+                           tls_cert=self.tls_cert, tls_key=self.tls_key,
+                           js_domain=self.js_domain or None)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class _Flag:
     names: tuple[str, ...]     # long, then short
     help: str
     is_file: bool = False
+    env: str = ""              # the environment suffix, if not NATS_<FIELD>
 
     @property
     def dest(self) -> str:
@@ -69,7 +73,7 @@ class _Flag:
 
     @property
     def env_suffix(self) -> str:
-        return self.dest.upper()
+        return self.env or self.dest.upper()
 
 
 _FILE = click.Path(exists=True, dir_okay=False)
@@ -90,6 +94,10 @@ FLAGS: tuple[_Flag, ...] = (
           "Client certificate for NATS TLS.", is_file=True),
     _Flag("tls_key", ("--nats-tls-key", "--tls-key"),
           "Client key for --nats-tls-cert.", is_file=True),
+    _Flag("js_domain", ("--js-domain",),
+          "JetStream domain of the lattice's hub (`latticectl up` runs it as "
+          "`vinculum`); needed on a leaf node, where the plain JetStream API does not "
+          "reach the hub.", env="JS_DOMAIN"),
 )
 
 

@@ -1,12 +1,20 @@
 """Connecting to NATS, and the scatter/gather request the control protocol is built on.
 
 :func:`connect` takes one URL or a comma-separated list of the servers of a cluster
-(:func:`server_urls`), reconnects forever (to whichever of them answers; see
+(:func:`server_urls`; the first is tried first, so callers spread clients by the order),
+reconnects forever (to whichever of them answers; see
 :func:`connected_server` for which one), and passes credentials (creds file, nkey seed,
 user/password, token) and TLS options through to nats-py. :func:`scatter_gather` publishes
 one request with a private inbox and collects replies until it has ``max_replies``, a
 ``done`` predicate says so, or the deadline passes: this is what makes an auction end as
 soon as the last known host has answered instead of waiting a fixed window.
+
+JetStream: a lattice's hub runs with a JetStream domain (``NatsOptions.js_domain``), the
+only way clients of a leaf node reach the hub's JetStream (plain ``$JS.API`` does not cross
+a leaf link). :func:`connect` remembers the options' domain and the replicas of the buckets
+the client creates (``js_replicas``) with the connection; :func:`jetstream` and
+:func:`js_replicas` give them back, so the code that uses JetStream (lease, gantry, policy)
+needs only the connection.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import asyncio
 import re
 import ssl
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +33,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.client import JetStreamContext
 
 from lattice.auth.keys import Credentials, inbox_of
 
@@ -43,6 +53,11 @@ class NatsOptions:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    #: JetStream domain of the hub (``latticectl up`` runs it as ``vinculum``); None:
+    #: the plain ``$JS.API`` of the server connected to (which a leaf node does not pass on)
+    js_domain: str | None = None
+    #: replicas of a JetStream bucket this client creates (``replicas_for(cluster size)``)
+    js_replicas: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def tls_context(self) -> ssl.SSLContext | None:
@@ -73,6 +88,9 @@ async def connect(
     opts = NatsOptions(url=options) if isinstance(options, str) else options
     kwargs: dict[str, Any] = {
         "servers": server_urls(opts.url),
+        # the first URL is the preferred server (``latticectl up`` spreads its hosts
+        # that way); the others are where to go when it fails
+        "dont_randomize": True,
         "name": opts.name,
         "connect_timeout": connect_timeout,
         "reconnect_time_wait": reconnect_wait,
@@ -115,8 +133,10 @@ async def connect(
         try:
             # nats-py retries a first connection forever when reconnects are unlimited:
             # bound each attempt by what is left of the deadline.
-            return await asyncio.wait_for(nats.connect(**kwargs),
-                                          timeout=max(deadline.remaining, 0.05))
+            nc = await asyncio.wait_for(nats.connect(**kwargs),
+                                        timeout=max(deadline.remaining, 0.05))
+            _JS_SETTINGS[nc] = (opts.js_domain, opts.js_replicas)
+            return nc
         except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
             if deadline.expired:
                 why = str(exc) or f"no answer within {initial_timeout:g}s"
@@ -125,6 +145,25 @@ async def connect(
                     why = f"{why}; last error: {told}"
                 raise ConnectionError(f"cannot reach NATS at {opts.url}: {why}") from exc
             await asyncio.sleep(min(reconnect_wait, deadline.remaining))
+
+
+#: connection -> (JetStream domain, replicas), as :func:`connect` was given them
+_JS_SETTINGS: weakref.WeakKeyDictionary[Client, tuple[str | None, int]] = (
+    weakref.WeakKeyDictionary())
+
+
+def jetstream(nc: Client, **kwargs: Any) -> JetStreamContext:
+    """``nc.jetstream(...)`` in the JetStream domain of the options ``nc`` was connected
+    with (see :class:`NatsOptions`), so the same code works on a hub and on a leaf node."""
+    domain = _JS_SETTINGS.get(nc, (None, 1))[0]
+    if domain and "domain" not in kwargs:
+        kwargs["domain"] = domain
+    return nc.jetstream(**kwargs)
+
+
+def js_replicas(nc: Client) -> int:
+    """Replicas of a bucket that ``nc`` creates, from the options it was connected with."""
+    return _JS_SETTINGS.get(nc, (None, 1))[1]
 
 
 def server_urls(url: str) -> list[str]:

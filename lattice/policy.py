@@ -54,15 +54,15 @@ def parse_issuers(keys: list[str]) -> list[str]:
 
 
 async def _bucket(nc: Client, lattice_id: str, *, create: bool,
-                  replicas: int = 1) -> KeyValue | None:
-    js = nc.jetstream()
+                  replicas: int | None = None) -> KeyValue | None:
+    js = natsutil.jetstream(nc)
     try:
         return await js.key_value(bucket_name(lattice_id))
     except nats.js.errors.BucketNotFoundError:
         if not create:
             return None
         return await js.create_key_value(bucket=bucket_name(lattice_id), history=5,
-                                         replicas=replicas)
+                                         replicas=replicas or natsutil.js_replicas(nc))
 
 
 async def read_trusted(nc: Client, lattice_id: str) -> tuple[frozenset[str] | None, int]:
@@ -89,7 +89,7 @@ async def read_trusted(nc: Client, lattice_id: str) -> tuple[frozenset[str] | No
 
 
 async def set_trusted(nc: Client, lattice_id: str, issuers: list[str] | None,
-                      *, revision: int, replicas: int = 1) -> None:
+                      *, revision: int, replicas: int | None = None) -> None:
     """Replace the policy (None: remove it, so every verified issuer is trusted again).
     ``revision`` is what :func:`read_trusted` returned: the write fails with
     PolicyUnavailable if someone else changed the policy since. ``replicas`` is that of

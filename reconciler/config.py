@@ -33,5 +33,8 @@ class AgentConfig:
     #: system-account credentials that may read the lattice account's connect/disconnect
     #: advisories (``--monitor-creds``); None: heartbeats alone find a lost host
     monitor_creds: str | None = None
+    #: replicas of the JetStream buckets the agent creates (the lease); the agent's
+    #: connection carries it too (``NatsOptions.js_replicas``), which is what Lease reads
+    js_replicas: int = 1
     #: how long a host whose connection closed has to reconnect before it counts as gone
     gone_grace: float = 0.25

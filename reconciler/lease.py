@@ -16,6 +16,8 @@ lease's clock (:mod:`lattice.clock`, injected), even when no renewal has answere
 slow or gone): by then the server may have expired the entry and handed it on, so acting
 longer could mean two leaders.
 
+The bucket is made in the connection's JetStream domain with its replicas
+(:func:`lattice.natsutil.jetstream`, ``--js-domain`` and ``--replicas`` of the agent).
 The TTL is the bucket's (the ``max_age`` of its stream ``KV_<bucket>``), fixed when the
 bucket is created. An agent that finds the bucket with another TTL than its own updates the
 stream to its ``ttl`` (and says so); if the server refuses, the lease cannot be trusted to
@@ -39,6 +41,7 @@ from nats.js.kv import KeyValue
 from lattice.aio import wait_any
 from lattice.clock import Clock, monotonic
 from lattice.errors import PermanentError
+from lattice.natsutil import jetstream, js_replicas
 from lattice.protocol import Subjects, utcnow
 from reconciler.errors import ReconcilerError
 
@@ -67,9 +70,12 @@ class Lease:
 
     def __init__(
         self, nc: Client, subjects: Subjects, *, holder: str | None = None, ttl: float = 6.0,
-        clock: Clock = monotonic,
+        clock: Clock = monotonic, replicas: int | None = None,
     ) -> None:
         self.nc = nc
+        #: replicas of the bucket if this lease creates it (None: the connection's
+        #: ``NatsOptions.js_replicas``, which the agent's ``--replicas`` sets)
+        self.replicas = replicas
         self.subjects = subjects
         self.ttl = ttl
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
@@ -82,12 +88,14 @@ class Lease:
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
-            js = self.nc.jetstream()
+            js = jetstream(self.nc)
             bucket = self.subjects.lease_bucket
             try:
                 kv = await js.key_value(bucket)
             except NotFoundError:
-                kv = await js.create_key_value(bucket=bucket, ttl=self.ttl, history=1)
+                kv = await js.create_key_value(
+                    bucket=bucket, ttl=self.ttl, history=1,
+                    replicas=self.replicas or js_replicas(self.nc))
             else:
                 await self._align_ttl(js, bucket)
             self._kv = kv

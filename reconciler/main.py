@@ -1,7 +1,8 @@
 """``vinculum``: the agent's command line.
 
 ``vinculum --repo PATH|URL --nats-url URL [--branch B] [--path P] [--lattice ID]
-[--interval 30s] [--resync 30s] [--data-dir D] [--verify-commits ssh:FILE|gpg:FILE]``
+[--interval 30s] [--resync 30s] [--data-dir D] [--verify-commits ssh:FILE|gpg:FILE]
+[--replicas N] [--js-domain D] [--monitor-creds FILE] [--gone-grace 250ms]``
 (durations: ``250ms``, ``30s``, ``2m``, or seconds) runs the agent until SIGTERM or SIGINT
 (a second signal exits at once). ``vinculum sync`` asks a running agent to fetch now.
 """
@@ -14,6 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +96,18 @@ POLICY = Policy()
               help="Sync a head only when it is signed by a key of this git allowed-signers "
                    "file (ssh:FILE) or armored OpenPGP keyring (gpg:FILE); any other head "
                    "is Invalid (UntrustedCommit).")
+@click.option("--replicas", type=click.IntRange(1, 5), default=1, show_default=True,
+              envvar="VINCULUM_REPLICAS",
+              help="Replicas of the JetStream buckets the agent creates (the leader "
+                   "lease): 3 on a cluster of three servers or more.")
+@click.option("--monitor-creds", envvar="VINCULUM_MONITOR_CREDS",
+              type=click.Path(exists=True, dir_okay=False),
+              help="System-account credentials allowed to read the lattice account's "
+                   "connect/disconnect advisories (`latticectl up` issues them): a host "
+                   "whose connection closes is seen gone at once, not after 3 heartbeats.")
+@click.option("--gone-grace", type=SECONDS, default="250ms", show_default=True,
+              help="How long a host whose connection closed has to reconnect (to any "
+                   "server) before it counts as gone.")
 @click.option("--log-level", default="INFO", show_default=True)
 @nats_options(env_prefix="VINCULUM")
 @click.option("--lattice", envvar="VINCULUM_LATTICE", default="default", show_default=True,
@@ -101,7 +115,8 @@ POLICY = Policy()
 @click.pass_context
 def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_path: str,
          interval: float, resync: float, data_dir: Path | None, bid_timeout: float,
-         lease_ttl: float, verify_commits: SignaturePolicy | None, log_level: str,
+         lease_ttl: float, verify_commits: SignaturePolicy | None, replicas: int,
+         monitor_creds: str | None, gone_grace: float, log_level: str,
          nats: NatsFlags, lattice: str) -> None:
     """Run the vinculum: reconcile the manifests in a git branch with a NATS lattice.
 
@@ -112,7 +127,8 @@ def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_pat
       vinculum sync --nats-url nats://127.0.0.1:4222
     """
     ctx.ensure_object(dict)
-    ctx.obj.update(nats=nats.options(name="vinculum"), lattice=lattice)
+    ctx.obj.update(nats=replace(nats.options(name="vinculum"), js_replicas=replicas),
+                   lattice=lattice)
     if ctx.invoked_subcommand is not None:
         return
     if not repo:
@@ -126,7 +142,8 @@ def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_pat
     config = AgentConfig(
         repo=repo, branch=branch, path=manifests_path, nats=ctx.obj["nats"], lattice=lattice,
         interval=interval, resync=resync, bid_timeout=bid_timeout, lease_ttl=lease_ttl,
-        verify_commits=verify_commits,
+        verify_commits=verify_commits, js_replicas=replicas, monitor_creds=monitor_creds,
+        gone_grace=gone_grace,
         data_dir=data_dir or Path(platformdirs.user_data_dir("vinculum")) / lattice,
     )
     _run_or_say(_run(config))

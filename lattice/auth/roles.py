@@ -56,21 +56,29 @@ def inbox_prefix(role: RoleName, host_id: str = "") -> str:
     return f"_INBOX.{role}"
 
 
+#: The JetStream API, plain and in a domain (``$JS.<domain>.API``: the form a client of a
+#: leaf node must use to reach the hub's JetStream, and which works on the hub too).
+_APIS = ("$JS.API", "$JS.*.API")
+
+
+def _api(*suffixes: str) -> tuple[str, ...]:
+    """``suffixes`` under both forms of the JetStream API. Pure."""
+    return tuple(f"{api}.{suffix}" for suffix in suffixes for api in _APIS)
+
+
 def _stream_read(stream: str) -> tuple[str, ...]:
     """JetStream API subjects that read one stream (info, get, ordered consumers)."""
-    api = "$JS.API"
-    return (f"{api}.STREAM.INFO.{stream}", f"{api}.STREAM.MSG.GET.{stream}",
-            f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>",
-            f"{api}.CONSUMER.CREATE.{stream}", f"{api}.CONSUMER.CREATE.{stream}.>",
-            f"{api}.CONSUMER.INFO.{stream}.>", f"{api}.CONSUMER.DELETE.{stream}.>",
-            f"{api}.CONSUMER.MSG.NEXT.{stream}.>")
+    return _api(f"STREAM.INFO.{stream}", f"STREAM.MSG.GET.{stream}",
+                f"DIRECT.GET.{stream}", f"DIRECT.GET.{stream}.>",
+                f"CONSUMER.CREATE.{stream}", f"CONSUMER.CREATE.{stream}.>",
+                f"CONSUMER.INFO.{stream}.>", f"CONSUMER.DELETE.{stream}.>",
+                f"CONSUMER.MSG.NEXT.{stream}.>")
 
 
 def _stream_own(stream: str) -> tuple[str, ...]:
     """Reading, creating and updating one stream."""
-    api = "$JS.API"
-    return (*_stream_read(stream), f"{api}.STREAM.CREATE.{stream}",
-            f"{api}.STREAM.UPDATE.{stream}")
+    return (*_stream_read(stream), *_api(f"STREAM.CREATE.{stream}",
+                                         f"STREAM.UPDATE.{stream}"))
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,7 @@ def host(lattice_id: str, host_id: str) -> Grant:
         sub_allow=(s.ping, f"{s.prefix}.ctl.auction.*", s.host_commands(host_id),
                    f"{s.prefix}.rpc.>", f"{inbox}.>"),
         pub_allow=(f"{s.prefix}.evt.{host_id}.>", f"{s.prefix}.rpc.>", f"{inbox}.>",
-                   "$JS.API.INFO", "$JS.API.STREAM.NAMES",
+                   *_api("INFO", "STREAM.NAMES"),
                    *_stream_read(gantry_stream), *_stream_read(f"KV_{policy_bucket}")),
         responses=1,
     ), inbox)
@@ -105,8 +113,8 @@ def agent(lattice_id: str) -> Grant:
     inbox = inbox_prefix("agent")
     return Grant("agent", Permissions(
         sub_allow=(s.events, s.nudge, f"{inbox}.>"),
-        pub_allow=(f"{s.prefix}.ctl.>", f"{inbox}.>", "$JS.API.INFO",
-                   "$JS.API.STREAM.NAMES", *_stream_own(f"KV_{lease}"), f"$KV.{lease}.>"),
+        pub_allow=(f"{s.prefix}.ctl.>", f"{inbox}.>", *_api("INFO", "STREAM.NAMES"),
+                   *_stream_own(f"KV_{lease}"), f"$KV.{lease}.>"),
     ), inbox)
 
 

@@ -112,6 +112,9 @@ class HostInventory(Message):
     actors: list[ActorInstance] = Field(default_factory=list)
     providers: list[ProviderInstance] = Field(default_factory=list)
     bindings: list[BindingInstance] = Field(default_factory=list)
+    #: name of the NATS server the host is connected to when it reports (it follows
+    #: reconnects), None when unknown
+    server: str | None = None
 
 
 class PingRequest(Message):
