@@ -312,8 +312,8 @@ class LocalStack:
         users: list[tuple[RoleName, str]] = [("admin", "admin"), ("apps", "apps")]
         if not self.leaf_of:
             users.append(("agent", "agent"))
-        else:  # the leaf link: admin, every subject of the lattice's account crosses it
-            users.append(("admin", LEAF_LINK))
+        else:  # the site's link to the hub (lattice.auth.roles.leaf)
+            users.append(("leaf", LEAF_LINK))
         users += [("host", self.host_name(i)) for i in range(self.hosts)]
         for role, name in users:
             issued = store.issue(role, name, path=self.state_dir / "creds" / f"{name}.creds")

@@ -4,7 +4,8 @@ then an edge site joined to it, all real processes started through the CLI.
 The cluster: the demo deployments of examples/repo reach Synced, ``get servers`` lists the
 three servers (each routed to the two others), the hosts are spread over more than one
 server (``get hosts -o wide``'s SERVER column), and the buckets ``up`` made have three
-replicas. The site: one host on a leaf node, labelled ``zone=edge``; moving the echo actor
+replicas. The site: one host on a leaf node, labelled ``zone=edge``, joined with the
+``leaf`` role (the hub's streams readable through it, not deletable); moving the echo actor
 there with an affinity rule (a commit to the hub's repo) makes it run on that host, and a
 request sent on the hub is answered by it across the leaf link. ``down`` on both state dirs
 leaves no process of theirs.
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import git
+import nats.errors
+import nats.js.errors
 import pytest
 from click.testing import CliRunner, Result
 
@@ -85,6 +88,24 @@ def _synced(ctl: Ctl, deployments: set[str]) -> Callable[[], str | None]:
     return check
 
 
+async def _link_is_least_privilege(site_state: dict[str, object], stream: str) -> None:
+    """From the site, through the leaf link: the hub's streams can be read in the
+    JetStream domain, but not deleted (the link's role denies it, so nothing answers)."""
+    creds = site_state["creds"]
+    assert isinstance(creds, dict)
+    nc = await connect(NatsOptions(url=str(site_state["nats_url"]), creds_file=creds["admin"],
+                                   js_domain=str(site_state["js_domain"])))
+    try:
+        js = jetstream(nc, timeout=1.0)
+        assert (await js.stream_info(stream)).config.name == stream
+        with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError,
+                            nats.js.errors.ServiceUnavailableError)):
+            await js.delete_stream(stream)
+        assert (await js.stream_info(stream)).config.name == stream
+    finally:
+        await nc.close()
+
+
 async def _replicas(state: dict[str, object], stream: str) -> int:
     creds = state["creds"]
     assert isinstance(creds, dict)
@@ -144,6 +165,7 @@ def test_cluster_of_three_then_a_leaf_site(tmp_path: Path) -> None:
         assert [s["role"] for s in site_state["servers"]] == ["leaf"]
         assert sorted(p["role"] for p in site_state["procs"]) == ["host", "nats-server"]
         assert site_state["repo"] == ""
+        asyncio.run(_link_is_least_privilege(site_state, f"KV_{policy.bucket_name('c3')}"))
 
         # the hub's repo moves echo to the edge; a request on the hub reaches it there
         repo = git.Repo(hub_dir / "repo")

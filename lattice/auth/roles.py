@@ -16,6 +16,14 @@ The roles:
   outside the lattice's own namespaces, on a connection of its own, so an actor's
   ``Publish`` can reach no control subject.
 * **admin** (latticectl): everything inside its lattice's account.
+* **leaf**: the link of a leaf-node site (``latticectl up --leaf-of``): the same
+  subjects both ways, so it does not matter which side of the link a permission is read
+  from. Everything of the account crosses (the lattice's subjects, application subjects,
+  inboxes, the hub's JetStream API in its domain form, which is how the site's hosts read
+  the registry and the policy) except the system account's subjects, the plain
+  JetStream API, the key-value and object-store write subjects, the JetStream internals,
+  and the domain-form calls that create, change or delete streams and durable
+  consumers: a site runs hosts, it does not administer the hub.
 * **monitor**: a user of the *system* account, not the lattice's (signed by the system
   account key, :meth:`lattice.auth.store.AuthStore.issue_monitor`): it may subscribe to
   the server's connect and disconnect advisories of the lattice's account
@@ -37,8 +45,8 @@ from lattice import gantry, policy
 from lattice.auth.keys import Permissions
 from lattice.protocol import Subjects
 
-RoleName = Literal["host", "agent", "admin", "apps", "monitor"]
-ROLES: tuple[RoleName, ...] = ("host", "agent", "apps", "admin", "monitor")
+RoleName = Literal["host", "agent", "admin", "apps", "monitor", "leaf"]
+ROLES: tuple[RoleName, ...] = ("host", "agent", "apps", "admin", "leaf", "monitor")
 #: Namespaces no application subject may use.
 RESERVED = ("lattice.>", "$JS.>", "$KV.>", "$O.>", "$SYS.>", "_INBOX.>", "$JSC.>", "$NRG.>")
 
@@ -133,6 +141,22 @@ def admin(lattice_id: str) -> Grant:
     return Grant("admin", Permissions(), inbox_prefix("admin"))
 
 
+#: What a leaf site's link may not carry, either way (see :func:`leaf`).
+LEAF_DENY = ("$SYS.>", "$JS.API.>", "$KV.>", "$O.>", "$JSC.>", "$NRG.>",
+             *(f"$JS.*.API.{op}.>" for op in (
+                 "STREAM.CREATE", "STREAM.UPDATE", "STREAM.DELETE", "STREAM.PURGE",
+                 "STREAM.MSG.DELETE", "STREAM.RESTORE", "CONSUMER.DURABLE", "ACCOUNT",
+                 "META", "SERVER")))
+
+
+def leaf(lattice_id: str) -> Grant:
+    """The link of a leaf-node site: everything of the account but :data:`LEAF_DENY`,
+    the same subjects in both directions."""
+    return Grant("leaf", Permissions(
+        pub_allow=(">",), pub_deny=LEAF_DENY, sub_allow=(">",), sub_deny=LEAF_DENY,
+    ), inbox_prefix("admin"))
+
+
 def advisory_subjects(account_public_key: str) -> tuple[str, str]:
     """The server's connect and disconnect advisory subjects of one account. Pure."""
     return (f"$SYS.ACCOUNT.{account_public_key}.CONNECT",
@@ -161,4 +185,4 @@ def grant(role: RoleName, lattice_id: str, host_id: str = "", *,
         if not account:
             raise ValueError("a monitor's grant needs the lattice account's public key")
         return monitor(account)
-    return {"agent": agent, "apps": apps, "admin": admin}[role](lattice_id)
+    return {"agent": agent, "apps": apps, "admin": admin, "leaf": leaf}[role](lattice_id)
