@@ -76,6 +76,14 @@ BODY = b"are you there?"
 GONE = re.compile(r"host (\w+) closed its connection")
 
 
+#: each step alone: (label, from, to), "" being the kill
+ALONE = [("advisory (kill → DISCONNECT here)", "", "disconnect"),
+         ("grace and the agent's timer (DISCONNECT → gone)", "disconnect", "gone"),
+         ("plan and auction (gone → actor.start)", "gone", "command"),
+         ("start on the host (actor.start → actor_started)", "command", "started"),
+         ("first answer (actor_started → answers)", "started", "answered")]
+
+
 @dataclass
 class Round:
     """Seconds after the kill (wall clock) of each step of one round; None: not seen."""
@@ -290,10 +298,22 @@ def report(args: argparse.Namespace, rounds: list[Round]) -> list[str]:
         "- from the kill, each step (p50 / p95 / max ms):",
     ]
     for label, attr in steps:
-        ms = _ms([getattr(r, attr) for r in rounds])
-        lines.append(f"  - {label}: {percentile(ms, 50):.0f} / {percentile(ms, 95):.0f} / "
-                     f"{max(ms, default=float('nan')):.0f} (n={len(ms)})")
+        lines.append(_line(label, _ms([getattr(r, attr) for r in rounds])))
+    lines.append("- each step alone (p50 / p95 / max ms):")
+    for label, before, after in ALONE:
+        lines.append(_line(label, _ms([_between(r, before, after) for r in rounds])))
     return lines
+
+
+def _between(r: Round, before: str, after: str) -> float | None:
+    end = getattr(r, after)
+    start = getattr(r, before) if before else 0.0
+    return None if end is None or start is None else end - start
+
+
+def _line(label: str, ms: list[float]) -> str:
+    return (f"  - {label}: {percentile(ms, 50):.0f} / {percentile(ms, 95):.0f} / "
+            f"{max(ms, default=float('nan')):.0f} (n={len(ms)})")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -12,6 +12,7 @@ to another server and keeps its actor, and nothing is started twice.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -322,3 +323,19 @@ async def _count(nc: Client, n: int) -> bool:
 async def _all(nc: Client, n: int) -> dict[str, HostInventory] | None:
     invs = await inventories(nc, n)
     return invs if len(invs) == n else None
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_bench_failover_smallest(tmp_path: Path) -> None:
+    """bench/bench_failover.py at one round (the figures are not judged here: a loaded
+    machine is no place for latency targets; bench/RESULTS.md is)."""
+    from tests.test_bench_smoke import run_bench
+
+    text = run_bench("bench_failover.py", tmp_path, "-n", "1")
+    assert "failover: kill -9 of the actor's host → replacement answers, one server" in text
+    found = re.search(r"^- rounds: 1; kill → replacement answers p50 ([\d.]+) ms", text, re.M)
+    assert found and float(found[1]) > 0, text
+    for step in ("DISCONNECT advisory here", "agent: host gone", "actor.start command",
+                 "actor_started event", "replacement answers"):
+        assert re.search(rf"^  - {step}: \d+ / \d+ / \d+ \(n=1\)$", text, re.M), (step, text)
