@@ -23,6 +23,7 @@ asks when it knows no policy: what git says under the reader's own config.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -32,7 +33,7 @@ import subprocess
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -223,18 +224,19 @@ class CommitVerifier:
             "gpg.openpgp.program": "gpg",
             "gpg.minTrustLevel": "undefined",
         }
-        env = {**ISOLATED_ENV, "GNUPGHOME": str(home)}
-        out = run_git("log", "-1", "--no-notes", f"--format={_FORMAT}", sha, git_dir=git_dir,
-                      config=config, env=env)
-        code, signer, fingerprint, key_id = [*out.split("\0"), "", "", ""][:4]
-        if code == "E" and not fingerprint:  # an unknown OpenPGP key: gpg names it in ERRSIG
-            try:
-                run_git("verify-commit", "--raw", sha, git_dir=git_dir, config=config,
-                        env=env)
-            except GitCommandError as exc:
-                found = _ERRSIG.search(exc.stderr)
-                if found is not None:
-                    fingerprint = found.group(2) or found.group(1)
+        with short_path(home) as short:
+            env = {**ISOLATED_ENV, "GNUPGHOME": str(short)}
+            out = run_git("log", "-1", "--no-notes", f"--format={_FORMAT}", sha,
+                          git_dir=git_dir, config=config, env=env)
+            code, signer, fingerprint, key_id = [*out.split("\0"), "", "", ""][:4]
+            if code == "E" and not fingerprint:  # unknown OpenPGP key: gpg names it in ERRSIG
+                try:
+                    run_git("verify-commit", "--raw", sha, git_dir=git_dir, config=config,
+                            env=env)
+                except GitCommandError as exc:
+                    found = _ERRSIG.search(exc.stderr)
+                    if found is not None:
+                        fingerprint = found.group(2) or found.group(1)
         return verdict_of(sha, code, signer, fingerprint, key_id, policy=self.policy)
 
     def _gnupghome(self, keyring: bytes) -> Path:
@@ -263,10 +265,11 @@ def _build_home(home: Path, keyring: bytes, policy: SignaturePolicy) -> None:
     try:
         (tmp / "gpg.conf").write_text(_GPG_CONF)
         if keyring:
-            gpg = ["gpg", "--batch", "--no-tty", "--quiet", "--homedir", str(tmp)]
             try:
-                _run([*gpg, "--import"], keyring)
-                listed = _run([*gpg, "--with-colons", "--list-keys"], b"")
+                with short_path(tmp) as short:
+                    gpg = ["gpg", "--batch", "--no-tty", "--quiet", "--homedir", str(short)]
+                    _run([*gpg, "--import"], keyring)
+                    listed = _run([*gpg, "--with-colons", "--list-keys"], b"")
             except OSError as exc:
                 raise PolicyError(f"--verify-commits: cannot run gpg: {exc}") from None
             except _ToolError as exc:
@@ -285,6 +288,27 @@ def _build_home(home: Path, keyring: bytes, policy: SignaturePolicy) -> None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: gpg derives its agent socket's name from the home directory; a unix socket path must fit
+#: in 108 bytes (``S.gpg-agent.browser`` included), or gpg fails with "File name too long".
+SHORT_HOME = 64
+
+
+@contextlib.contextmanager
+def short_path(home: Path) -> Iterator[Path]:
+    """``home``, or while it is too long for gpg's sockets a short symlink to it in the
+    temp dir (removed after): an agent with a deep ``--data-dir`` still verifies."""
+    if len(str(home)) <= SHORT_HOME:
+        yield home
+        return
+    alias_dir = Path(tempfile.mkdtemp(prefix="vg-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    try:
+        alias = alias_dir / "h"
+        alias.symlink_to(home, target_is_directory=True)
+        yield alias
+    finally:
+        shutil.rmtree(alias_dir, ignore_errors=True)
 
 
 class _ToolError(Exception):

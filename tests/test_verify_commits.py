@@ -340,3 +340,17 @@ def test_a_commit_git_cannot_check_is_untrusted_not_an_exception(
     got = v.verify(repo.git_dir, "0123456789abcdef" * 2 + "01234567")  # no such commit
     assert got.state is SignatureState.UNTRUSTED and "git could not check it" in got.describe()
     assert v.checks == 1 and not v._cache
+
+
+def test_gpg_verifies_under_a_data_dir_too_deep_for_gpg_sockets(
+        repo: git.Repo, tmp_path: Path, pgp: dict[str, GpgKey]) -> None:
+    """gpg names its agent socket after the home directory, and a unix socket path must
+    fit in 108 bytes: an agent whose --data-dir is deep still imports and verifies."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    v = _gpg_verifier(deep, pgp["bob"])
+    v.prepare()
+    assert len(str(next((deep / "verify").glob("gnupg-*")))) > 108
+    good = signing.commit(_wt(repo), MANIFEST, "by bob", key=pgp["bob"])
+    got = v.verify(repo.git_dir, good)
+    assert (got.state, got.key) == (SignatureState.GOOD, pgp["bob"].fingerprint), got
