@@ -304,3 +304,22 @@ def _commit(repo: git.Repo, doc: dict[str, object]) -> str:
     repo.index.add(["deployments/d.yaml"])
     return repo.index.commit("deploy").hexsha
 
+
+
+async def test_a_host_of_a_lattice_with_a_long_id_connects(tmp_path: Path) -> None:
+    """A host's JWT carries its allow-lists, which name the lattice id many times: with a
+    long id it outgrows nats-server's default 4 KB control line (a CONNECT refused as
+    'maximum control line exceeded', the host retrying until it gave up)."""
+    lattice_id = "production-eu-west-1-" + "x" * 20
+    store = AuthStore(tmp_path / "state", lattice_id).initialise()
+    conf = tmp_path / "server.conf"
+    conf.write_text(store.server_config(tmp_path / "jwt"))
+    host = store.issue("host", "host-0")
+    assert len(host.path.read_text()) > 4096  # the case the default limit refused
+    with NatsServer(data_dir=tmp_path / "nats", extra_args=["-c", str(conf)]) as server:
+        nc = await connect(NatsOptions(url=server.url, creds_file=str(host.path)),
+                           initial_timeout=5)
+        try:
+            assert nc.is_connected
+        finally:
+            await nc.close()

@@ -28,6 +28,9 @@ from pathlib import Path
 from lattice.auth import keys, roles
 from lattice.auth.keys import Credentials, NKey, Permissions
 
+#: nats-server's longest protocol line, in bytes (CONNECT carries the user JWT)
+MAX_CONTROL_LINE = 32768
+
 
 def write_secret(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by its owner only (created 0600, atomically)."""
@@ -136,6 +139,9 @@ class AuthStore:
         op_jwt = keys.operator_jwt(op, name="vinculum", system_account=sys_acc.public_key)
         sys_jwt = keys.account_jwt(op, sys_acc, name="SYS", jetstream=False)
         return "\n".join([
+            # a host's JWT lists its allow-lists (several KB, growing with the lattice
+            # id): the default 4 KB control line would refuse its CONNECT
+            f"max_control_line: {MAX_CONTROL_LINE}",
             f"operator: {op_jwt}",
             f"system_account: {sys_acc.public_key}",
             "resolver: {",
