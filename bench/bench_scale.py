@@ -13,14 +13,22 @@ as it includes handling the N hosts' heartbeats during the period (hosts beat ev
 ``--heartbeat`` s, 30 by default, to keep that share small). An agent that never goes
 quiet once converged shows here as about 1000 ms per 1 s period.
 
-Default: N, M in {10, 100}. ``--full`` adds 1000 (to 1000 x 1000); a size that does not
-reach Synced within ``--timeout`` is reported as such and larger M for that N are skipped.
-Targets at 1000 x 1000: ≤ 10 s to Synced, resync ≤ 200 ms CPU, agent RSS ≤ 250 MB.
+Default: N, M in {10, 100}. ``--full`` adds 1000 (to 1000 x 1000); ``--pairs`` measures
+N x M for the i-th N and i-th M only (``--hosts 1000,4000,10000 --deployments
+1000,4000,10000 --pairs``); a size that does not reach Synced within ``--timeout`` is
+reported as such and larger M for that N are skipped. ``--cluster 3`` runs each size on
+three routed nats-servers (:class:`lattice.localcluster.NatsCluster`, open mode): swarm
+process p is given every URL with server p mod 3 first (``connect`` tries them in order),
+the agent every URL and ``--replicas 3``. Targets at 1000 x 1000: ≤ 10 s to Synced,
+resync ≤ 200 ms CPU, agent RSS ≤ 250 MB; at 10,000 x 10,000 (issue 15): ≤ 10 s, ≤ 200 ms,
+≤ 300 MB. The open-file limit is raised to its hard limit (10,000 hosts are 10,000
+connections on one server).
 Appends a table to RESULTS.md and draws bench/scale.png when matplotlib is installed
 (``pip install -e '.[bench]'``). ``--profile`` runs the agent of the largest size under
 cProfile and prints the top of the profile.
 
     python bench/bench_scale.py [--hosts 10,100] [--deployments 10,100] [--full] [--no-record]
+    python bench/bench_scale.py --hosts 10000 --deployments 10000 [--cluster 3] [--profile]
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import argparse
 import asyncio
 import math
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -59,6 +68,7 @@ from bench.benchlib import (  # noqa: E402
     spawn_agent,
     verdict,
 )
+from lattice.localcluster import NatsCluster, replicas_for  # noqa: E402
 from lattice.localnats import NatsServer  # noqa: E402
 from lattice.natsutil import connect  # noqa: E402
 from lattice.protocol import Subjects  # noqa: E402
@@ -69,6 +79,8 @@ ACTORS = ["MB2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW",
 LATTICE = "benchscale"
 PLOT = ROOT / "bench" / "scale.png"
 TARGET_WALL_S, TARGET_RESYNC_MS, TARGET_RSS_MB = 10.0, 200.0, 250.0
+#: issue 15: at 10,000 x 10,000 the same wall and resync targets, RSS ≤ 300 MB
+TARGET_RSS_MB_10K = 300.0
 #: The resync window starts this long after Synced: after the executor's in-flight records
 #: (5 s) expired and the last status write is done, so only resyncs and heartbeats remain.
 SETTLE = 6.0
@@ -78,6 +90,7 @@ SETTLE = 6.0
 class Result:
     hosts: int
     deployments: int
+    servers: int = 1
     wall_s: float | None = None  # None: not Synced within the timeout
     commands: int = 0
     cpu_s: float = 0.0
@@ -126,10 +139,32 @@ def init_repo(repo: Path) -> None:
     git(repo, "commit", "-q", "-m", "empty lattice")
 
 
-def start_swarms(url: str, n: int, per: int, tmp: Path, heartbeat: float
+def raise_nofile() -> int:
+    """Raise this process's open-file limit to its hard limit (children inherit it: the
+    nats-server holds one descriptor per host). Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def swarm_url(urls: Sequence[str], p: int) -> str:
+    """Every server URL, server ``p mod len(urls)`` first: swarm process ``p`` connects
+    there and falls back to the others in order. Pure."""
+    k = p % len(urls)
+    return ",".join([*urls[k:], *urls[:k]])
+
+
+def start_swarms(urls: Sequence[str], n: int, per: int, tmp: Path, heartbeat: float
                  ) -> list[tuple[subprocess.Popen[bytes], Path]]:
     out = []
     for p in range(math.ceil(n / per)):
+        url = swarm_url(urls, p)
         ready = tmp / f"swarm-{p}.ready"
         log = tmp / f"swarm-{p}.log"
         count = min(per, n - p * per)
@@ -158,9 +193,17 @@ def stop_swarms(swarms: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
 
 async def one_size(n: int, m: int, args: argparse.Namespace, tmp: Path,
                    profile: bool) -> Result:
-    res = Result(hosts=n, deployments=m, load=load1())
-    server = NatsServer(data_dir=tmp / "nats")
+    res = Result(hosts=n, deployments=m, servers=max(1, args.cluster), load=load1())
+    server: NatsServer | NatsCluster
+    if args.cluster > 1:
+        server = NatsCluster(args.cluster, tmp / "nats", name="benchscale")
+        urls = server.urls
+    else:
+        server = NatsServer(data_dir=tmp / "nats")
+        urls = []
     server.start()
+    urls = urls or [server.url]
+    extra = ["--replicas", str(replicas_for(args.cluster))] if args.cluster > 1 else []
     swarms: list[tuple[subprocess.Popen[bytes], Path]] = []
     agent = None
     commands = 0
@@ -170,22 +213,23 @@ async def one_size(n: int, m: int, args: argparse.Namespace, tmp: Path,
         commands += 1
 
     try:
-        nc = await connect(server.url)
+        nc = await connect(",".join(urls))
         await nc.subscribe(f"{Subjects(LATTICE).prefix}.ctl.host.*.>", cb=on_command)
-        swarms = start_swarms(server.url, n, args.per_process, tmp, args.heartbeat)
+        swarms = start_swarms(urls, n, args.per_process, tmp, args.heartbeat)
         deadline = time.monotonic() + 60 + n * 0.2
         while not all(r.exists() for _, r in swarms):
             if time.monotonic() > deadline or any(p.poll() is not None for p, _ in swarms):
                 raise RuntimeError(f"{n} hosts did not start; see {tmp}/swarm-*.log")
             await asyncio.sleep(0.1)
-        found = await ping(nc, LATTICE, timeout=5.0, expect=n)
+        found = await ping(nc, LATTICE, timeout=5.0 + n / 1000, expect=n)
         if len(found) != n:
             raise RuntimeError(f"{len(found)} of {n} hosts answered a ping")
         repo = tmp / "repo"
         init_repo(repo)
         prof = tmp / "agent.prof" if profile else None
         agent = spawn_agent(repo=repo, nats_url=server.url, lattice=LATTICE,
-                            data_dir=tmp / "agent", resync=args.resync, profile=prof)
+                            data_dir=tmp / "agent", resync=args.resync, profile=prof,
+                            extra_args=extra)
         await wait_synced(repo, git(repo, "rev-parse", "HEAD"), 120)
         deps = repo / "deployments"
         deps.mkdir()
@@ -236,13 +280,13 @@ async def one_size(n: int, m: int, args: argparse.Namespace, tmp: Path,
 
 
 def table(results: list[Result]) -> list[str]:
-    lines = ["| hosts | deployments | to Synced (s) | commands | agent CPU (s) | "
+    lines = ["| servers | hosts | deployments | to Synced (s) | commands | agent CPU (s) | "
              "agent peak RSS (MB) | CPU per resync period (ms) | load |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         wall = f"{r.wall_s:.2f}" if r.wall_s is not None else "not Synced"
         rs = f"{r.resync_ms:.0f}" if r.resync_ms is not None else "-"
-        lines.append(f"| {r.hosts} | {r.deployments} | {wall} | {r.commands} | "
+        lines.append(f"| {r.servers} | {r.hosts} | {r.deployments} | {wall} | {r.commands} | "
                      f"{r.cpu_s:.2f} | {r.rss_mb:.0f} | {rs} | {r.load:.2f} |")
     return lines
 
@@ -288,12 +332,15 @@ def target_lines(results: list[Result]) -> list[str]:
         return out
     b = max(done, key=lambda r: r.hosts * r.deployments)
     wall, resync = b.wall_s or 0.0, b.resync_ms or 0.0
-    scope = "" if (b.hosts, b.deployments) == (1000, 1000) else " (targets are for 1000 x 1000)"
+    big = b.hosts * b.deployments > 1000 * 1000
+    rss_target = TARGET_RSS_MB_10K if big else TARGET_RSS_MB
+    scope = ("" if (b.hosts, b.deployments) in ((1000, 1000), (10000, 10000))
+             else " (targets are for 1000 x 1000 and 10,000 x 10,000)")
     out.append(
         f"- largest converged size {b.hosts} x {b.deployments}{scope}: to Synced {wall:.1f} s "
         f"({verdict(wall, TARGET_WALL_S, 's')}), CPU per resync period {resync:.0f} ms "
         f"({verdict(resync, TARGET_RESYNC_MS)}), peak RSS {b.rss_mb:.0f} MB "
-        f"({verdict(b.rss_mb, TARGET_RSS_MB, 'MB')})")
+        f"({verdict(b.rss_mb, rss_target, 'MB')})")
     return out
 
 
@@ -306,6 +353,10 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
     ap.add_argument("--hosts", type=ints, default=[10, 100])
     ap.add_argument("--deployments", type=ints, default=[10, 100])
     ap.add_argument("--full", action="store_true", help="hosts and deployments 10,100,1000")
+    ap.add_argument("--pairs", action="store_true",
+                    help="the i-th hosts with the i-th deployments, not every combination")
+    ap.add_argument("--cluster", type=int, default=0,
+                    help="N routed nats-servers (0 or 1: one server)")
     ap.add_argument("--per-process", type=int, default=250, help="hosts per swarm process")
     ap.add_argument("--heartbeat", type=float, default=30.0, help="hosts' heartbeat, s")
     ap.add_argument("--resync", type=float, default=1.0, help="the agent's --resync, s")
@@ -318,7 +369,15 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
     args = ap.parse_args(argv)
     if args.full:
         args.hosts = args.deployments = [10, 100, 1000]
-    sizes = [(n, m) for n in args.hosts for m in args.deployments]
+    if args.pairs:
+        if len(args.hosts) != len(args.deployments):
+            ap.error("--pairs needs as many --hosts as --deployments")
+        sizes = list(zip(args.hosts, args.deployments, strict=True))
+    else:
+        sizes = [(n, m) for n in args.hosts for m in args.deployments]
+    nofile = raise_nofile()
+    if max(n for n, _ in sizes) + 1000 > nofile:
+        print(f"warning: open-file limit {nofile} is low for {max(sizes)[0]} hosts")
     results: list[Result] = []
     failed: set[int] = set()
     for n, m in sizes:
@@ -350,6 +409,10 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
                 f"- hosts: hostswarm processes of ≤ {args.per_process} hosts, one NATS "
                 f"connection each, heartbeat {args.heartbeat:g} s; agent --resync "
                 f"{args.resync:g} s; one actor replica per deployment",
+                "- nats: " + (f"cluster of {args.cluster} routed servers (open mode), swarm "
+                              f"processes spread over them, agent --replicas "
+                              f"{replicas_for(args.cluster)}" if args.cluster > 1
+                              else "one server"),
                 "", *lines, "", *verdicts,
                 *[f"- {r.hosts} x {r.deployments}: {r.failures}" for r in results
                   if r.failures],

@@ -4,7 +4,8 @@ Each host is the real :class:`hostagent.host.Host` with the in-memory runtime an
 NATS connection (its own client id, subscriptions and heartbeats), exactly as
 ``lattice-host`` runs one; only the process is shared, so a thousand hosts fit a 2-core
 machine. Writes ``ready <count>`` to ``--ready-file`` once every host announced itself;
-SIGTERM/SIGINT stops every host (``host_stopped``) and exits.
+SIGTERM/SIGINT stops every host (``host_stopped``) and exits. The open-file limit is raised
+to its hard limit first (one socket per host).
 
     python bench/hostswarm.py --nats-url nats://127.0.0.1:4222 --lattice bench \
         --count 250 --first 0 --heartbeat 30 --ready-file /tmp/ready
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -65,6 +67,16 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def raise_nofile() -> None:
+    """Soft open-file limit up to the hard one: each host holds a socket."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("open-file limit stays %d: %s", soft, exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nats-url", required=True)
@@ -77,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_nofile()
     return asyncio.run(run(args))
 
 
