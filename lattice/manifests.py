@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lattice import selectors
 from lattice.errors import SelectorError
@@ -91,13 +91,52 @@ class ActorLimits(Strict):
         return cls.model_validate(fields)
 
 
+#: The most shares one ``spread`` may name.
+MAX_SHARES = 16
+
+
+class SpreadShare(Strict):
+    """One share of a spread: ``weight`` parts of the replicas, placed on hosts that
+    satisfy ``requirements`` (and the entity's ``affinity_rules``)."""
+
+    name: MetadataName
+    weight: int = Field(ge=1, le=1_000_000)
+    requirements: AffinityRules = Field(default_factory=list)
+
+
+def _shares(value: list[SpreadShare]) -> list[SpreadShare]:
+    names = [s.name for s in value]
+    for n in names:
+        if names.count(n) > 1:
+            raise ValueError(f"spread share {n!r} named twice; share names must be unique")
+    return value
+
+
+Spread = Annotated[list[SpreadShare], Field(max_length=MAX_SHARES), AfterValidator(_shares)]
+
+
 class ActorSpec(Strict):
-    """An actor to run: ``replicas`` instances, spread over hosts matching the rules."""
+    """An actor to run: ``replicas`` instances, spread over hosts matching the rules
+    (divided by ``spread`` weights when given), or with ``daemon: true`` one on every
+    matching host; at most ``max_per_host`` on one host (default: no limit)."""
 
     id: ActorId
     replicas: int = Field(default=1, ge=0, le=10_000)
     affinity_rules: AffinityRules = Field(default_factory=list)
     limits: ActorLimits | None = None
+    spread: Spread = Field(default_factory=list)
+    daemon: bool = False
+    max_per_host: int | None = Field(default=None, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _daemon_alone(self) -> ActorSpec:
+        if self.daemon and self.spread:
+            raise ValueError("daemon: true runs one instance on every matching host; "
+                             "it cannot have a spread (drop one of them)")
+        if self.daemon and self.replicas != 1:
+            raise ValueError(f"daemon: true runs one instance on every matching host; "
+                             f"remove replicas: {self.replicas}")
+        return self
 
     @property
     def limits_annotation(self) -> str | None:
@@ -107,12 +146,16 @@ class ActorSpec(Strict):
 
 
 class ProviderSpec(Strict):
-    """A capability provider to run on one host that matches the affinity rules."""
+    """A capability provider to run on one host that matches the affinity rules, or with
+    ``daemon: true`` on every such host. A host runs one provider per capability and
+    binding name, so ``max_per_host`` can only be 1."""
 
     id: CapabilityId
     binding_name: BindingName = "default"
     vendor_id: VendorId
     affinity_rules: AffinityRules = Field(default_factory=list)
+    daemon: bool = False
+    max_per_host: Literal[1] = 1
 
     @property
     def key(self) -> ProviderKey:
@@ -122,6 +165,8 @@ class ProviderSpec(Strict):
 class DeploymentSpec(Strict):
     actors: list[ActorSpec] = Field(default_factory=list)
     providers: list[ProviderSpec] = Field(default_factory=list)
+    #: move instances when the placement no longer meets the spread (hosts came back)
+    rebalance: bool = True
 
 
 class Deployment(Strict):
