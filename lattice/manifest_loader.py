@@ -9,7 +9,9 @@ Each file may hold many YAML documents. Documents are composed into nodes first 
 field keeps the line it was written on), then constructed and validated by the pydantic
 models of :mod:`lattice.manifests`. Two entities with the same kind and name are an error
 naming both places. Duplicate keys inside one mapping are errors too (YAML would silently
-keep the last one). Nothing here resolves ``${VAR}`` templates: they stay text.
+keep the last one). Nothing here resolves ``${VAR}`` templates: they stay text. A wadm
+OAM ``Application`` document (``core.oam.dev/v1beta1``) is converted into native entities
+by :mod:`lattice.oam`, its errors at the lines of the OAM source.
 
 Hostile input costs little: a file over :data:`MAX_FILE_BYTES` is refused before it is
 decoded (callers holding only a size, such as :mod:`gitsync.source`, ask
@@ -33,6 +35,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from lattice import oam
 from lattice.manifests import KINDS, BindingSet, Deployment, DesiredState, Manifest, SourceRef
 from lattice.yaml_guard import (
     MAX_ALIAS_NODES,
@@ -257,12 +260,11 @@ def parse_file(path: str, content: str | bytes) -> ParsedFile:
                 continue
             index = count
             count += 1
-            result = validate_document(data, node, path)
-            if isinstance(result, list):
-                errors.extend(result)
-            else:
-                name_line = node_line(node_at(node, ("metadata", "name")))
-                manifests.append(LoadedManifest(result, path, node_line(node), index, name_line))
+            found, problems = validate_entities(data, node, path)
+            errors.extend(problems)
+            name_line = node_line(node_at(node, ("metadata", "name")))
+            manifests.extend(LoadedManifest(m, path, node_line(node), index, name_line)
+                             for m in found)
     except yaml.MarkedYAMLError as exc:
         errors.append(yaml_issue(path, text, exc))
     except yaml.YAMLError as exc:
@@ -270,6 +272,17 @@ def parse_file(path: str, content: str | bytes) -> ParsedFile:
     finally:
         loader.dispose()
     return manifests, errors, count
+
+
+def validate_entities(data: Any, node: yaml.Node, path: str,
+                      ) -> tuple[list[Manifest], list[ManifestIssue]]:
+    """One constructed document to its entities, or its errors: a native document is one
+    entity; a wadm OAM ``Application`` converts to a Deployment and perhaps a BindingSet
+    (:func:`lattice.oam.convert`, errors at the lines of the OAM fields)."""
+    if oam.is_application(data):
+        return oam.convert(data, node, path)
+    result = validate_document(data, node, path)
+    return ([], result) if isinstance(result, list) else ([result], [])
 
 
 def validate_document(data: Any, node: yaml.Node, path: str) -> Manifest | list[ManifestIssue]:
@@ -353,5 +366,5 @@ __all__ = [
     "MAX_ALIASES", "MAX_ALIAS_NODES", "MAX_FILE_BYTES", "SUFFIXES", "LoadResult",
     "LoadedManifest", "ManifestIssue", "canonical_path", "combine", "file_size_issue",
     "format_loc", "is_manifest_file", "load_directory", "load_sources", "normalize_base",
-    "parse_file", "to_yaml", "validate_document", "yaml_issue",
+    "parse_file", "to_yaml", "validate_document", "validate_entities", "yaml_issue",
 ]
