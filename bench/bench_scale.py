@@ -364,6 +364,8 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
     ap.add_argument("--timeout", type=float, default=300.0, help="per size, to Synced")
     ap.add_argument("--profile", action="store_true", help="profile the largest size's agent")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="keep each size's logs, repository and profile under this dir")
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     ap.add_argument("--results", type=Path, default=None, help="append here instead")
     args = ap.parse_args(argv)
@@ -385,7 +387,11 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
             print(f"{n} hosts x {m} deployments: skipped (a smaller M did not converge)")
             continue
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-            r = asyncio.run(one_size(n, m, args, Path(tmp),
+            where = Path(tmp)
+            if args.keep is not None:  # the logs and the profile stay for reading
+                where = args.keep / f"{n}x{m}-{time.strftime('%H%M%S')}"
+                where.mkdir(parents=True)
+            r = asyncio.run(one_size(n, m, args, where,
                                      args.profile and (n, m) == sizes[-1]))
         results.append(r)
         if r.wall_s is None:

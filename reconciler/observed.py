@@ -72,6 +72,9 @@ class ObservedState:
         self._hosts: dict[str, _Host] = {}
         self._now = clock
         self.version = 0  # bumped on every change; cheap "did anything move?" check
+        #: no host can have missed its heartbeats before this time (a lower bound: seen
+        #: hosts only move their deadline later), so :meth:`expire` need not look sooner
+        self._next_expiry = float("-inf")
 
     # ------------------------------------------------------------------ reading
     @property
@@ -94,6 +97,7 @@ class ObservedState:
         """Replace everything with the answers to a ping."""
         now = self._now()
         self._hosts = {inv.host_id: _Host(inv, now) for inv in inventories}
+        self._next_expiry = float("-inf")
         self.version += 1
 
     def merge_ping(self, inventories: list[HostInventory]) -> list[str]:
@@ -108,17 +112,28 @@ class ObservedState:
             elif _unchanged(old.inventory, inv):
                 old.last_seen = now  # keep the object: the planner's memos stay valid
                 continue
-            self._hosts[inv.host_id] = _Host(inv, now)
+            self._put(inv, now)
         self.version += 1
         return new
 
     def expire(self) -> list[str]:
-        """Drop hosts that missed :data:`MISSED_HEARTBEATS` heartbeats; their ids."""
+        """Drop hosts that missed :data:`MISSED_HEARTBEATS` heartbeats; their ids.
+
+        Called 4 times a second by the agent: on 10,000 hosts a scan costs ~15 ms, so it
+        scans only once the earliest deadline of the last scan (or of a host seen since)
+        has come; a heartbeat only moves a deadline later."""
         now = self._now()
-        gone = [
-            hid for hid, h in self._hosts.items()
-            if now - h.last_seen > MISSED_HEARTBEATS * max(h.inventory.heartbeat_s, 0.1)
-        ]
+        if now < self._next_expiry:
+            return []
+        gone = []
+        earliest = float("inf")
+        for hid, h in self._hosts.items():
+            deadline = h.last_seen + _silence(h.inventory)
+            if now > deadline:
+                gone.append(hid)
+            elif deadline < earliest:
+                earliest = deadline
+        self._next_expiry = earliest
         for hid in gone:
             log.warning("host %s missed %d heartbeats: considered gone", hid, MISSED_HEARTBEATS)
             del self._hosts[hid]
@@ -165,7 +180,7 @@ class ObservedState:
         if old is not None and _unchanged(old.inventory, inv):
             old.last_seen = self._now()  # keep the object: the planner's memos stay valid
             return Change.NONE
-        self._hosts[inv.host_id] = _Host(inv, self._now())
+        self._put(inv, self._now())
         if old is None:
             self.version += 1
             return Change.HOST_JOINED
@@ -179,6 +194,11 @@ class ObservedState:
                 Change.HOST_CHANGED
             )
         return Change.NONE
+
+    def _put(self, inv: HostInventory, now: float) -> None:
+        self._hosts[inv.host_id] = _Host(inv, now)
+        # its heartbeat period may be shorter than any other's: expire() looks then
+        self._next_expiry = min(self._next_expiry, now + _silence(inv))
 
     def _update(self, host_id: str, **fields: object) -> bool:
         h = self._hosts.get(host_id)
@@ -248,6 +268,11 @@ class ObservedState:
 #: inventory fields that change on every heartbeat without anything having changed
 _VOLATILE = frozenset({"uptime_s"})
 _COMPARED = tuple(f for f in HostInventory.model_fields if f not in _VOLATILE)
+
+
+def _silence(inv: HostInventory) -> float:
+    """How long a host may say nothing before it is considered gone."""
+    return MISSED_HEARTBEATS * max(inv.heartbeat_s, 0.1)
 
 
 def _unchanged(old: HostInventory, new: HostInventory) -> bool:
