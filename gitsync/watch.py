@@ -18,7 +18,12 @@ shows changes (failing, a different error, recovered): not on every attempt.
 
 Heads are read, never queued: when the consumer is busy, changes collapse into one
 wake-up and the newest tip is yielded, so a commit in the middle of a burst may never be
-evaluated (it gets no note). The reconciler consumes this stream.
+yielded. A burst is coalesced on purpose too: with ``settle`` (local sources), a new head
+that comes while the consumer's ``busy()`` says it has not finished with the previous one
+is held until the branch has kept one tip for ``settle`` seconds (at most
+:data:`MAX_HOLD`), and only that tip is yielded, so twenty commits in half a second cost
+one evaluation, not twenty. :func:`commits_between` names the commits a new head skipped
+(the agent notes them ``Superseded``). The reconciler consumes this stream.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from pathlib import Path
 import watchfiles
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from gitsync.errors import FetchError, NoHeadError
+from gitsync.errors import FetchError, GitCommandError, NoHeadError
+from gitsync.gitcmd import run_git
 from gitsync.health import SourceHealth
 from gitsync.source import GitSource
 from lattice.aio import wait_any
@@ -45,6 +51,8 @@ DEBOUNCE_MS = 80
 #: Re-read interval when file events are unavailable (watcher failed).
 FALLBACK_POLL = 0.1
 PACKED = frozenset({"packed-refs", "packed-refs.lock"})
+#: A held head is yielded after this long at the latest, however fast commits keep coming.
+MAX_HOLD = 1.0
 
 
 async def watch_heads(
@@ -54,9 +62,13 @@ async def watch_heads(
     stop: asyncio.Event,
     nudge: asyncio.Event | None = None,
     on_health: Callable[[SourceHealth], None] | None = None,
+    settle: float = 0.0,
+    busy: Callable[[], bool] | None = None,
 ) -> AsyncIterator[str]:
     """Yield the branch's head now, then each new head until ``stop`` is set; call
-    ``on_health`` when a fetch changes the source's ``SourceReady`` condition."""
+    ``on_health`` when a fetch changes the source's ``SourceReady`` condition. With
+    ``settle`` and ``busy`` (local sources), a head that comes while ``busy()`` is held
+    until the tip has not moved for ``settle`` seconds, and the tip is yielded."""
     wake = asyncio.Event()
     done = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
@@ -89,6 +101,9 @@ async def watch_heads(
                 if on_health is not None and not source.health.same_state(before):
                     on_health(source.health)
             head = await _head(source)
+            if (head is not None and head != last and last is not None and settle > 0
+                    and not source.is_remote and busy is not None and busy()):
+                head = await _settled(source, head, wake, stop, settle)
             if head is not None and head != last:
                 log.info("watch %s: head of %s is %s", source.location, source.branch,
                          head[:12])
@@ -109,6 +124,45 @@ async def watch_heads(
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _settled(source: GitSource, head: str, wake: asyncio.Event, stop: asyncio.Event,
+                   settle: float) -> str:
+    """The tip once it has stayed put for ``settle`` seconds (or :data:`MAX_HOLD` after
+    ``head`` came): each batch of file events re-reads it, and a new tip starts the wait
+    again. Events that move no head (notes, the status branch) do not."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + MAX_HOLD
+    still_since = loop.time()
+    held = 0
+    while not stop.is_set():
+        left = min(still_since + settle, give_up) - loop.time()
+        if left <= 0:
+            break
+        wake.clear()
+        await wait_any(stop, wake, timeout=left)
+        if wake.is_set():
+            newer = await _head(source)
+            if newer is not None and newer != head:
+                head, still_since, held = newer, loop.time(), held + 1
+    if held:
+        log.info("watch %s: burst: %d newer head(s) came while held; following %s",
+                 source.location, held, head[:12])
+    return head
+
+
+def commits_between(source: GitSource, old: str, new: str, *, limit: int) -> list[str]:
+    """The commits ``new`` brought that ``old`` had not, ``new`` itself excluded, newest
+    first, at most ``limit``: the ones a watcher that saw ``old`` then ``new`` skipped.
+    Empty when git cannot tell (``old`` gone after a force-push and a gc)."""
+    try:
+        out = run_git("rev-list", f"--max-count={limit + 1}", new, f"^{old}",
+                      git_dir=source.git_dir)
+    except GitCommandError as exc:
+        log.debug("watch %s: commits between %s and %s: %s", source.location, old[:12],
+                  new[:12], exc)
+        return []
+    return [sha for sha in out.split() if sha != new][:limit]
 
 
 async def _fetch(source: GitSource) -> None:

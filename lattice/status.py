@@ -52,6 +52,8 @@ class Phase(StrEnum):
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
     INVALID = "Invalid"
+    #: a revision's note only: a newer valid revision came before this one was Synced
+    SUPERSEDED = "Superseded"
 
 
 class Reason(StrEnum):
