@@ -149,6 +149,7 @@ def _register() -> None:
     from cli import (
         actor_cmd,
         apply_cmd,
+        convert_cmd,
         describe_cmd,
         diff_cmd,
         events_cmd,
@@ -162,7 +163,7 @@ def _register() -> None:
     )
 
     for family in (up_cmd, apply_cmd, get_cmd, describe_cmd, diff_cmd, status_cmd, events_cmd,
-                   actor_cmd, gantry_cmd, trust_cmd, host_cmd, request_cmd):
+                   actor_cmd, gantry_cmd, trust_cmd, host_cmd, request_cmd, convert_cmd):
         for command in family.COMMANDS:
             cli.add_command(command)
 

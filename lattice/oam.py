@@ -24,15 +24,15 @@ came from, so ``spec.actors[0].id`` of the converted Deployment is reported at t
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from lattice.manifests import KINDS, Manifest
+from lattice.oam_reader import Loc, Native, Reader, Refusal
 from lattice.yaml_guard import ManifestIssue, format_loc, node_at, node_line
 
 #: The only OAM version wadm reads, and the kind it defines.
@@ -47,36 +47,6 @@ ACTOR_TYPES = ("actor", "component")
 CAPABILITY_TYPES = ("capability",)
 SCALERS = ("spreadscaler", "daemonscaler")
 TRAITS = (*SCALERS, "linkdef")
-
-Loc = tuple[int | str, ...]
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Something in the Application with no native equivalent: where, and why."""
-
-    loc: Loc
-    message: str
-
-
-@dataclass
-class Native:
-    """One native document being built, and where each of its fields came from: native
-    field path → (OAM field path, whether the paths below it have the same shape)."""
-
-    kind: str
-    data: dict[str, Any]
-    origin: dict[Loc, tuple[Loc, bool]] = field(default_factory=dict)
-
-    def source_of(self, loc: Loc) -> Loc:
-        """The OAM field a native field path came from (its longest known prefix)."""
-        for n in range(len(loc), -1, -1):
-            found = self.origin.get(loc[:n])
-            if found is not None:
-                oam, same_shape = found
-                return (*oam, *loc[n:]) if same_shape else oam
-        return ()
-
 
 def is_application(data: Any) -> bool:
     """True for a document meant as OAM: ``kind: Application`` or an OAM apiVersion."""
@@ -95,15 +65,19 @@ def convert(data: Mapping[str, Any], node: yaml.Node, path: str,
     agent, ``latticectl apply`` and ``latticectl convert``."""
     natives, refusals = translate(data)
     if refusals:
-        return [], sorted(ManifestIssue(path, node_line(node_at(node, r.loc)),
-                                        format_loc(r.loc), r.message) for r in refusals)
+        return [], sorted({ManifestIssue(path, node_line(node_at(node, r.loc)),
+                                         format_loc(r.loc), r.message) for r in refusals})
     out: list[Manifest] = []
     issues: list[ManifestIssue] = []
     for native in natives:
         try:
             out.append(KINDS[native.kind].model_validate(native.data))
         except ValidationError as exc:
-            issues += [_issue(path, node, native, err) for err in exc.errors()]
+            for err in exc.errors():
+                issue = _issue(path, node, native, err)
+                # one OAM field feeds both documents (an actor's id): report it once
+                if not any(i.line == issue.line and i.field == issue.field for i in issues):
+                    issues.append(issue)
     return ([], issues) if issues else (out, [])
 
 
@@ -123,68 +97,6 @@ def _issue(path: str, node: yaml.Node, native: Native, err: Any) -> ManifestIssu
 
 # ---------------------------------------------------------------- translation
 
-class _Reader:
-    """Reads the Application, collecting refusals instead of stopping at the first."""
-
-    def __init__(self) -> None:
-        self.refusals: list[Refusal] = []
-
-    def refuse(self, loc: Loc, message: str) -> None:
-        self.refusals.append(Refusal(loc, message))
-
-    def mapping(self, value: Any, loc: Loc, known: Sequence[str], *,
-                what: str = "") -> dict[str, Any] | None:
-        """``value`` as a mapping whose keys are all ``known``; None (refused) if not."""
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.refuse(loc, f"expected a mapping, got {type(value).__name__}")
-            return None
-        for key in value:
-            if key not in known:
-                close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                self.refuse((*loc, str(key)),
-                            f"unknown field {key!r}{hint}{what}; known fields: "
-                            f"{', '.join(known)}")
-        return value
-
-    def items(self, value: Any, loc: Loc) -> list[Any]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.refuse(loc, f"expected a list, got {type(value).__name__}")
-            return []
-        return value
-
-    def text(self, value: Any, loc: Loc, *, required: str = "") -> str | None:
-        if value is None:
-            if required:
-                self.refuse(loc, required)
-            return None
-        if not isinstance(value, str):
-            self.refuse(loc, f"expected text, got {type(value).__name__}")
-            return None
-        return value
-
-    def labels(self, value: Any, loc: Loc) -> dict[str, str]:
-        """A map of scalars as text (``true`` → ``"true"``, as YAML users mean it)."""
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.refuse(loc, f"expected a mapping, got {type(value).__name__}")
-            return {}
-        out: dict[str, str] = {}
-        for key, item in value.items():
-            if isinstance(item, bool):
-                out[str(key)] = str(item).lower()
-            elif isinstance(item, str | int | float):
-                out[str(key)] = str(item)
-            else:
-                self.refuse((*loc, str(key)), f"expected text, got {type(item).__name__}")
-        return out
-
-
 @dataclass
 class _Component:
     index: int
@@ -201,7 +113,7 @@ class _Component:
 def translate(data: Mapping[str, Any]) -> tuple[list[Native], list[Refusal]]:
     """The native documents an Application stands for, with their origins, or the
     refusals. Pure; :func:`convert` validates the result."""
-    r = _Reader()
+    r = Reader()
     top = r.mapping(data, (), ("apiVersion", "kind", "metadata", "spec"))
     if top is None:
         return [], r.refusals
@@ -238,7 +150,7 @@ def translate(data: Mapping[str, Any]) -> tuple[list[Native], list[Refusal]]:
     return natives, r.refusals
 
 
-def _components(r: _Reader, value: Any) -> list[_Component]:
+def _components(r: Reader, value: Any) -> list[_Component]:
     loc: Loc = ("spec", "components")
     if value is None:
         r.refuse(("spec",), "an Application needs spec.components")
@@ -269,7 +181,7 @@ def _components(r: _Reader, value: Any) -> list[_Component]:
     return out
 
 
-def _component(r: _Reader, comp: _Component, deployment: Native, bindingset: Native,
+def _component(r: Reader, comp: _Component, deployment: Native, bindingset: Native,
                by_name: Mapping[str, _Component]) -> None:
     """One component into ``deployment`` (and its linkdefs into ``bindingset``)."""
     props_at = (*comp.loc, "properties")
@@ -342,7 +254,7 @@ def _component(r: _Reader, comp: _Component, deployment: Native, bindingset: Nat
     deployment.data["spec"][group].append(entry)
 
 
-def _scaler(r: _Reader, kind: str, value: Any, at: Loc, entry: dict[str, Any],
+def _scaler(r: Reader, kind: str, value: Any, at: Loc, entry: dict[str, Any],
             origin: dict[Loc, Loc], *, actor: bool) -> None:
     """A spreadscaler or daemonscaler's properties into ``entry``'s placement fields."""
     props = r.mapping(value, at, ("replicas", "instances", "spread"))
@@ -377,18 +289,24 @@ def _scaler(r: _Reader, kind: str, value: Any, at: Loc, entry: dict[str, Any],
         origin[("replicas",)] = (*at, count_key)
     if len(spreads) == 1:
         # one share takes every replica: its weight and name do not change placement
-        entry["affinity_rules"] = spreads[0][1]["requirements"]
-        origin[("affinity_rules",)] = (*spreads[0][0], "requirements")
+        loc, share = spreads[0]
+        entry["affinity_rules"] = share["requirements"]
+        origin[("affinity_rules",)] = (*loc, "requirements")
+        for i, label in enumerate(share["requirements"]):
+            origin[("affinity_rules", i)] = (*loc, "requirements", label.partition("=")[0])
     elif len(spreads) > 1 and kind == "spreadscaler" and actor:
         entry["spread"] = [s for _, s in spreads]
         origin[("spread",)] = (*at, "spread")
-        for k, (loc, _) in enumerate(spreads):
+        for k, (loc, share) in enumerate(spreads):
             origin[("spread", k)] = loc
             for key in ("name", "weight", "requirements"):
                 origin[("spread", k, key)] = (*loc, key)
+            for i, label in enumerate(share["requirements"]):
+                origin[("spread", k, "requirements", i)] = (
+                    *loc, "requirements", label.partition("=")[0])
 
 
-def _spreads(r: _Reader, value: Any, at: Loc) -> list[tuple[Loc, dict[str, Any]]]:
+def _spreads(r: Reader, value: Any, at: Loc) -> list[tuple[Loc, dict[str, Any]]]:
     out: list[tuple[Loc, dict[str, Any]]] = []
     for k, item in enumerate(r.items(value, at)):
         loc = (*at, k)
@@ -402,7 +320,7 @@ def _spreads(r: _Reader, value: Any, at: Loc) -> list[tuple[Loc, dict[str, Any]]
     return out
 
 
-def _linkdef(r: _Reader, comp: _Component, value: Any, at: Loc, bindingset: Native,
+def _linkdef(r: Reader, comp: _Component, value: Any, at: Loc, bindingset: Native,
              by_name: Mapping[str, _Component]) -> None:
     """An actor's linkdef into a binding of the actor to the target capability."""
     props = r.mapping(value, at, ("target", "values"))
@@ -438,5 +356,5 @@ def _linkdef(r: _Reader, comp: _Component, value: Any, at: Loc, bindingset: Nati
     bindingset.data["spec"]["bindings"].append(binding)
 
 
-__all__ = ["APPLICATION", "IMAGE_ANNOTATION", "OAM_API_VERSION", "Native", "Refusal",
-           "convert", "is_application", "translate"]
+__all__ = ["APPLICATION", "IMAGE_ANNOTATION", "OAM_API_VERSION", "convert", "is_application",
+           "translate"]
