@@ -3,7 +3,9 @@
 Works on the keys a secured ``latticectl up`` keeps under ``<state-dir>/keys``
 (:class:`lattice.auth.store.AuthStore`). ``creds`` issues a host credential (and the
 application credential its ``wascc:messaging`` provider connects with) for a machine that
-joins from elsewhere, and prints the command that machine runs. ``revoke`` adds the host's
+joins from elsewhere, and prints the command that machine runs (with ``--js-domain`` when
+the lattice has one, as every ``up`` lattice does: a host on a leaf node reaches the hub's
+JetStream, so gantry's actors, only by its domain). ``revoke`` adds the host's
 user key to the account's revocations and pushes the new account JWT to the running
 server with the system account: the server closes that host's connection at once and
 refuses it from then on; the resolver stores the JWT, so a restart keeps the revocation.
@@ -19,7 +21,7 @@ from pathlib import Path
 import click
 
 from cli.localstack import StackState
-from cli.settings import CliError, Settings
+from cli.settings import CliError, Settings, load_up_state
 from hostagent.labels import LabelError, parse_label
 from lattice.auth.keys import AuthKeyError, host_id_of, user_key_of_host
 from lattice.auth.server import push_account_jwt
@@ -33,6 +35,14 @@ def _store(settings: Settings) -> AuthStore:
         raise CliError(f"no lattice keys in {store.keys_dir}: a secured `latticectl up` "
                        "makes them (use the same --state-dir)")
     return store
+
+
+def js_domain(settings: Settings) -> str | None:
+    """The lattice's JetStream domain: ``--js-domain``, else what the running ``up`` of
+    this state dir recorded (whichever URL latticectl was given: a host joining through a
+    leaf node is told the hub's domain)."""
+    found = settings.nats_flags.js_domain or load_up_state(settings.state_dir).get("js_domain")
+    return found if isinstance(found, str) and found else None
 
 
 def apps_path(path: Path) -> Path:
@@ -86,6 +96,9 @@ def creds(settings: Settings, name: str, labels: tuple[str, ...], output: str) -
     cmd = ["lattice-host", "--nats-url", url, "--lattice", settings.lattice, "--name", name,
            "--creds", path.name, "--apps-creds", apps.path.name,
            *[a for label in labels for a in ("--label", label)]]
+    domain = js_domain(settings)
+    if domain:  # the only way a host on a leaf node reaches the hub's gantry
+        cmd[3:3] = ["--js-domain", domain]
     click.echo("on the new machine, with both files copied there:")
     click.echo("  pip install vinculum    # or, in a checkout: bash scripts/install.sh")
     click.echo(f"  {shlex.join(cmd)}")

@@ -10,7 +10,10 @@ Secure by default: nats-server runs in operator (JWT) mode with the keys of
 credentials of its role (``creds/host-<i>.creds``, ``agent.creds``, ``apps.creds`` for the
 hosts' application traffic, ``admin.creds`` for latticectl, ``monitor.creds`` for the
 agent's advisory watcher), each allowed only what its role needs (lattice.auth.roles). A
-leaf site issues its credentials from the hub's keys (``hub_state_dir``).
+leaf site issues its credentials from the hub's keys (``hub_state_dir``), and its server
+joins the hub twice: ``leaf-link.creds`` binds the lattice's account,
+``leaf-system-link.creds`` the system account (revocations pushed on the hub reach the
+site; the site's connect/disconnect advisories reach the agent's monitor).
 ``secure=False`` (``up --insecure``) runs an open server.
 
 Between nats-server and the hosts, the example actors (examples/actors/*.wat) are compiled,
@@ -55,6 +58,8 @@ log = logging.getLogger(__name__)
 EXAMPLES_REPO = Path(__file__).resolve().parent.parent / "examples" / "repo"
 MONITOR = "monitor"  #: the agent's advisory watcher's credentials (system account)
 LEAF_LINK = "leaf-link"  #: the credentials a leaf site's server joins the hub with
+#: the site server's second link, in the system account (lattice.auth.roles.leaf_system)
+LEAF_SYSTEM_LINK = "leaf-system-link"
 T = TypeVar("T")
 
 
@@ -219,10 +224,13 @@ class LocalStack:
         repo = "" if self.leaf_of else (self.repo or str(seed_repo(self.state_dir / "repo")))
         auth = self._secure_setup()
         if self.leaf_of:
+            store = self._store() if self.secure else None
             self.servers = start_leaf(
                 self.state_dir, hub_leafnode_urls=server_urls(self.leaf_of), site=self.site,
                 auth=auth, link_creds=self.creds.get(LEAF_LINK),
-                account=self._store().account.public_key if self.secure else None,
+                account=store.account.public_key if store else None,
+                system_link_creds=self.creds.get(LEAF_SYSTEM_LINK),
+                system_account=store.system_account.public_key if store else None,
                 detach=detach)
         else:
             self.servers = start_hub(self.state_dir, logs, size=self.cluster,
@@ -260,7 +268,8 @@ class LocalStack:
             nats_url=self.servers.url, lattice=self.lattice, repo=repo,
             state_dir=str(self.state_dir), procs=[rec for rec, _ in self.children],
             actors=actors, secure=self.secure,
-            creds={k: v for k, v in self.creds.items() if k not in (MONITOR, LEAF_LINK)},
+            creds={k: v for k, v in self.creds.items()
+                   if k not in (MONITOR, LEAF_LINK, LEAF_SYSTEM_LINK)},
             monitor_creds=self.creds.get(MONITOR), servers=[
                 asdict(r) for r in self.servers.records],
             leafnode_urls=self.servers.leafnode_urls, js_domain=JS_DOMAIN,
@@ -312,8 +321,8 @@ class LocalStack:
         users: list[tuple[RoleName, str]] = [("admin", "admin"), ("apps", "apps")]
         if not self.leaf_of:
             users.append(("agent", "agent"))
-        else:  # the site's link to the hub (lattice.auth.roles.leaf)
-            users.append(("leaf", LEAF_LINK))
+        else:  # the site's links to the hub (lattice.auth.roles.leaf, .leaf_system)
+            users += [("leaf", LEAF_LINK), ("leaf-system", LEAF_SYSTEM_LINK)]
         users += [("host", self.host_name(i)) for i in range(self.hosts)]
         for role, name in users:
             issued = store.issue(role, name, path=self.state_dir / "creds" / f"{name}.creds")

@@ -17,7 +17,10 @@ the current context of ``~/.config/latticectl/config.yaml``, which beats the sta
 NATS credentials and TLS files come from the flags of :mod:`lattice.natsflags`, the same
 in all three programs (``--nats-creds`` / ``LATTICECTL_NATS_CREDS``, ``--nats-user`` /
 ``LATTICECTL_NATS_USER`` with ``LATTICECTL_NATS_PASSWORD``, ``--nats-tls-ca`` /
-``LATTICECTL_NATS_TLS_CA``, ...), else the context's keys.
+``LATTICECTL_NATS_TLS_CA``, ...), else the context's keys. When the URL is a running
+``up``'s (no flag, variable or context names one), its JetStream domain and bucket replicas
+come from ``state.json`` too (``--js-domain`` still wins), so commands that touch
+JetStream (``gantry push``, ``trust``) work on a ``--cluster`` or leaf lattice without flags.
 """
 
 from __future__ import annotations
@@ -146,6 +149,8 @@ class Settings:
     debug: bool = False
     #: credentials and TLS files: the flags', else the context's, else a running up's
     nats_flags: NatsFlags = NO_NATS_FLAGS
+    #: replicas of a JetStream bucket latticectl creates: a running up's (``--cluster``)
+    js_replicas: int = 1
 
     @classmethod
     def resolve(
@@ -162,6 +167,7 @@ class Settings:
         conf = load_context(context)
         up = load_up_state(sdir)
         url = nats.url or conf.get("nats-url")
+        ours = not url  # the lattice is the running up's: its domain and replicas apply
         return cls(
             repo=repo or conf.get("repo") or up.get("repo"),
             nats_url=url or up.get("nats_url"),
@@ -174,7 +180,9 @@ class Settings:
                 creds=_path(nats.creds or conf.get("nats-creds"))
                 or (None if url else _up_creds(up)),
                 user=nats.user or conf.get("nats-user"),
-                tls_ca=_path(nats.tls_ca or conf.get("nats-tls-ca"))),
+                tls_ca=_path(nats.tls_ca or conf.get("nats-tls-ca")),
+                js_domain=nats.js_domain or (_up_str(up, "js_domain") if ours else None)),
+            js_replicas=_up_replicas(up) if ours else 1,
         )
 
     def require_nats(self) -> str:
@@ -185,8 +193,10 @@ class Settings:
         return self.nats_url
 
     def nats(self) -> NatsOptions:
-        """How to reach NATS: the URL (required) and any credentials or CA."""
-        return self.nats_flags.options(name="latticectl", url=self.require_nats())
+        """How to reach NATS: the URL (required), any credentials or CA, and the JetStream
+        domain and bucket replicas (a running ``up``'s unless a flag says otherwise)."""
+        return replace(self.nats_flags.options(name="latticectl", url=self.require_nats()),
+                       js_replicas=self.js_replicas)
 
     def repo_path(self) -> str:
         """The repository to work on: the resolved ``repo`` (flag, environment, context,
@@ -199,6 +209,18 @@ def _up_creds(up: dict[str, Any]) -> str | None:
     creds = up.get("creds")
     found = creds.get("admin") if isinstance(creds, dict) else None
     return found if isinstance(found, str) else None
+
+
+def _up_str(up: dict[str, Any], key: str) -> str | None:
+    """A string field of a running ``up``'s state, else None. Pure."""
+    found = up.get(key)
+    return found if isinstance(found, str) and found else None
+
+
+def _up_replicas(up: dict[str, Any]) -> int:
+    """The bucket replicas a running ``up`` recorded (``--cluster``: min(3, N)), else 1."""
+    found = up.get("replicas")
+    return found if isinstance(found, int) and not isinstance(found, bool) and found > 0 else 1
 
 
 def _path(value: str | None) -> str | None:

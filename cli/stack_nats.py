@@ -6,7 +6,8 @@ leafnode listener, so an edge site can join it (``latticectl up --leaf-of URL``)
 HTTP monitoring port on loopback (``latticectl get servers`` reads ``/varz``). One server
 is a :class:`lattice.localnats.NatsServer` as ``up`` always started it; ``--cluster N`` is a
 :class:`lattice.localcluster.NatsCluster` whose buckets get :func:`replicas_for` replicas; a
-site is a :class:`lattice.localleaf.LeafServer`. In operator mode each server gets its own
+site is a :class:`lattice.localleaf.LeafServer` with, in operator mode, two remotes: the
+lattice's account and the system account. In operator mode each server gets its own
 resolver dir (``AuthStore.server_config`` is a function of it).
 
 :class:`ServerRecord` is what ``state.json`` keeps of each server.
@@ -108,11 +109,17 @@ def start_hub(state_dir: Path, logs: Path, *, size: int, listen: str, auth: Auth
 
 def start_leaf(state_dir: Path, *, hub_leafnode_urls: list[str], site: str,
                auth: AuthConfig, link_creds: str | None, account: str | None,
+               system_link_creds: str | None = None, system_account: str | None = None,
                detach: bool) -> Servers:
     """A leaf-node server for site ``site``, joined to the hub at ``hub_leafnode_urls``
-    (binding ``account`` with ``link_creds`` in operator mode); returns once the link is up."""
-    remote = LeafRemote(tuple(hub_leafnode_urls), credentials=link_creds, account=account)
-    leaf = LeafServer([remote], state_dir / "nats", config_text=auth,
+    (in operator mode binding ``account`` with ``link_creds`` and, given
+    ``system_link_creds``, the system account ``system_account`` too, so account updates
+    reach the site and its advisories reach the hub); returns once every link is up."""
+    urls = tuple(hub_leafnode_urls)
+    remotes = [LeafRemote(urls, credentials=link_creds, account=account)]
+    if system_link_creds is not None:
+        remotes.append(LeafRemote(urls, credentials=system_link_creds, account=system_account))
+    leaf = LeafServer(remotes, state_dir / "nats", config_text=auth,
                       name=f"vinculum-leaf-{site}")
     leaf.start(detach=detach)
     assert leaf.pid is not None

@@ -30,12 +30,15 @@ DEFAULT_LABELS = ("0:leds=12",)
 
 
 async def wait_for_hosts(url: str | NatsOptions, lattice: str, count: int, *,
-                         timeout: float) -> int:
-    """Poll with pings until ``count`` hosts answer or ``timeout`` passes; the count seen."""
+                         timeout: float, names: frozenset[str] | None = None) -> int:
+    """Poll with pings until ``count`` hosts answer (only hosts named in ``names``, if
+    given: a leaf site waits for its own, not for the hub's) or ``timeout`` passes; the
+    count seen."""
     deadline = time.monotonic() + timeout
     seen = 0
     while time.monotonic() < deadline:
-        seen = len(await ping_hosts(url, lattice, timeout=0.5))
+        seen = len([inv for inv in await ping_hosts(url, lattice, timeout=0.5)
+                    if names is None or inv.name in names])
         if seen >= count:
             break
     return seen
@@ -194,7 +197,9 @@ def up(
                    "can command the hosts; use it only on a machine you alone use", err=True)
     state = stack.start(detach=detach)
     try:
-        seen = asyncio.run(wait_for_hosts(state.nats(), state.lattice, hosts, timeout=20.0))
+        own = frozenset(stack.host_name(i) for i in range(hosts)) if leaf_of else None
+        seen = asyncio.run(wait_for_hosts(state.nats(), state.lattice, hosts, timeout=20.0,
+                                          names=own))
         if seen < hosts:
             raise CliError(
                 f"only {seen} of {hosts} hosts answered a ping within 20 s; "

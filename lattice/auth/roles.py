@@ -30,6 +30,16 @@ The roles:
   (``$SYS.ACCOUNT.<account>.CONNECT`` / ``.DISCONNECT``) and nothing else, and publish
   nothing. The agent's advisory watcher (:mod:`lattice.advisories`) uses it to see a
   host's connection close within milliseconds.
+* **leaf-system**: the *system-account* link of a leaf-node site, a second remote beside
+  the ``leaf`` one, also a user of the system account. On a leafnode connection the
+  server reads a user's permissions from the leaf's side: *publish* is what the site may
+  send into the hub, *subscribe* is what the hub may send to the site (measured on
+  nats-server 2.15: the other way round, nothing crosses). The site may send only the
+  connect and disconnect advisories of the lattice's account (so the agent's monitor on
+  the hub sees a site host's connection close); the hub may send only account JWT updates
+  (``$SYS.REQ.CLAIMS.UPDATE`` and ``$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE``, so a revocation
+  pushed on the hub cuts a site host off). A site can push no account JWT into the hub,
+  read no other account's advisories, and answer no system request.
 
 Every role but admin has an inbox prefix of its own (``_INBOX.<host id>``,
 ``_INBOX.agent``, ``_INBOX_apps``), so no role reads the replies meant for another; the
@@ -45,8 +55,13 @@ from lattice import gantry, policy
 from lattice.auth.keys import Permissions
 from lattice.protocol import Subjects
 
-RoleName = Literal["host", "agent", "admin", "apps", "monitor", "leaf"]
-ROLES: tuple[RoleName, ...] = ("host", "agent", "apps", "admin", "leaf", "monitor")
+RoleName = Literal["host", "agent", "admin", "apps", "monitor", "leaf", "leaf-system"]
+ROLES: tuple[RoleName, ...] = ("host", "agent", "apps", "admin", "leaf", "monitor",
+                               "leaf-system")
+#: Roles whose users belong to the system account (signed by its key), not the lattice's.
+SYSTEM_ROLES: tuple[RoleName, ...] = ("monitor", "leaf-system")
+#: Where the servers take account JWT updates (the plain form, and per account).
+CLAIMS_UPDATE_SUBJECTS = ("$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE")
 #: Namespaces no application subject may use.
 RESERVED = ("lattice.>", "$JS.>", "$KV.>", "$O.>", "$SYS.>", "_INBOX.>", "$JSC.>", "$NRG.>")
 
@@ -61,6 +76,8 @@ def inbox_prefix(role: RoleName, host_id: str = "") -> str:
         return "_INBOX_apps"
     if role == "monitor":  # in the system account; it may publish nothing, so no requests
         return "_INBOX_monitor"
+    if role == "leaf-system":  # a server's link: it makes no requests of its own
+        return "_INBOX_leaf_system"
     return f"_INBOX.{role}"
 
 
@@ -173,10 +190,20 @@ def monitor(account_public_key: str) -> Grant:
     ), inbox_prefix("monitor"))
 
 
+def leaf_system(account_public_key: str) -> Grant:
+    """The system-account link of a leaf site: advisories of the lattice's account out of
+    the site (publish), account JWT updates into it (subscribe); nothing else either way.
+    Pure."""
+    return Grant("leaf-system", Permissions(
+        pub_allow=advisory_subjects(account_public_key),
+        sub_allow=CLAIMS_UPDATE_SUBJECTS,
+    ), inbox_prefix("leaf-system"))
+
+
 def grant(role: RoleName, lattice_id: str, host_id: str = "", *,
           account: str = "") -> Grant:
     """The grant of ``role`` (``host_id`` for a host, the lattice account's public key
-    ``account`` for a monitor)."""
+    ``account`` for a monitor and a leaf's system link)."""
     if role == "host":
         if not host_id:
             raise ValueError("a host's grant needs its host id")
@@ -185,4 +212,8 @@ def grant(role: RoleName, lattice_id: str, host_id: str = "", *,
         if not account:
             raise ValueError("a monitor's grant needs the lattice account's public key")
         return monitor(account)
+    if role == "leaf-system":
+        if not account:
+            raise ValueError("a leaf system link's grant needs the lattice account's key")
+        return leaf_system(account)
     return {"agent": agent, "apps": apps, "admin": admin, "leaf": leaf}[role](lattice_id)

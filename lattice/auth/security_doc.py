@@ -57,8 +57,10 @@ def table() -> str:
         lines.append(row.replace(_LATTICE_TOKEN, LATTICE).replace(_HOST_TOKEN, HOST)
                      .replace(_ACCOUNT_TOKEN, ACCOUNT))
     lines += ["", f"`{LATTICE}` is the lattice id, `{HOST}` the host's own id, "
-              f"`{ACCOUNT}` the public key of the lattice's account. monitor is a user "
-              "of the system account; every other role a user of the lattice's account."]
+              f"`{ACCOUNT}` the public key of the lattice's account. monitor and leaf-system "
+              "are users of the system account; every other role a user of the lattice's "
+              "account. On a leafnode link (leaf, leaf-system) publish is what the site "
+              "may send into the hub and subscribe what the hub may send to the site."]
     return "\n".join(lines)
 
 

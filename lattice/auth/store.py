@@ -11,7 +11,8 @@ I/O around :mod:`lattice.auth.keys` and :mod:`lattice.auth.roles`, for ``lattice
     <state-dir>/keys/system.creds         a system-account user (pushes account JWTs)
     <state-dir>/keys/hosts-<L>.json       host name -> user public key, for revoke NAME
     <state-dir>/creds/<name>.creds        user credentials: host-<i>, agent, apps, admin,
-                                          monitor (a system-account user, see below)
+                                          monitor (a system-account user, see below);
+                                          on a leaf site leaf-link and leaf-system-link
 
 Keys are made once and reused by every later ``up`` on the same state dir, so credentials
 issued for a host on another machine stay valid and a revocation survives a restart.
@@ -163,12 +164,13 @@ class AuthStore:
         """Fresh credentials for ``name`` in ``role``, written to ``path`` (default
         ``creds/<name>.creds``); a host's id is derived from its new user key. A
         ``monitor`` is a user of the system account, signed by its key (the server's
-        advisories live there); every other role is a user of the lattice's account."""
+        advisories live there) and a ``leaf-system`` link are users of the system account,
+        signed by its key; every other role is a user of the lattice's account."""
         user = keys.new_key("user")
         host_id = keys.host_id_of(user.public_key) if role == "host" else ""
         account = self.account
         grant = roles.grant(role, self.lattice_id, host_id, account=account.public_key)
-        signer = self.system_account if role == "monitor" else account
+        signer = self.system_account if role in roles.SYSTEM_ROLES else account
         creds = keys.issue_user(signer, name=name, permissions=grant.permissions,
                                 tags=(f"vinculum-role:{role}",
                                       f"{keys.INBOX_TAG}{grant.inbox}"), user=user)
