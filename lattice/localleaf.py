@@ -12,7 +12,9 @@ Operator mode: the leaf runs with the same operator configuration as the hub (it
 resolver dir, the same preloaded accounts), and each remote binds one local account to
 the hub with a user ``.creds`` of that account: the lattice account with a user whose
 permissions let through what the site needs (the admin role lets everything through),
-optionally the system account too, so account updates (revocations) reach the leaf.
+and the system account too, with a system-account user (``latticectl up --leaf-of``
+issues one of the ``leaf-system`` role), so account updates (revocations) reach the leaf
+and the leaf's connect/disconnect advisories reach the hub's monitor.
 
 The leaf has no JetStream of its own by default: its clients use the hub's (KV, object
 store, the lease) through the leaf link, but only by the hub's JetStream domain
