@@ -200,3 +200,22 @@ def test_settings_take_domain_and_replicas_from_up_state(
                                 state_dir=str(tmp_path / "s"), debug=False, nats=flags)
     options = settings.nats()
     assert (options.js_domain, options.js_replicas) == (domain, replicas)
+
+
+@pytest.mark.parametrize(("state", "domain"), [
+    ({"js_domain": "vinculum"}, "vinculum"),
+    (None, None),  # keys but no running up: no domain to tell
+])
+def test_host_creds_prints_the_lattices_domain(
+        tmp_path: Path, state: dict[str, object] | None, domain: str | None) -> None:
+    AuthStore(tmp_path / "s", LATTICE).initialise()
+    if state is not None:
+        _write_state(tmp_path / "s", lattice=LATTICE, **state)
+    ctl = Ctl(tmp_path, tmp_path / "s", LATTICE)
+    made = ctl("host", "creds", "pi", "-o", str(tmp_path / "pi.creds"))
+    assert made.exit_code == 0, made.output
+    cmd = shlex.split(next(line for line in made.output.splitlines()
+                           if line.strip().startswith("lattice-host")))
+    found = cmd[cmd.index("--js-domain") + 1] if "--js-domain" in cmd else None
+    assert found == domain, cmd
+    assert cmd[cmd.index("--creds") + 1] == "pi.creds"
