@@ -68,7 +68,7 @@ def convert(data: Mapping[str, Any], node: yaml.Node, path: str,
         return [], sorted({ManifestIssue(path, node_line(node_at(node, r.loc)),
                                          format_loc(r.loc), r.message) for r in refusals})
     out: list[Manifest] = []
-    issues: list[ManifestIssue] = []
+    issues: dict[tuple[int, str], ManifestIssue] = {}
     for native in natives:
         try:
             out.append(KINDS[native.kind].model_validate(native.data))
@@ -76,9 +76,8 @@ def convert(data: Mapping[str, Any], node: yaml.Node, path: str,
             for err in exc.errors():
                 issue = _issue(path, node, native, err)
                 # one OAM field feeds both documents (an actor's id): report it once
-                if not any(i.line == issue.line and i.field == issue.field for i in issues):
-                    issues.append(issue)
-    return ([], issues) if issues else (out, [])
+                issues.setdefault((issue.line, issue.field), issue)
+    return ([], list(issues.values())) if issues else (out, [])
 
 
 def _issue(path: str, node: yaml.Node, native: Native, err: Any) -> ManifestIssue:
@@ -190,8 +189,9 @@ def _component(r: Reader, comp: _Component, deployment: Native, bindingset: Nati
     if actor:
         entry: dict[str, Any] = {"id": r.text(comp.props.get("id"), (*props_at, "id"))}
         if entry["id"] is None:
-            r.refuse(props_at, f"actor {comp.name!r} is referenced only by its image "
-                     f"{image!r}; vinculum identifies an actor by its public key: add "
+            how = f"is referenced only by its image {image!r}" if image else "has no id"
+            r.refuse(props_at, f"actor {comp.name!r} {how}; vinculum identifies an actor "
+                     "by its public key: add "
                      "properties.id with the module's key (56 characters starting with "
                      "'M', printed by `latticectl actor inspect`)")
         origin: dict[Loc, Loc] = {("id",): (*props_at, "id")}
