@@ -10,6 +10,9 @@ the source's git directory (objects, ``update-ref`` compare-and-swap, ``git note
   :func:`~gitsync.statusformat.without_clock`); an unchanged report makes no commit, and a
   burst is coalesced by a background thread into at most one commit per ``min_interval``
   (1 s): the first change is written at once, the last one of a burst a second later.
+  :meth:`StatusWriter.publish` only hands the report over: rendering its files (seconds
+  for 10,000 deployments and hosts) happens on that thread, so the reconcile that
+  published does not wait for it.
 * For a remote source, notes and the status branch are pushed by the same thread, each
   ref on its own: fetch → add → push without force; a rejected push (the remote moved) is
   fetched, our notes are re-added on the remote's notes and our status tree re-committed
@@ -84,8 +87,10 @@ PUSH_BACKOFF: Final = Backoff(base=1.0, max=30.0)
 
 @dataclass(frozen=True)
 class _Pending:
-    files: dict[str, bytes]
-    stable: dict[str, bytes]
+    """A report to write, as published: rendered to files by the writer's thread."""
+
+    report: StatusReport
+    unclocked: StatusReport
     message: str
 
 
@@ -166,20 +171,17 @@ class StatusWriter:
     # ------------------------------------------------------------------ status branch
     def publish(self, report: StatusReport, *, unclocked: StatusReport | None = None) -> None:
         """Schedule a write of the status branch; no commit when only the clock moved.
-        ``unclocked`` is ``without_clock(report)`` when the caller has computed it."""
-        stable = report_files(unclocked if unclocked is not None else without_clock(report))
+        ``unclocked`` is ``without_clock(report)`` when the caller has computed it. Returns
+        at once: the files are rendered and compared with the branch's by the writer's
+        thread (or :meth:`flush`); a report published before the last one was written
+        replaces it."""
+        stable = unclocked if unclocked is not None else without_clock(report)
         s = report.summary
         message = (f"status: {s.phase} at {s.applied_revision[:12] or '-'} "
                    f"({s.deployments} deployments, {s.bindingsets} binding sets, "
                    f"{s.hosts} hosts)")
-        self._load_committed()
         with self._cond:
-            if stable == self._committed:
-                self._pending = None
-                return
-            if self._pending is not None and self._pending.stable == stable:
-                return
-            self._pending = _Pending(report_files(report), stable, message)
+            self._pending = _Pending(report, stable, message)
             self._cond.notify_all()
 
     def discard(self) -> None:
@@ -253,8 +255,16 @@ class StatusWriter:
         return read_status(self._repo, ref=None if self.remote else STATUS_REF)
 
     def _commit(self, pending: _Pending) -> None:
+        """Render ``pending`` and commit it, unless the branch holds the same but for
+        the clocks."""
+        self._load_committed()
+        stable = report_files(pending.unclocked)
+        with self._cond:
+            if stable == self._committed:
+                return  # only the clock moved: no commit, and no wait for the next one
+        files = report_files(pending.report)
         with self._status_lock:
-            tree = tree_from_files(self._repo, pending.files)
+            tree = tree_from_files(self._repo, files)
             for attempt in range(self.retries + 1):
                 parent = resolve(self._repo, STATUS_REF)
                 if parent is not None and tree_of(self._repo, parent) == tree:
@@ -275,7 +285,7 @@ class StatusWriter:
                     self._status_unpushed = True
                 break
         with self._cond:
-            self._committed = pending.stable
+            self._committed = stable
             self._last_commit = self._clock()
 
     # ------------------------------------------------------------------ pushing
