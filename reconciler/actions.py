@@ -33,8 +33,13 @@ class ActionPhase(IntEnum):
     STOP = 2
 
 
-def start_actor_key(deployment: str, actor_id: str, replica: int) -> str:
+def start_actor_key(deployment: str, actor_id: str, replica: int | str) -> str:
     return f"actor.start/{deployment}/{actor_id}/{replica}"
+
+
+def move_actor_key(deployment: str, actor_id: str, replica: int | str) -> str:
+    """A rebalancing move of a running replica (a start on another host)."""
+    return f"actor.move/{deployment}/{actor_id}/{replica}"
 
 
 def stop_actor_key(host_id: str, actor_id: str, instance_id: str) -> str:
@@ -42,10 +47,14 @@ def stop_actor_key(host_id: str, actor_id: str, instance_id: str) -> str:
 
 
 def start_provider_key(
-    capability_id: str, binding_name: str, vendor_id: str, constraints: tuple[str, ...]
+    capability_id: str, binding_name: str, vendor_id: str, constraints: tuple[str, ...],
+    host_id: str | None = None,
 ) -> str:
-    """One key per provider group: the same provider under another rule set is other work."""
-    return f"provider.start/{capability_id}/{binding_name}/{vendor_id}/{','.join(constraints)}"
+    """One key per provider group: the same provider under another rule set is other work
+    (a daemon's group has one per host)."""
+    at = f"@{host_id}" if host_id is not None else ""
+    return (f"provider.start/{capability_id}/{binding_name}/{vendor_id}/"
+            f"{','.join(constraints)}{at}")
 
 
 def stop_provider_key(host_id: str, capability_id: str, binding_name: str) -> str:
@@ -69,21 +78,30 @@ def pairs(mapping: dict[str, str]) -> Pairs:
 
 @dataclass(frozen=True, slots=True)
 class StartActor:
-    """Start replica ``replica`` of an actor of ``deployment`` on a host the executor picks
-    by auction under ``constraints``, preferring hosts not in ``avoid_hosts`` (hosts that
-    already run another replica of the same deployment and actor)."""
+    """Start replica ``replica`` (``3``, a spread share's ``east-0``, a daemon's host id)
+    of an actor of ``deployment`` on a host the executor picks by auction under
+    ``constraints``, preferring hosts not in ``avoid_hosts`` (hosts that already run
+    another replica of the same deployment and actor) and never one in ``exclude_hosts``
+    (at its ``max_per_host``); or, with ``host_id``, on that host without an auction (a
+    daemon's instance, a rebalancing move). ``move_from`` names the host a move relieves:
+    the executor runs at most one move per deployment per rebalance interval."""
 
     phase: ClassVar[ActionPhase] = ActionPhase.START
     deployment: str
     actor_id: str
-    replica: int
+    replica: int | str
     constraints: tuple[str, ...]
     annotations: Pairs
     avoid_hosts: tuple[str, ...]
     reason: str
+    exclude_hosts: tuple[str, ...] = ()
+    host_id: str | None = None
+    move_from: str | None = None
 
     @property
     def key(self) -> str:
+        if self.move_from is not None:
+            return move_actor_key(self.deployment, self.actor_id, self.replica)
         return start_actor_key(self.deployment, self.actor_id, self.replica)
 
 
@@ -105,8 +123,9 @@ class StopActor:
 @dataclass(frozen=True, slots=True)
 class StartProvider:
     """Start a provider on a host the executor picks by auction under ``constraints``
-    (one that does not run this capability and binding name yet); ``owners`` are the
-    deployments that need it there."""
+    (one that does not run this capability and binding name yet), or with ``host_id`` on
+    that host without an auction (a daemon's instance); ``owners`` are the deployments
+    that need it there."""
 
     phase: ClassVar[ActionPhase] = ActionPhase.START
     capability_id: str
@@ -116,11 +135,12 @@ class StartProvider:
     annotations: Pairs
     owners: tuple[str, ...]
     reason: str
+    host_id: str | None = None
 
     @property
     def key(self) -> str:
-        return start_provider_key(
-            self.capability_id, self.binding_name, self.vendor_id, self.constraints)
+        return start_provider_key(self.capability_id, self.binding_name, self.vendor_id,
+                                  self.constraints, self.host_id)
 
 
 @dataclass(frozen=True, slots=True)

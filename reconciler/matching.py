@@ -58,6 +58,7 @@ from reconciler.rulesets import (
     OWNER_SEPARATOR,
     REPLICA_LABELS,
     ActorSlots,
+    Move,
     Placed,
     Rules,
     RuleSet,
@@ -73,7 +74,8 @@ from reconciler.rulesets import (
 
 __all__ = [
     "KIND_BINDINGSET", "KIND_DEPLOYMENT", "OWNER_SEPARATOR", "REPLICA_LABELS", "ActorSlots",
-    "Analysis", "BindingMatch", "Matcher", "Placed", "ProviderGroup", "RuleSet", "StaleBinding",
+    "Analysis", "BindingMatch", "Matcher", "Move", "Placed", "ProviderGroup", "RuleSet",
+    "StaleBinding",
     "analyse", "binding_entity", "canonical_rules", "provider_entity",
 ]
 

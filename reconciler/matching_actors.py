@@ -9,8 +9,9 @@ the indexing of hosts whose inventory object it has seen before.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from lattice.manifests import DesiredState
 from lattice.protocol import (
@@ -24,10 +25,13 @@ from lattice.protocol import (
     HostInventory,
 )
 from reconciler.memo import LastCall, PerObject
+from reconciler.placement import count_per_host, find_moves, layout, over_limit
 from reconciler.rulesets import (
     KIND_DEPLOYMENT,
     REPLICA_LABELS,
     ActorSlots,
+    Layout,
+    Move,
     RuleSet,
     RuleSets,
     SurplusActor,
@@ -144,18 +148,25 @@ def match_actors(
     labels = REPLICA_LABELS
     limited = any(ha.limited for ha in per_host)
     for name in sorted(desired.deployments):
-        for spec in desired.deployments[name].spec.actors:
+        dep_spec = desired.deployments[name].spec
+        for spec in dep_spec.actors:
             rs = rulesets.get(spec.affinity_rules)
             aid = spec.id
             want = spec.limits_annotation
-            insts: list[ActorInstance | None] = [
-                pop((name, aid, labels[r]), None) for r in range(spec.replicas)]
+            lay = layout(spec, rs, rulesets, hosts) if spec.spread or spec.daemon else None
+            names = lay.labels if lay is not None else labels[:spec.replicas]
+            insts: list[ActorInstance | None] = [pop((name, aid, lbl), None) for lbl in names]
             if dupes:
-                for r in range(spec.replicas):
-                    if (name, aid, labels[r]) in dupes:
-                        insts[r] = _keep_one(dupes.pop((name, aid, labels[r])), hosts, host_of,
-                                             rs, r, surplus, want)
-            if rs.rules:
+                for r, lbl in enumerate(names):
+                    if (name, aid, lbl) in dupes:
+                        found = dupes.pop((name, aid, lbl))
+                        load = count_per_host([*insts, *found], host_of)
+                        insts[r] = _keep_one(found, hosts, host_of,
+                                             lay.rules[r] if lay is not None else rs, r,
+                                             surplus, want, load)
+            if lay is not None:
+                _check_layout(insts, lay, hosts, host_of, surplus)
+            elif rs.rules:
                 verdicts = rs.verdicts
                 for r, there in enumerate(insts):
                     if there is None:
@@ -170,12 +181,50 @@ def match_actors(
                         insts[r] = None
             if limited or want is not None:
                 _check_limits(insts, want, hosts, host_of, surplus)
-            slots.append(ActorSlots(name, aid, rs, insts, want))
+            limit = spec.max_per_host
+            if limit is not None:
+                for r in over_limit(insts, host_of, limit):
+                    there = insts[r]
+                    assert there is not None
+                    host = hosts[host_of[id(there)]]
+                    surplus.append((host, there, f"more than max_per_host {limit} of it "
+                                                 f"run on host {host.name}"))
+                    insts[r] = None
+            moves: tuple[Move, ...] = ()
+            if dep_spec.rebalance and len(insts) > 1 and not (lay and lay.daemon) and all(insts):
+                moves = find_moves(cast(list[ActorInstance], insts), lay, rs, host_of, hosts,
+                                   limit)
+            slots.append(ActorSlots(name, aid, rs, insts, want, lay, limit, moves))
     for key, inst in index.items():
         for each in dupes.get(key, [inst]):
             why = _why_actor_unwanted(desired, *key)
             surplus.append((hosts[host_of[id(each)]], each, why))
+    if surplus and any(s.moves for s in slots):  # no move while instances are stopping
+        busy = {(inst.annotations.get(ANN_NAME), inst.actor_id) for _h, inst, _w in surplus}
+        slots = [s._replace(moves=()) if s.moves and (s.deployment, s.actor_id) in busy
+                 else s for s in slots]
     return slots, surplus, host_of
+
+
+def _check_layout(insts: list[ActorInstance | None], lay: Layout,
+                  hosts: dict[str, HostInventory], host_of: dict[int, str],
+                  surplus: list[SurplusActor]) -> None:
+    """An instance on a host its share (or daemon host) no longer allows is surplus."""
+    for r, there in enumerate(insts):
+        if there is None:
+            continue
+        hid = host_of[id(there)]
+        host = hosts[hid]
+        if lay.daemon and hid != lay.hosts[r]:
+            surplus.append((host, there, f"the daemon instance for host {lay.hosts[r]} "
+                                         f"runs on host {host.name}"))
+            insts[r] = None
+        elif not lay.rules[r].allows(host):
+            share = next((s.name for s in lay.shares if s.first <= r < s.first + s.target),
+                         "")
+            what = f"spread {share} ({lay.rules[r]})" if share else str(lay.rules[r])
+            surplus.append((host, there, f"host {host.name} no longer satisfies {what}"))
+            insts[r] = None
 
 
 def _check_limits(insts: list[ActorInstance | None], want: str | None,
@@ -196,15 +245,19 @@ def _check_limits(insts: list[ActorInstance | None], want: str | None,
 
 def _keep_one(
     found: list[ActorInstance], hosts: dict[str, HostInventory], host_of: dict[int, str],
-    rs: RuleSet, r: int, surplus: list[SurplusActor], want: str | None = None,
+    rs: RuleSet, r: int, surplus: list[SurplusActor], want: str | None,
+    load: Counter[str],
 ) -> ActorInstance:
-    """Several owned instances claim replica ``r``: keep the earliest started (then by
-    host id), preferring those on hosts that satisfy the rules, then those running under
-    the wanted limits (a replacement for new limits wins over the old instance); the rest
-    become surplus. (Instances on ineligible hosts and under other limits are dealt with
-    by the caller's checks.)"""
+    """Several owned instances claim replica ``r``: keep the one on the host running the
+    fewest instances of this actor (``load``: a rebalancing move's new instance wins over
+    the packed one it replaces), then the earliest started (then by host id), preferring
+    those on hosts that satisfy the rules, then those running under the wanted limits (a
+    replacement for new limits wins over the old instance); the rest become surplus.
+    (Instances on ineligible hosts and under other limits are dealt with by the caller's
+    checks.)"""
     keep = min(found, key=lambda i: (not rs.allows(hosts[host_of[id(i)]]),
-                                     i.annotations.get(ANN_LIMITS) != want, i.started_at,
+                                     i.annotations.get(ANN_LIMITS) != want,
+                                     load[host_of[id(i)]], i.started_at,
                                      host_of[id(i)], i.instance_id))
     for inst in found:
         if inst is not keep:
@@ -226,4 +279,10 @@ def _why_actor_unwanted(
     spec = next((a for a in dep.spec.actors if a.id == aid), None)
     if spec is None:
         return f"the actor is no longer part of deployment {name}"
+    if spec.daemon:
+        return (f"host {replica} no longer satisfies the daemon's rules "
+                f"({', '.join(spec.affinity_rules) or 'none'})")
+    if spec.spread:
+        return (f"replica {replica} is not among the {spec.replicas} deployment {name} "
+                f"spreads as {', '.join(s.name for s in spec.spread)}")
     return f"replica {replica} is not among the {spec.replicas} deployment {name} wants"

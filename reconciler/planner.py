@@ -50,8 +50,10 @@ from reconciler.matching import (
     KIND_DEPLOYMENT,
     OWNER_SEPARATOR,
     REPLICA_LABELS,
+    ActorSlots,
     Analysis,
     Matcher,
+    Move,
     binding_entity,
     provider_entity,
 )
@@ -112,10 +114,20 @@ def _actors(found: Analysis, revision: str, out: list[Action]) -> None:
     rev = (ANN_REVISION, revision)
     for slots in found.actors:
         insts = slots.instances
+        for move in slots.moves:
+            _move(found, slots, move, rev, out)
         if all(insts):  # (not `None in insts`: that calls the models' __eq__)
             continue
         name, aid = slots.deployment, slots.actor_id
-        avoid = tuple(sorted({found.host_of(i).host_id for i in insts if i is not None}))
+        lay = slots.layout
+        load: dict[str, int] = {}
+        for i in insts:
+            if i is not None:
+                hid = found.host_of(i).host_id
+                load[hid] = load.get(hid, 0) + 1
+        avoid = tuple(sorted(load))
+        limit = slots.max_per_host
+        full = () if limit is None else tuple(sorted(h for h, n in load.items() if n >= limit))
         named = (ANN_NAME, name)
         # sorted by key: kind < limits < managed-by < name < replica < revision
         head = (_KIND_DEPLOYMENT,) if slots.limits is None else (
@@ -123,13 +135,59 @@ def _actors(found: Analysis, revision: str, out: list[Action]) -> None:
         for r, inst in enumerate(insts):
             if inst is not None:
                 continue
+            if lay is None:
+                out.append(StartActor(
+                    deployment=name, actor_id=aid, replica=r, constraints=slots.rules.rules,
+                    annotations=(*head, _MANAGED, named, _REPLICA_PAIRS[r], rev),
+                    avoid_hosts=avoid, exclude_hosts=full,
+                    reason=f"replica {r} of deployment {name} is not running"))
+                continue
+            label = lay.labels[r]
+            target = lay.hosts[r] if lay.daemon else None
+            why = (f"deployment {name} runs it on every host satisfying {slots.rules}; "
+                   f"host {found.hosts[label].name} has none" if target is not None else
+                   f"replica {label} (spread {_share_of(slots, r)}) of deployment {name} "
+                   f"is not running")
             out.append(StartActor(
-                deployment=name, actor_id=aid, replica=r, constraints=slots.rules.rules,
-                annotations=(*head, _MANAGED, named, _REPLICA_PAIRS[r], rev),
-                avoid_hosts=avoid, reason=f"replica {r} of deployment {name} is not running"))
+                deployment=name, actor_id=aid, replica=label,
+                constraints=lay.rules[r].rules,
+                annotations=(*head, _MANAGED, named, (ANN_REPLICA, label), rev),
+                avoid_hosts=avoid, exclude_hosts=full, host_id=target, reason=why))
     for host, inst, why in found.surplus_actors:
         out.append(StopActor(host_id=host.host_id, actor_id=inst.actor_id,
                              instance_id=inst.instance_id, reason=why))
+
+
+def _share_of(slots: ActorSlots, r: int) -> str:
+    lay = slots.layout
+    for share in lay.shares if lay is not None else ():
+        if share.first <= r < share.first + share.target:
+            return share.name
+    return ""
+
+
+def _move(found: Analysis, slots: ActorSlots, move: Move, rev: tuple[str, str],
+          out: list[Action]) -> None:
+    """A rebalancing move: replica ``move.replica`` started again on the target host, and
+    its instance on the source stopped (the executor holds the stop until the start is
+    observed; matching then keeps the new, less loaded one)."""
+    name = slots.deployment
+    label: int | str = move.replica if slots.layout is None else slots.label(move.replica)
+    head = (_KIND_DEPLOYMENT,) if slots.limits is None else (
+        _KIND_DEPLOYMENT, (ANN_LIMITS, slots.limits))
+    src, dst = found.hosts[move.source], found.hosts[move.target]
+    out.append(StartActor(
+        deployment=name, actor_id=slots.actor_id, replica=label,
+        constraints=slots.rules_of(move.replica).rules,
+        annotations=(*head, _MANAGED, (ANN_NAME, name), (ANN_REPLICA, str(label)), rev),
+        avoid_hosts=(), host_id=move.target, move_from=move.source,
+        reason=f"rebalance: host {src.name} runs {move.source_count} replicas of it, "
+               f"host {dst.name} {move.target_count}; moving replica {label}"))
+    old = slots.instances[move.replica]
+    assert old is not None
+    out.append(StopActor(host_id=src.host_id, actor_id=slots.actor_id,
+                         instance_id=old.instance_id,
+                         reason=f"rebalance: replica {label} moves to host {dst.name}"))
 
 
 def _providers(found: Analysis, revision: str, out: list[Action]) -> None:

@@ -87,6 +87,38 @@ class RuleSets:
         return rs
 
 
+class Share(NamedTuple):
+    """One spread share as placed: its ``target`` replicas are slots ``first`` to
+    ``first + target - 1``, all under ``rules`` (requirements plus affinity rules)."""
+
+    name: str
+    rules: RuleSet
+    target: int
+    first: int
+
+
+class Layout(NamedTuple):
+    """The replicas of one spread or daemon spec: ``labels[r]`` is replica ``r``'s
+    annotation, ``rules[r]`` where it may run, ``hosts[r]`` (daemons) the host it is for."""
+
+    labels: tuple[str, ...]
+    rules: tuple[RuleSet, ...]
+    shares: tuple[Share, ...] = ()
+    hosts: tuple[str, ...] = ()
+    daemon: bool = False
+
+
+class Move(NamedTuple):
+    """Replica ``replica`` (a slot index) of ``slots`` goes from host ``source`` to host
+    ``target``, which has ``target_count`` replicas of it against ``source_count``."""
+
+    replica: int
+    source: str
+    target: str
+    source_count: int
+    target_count: int
+
+
 class ActorSlots(NamedTuple):
     """The replicas of one actor of one deployment: replica ``r`` is served by
     ``instances[r]`` (its host: :meth:`Analysis.host_of`), or by nothing (None)."""
@@ -96,3 +128,14 @@ class ActorSlots(NamedTuple):
     rules: RuleSet
     instances: list[ActorInstance | None]
     limits: str | None = None  #: the ``vinculum.io/limits`` its instances carry
+    layout: Layout | None = None  #: spread shares or daemon hosts (None: plain replicas)
+    max_per_host: int | None = None
+    moves: tuple[Move, ...] = ()  #: rebalancing moves (:mod:`reconciler.placement`)
+
+    def label(self, r: int) -> str:
+        """Replica ``r``'s annotation: ``3``, ``east-0``, or a daemon's host id."""
+        return self.layout.labels[r] if self.layout is not None else REPLICA_LABELS[r]
+
+    def rules_of(self, r: int) -> RuleSet:
+        """Where replica ``r`` may run."""
+        return self.layout.rules[r] if self.layout is not None else self.rules

@@ -4,8 +4,9 @@ Test-only. The strategies build small random desired states (from fixed pools of
 actor ids, capabilities, rules and names, so collisions between desired and observed are
 common) and observed lattices with owned and unowned entities. :func:`apply_plan` is a
 deterministic stand-in for the executor and the hosts: starts go to the least-loaded host
-satisfying the constraints (preferring hosts outside ``avoid_hosts``, then host id), a
-provider only to a host not running that capability and binding name yet; stops and
+satisfying the constraints (preferring hosts outside ``avoid_hosts``, then host id; never
+one in ``exclude_hosts``; a start with a ``host_id`` only to that host), a provider only to
+a host not running that capability and binding name yet; stops and
 deletes remove, and stopping a provider takes its bindings with it, as hosts do.
 bench/bench_planner.py uses the same simulator to build a converged lattice.
 :data:`steps_st` draws what happens between two plans (events, heartbeats, a new desired
@@ -240,6 +241,7 @@ def apply_plan(plan: list[A.Action], observed: Mapping[str, HostInventory]) -> A
     eligible: dict[tuple[str, ...], list[str]] = {}
     out = Applied({})
     serial = 0
+    siblings: dict[tuple[str, str], set[str]] = {}
 
     def candidates(constraints: tuple[str, ...]) -> list[str]:
         if constraints not in eligible:
@@ -253,19 +255,24 @@ def apply_plan(plan: list[A.Action], observed: Mapping[str, HostInventory]) -> A
         clock += timedelta(seconds=1)
         match act:
             case A.StartActor():
-                hids = candidates(act.constraints)
+                hids = [h for h in candidates(act.constraints) if h not in act.exclude_hosts
+                        and act.host_id in (None, h)]
                 if not hids:
                     out.unplaced.add(act.key)
                     continue
-                avoid = set(act.avoid_hosts)
+                # as the executor's deal: hosts of siblings placed in this plan last too
+                avoid = siblings.setdefault((act.deployment, act.actor_id), set())
+                avoid.update(act.avoid_hosts)
                 best = min(hids, key=lambda h: (h in avoid, len(hosts[h].actors), h))
+                avoid.add(best)
                 hosts[best].actors.append(ActorInstance(
                     actor_id=act.actor_id, instance_id=f"sim-a{serial}",
                     annotations=dict(act.annotations), started_at=clock))
             case A.StartProvider():
-                hids = [h for h in candidates(act.constraints) if not any(
-                    (p.capability_id, p.binding_name) == (act.capability_id, act.binding_name)
-                    for p in hosts[h].providers)]
+                hids = [h for h in candidates(act.constraints) if act.host_id in (None, h)
+                        and not any((p.capability_id, p.binding_name)
+                                    == (act.capability_id, act.binding_name)
+                                    for p in hosts[h].providers)]
                 if not hids:
                     out.unplaced.add(act.key)
                     continue

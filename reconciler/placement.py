@@ -1,0 +1,148 @@
+"""Placement beyond affinity: spread shares, daemons, per-host limits and rebalancing moves.
+
+Pure, no I/O. Called by :func:`reconciler.matching_actors.match_actors` (and, for daemon
+providers, by :mod:`reconciler.matching`) while it matches one actor spec; the planner and
+the assessment read what it decides through the analysis. Nomad's habit, in small steps:
+
+* :func:`layout` says which replicas exist and where each may run: ``replicas`` divided
+  over the ``spread`` shares by weight (:func:`divide`, the largest remainder method, ties
+  by share order), replica ``east-0`` belonging to share ``east`` and constrained by its
+  requirements plus the affinity rules; or, for a daemon, one replica per observed host
+  satisfying the rules, named after that host.
+* :func:`over_limit` finds instances above ``max_per_host`` on a host (stopped, and their
+  replicas started again elsewhere, with the full hosts excluded from the auction).
+* :func:`find_moves` proposes moves for an actor spec whose replicas all run: a replica
+  on the most loaded host of its share to the least loaded host that may run it, only
+  when that host would then still be strictly less loaded than the source was before
+  (``c' + 1 < c``), repeated on the placement each move leaves. Every move lowers the sum
+  of squared per-host counts, so moves cannot oscillate and end after a bounded number of
+  steps. A move is a start on the target host and a stop of the old instance in the same
+  plan; the executor holds the stop until the start is observed (make-before-break) and
+  runs at most one move per deployment per rebalance interval. Duplicates of one replica
+  keep the instance on the least loaded host
+  (:func:`reconciler.matching_actors.match_actors`), so the new instance wins.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+from lattice.manifests import ActorSpec
+from lattice.protocol import ActorInstance, HostInventory
+from reconciler.rulesets import Layout, Move, RuleSet, RuleSets, Share
+
+
+def divide(replicas: int, weights: Sequence[int]) -> list[int]:
+    """``replicas`` divided by ``weights``: the largest remainder method, ties by order.
+    ``divide(10, [80, 20]) == [8, 2]``; ``divide(4, [75, 25]) == [3, 1]``. Pure."""
+    total = sum(weights)
+    if not total:
+        return [0 for _ in weights]
+    exact = [replicas * w for w in weights]  # numerators over ``total``
+    counts = [e // total for e in exact]
+    left = replicas - sum(counts)
+    order = sorted(range(len(weights)), key=lambda i: (-(exact[i] % total), i))
+    for i in order[:left]:
+        counts[i] += 1
+    return counts
+
+
+def layout(spec: ActorSpec, rs: RuleSet, rulesets: RuleSets,
+           hosts: Mapping[str, HostInventory]) -> Layout | None:
+    """The replicas of ``spec`` (None: a plain spec, replicas ``0`` to ``n-1`` under
+    ``rs``). Pure: reads the hosts' labels for daemons."""
+    if spec.daemon:
+        ids = tuple(sorted(h for h, inv in hosts.items() if rs.allows(inv)))
+        return Layout(ids, (rs,) * len(ids), (), ids, daemon=True)
+    if not spec.spread:
+        return None
+    counts = divide(spec.replicas, [s.weight for s in spec.spread])
+    labels: list[str] = []
+    rules: list[RuleSet] = []
+    shares: list[Share] = []
+    for s, n in zip(spec.spread, counts, strict=True):
+        srs = rulesets.get([*spec.affinity_rules, *s.requirements])
+        shares.append(Share(s.name, srs, n, len(labels)))
+        labels.extend(f"{s.name}-{i}" for i in range(n))
+        rules.extend([srs] * n)
+    return Layout(tuple(labels), tuple(rules), tuple(shares))
+
+
+def over_limit(insts: Sequence[ActorInstance | None], host_of: Mapping[int, str],
+               limit: int) -> list[int]:
+    """The slots whose instance exceeds ``limit`` on its host: on each host, those beyond
+    the first ``limit`` by slot order. Pure."""
+    seen: Counter[str] = Counter()
+    out = []
+    for r, inst in enumerate(insts):
+        if inst is None:
+            continue
+        hid = host_of[id(inst)]
+        seen[hid] += 1
+        if seen[hid] > limit:
+            out.append(r)
+    return out
+
+
+def count_per_host(insts: Sequence[ActorInstance | None], host_of: Mapping[int, str]
+             ) -> Counter[str]:
+    """How many of ``insts`` run on each host. Pure."""
+    return Counter(host_of[id(i)] for i in insts if i is not None)
+
+
+def find_moves(insts: Sequence[ActorInstance], lay: Layout | None, rs: RuleSet,
+               host_of: Mapping[int, str], hosts: Mapping[str, HostInventory],
+               limit: int | None) -> tuple[Move, ...]:
+    """The moves that strictly improve the spread of ``insts`` (every slot filled), each
+    planned on the placement the earlier ones leave (see the module docstring for the
+    rule); empty when there is nothing to improve. Pure; deterministic: the most loaded
+    source first (then host id), the least loaded target (then host id), the source's
+    last replica of the share."""
+    where = [host_of[id(i)] for i in insts]
+    counts = Counter(where)
+    if len(counts) == len(where):
+        return ()  # one per host: nothing to improve
+    shares = lay.shares if lay is not None and lay.shares else (
+        Share("", rs, len(insts), 0),)
+    ids = sorted(hosts)
+    moves: list[Move] = []
+    for _ in range(len(where)):  # each move lowers the sum of squares: bounded anyway
+        move = _best_move(where, counts, shares, ids, hosts, limit)
+        if move is None:
+            break
+        moves.append(move)
+        where[move.replica] = move.target
+        counts[move.source] -= 1
+        counts[move.target] += 1
+    return tuple(moves)
+
+
+def _best_move(where: list[str], counts: Counter[str], shares: Sequence[Share],
+               ids: Sequence[str], hosts: Mapping[str, HostInventory],
+               limit: int | None) -> Move | None:
+    best: Move | None = None
+    for share in shares:
+        slots = range(share.first, share.first + share.target)
+        if not slots:
+            continue
+        src = min({where[r] for r in slots}, key=lambda h: (-counts[h], h))
+        c = counts[src]
+        if c < 2:
+            continue
+        target: str | None = None
+        tc = c
+        for hid in ids:
+            n = counts.get(hid, 0)
+            if n + 1 >= c or n >= tc or (limit is not None and n + 1 > limit):
+                continue
+            if share.rules.allows(hosts[hid]):
+                target, tc = hid, n
+                if n == 0:
+                    break
+        if target is None:
+            continue
+        r = max(r for r in slots if where[r] == src)
+        if best is None or c - tc > best.source_count - best.target_count:
+            best = Move(r, src, target, c, tc)
+    return best
