@@ -297,10 +297,11 @@ def validate_document(data: Any, node: yaml.Node, path: str) -> Manifest | list[
                               f"missing; expected one of {', '.join(KINDS)}")]
     model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
-        hint = _did_you_mean(str(kind), list(KINDS))
+        hint = _did_you_mean(str(kind), [*KINDS, oam.APPLICATION])
         return [ManifestIssue(path, node_line(node_at(node, ("kind",))), "kind",
                               f"unknown kind {kind!r}; expected one of "
-                              f"{', '.join(KINDS)}{hint}")]
+                              f"{', '.join(KINDS)} or wadm's Application (apiVersion "
+                              f"{oam.OAM_API_VERSION}){hint}")]
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -226,6 +226,13 @@ def test_every_refusal_of_a_document_is_reported_at_once() -> None:
                                                   "app.yaml:14"]
 
 
+def test_a_misspelt_kind_is_told_about_application() -> None:
+    _, errors = convert_text("kind: Applicaton\nmetadata: {name: x}\n")
+    assert errors == ["app.yaml:1: kind: unknown kind 'Applicaton'; expected one of "
+                      "Deployment, BindingSet or wadm's Application (apiVersion "
+                      "core.oam.dev/v1beta1) (did you mean 'Application'?)"]
+
+
 def test_native_documents_are_not_mistaken_for_oam() -> None:
     assert not is_application(yaml.safe_load(DEPLOYMENT))
     assert is_application({"kind": "Application"})
