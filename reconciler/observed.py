@@ -13,12 +13,17 @@ copy of what already runs.
 :meth:`snapshot` hands the planner an immutable view (a host whose heartbeat says nothing
 new keeps its inventory object, so the planner's per-host memos hold); the executor checks
 against it that what a host acked has happened (confirmation by event or inventory).
+
+:meth:`ObservedState.decode_ping` parses ping answers, and an answer whose bytes are those
+of the host's last answer but for its uptime is not parsed again: at 10,000 hosts a
+resync's ping is 10,000 answers, nearly all unchanged.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -36,6 +41,7 @@ from lattice.protocol import (
     HostStopped,
     ProviderEvent,
     ProviderInstance,
+    decode,
 )
 
 log = logging.getLogger(__name__)
@@ -75,6 +81,8 @@ class ObservedState:
         #: no host can have missed its heartbeats before this time (a lower bound: seen
         #: hosts only move their deadline later), so :meth:`expire` need not look sooner
         self._next_expiry = float("-inf")
+        #: the last ping's answers, uptime cut out -> their inventory (see decode_ping)
+        self._answers: dict[bytes, HostInventory] = {}
 
     # ------------------------------------------------------------------ reading
     @property
@@ -100,6 +108,25 @@ class ObservedState:
         self._next_expiry = float("-inf")
         self.version += 1
 
+    def decode_ping(self, answers: Sequence[bytes]) -> list[HostInventory]:
+        """The inventories in the ping answers ``answers`` (unreadable ones dropped and
+        logged). An answer that is byte for byte the one its host gave to the last ping,
+        but for ``uptime_s``, gives the inventory parsed then (uptime is not compared,
+        :data:`_VOLATILE`); only the last ping's answers are kept."""
+        known, seen = self._answers, {}
+        out = []
+        for data in answers:
+            key = _UPTIME.sub(b"", data, count=1)
+            inv = known.get(key)
+            if inv is None:
+                inv = decode(HostInventory, data, subject="ping answer")
+                if inv is None:
+                    continue
+            seen[key] = inv
+            out.append(inv)
+        self._answers = seen
+        return out
+
     def merge_ping(self, inventories: list[HostInventory]) -> list[str]:
         """Take fresh inventories from a ping without dropping hosts that did not answer
         (they may have been slow); returns the ids of hosts new to us."""
@@ -109,7 +136,7 @@ class ObservedState:
             old = self._hosts.get(inv.host_id)
             if old is None:
                 new.append(inv.host_id)
-            elif _unchanged(old.inventory, inv):
+            elif old.inventory is inv or _unchanged(old.inventory, inv):
                 old.last_seen = now  # keep the object: the planner's memos stay valid
                 continue
             self._put(inv, now)
@@ -267,6 +294,8 @@ class ObservedState:
 
 #: inventory fields that change on every heartbeat without anything having changed
 _VOLATILE = frozenset({"uptime_s"})
+#: ``uptime_s`` in an encoded inventory (pydantic writes a float: digits, '.', 'e', sign)
+_UPTIME = re.compile(rb'"uptime_s":[-+0-9.eE]+,?')
 _COMPARED = tuple(f for f in HostInventory.model_fields if f not in _VOLATILE)
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from lattice.clock import ManualClock
 from lattice.ids import random_host_id
-from lattice.protocol import EventType, HostInventory, make_event
+from lattice.protocol import EventType, HostInventory, encode, make_event
 from reconciler.observed import ObservedState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -68,3 +68,21 @@ def test_reset_looks_again() -> None:
     o.reset([inv(b, 1.0)])
     clock.advance(3.1)
     assert o.expire() == [b]
+
+
+def test_decode_ping_reuses_an_answer_that_only_changed_its_uptime() -> None:
+    o = ObservedState()
+    h = random_host_id()
+    first = inv(h, 30.0, zone="a").model_copy(update={"uptime_s": 1.5})
+    [a] = o.decode_ping([encode(first)])
+    assert a == first
+    o.reset([a])
+    later = first.model_copy(update={"uptime_s": 2.25e3})
+    [b] = o.decode_ping([encode(later)])
+    assert b is a  # not parsed again: the planner's per-host memos hold
+    assert o.merge_ping([b]) == []
+    moved = first.model_copy(update={"labels": {"zone": "b"}, "uptime_s": 3.0})
+    [c] = o.decode_ping([encode(moved), b"not json"])
+    assert c.labels == {"zone": "b"} and c is not a
+    o.merge_ping([c])
+    assert o.get(h) is c
