@@ -43,10 +43,8 @@ from lattice.natsutil import connect, scatter_gather
 from lattice.protocol import (
     ActorEvent,
     EventType,
-    HostInventory,
     PingRequest,
     Subjects,
-    decode,
     decode_event,
     encode,
     utcnow,
@@ -204,7 +202,7 @@ class Agent:
         assert self.nc is not None
         msgs = await scatter_gather(self.nc, self.subjects.ping, encode(PingRequest()),
                                     timeout=0.5, max_replies=len(self.observed) or None)
-        invs = [i for m in msgs if (i := decode(HostInventory, m.data)) is not None]
+        invs = self.observed.decode_ping([m.data for m in msgs])  # issue 15: cached
         if replace:
             self.observed.reset(invs)
         elif self.observed.merge_ping(invs) and self.executor is not None:
