@@ -5,7 +5,8 @@ It wires the parts together and owns no logic of its own beyond *when* to reconc
 * a new head of the watched branch (:func:`gitsync.watch.watch_heads`) is evaluated (under
   ``--verify-commits``, its signature first: :mod:`gitsync.verify`); a valid one becomes
   the desired state, an invalid or untrusted one is noted ``Invalid`` with its reason and
-  the last valid desired state stays in force;
+  the last valid desired state stays in force; in a burst only the newest head is
+  followed, and what it supersedes is noted so (:mod:`reconciler.follow`);
 * lattice events update :class:`~reconciler.observed.ObservedState`; a host joining or
   leaving, or an owned entity stopping, wakes the loop (self-healing);
 * a periodic full resync (APScheduler) re-pings the lattice and corrects drift;
@@ -58,6 +59,7 @@ from reconciler.config import AgentConfig
 from reconciler.crashes import CrashTracker
 from reconciler.errors import Failure
 from reconciler.executor import Executor
+from reconciler.follow import SETTLE, Follow
 from reconciler.lease import Lease
 from reconciler.liveness import Liveness
 from reconciler.matching import Matcher
@@ -70,7 +72,7 @@ from reconciler.report import (
     source_condition,
     status_report,
 )
-from reconciler.revision import Revision, revision_note
+from reconciler.revision import Revision, evaluated, revision_note
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ class Agent:
         self.desired: DesiredState | None = None
         self.applied: Revision | None = None  # last valid revision, in force
         self.refused: Revision | None = None  # newest invalid revision, if newer
+        self.follow = Follow()  # the heads seen, and the Superseded notes owed
         self.wake = asyncio.Event()
         self.nudge = asyncio.Event()
         self.resync_due = False
@@ -211,26 +214,23 @@ class Agent:
     async def _watch(self, stop: asyncio.Event) -> None:
         assert self.source is not None
         async for sha in watch_heads(self.source, interval=self.config.interval, stop=stop,
-                                     nudge=self.nudge, on_health=lambda _h: self.wake.set()):
+                                     nudge=self.nudge, on_health=lambda _h: self.wake.set(),
+                                     settle=SETTLE, busy=lambda: Follow.busy(self.applied)):
             await self._evaluate(sha)
 
     async def _evaluate(self, sha: str) -> None:
         assert self.source is not None
         ev = await asyncio.to_thread(self.source.evaluate, sha, verify=self.verifier)
-        rev = Revision(sha=sha, first_seen=utcnow(),
-                        signature=ev.signature.record() if ev.signature else None)
+        rev = evaluated(sha, ev)
+        self.follow.seen(sha)
         if ev.desired is None:
-            rev.errors = list(ev.errors)
-            rev.phase = Phase.INVALID
-            rev.reason = ev.reason
             self.refused = rev
             log.warning("revision %s refused (%s): %s; %s stays in force", sha[:8], ev.reason,
                         ev.errors[0] if len(ev.errors) == 1 else f"{len(ev.errors)} errors",
                         self.applied.sha[:8] if self.applied else "nothing")
             await self._write_note(rev, Phase.INVALID, "; ".join(ev.errors[:3]))
         else:
-            if self.applied is None or self.applied.sha != sha:
-                self.applied = rev
+            self.applied = self.follow.replaced(self.applied, rev)  # the old one: Superseded
             self.refused = None
             self.desired = ev.desired
             log.info("revision %s: %d deployments, %d binding sets", sha[:8],
@@ -262,6 +262,8 @@ class Agent:
         failed = 0  # passes in a row that raised
         retry_in: float | None = None  # when the last of them runs again
         while not stop.is_set():
+            await self.follow.note_superseded(  # owed notes, while there is nothing to do
+                self.source, self._write_note, until=(self.wake, stop))
             timeout = min((t for t in (self.executor.next_retry_in(), retry_in)
                            if t is not None), default=None)
             await wait_any(self.wake, stop, timeout=timeout)
@@ -306,12 +308,12 @@ class Agent:
     async def reconcile_once(self) -> Phase:
         """One pass: plan, execute, assess, write status. Returns the phase. Status is
         written from one ``finally``, on every exit: a pass that raises reports
-        ``Degraded`` with the error among the executor's failures, then re-raises."""
+        ``Degraded`` with the error among the executor's failures, then re-raises. A newer
+        valid revision ends the pass between the executor's phases; its own pass reports."""
         assert self.executor is not None and self.desired is not None
         assert self.applied is not None
         self.reconciles += 1
-        ex = self.executor
-        desired = self.desired
+        ex, desired, rev = self.executor, self.desired, self.applied
         phase = Phase.DEGRADED  # unless the pass gets to its verdict
         try:
             actions = plan(desired, self.observed.snapshot(), matcher=self.matcher)
@@ -324,7 +326,9 @@ class Agent:
                 # not flap.
                 if self.applied.phase is not Phase.DEGRADED and ex.runnable(actions):
                     await self._report(desired, Phase.PROGRESSING, note=False)
-                await ex.execute(actions)
+                await ex.execute(actions, superseded=lambda: self.applied is not rev)
+            if self.applied is not rev:
+                return Phase.PROGRESSING  # superseded: the next pass (woken) takes over
             remaining = (plan(desired, self.observed.snapshot(), matcher=self.matcher)
                          if actions else [])
             if not remaining:
@@ -338,7 +342,8 @@ class Agent:
             ex.failures[PASS_FAILED] = Failure(f"reconcile failed: {type(exc).__name__}: {exc}")
             raise
         finally:
-            await self._report(desired, phase)
+            if self.applied is rev:
+                await self._report(desired, phase)
 
     async def _report(self, desired: DesiredState, phase: Phase, *, note: bool = True) -> None:
         """Assess and publish the status branch; with ``note``, also (re)write the note on

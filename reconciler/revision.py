@@ -2,7 +2,9 @@
 
 The agent keeps two: the applied revision (the last valid one, in force) and the refused
 one (the newest invalid or untrusted head, when newer). :func:`revision_note` turns one
-into the :class:`~lattice.status.RevisionNote` that ``git notes`` carries on the commit.
+into the :class:`~lattice.status.RevisionNote` that ``git notes`` carries on the commit;
+:func:`evaluated` makes one from :meth:`gitsync.source.GitSource.evaluate`'s verdict. A
+revision replaced before it was ``Synced`` is noted ``Superseded`` (:mod:`reconciler.follow`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from gitsync.health import SourceHealth
+from gitsync.source import Evaluation
 from lattice.protocol import utcnow
 from lattice.status import CommitSignature, EntityCount, Phase, RevisionNote
 from reconciler.report import Counts
@@ -27,6 +30,16 @@ class Revision:
     counts: Counts = ()
     reason: str = ""  # why it is Invalid
     signature: CommitSignature | None = None  # the policy's verdict, when there is one
+
+
+def evaluated(sha: str, ev: Evaluation) -> Revision:
+    """The revision ``sha`` as first seen, with ``ev``'s errors and reason when it is
+    ``Invalid`` (its phase set: the note says so at once). Pure but for the clock."""
+    rev = Revision(sha=sha, first_seen=utcnow(),
+                   signature=ev.signature.record() if ev.signature else None)
+    if ev.desired is None:
+        rev.errors, rev.phase, rev.reason = list(ev.errors), Phase.INVALID, ev.reason
+    return rev
 
 
 def revision_note(
