@@ -85,8 +85,11 @@ class Auctioneer:
                 dealt[act.key] = host
         return dealt
 
-    async def auction(self, req: AuctionRequest, *, avoid: set[str]) -> str:
-        """The host to run ``req``: the least loaded bidder (outside ``avoid`` if any).
+    async def auction(self, req: AuctionRequest, *, avoid: set[str],
+                      exclude: set[str] | None = None) -> str:
+        """The host to run ``req``: the least loaded bidder (outside ``avoid`` if any),
+        never one in ``exclude`` (hosts at the entity's ``max_per_host``: their bids do
+        not count).
 
         The auction ends when every known host answered, after ``bid_timeout``, or as soon
         as a bid that cannot be beaten is in: an idle host (no load, none pending from this
@@ -98,6 +101,7 @@ class Auctioneer:
         replies: list[AuctionReply] = []
         seen = 0
         pending = self.pending
+        excluded = exclude or set()
 
         chosen: list[str] = []
 
@@ -107,6 +111,9 @@ class Auctioneer:
                 r = decode(AuctionReply, m.data, subject=m.subject)
                 if r is None or r.auction_id != req.auction_id:
                     continue
+                if r.host_id in excluded and r.bid:
+                    r = r.model_copy(update={"bid": False,
+                                             "reason": "at the entity's max_per_host"})
                 replies.append(r)
                 if (not chosen and r.bid and r.load == 0 and not pending[r.host_id]
                         and r.host_id not in avoid):

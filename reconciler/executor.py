@@ -39,6 +39,7 @@ from lattice.errors import PermanentError, TransientError
 from lattice.protocol import (
     ANN_KIND,
     ANN_NAME,
+    ANN_REPLICA,
     AuctionRequest,
     CommandAck,
     DeleteBindingCommand,
@@ -87,6 +88,7 @@ class Executor:
         command_timeout: float = 5.0,
         confirm_timeout: float = 5.0,
         concurrency: int = 32,
+        rebalance_interval: float = 10.0,
         backoff: Backoff = RETRY,
         rng: random.Random | None = None,
         clock: Clock = monotonic,
@@ -111,6 +113,9 @@ class Executor:
         #: stop key -> why it waits for its replacement (the last pass's :meth:`held_back`)
         self.held: dict[str, str] = {}
         self.commands_sent = 0
+        #: at most one rebalancing move per deployment per this many seconds
+        self.rebalance_interval = rebalance_interval
+        self._moved_at: dict[str, float] = {}  # deployment -> when its last move started
 
     # ------------------------------------------------------------------ bookkeeping
     def runnable(self, actions: Iterable[A.Action]) -> list[A.Action]:
@@ -164,23 +169,18 @@ class Executor:
         self.retries.forget(keep)
 
     # ------------------------------------------------------------------ running
-    async def execute(self, actions: list[A.Action], *,
-                      superseded: Callable[[], bool] | None = None) -> int:
+    async def execute(self, actions: list[A.Action]) -> int:
         """Run ``actions`` (the whole plan of this pass) phase by phase; returns how many
         succeeded. Stops whose replacement is not confirmed yet are held back
-        (:meth:`held_back`). Before each phase, ``superseded()`` true (a newer revision is
-        in force) ends the pass: its remaining phases would serve an outdated plan."""
+        (:meth:`held_back`)."""
         todo = self.runnable(actions)
         done = 0
         for phase in sorted({a.phase for a in todo}):
             batch = [a for a in todo if a.phase == phase]
             if phase == A.ActionPhase.START:
                 self._dealt.update(await self.auctions.deal(
-                    [a for a in batch if isinstance(a, A.StartActor)]))
-            if superseded is not None and superseded():
-                log.info("pass superseded by a newer revision: %s and later phases skipped",
-                         phase.name)
-                break
+                    [a for a in batch if isinstance(a, A.StartActor) and a.host_id is None
+                     and not a.exclude_hosts]))
             if phase == A.ActionPhase.STOP:  # after the starts: their outcome counts
                 held = self.held_back(actions)
                 for key in held.keys() - self.held.keys():
@@ -203,20 +203,30 @@ class Executor:
         planner stops asking for the start. A stop without a replacement (removed from git)
         is not held. One exception keeps a provider swap on a full lattice from deadlocking:
         a host runs one provider per capability and binding name, so when the replacement is
-        unplaced and the stop's host satisfies its rules, the stop goes first."""
+        unplaced and the stop's host satisfies its rules, the stop goes first. A
+        rebalancing move (a start with ``move_from``) holds only the stop of the instance
+        it replaces (same replica, on ``move_from``), so one move waiting out the
+        rebalance interval does not hold the stops of moves already made."""
         actors: set[tuple[str, str]] = set()
+        moves: set[tuple[str, str, str, str]] = set()  # (deployment, actor, from, replica)
         providers: dict[tuple[str, str], list[A.StartProvider]] = {}
         for act in actions:
             if isinstance(act, A.StartActor):
-                actors.add((act.deployment, act.actor_id))
+                if act.move_from is None:
+                    actors.add((act.deployment, act.actor_id))
+                else:
+                    moves.add((act.deployment, act.actor_id, act.move_from, str(act.replica)))
             elif isinstance(act, A.StartProvider):
                 providers.setdefault((act.capability_id, act.binding_name), []).append(act)
         held: dict[str, str] = {}
         for act in actions:
-            if isinstance(act, A.StopActor) and actors:
-                dep = _deployment_of(self.observed, act.host_id, act.instance_id)
+            if isinstance(act, A.StopActor) and (actors or moves):
+                dep, replica = _deployment_of(self.observed, act.host_id, act.instance_id)
                 if dep is not None and (dep, act.actor_id) in actors:
                     held[act.key] = f"its replacement in deployment {dep} is not running yet"
+                elif dep is not None and (dep, act.actor_id, act.host_id, replica) in moves:
+                    held[act.key] = (f"replica {replica} of deployment {dep} moves: its new "
+                                     f"instance is not running yet")
             elif isinstance(act, A.StopProvider):
                 starts = providers.get((act.capability_id, act.binding_name), [])
                 inv = self.observed.get(act.host_id)
@@ -287,25 +297,43 @@ class Executor:
             host_id, self._clock() + self.confirm_timeout, confirmed)
 
     async def _start_actor(self, act: A.StartActor) -> None:
+        """Start by auction, or on ``act.host_id`` (a daemon's instance, a move). A move
+        waits while its deployment moved less than ``rebalance_interval`` ago: it is held
+        in flight, unconfirmable, until then (the agent wakes at its deadline)."""
         dealt = self._dealt.pop(act.key, None)
         if isinstance(dealt, Exception):
             raise dealt
-        if dealt is not None:
+        if act.host_id is not None:
+            host = act.host_id
+            if act.move_from is not None:
+                now = self._clock()
+                ready = self._moved_at.get(act.deployment, now - self.rebalance_interval) \
+                    + self.rebalance_interval
+                if now < ready:
+                    self._inflight[act.key] = _Flight(host, ready, lambda o: False)
+                    return
+                self._moved_at[act.deployment] = now
+                log.info("rebalance %s: %s", act.deployment, act.reason)
+        elif dealt is not None:
             host = dealt
         else:
             req = AuctionRequest(kind="actor", actor_id=act.actor_id,
                                  constraints=list(act.constraints))
-            host = await self.auctions.auction(req, avoid=set(act.avoid_hosts))
+            host = await self.auctions.auction(req, avoid=set(act.avoid_hosts),
+                                               exclude=set(act.exclude_hosts))
         ack = await self._command(host, StartActorCommand(actor_id=act.actor_id,
                                                        annotations=dict(act.annotations)))
         iid = ack.instance_id or ""
         self._fly(act, host, lambda o: _has_actor(o, host, iid))
 
     async def _start_provider(self, act: A.StartProvider) -> None:
-        req = AuctionRequest(kind="provider", capability_id=act.capability_id,
-                             binding_name=act.binding_name, vendor_id=act.vendor_id,
-                             constraints=list(act.constraints))
-        host = await self.auctions.auction(req, avoid=set())
+        if act.host_id is not None:  # a daemon's instance: its host is known
+            host = act.host_id
+        else:
+            req = AuctionRequest(kind="provider", capability_id=act.capability_id,
+                                 binding_name=act.binding_name, vendor_id=act.vendor_id,
+                                 constraints=list(act.constraints))
+            host = await self.auctions.auction(req, avoid=set())
         await self._command(host, StartProviderCommand(
             capability_id=act.capability_id, binding_name=act.binding_name,
             vendor_id=act.vendor_id, annotations=dict(act.annotations)))
@@ -328,13 +356,14 @@ class Executor:
         return ack
 
 
-def _deployment_of(o: ObservedState, host: str, iid: str) -> str | None:
-    """The deployment that owns actor instance ``iid`` on ``host``, if any."""
+def _deployment_of(o: ObservedState, host: str, iid: str) -> tuple[str | None, str]:
+    """The deployment that owns actor instance ``iid`` on ``host`` (if any), and the
+    replica it serves there."""
     inv = o.get(host)
     for a in inv.actors if inv is not None else ():
         if a.instance_id == iid and a.annotations.get(ANN_KIND) == KIND_DEPLOYMENT:
-            return a.annotations.get(ANN_NAME)
-    return None
+            return a.annotations.get(ANN_NAME), a.annotations.get(ANN_REPLICA, "")
+    return None, ""
 
 
 def _has_actor(o: ObservedState, host: str, iid: str) -> bool:
