@@ -35,7 +35,7 @@ The rules, in short (docs/architecture.md has the long form):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import NamedTuple, cast
@@ -52,6 +52,7 @@ from lattice.protocol import (
 )
 from reconciler.matching_actors import ActorIndexes, match_actors
 from reconciler.memo import LastCall, PerObject
+from reconciler.placement import DaemonGroup, match_daemons
 from reconciler.rulesets import (
     KIND_BINDINGSET,
     KIND_DEPLOYMENT,
@@ -74,8 +75,8 @@ from reconciler.rulesets import (
 
 __all__ = [
     "KIND_BINDINGSET", "KIND_DEPLOYMENT", "OWNER_SEPARATOR", "REPLICA_LABELS", "ActorSlots",
-    "Analysis", "BindingMatch", "Matcher", "Move", "Placed", "ProviderGroup", "RuleSet",
-    "StaleBinding",
+    "Analysis", "BindingMatch", "DaemonGroup", "Matcher", "Move", "Placed", "ProviderGroup",
+    "RuleSet", "StaleBinding",
     "analyse", "binding_entity", "canonical_rules", "provider_entity",
 ]
 
@@ -132,6 +133,9 @@ class Analysis:
     surplus_bindings: list[SurplusBinding]
     actor_hosts: dict[int, str]
     hosts: dict[str, HostInventory]
+    #: daemon providers, and the group of each (owner, key) among them
+    daemons: list[DaemonGroup] = field(default_factory=list)
+    daemon_of: dict[tuple[str, ProviderKey], DaemonGroup] = field(default_factory=dict)
 
     def host_of(self, inst: ActorInstance) -> HostInventory:
         """The host running an owned actor instance found by this analysis."""
@@ -183,11 +187,12 @@ def _analyse(actor_indexes: ActorIndexes, lattice_bindings: _BindingsMemo,
     rulesets = RuleSets()
     by_id = {h.host_id: h for h in hosts}
     actors, surplus_actors, actor_hosts = match_actors(desired, by_id, rulesets, actor_indexes)
-    groups, group_of, surplus_providers = _match_providers(desired, hosts, rulesets)
+    groups, group_of, surplus_providers, daemons = _match_providers(desired, hosts, rulesets)
     stopping = {(h.host_id, p.capability_id, p.binding_name) for h, p, _ in surplus_providers}
     bindings, surplus_bindings = _match_bindings(desired, hosts, stopping, lattice_bindings)
+    daemon_of = {(owner, d.key): d for d in daemons for owner in d.owners}
     return Analysis(actors, surplus_actors, groups, group_of, surplus_providers,
-                    bindings, surplus_bindings, actor_hosts, by_id)
+                    bindings, surplus_bindings, actor_hosts, by_id, daemons, daemon_of)
 
 
 # ---------------------------------------------------------------- providers
@@ -195,12 +200,14 @@ def _analyse(actor_indexes: ActorIndexes, lattice_bindings: _BindingsMemo,
 def _match_providers(
     desired: DesiredState, hosts: list[HostInventory], rulesets: RuleSets
 ) -> tuple[list[ProviderGroup], dict[tuple[str, ProviderKey], ProviderGroup],
-           list[SurplusProvider]]:
+           list[SurplusProvider], list[DaemonGroup]]:
     needs: dict[ProviderKey, dict[Rules, list[str]]] = {}
+    daemon_needs: dict[ProviderKey, dict[Rules, list[str]]] = {}
     for name in sorted(desired.deployments):
         for spec in desired.deployments[name].spec.providers:
             rules = rulesets.get(spec.affinity_rules).rules
-            needs.setdefault(spec.key, {}).setdefault(rules, []).append(name)
+            into = daemon_needs if spec.daemon else needs
+            into.setdefault(spec.key, {}).setdefault(rules, []).append(name)
     running: dict[tuple[str, str], list[Served]] = {}
     for host in hosts:
         for inst in host.providers:
@@ -223,6 +230,10 @@ def _match_providers(
             groups.append(group)
             for owner in owners:
                 group_of[(owner, key)] = group
+    daemons = match_daemons(daemon_needs, hosts, rulesets, chosen)
+    for key, by_rules in daemon_needs.items():  # for the reasons of what is surplus
+        for rules, names in by_rules.items():
+            needs.setdefault(key, {}).setdefault(rules, []).extend(names)
 
     surplus: list[SurplusProvider] = []
     for served in running.values():
@@ -232,7 +243,7 @@ def _match_providers(
                     and (host.host_id, inst.instance_id) not in chosen):
                 why = _why_provider_unwanted(host, inst, needs, rulesets)
                 surplus.append((host, inst, why))
-    return groups, group_of, surplus
+    return groups, group_of, surplus, daemons
 
 
 def _provider_rank(owners: tuple[str, ...]) -> Callable[[Served], _Rank]:

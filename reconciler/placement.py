@@ -9,6 +9,8 @@ the assessment read what it decides through the analysis. Nomad's habit, in smal
   by share order), replica ``east-0`` belonging to share ``east`` and constrained by its
   requirements plus the affinity rules; or, for a daemon, one replica per observed host
   satisfying the rules, named after that host.
+* :func:`match_daemons` finds, for a daemon provider, the instance on every host that
+  satisfies its rules (the planner starts one, targeted, where there is none).
 * :func:`over_limit` finds instances above ``max_per_host`` on a host (stopped, and their
   replicas started again elsewhere, with the full hosts excluded from the auction).
 * :func:`find_moves` proposes moves for an actor spec whose replicas all run: a replica
@@ -27,10 +29,44 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
-from lattice.manifests import ActorSpec
-from lattice.protocol import ActorInstance, HostInventory
-from reconciler.rulesets import Layout, Move, RuleSet, RuleSets, Share
+from lattice.manifests import ActorSpec, ProviderKey
+from lattice.protocol import ActorInstance, HostInventory, ProviderInstance
+from reconciler.rulesets import Layout, Move, Rules, RuleSet, RuleSets, Share
+
+
+class DaemonGroup(NamedTuple):
+    """A provider the ``owners`` want on every host satisfying ``rules``: ``on`` pairs each
+    such host (by id) with the instance serving it there, or None."""
+
+    key: ProviderKey
+    rules: RuleSet
+    owners: tuple[str, ...]
+    on: list[tuple[HostInventory, ProviderInstance | None]]
+
+
+def match_daemons(needs: dict[ProviderKey, dict[Rules, list[str]]],
+                   hosts: list[HostInventory], rulesets: RuleSets,
+                   chosen: set[tuple[str, str]]) -> list[DaemonGroup]:
+    """Daemon providers: on every host satisfying the rules, the instance of that provider
+    there (owned or not) serves the group, else None; what serves is added to
+    ``chosen`` (never surplus)."""
+    out: list[DaemonGroup] = []
+    for key in sorted(needs):
+        for rules in sorted(needs[key], key=lambda r: (len(r), r)):
+            rs = rulesets.get(rules)
+            on: list[tuple[HostInventory, ProviderInstance | None]] = []
+            for host in hosts:
+                if not rs.allows(host):
+                    continue
+                inst = next((p for p in host.providers
+                             if (p.capability_id, p.binding_name, p.vendor_id) == key), None)
+                if inst is not None:
+                    chosen.add((host.host_id, inst.instance_id))
+                on.append((host, inst))
+            out.append(DaemonGroup(key, rs, tuple(needs[key][rules]), on))
+    return out
 
 
 def divide(replicas: int, weights: Sequence[int]) -> list[int]:

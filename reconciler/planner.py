@@ -202,6 +202,18 @@ def _providers(found: Analysis, revision: str, out: list[Action]) -> None:
             owners=g.owners,
             reason=f"no host {f'satisfying {g.rules} ' if g.rules.rules else ''}runs "
                    f"{provider_entity(cap, bn)} from {vendor} for {', '.join(g.owners)}"))
+    for d in found.daemons:
+        cap, bn, vendor = d.key
+        owners = OWNER_SEPARATOR.join(d.owners)
+        for host, inst in d.on:
+            if inst is not None:
+                continue
+            out.append(StartProvider(
+                capability_id=cap, binding_name=bn, vendor_id=vendor, constraints=d.rules.rules,
+                annotations=pairs(owner_annotations(KIND_DEPLOYMENT, owners, revision)),
+                owners=d.owners, host_id=host.host_id,
+                reason=f"{', '.join(d.owners)} run {provider_entity(cap, bn)} from {vendor} "
+                       f"on every host satisfying {d.rules}; host {host.name} has none"))
     for host, inst, why in found.surplus_providers:
         out.append(StopProvider(host_id=host.host_id, capability_id=inst.capability_id,
                                 binding_name=inst.binding_name, reason=why))

@@ -213,3 +213,29 @@ def test_too_many_shares_and_provider_max_per_host_are_refused() -> None:
     assert any(x.startswith("d.yaml:7: spec.actors[0].spread: List should have at most 16")
                for x in lines), lines
     assert any(x.startswith("d.yaml:9: spec.providers[0].max_per_host") for x in lines), lines
+
+
+def test_a_daemon_provider_follows_hosts_joining_leaving_and_relabelling() -> None:
+    from lattice.manifests import ProviderSpec
+    from tests.planner_strategies import provider_inst
+
+    spec = ProviderSpec(id="wascc:messaging", vendor_id="nats", daemon=True,
+                        affinity_rules=["edge"])
+    desired = state(deployment("alpha", providers=[spec]))
+    hosts = lattice(host("H0", {"edge": "1"}), host("H1"), host("H2", {"edge": "1"}))
+    acts = plan(desired, hosts)
+    assert [(type(a).__name__, getattr(a, "host_id", None)) for a in acts] == [
+        ("StartProvider", "H0"), ("StartProvider", "H2")]
+    assert len({a.key for a in acts}) == 2
+    ann = owned("Deployment", "alpha")
+    running = {k: (h.model_copy(update={"providers": [
+        provider_inst("wascc:messaging", f"p{k}", ann)]}) if "edge" in h.labels else h)
+        for k, h in hosts.items()}
+    assert plan(desired, running) == []
+    joined = {**running, "H3": host("H3", {"edge": "1"})}
+    assert [getattr(a, "host_id", None) for a in plan(desired, joined)] == ["H3"]
+    relabelled = {**running, "H2": running["H2"].model_copy(update={"labels": {}})}
+    [stop] = plan(desired, relabelled)
+    assert isinstance(stop, A.StopProvider) and stop.host_id == "H2"
+    assert "no longer satisfies" in stop.reason
+    assert plan(desired, {k: v for k, v in running.items() if k != "H0"}) == []
