@@ -6,8 +6,9 @@ evaluated (a note attests only evaluated revisions), and whether the agent can f
 repository (the ``SourceReady`` condition). It exits 0 only when HEAD is evaluated and
 ``Synced`` and the source is not failing, 1 otherwise (``--wait`` polls until then or
 ``--timeout``), 2 on errors: made for scripts and CI. ``history`` lists the commits of the
-followed branch with the phase of each one's note, ``-`` for a commit the agent never
-evaluated, and each one's signature: the agent's verdict when its note records one
+followed branch with the phase of each one's note (``Superseded by <sha>`` for one the
+agent skipped for a newer one), ``-`` for a commit the agent never saw, and each one's
+signature: the agent's verdict when its note records one
 (``--verify-commits``), else what the reader's own git says
 (:func:`gitsync.verify.signature_states`).
 """
@@ -32,13 +33,14 @@ from lattice.status import (
     SyncSummary,
     time_text,
 )
+from reconciler.follow import superseded_message
 
 #: Seconds between two looks at the status under ``status --wait``.
 WAIT_INTERVAL = 0.5
 #: Seconds between two fetches from the remote under ``status --wait``.
 WAIT_FETCH_INTERVAL = 2.0
-NEVER_EVALUATED = ("-: never evaluated. The agent evaluates the newest head it sees, so a "
-                   "commit skipped in a burst has no note; neither has one it has not seen yet.")
+NEVER_EVALUATED = ("-: no note: the agent has not seen the commit (yet). A commit it skipped "
+                   "for a newer one in a burst is noted Superseded.")
 
 
 def effective_phase(report: StatusReport, fresh: Freshness) -> Phase | None:
@@ -205,6 +207,9 @@ def _ready(note: RevisionNote) -> str:
 
 
 def _phase(note: RevisionNote) -> str:
+    by = superseded_message("")
+    if note.phase is Phase.SUPERSEDED and note.message.startswith(by):
+        return f"{by}{short(note.message.removeprefix(by))}"
     return f"{note.phase} ({note.reason})" if note.reason else str(note.phase)
 
 

@@ -30,6 +30,7 @@ from reconciler.executor import Executor
 from reconciler.follow import Follow, superseded_message
 from reconciler.observed import ObservedState
 from reconciler.revision import Revision
+from tests.cliutil import clean_env, run
 from tests.helpers import eventually
 from tests.lattice_e2e import ACTOR, EventLog, Lattice, lat, repo, settled, three_hosts
 
@@ -116,6 +117,14 @@ async def test_a_burst_ends_on_its_last_commit_with_few_starts(lat: Lattice) -> 
         else:
             assert phase is Phase.SYNCED, (i + 1, phase, message)
     assert superseded >= BURST - 3, notes  # followed at most 3 of them: the rest skipped
+    env = clean_env(lat.tmp) | {"LATTICECTL_REPO": str(lat.repo.working_tree_dir)}
+    history = run(env, "history", "--limit", str(BURST + 1))
+    assert history.exit_code == 0, history.output
+    phases = [" ".join(line.split()[2:5]) for line in history.stdout.splitlines()[1:]]
+    assert phases[0].startswith("Synced") and phases[-1].startswith("Synced"), phases
+    shown = [p for p in phases if p.startswith("Superseded by ")]
+    assert len(shown) == superseded, phases
+    assert all(p.split()[2] in {sha[:12] for sha in burst} for p in shown), phases
 
 
 # ---------------------------------------------------------------------- the parts

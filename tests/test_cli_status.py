@@ -137,7 +137,7 @@ def test_history_shows_each_commit_with_its_note(repo: git.Repo, env: dict[str, 
         (last[:12], "Degraded", "2/3", "unsigned"), (skipped[:12], "-", "-", "unsigned"),
         (first[:12], "Synced", "3/3", "unsigned")]
     assert table[1][-2:] == ["add", "c"]
-    assert "a commit skipped in a burst has no note" in result.stderr
+    assert "the agent has not seen the commit (yet)" in result.stderr
     limited = run(env, "history", "--limit", "1", "-o", "json")
     [only] = json.loads(limited.stdout)
     assert only["revision"] == last and only["note"]["phase"] == "Degraded"
