@@ -38,3 +38,6 @@ class AgentConfig:
     js_replicas: int = 1
     #: how long a host whose connection closed has to reconnect before it counts as gone
     gone_grace: float = 0.25
+    #: at most one rebalancing move per deployment per this many seconds
+    #: (``--rebalance-interval``; the executor's ``rebalance_interval``)
+    rebalance_interval: float = 10.0

@@ -2,7 +2,8 @@
 
 ``vinculum --repo PATH|URL --nats-url URL [--branch B] [--path P] [--lattice ID]
 [--interval 30s] [--resync 30s] [--data-dir D] [--verify-commits ssh:FILE|gpg:FILE]
-[--replicas N] [--js-domain D] [--monitor-creds FILE] [--gone-grace 250ms]``
+[--replicas N] [--js-domain D] [--monitor-creds FILE] [--gone-grace 250ms]
+[--rebalance-interval 10s]``
 (durations: ``250ms``, ``30s``, ``2m``, or seconds) runs the agent until SIGTERM or SIGINT
 (a second signal exits at once). ``vinculum sync`` asks a running agent to fetch now.
 """
@@ -108,6 +109,10 @@ POLICY = Policy()
 @click.option("--gone-grace", type=SECONDS, default="250ms", show_default=True,
               help="How long a host whose connection closed has to reconnect (to any "
                    "server) before it counts as gone.")
+@click.option("--rebalance-interval", type=SECONDS, default="10s", show_default=True,
+              help="At most one rebalancing move per deployment in this time (moves "
+                   "happen when a host returns and replicas are packed or off their "
+                   "spread).")
 @click.option("--log-level", default="INFO", show_default=True)
 @nats_options(env_prefix="VINCULUM")
 @click.option("--lattice", envvar="VINCULUM_LATTICE", default="default", show_default=True,
@@ -116,8 +121,8 @@ POLICY = Policy()
 def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_path: str,
          interval: float, resync: float, data_dir: Path | None, bid_timeout: float,
          lease_ttl: float, verify_commits: SignaturePolicy | None, replicas: int,
-         monitor_creds: str | None, gone_grace: float, log_level: str,
-         nats: NatsFlags, lattice: str) -> None:
+         monitor_creds: str | None, gone_grace: float, rebalance_interval: float,
+         log_level: str, nats: NatsFlags, lattice: str) -> None:
     """Run the vinculum: reconcile the manifests in a git branch with a NATS lattice.
 
     \b
@@ -143,7 +148,7 @@ def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_pat
         repo=repo, branch=branch, path=manifests_path, nats=ctx.obj["nats"], lattice=lattice,
         interval=interval, resync=resync, bid_timeout=bid_timeout, lease_ttl=lease_ttl,
         verify_commits=verify_commits, js_replicas=replicas, monitor_creds=monitor_creds,
-        gone_grace=gone_grace,
+        gone_grace=gone_grace, rebalance_interval=rebalance_interval,
         data_dir=data_dir or Path(platformdirs.user_data_dir("vinculum")) / lattice,
     )
     _run_or_say(_run(config))
