@@ -37,13 +37,14 @@ from lattice.status import (
     StatusReport,
 )
 from reconciler.actions import put_binding_key, start_actor_key, start_provider_key
-from reconciler.errors import REFUSED, reason_of
+from reconciler.errors import REFUSED, Failure, reason_of
 from reconciler.matching import (
     KIND_DEPLOYMENT,
     OWNER_SEPARATOR,
     ActorSlots,
     Analysis,
     BindingMatch,
+    DaemonGroup,
     Matcher,
     binding_entity,
     provider_entity,
@@ -154,30 +155,37 @@ def _deployment(
     placements: list[Placement] = []
     actors = Count()
     for slots in own_slots:
+        why_here = placement_reasons(slots)
         for r, inst in enumerate(slots.instances):
-            key = start_actor_key(name, slots.actor_id, r)
+            label = slots.label(r) if slots.layout is not None else r
+            key = start_actor_key(name, slots.actor_id, label)
             looping = crashes.get(key)
             if looping is not None:
-                tally.crashing.append(f"replica {r} of {slots.actor_id[:12]} crashed "
+                tally.crashing.append(f"replica {label} of {slots.actor_id[:12]} crashed "
                                       f"{looping[0]} times in 10 min; last: {looping[1]}")
             if inst is not None:
                 host = found.host_of(inst)
                 placements.append(Placement(
                     entity=slots.actor_id, kind="actor", host_id=host.host_id,
                     host_name=host.name, since=inst.started_at,
-                    message=f"replica {r}" + (f", {looping[0]} crashes in 10 min"
-                                              if looping else "")))
+                    message=f"replica {label}" + (f", {looping[0]} crashes in 10 min"
+                                                  if looping else "") + why_here[r]))
                 continue
+            share = why_here[r].removeprefix("; ").partition(":")[0]
             message = _problem(key, unplaced, failures, tally,
-                               f"replica {r} not running yet" + (
+                               f"replica {label} not running yet" + (
                                    f" (restart backing off after {looping[0]} crashes)"
-                                   if looping else ""))
+                                   if looping else ""), prefix=f"{share}: " if share else "")
             placements.append(Placement(entity=slots.actor_id, kind="actor", message=message))
         ready = sum(1 for i in slots.instances if i is not None)
         actors = Count(ready=actors.ready + ready,
                        desired=actors.desired + len(slots.instances))
     providers = Count()
     for spec in dep.spec.providers:
+        if spec.daemon:
+            providers = _daemon_provider(found.daemon_of[(name, spec.key)], placements,
+                                         providers, unplaced, failures, tally)
+            continue
         group = found.group_of[(name, spec.key)]
         entity = provider_entity(spec.id, spec.binding_name)
         if group.chosen is not None:
@@ -257,16 +265,62 @@ def _bindingset(
         created=old.created if old and old.created else now)
 
 
+def placement_reasons(slots: ActorSlots) -> list[str]:
+    """Per replica, why it is where it is (``; spread east: 3/3 (target 3)``, ``; daemon on
+    every host with edge``), empty for plain replicas. Pure; read by :func:`assess` (the
+    placements' messages, which ``latticectl describe`` shows)."""
+    lay = slots.layout
+    n = len(slots.instances)
+    if lay is None:
+        return [""] * n
+    if lay.daemon:
+        return [f"; daemon on every host with {slots.rules}"] * n
+    out = [""] * n
+    for share in lay.shares:
+        run = range(share.first, share.first + share.target)
+        ready = sum(1 for r in run if slots.instances[r] is not None)
+        for r in run:
+            out[r] = f"; spread {share.name}: {ready}/{share.target} (target {share.target})"
+    return out
+
+
+def _daemon_provider(group: DaemonGroup, placements: list[Placement], count: Count,
+                     unplaced: Mapping[str, str], failures: Mapping[str, str],
+                     tally: _Tally) -> Count:
+    """A daemon provider's placements: one per host satisfying its rules."""
+    cap, bn, vendor = group.key
+    entity = provider_entity(cap, bn)
+    why = f"daemon on every host with {group.rules}"
+    ready = 0
+    for host, prov in group.on:
+        if prov is not None:
+            ready += 1
+            placements.append(Placement(
+                entity=entity, kind="provider", host_id=host.host_id, host_name=host.name,
+                since=prov.started_at, message=f"vendor {prov.vendor_id}; {why}"))
+            continue
+        key = start_provider_key(cap, bn, vendor, group.rules.rules, host.host_id)
+        message = _problem(key, unplaced, failures, tally,
+                           f"{entity} not running on host {host.name} yet ({why})")
+        placements.append(Placement(entity=entity, kind="provider", host_id=host.host_id,
+                                    host_name=host.name, message=message))
+    return Count(ready=count.ready + ready, desired=count.desired + len(group.on))
+
+
 def _problem(key: str, unplaced: Mapping[str, str], failures: Mapping[str, str],
-             tally: _Tally, fallback: str) -> str:
+             tally: _Tally, fallback: str, *, prefix: str = "") -> str:
     """The executor's message for ``key`` (unplaced first), noted in ``tally``; else
-    ``fallback``, noted as pending work."""
+    ``fallback``, noted as pending work. ``prefix`` names what the key places (a spread
+    share), so a condition says which share no host takes."""
     if key in unplaced:
-        tally.unplaced.append(unplaced[key])
-        return unplaced[key]
+        tally.unplaced.append(prefix + unplaced[key])
+        return prefix + unplaced[key]
     if key in failures:
-        tally.failed.append(failures[key])
-        return failures[key]
+        failed = failures[key]
+        if prefix:  # keep the failure's reason (refused or retrying)
+            failed = Failure(prefix + failed, reason_of(failed))
+        tally.failed.append(failed)
+        return failed
     tally.pending.append(fallback)
     return fallback
 
