@@ -11,19 +11,12 @@ from lattice.clock import ManualClock
 from lattice.protocol import Subjects
 from reconciler import actions as A
 from reconciler.observed import ObservedState
+from tests import test_executor as base
 from tests.helpers import eventually
-from tests.test_executor import (  # noqa: F401 (fixtures)
-    ACTOR,
-    Joiner,
-    ScriptedHost,
-    executor,
-    host,
-    observed,
-    owned,
-    running_actor,
-    start_actor,
-    subjects,
-)
+from tests.test_executor import ACTOR, Joiner, ScriptedHost, executor, owned, running_actor
+
+# the fixtures of tests/test_executor.py
+subjects, observed, host = base.subjects, base.observed, base.host
 
 
 def move(to: ScriptedHost, frm: ScriptedHost, *, replica: int, deployment: str = "d"
@@ -54,9 +47,10 @@ async def test_excluded_hosts_never_win_even_with_the_best_bid(
     full = await host("full", load=0)
     other = await host("other", load=7)
     ex = executor(nc, subjects, observed)
-    starts = [A.StartActor(deployment="d", actor_id=ACTOR, replica=r, constraints=(),
-                           annotations=owned("d", r), avoid_hosts=(),
-                           exclude_hosts=(full.host_id,), reason="r") for r in (0, 1)]
+    starts: list[A.Action] = [
+        A.StartActor(deployment="d", actor_id=ACTOR, replica=r, constraints=(),
+                     annotations=owned("d", r), avoid_hosts=(),
+                     exclude_hosts=(full.host_id,), reason="r") for r in (0, 1)]
     assert await ex.execute(starts) == 2
     assert not full.actors and len(other.actors) == 2
 
@@ -104,5 +98,6 @@ async def test_one_move_per_deployment_per_interval_and_each_stop_waits_for_its_
         await ex.execute(planned)
         return len(packed.ops("actor.stop")) == 2
 
-    await eventually(second_moves, timeout=10, message="the second move ran after 10 s")
+    await eventually(second_moves, timeout=10,  # type: ignore[arg-type]
+                     message="the second move ran after 10 s")
     assert len(free1.actors) == len(free2.actors) == 1

@@ -275,4 +275,5 @@ def test_bindingset_model_is_used_for_binding_sets() -> None:
     text = DEPLOYMENT.replace("spec:\n", "spec:\n  bindings: []\n")
     line = text.splitlines().index("  bindings: []") + 1
     assert errors_of(text, "d.yaml") == [
-        f"d.yaml:{line}: spec.bindings: unknown field 'bindings'; known fields: actors, providers, rebalance"]
+        f"d.yaml:{line}: spec.bindings: unknown field 'bindings'; known fields: actors, "
+        "providers, rebalance"]
