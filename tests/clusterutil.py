@@ -449,9 +449,9 @@ def server_config(name: str, *, port: int, monitor: int, cluster: str | None = N
                      f"routes: [{rts}] }}")
     if leaf_listen:
         lines.append(f"leafnodes {{ listen: {leaf_listen} }}")
-    remotes = [f'{{ urls: ["nats-leaf://{r}"] }}' for r in leaf_remotes]
-    if remotes:
-        lines.append(f"leafnodes {{ reconnect: 1, remotes: [{', '.join(remotes)}] }}")
+    urls = ", ".join(f'"nats-leaf://{r}"' for r in leaf_remotes)
+    if urls:  # one remote listing every hub server: one link, moved when its server dies
+        lines.append(f"leafnodes {{ reconnect: 1, remotes: [{{ urls: [{urls}] }}] }}")
     return "\n".join(lines) + "\n"
 
 
