@@ -157,10 +157,13 @@ def match_actors(
             names = lay.labels if lay is not None else labels[:spec.replicas]
             insts: list[ActorInstance | None] = [pop((name, aid, lbl), None) for lbl in names]
             if dupes:
-                for r, lbl in enumerate(names):
-                    if (name, aid, lbl) in dupes:
-                        found = dupes.pop((name, aid, lbl))
-                        load = count_per_host([*insts, *found], host_of)
+                claimed = {r: dupes.pop((name, aid, lbl)) for r, lbl in enumerate(names)
+                           if (name, aid, lbl) in dupes}
+                if claimed:  # every instance of this actor counted once, per host
+                    load = count_per_host([i for r, i in enumerate(insts)
+                                           if r not in claimed], host_of)
+                    load.update(host_of[id(i)] for found in claimed.values() for i in found)
+                    for r, found in claimed.items():
                         insts[r] = _keep_one(found, hosts, host_of,
                                              lay.rules[r] if lay is not None else rs, r,
                                              surplus, want, load)

@@ -161,6 +161,16 @@ def test_two_replicas_packed_on_one_host_move_make_before_break() -> None:
     assert [a.key for a in plan(state(deployment("alpha", [spec])), moved)] == [stop.key]
 
 
+@pytest.mark.parametrize("new_host", ["H1", "A1"])  # sorting after or before the old one
+def test_after_a_move_the_new_instance_wins_whatever_the_host_ids(new_host: str) -> None:
+    spec = ActorSpec(id=A0, replicas=2)
+    running = lattice(
+        host("H0", actors=[actor_inst(A0, "i0", rep(0)), actor_inst(A0, "i1", rep(1))]),
+        host(new_host, actors=[actor_inst(A0, "n1", rep(1), at=5)]))
+    assert [a.key for a in plan(state(deployment("alpha", [spec])), running)] == [
+        A.stop_actor_key("H0", A0, "i1")]
+
+
 def test_rebalance_false_leaves_packed_replicas_alone() -> None:
     spec, running, _ = packed()
     dep = deployment("alpha", [spec])
