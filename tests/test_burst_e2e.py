@@ -21,7 +21,7 @@ import yaml
 
 from gitsync.source import GitSource
 from gitsync.status import read_note
-from gitsync.watch import commits_between, watch_heads
+from gitsync.watch import MAX_HOLD, commits_between, watch_heads
 from lattice.natsutil import connect
 from lattice.protocol import EventType, Subjects
 from lattice.status import Phase
@@ -144,15 +144,28 @@ def source(repo: git.Repo, tmp_path: Path) -> GitSource:
 async def test_watch_settles_a_burst_while_busy_and_yields_the_newest(
         repo: git.Repo, source: GitSource) -> None:
     stop = asyncio.Event()
+    done = asyncio.Event()
     yielded: list[str] = []
     shas: list[str] = []
+
+    async def burst() -> None:  # 5 commits ~50 ms apart, while the watch goes on
+        for n in range(5):
+            if n:
+                await asyncio.sleep(0.05)  # pacing the input, not waiting for a result
+            shas.append(await asyncio.to_thread(commit, repo, n))
+        done.set()
+        if yielded[-1] == shas[-1]:  # the watch got there first
+            stop.set()
+
+    tasks = []
     async for sha in watch_heads(source, stop=stop, settle=0.5, busy=lambda: True):
         yielded.append(sha)
-        if len(yielded) == 1:  # back to back: each well within the settle of the last
-            shas += [await asyncio.to_thread(commit, repo, n) for n in range(5)]
-        else:
+        if len(yielded) == 1:
+            tasks.append(asyncio.create_task(burst()))
+        elif done.is_set() and sha == shas[-1]:
             stop.set()
-    assert yielded[1:] == [shas[-1]]
+    await asyncio.gather(*tasks)
+    assert yielded[1:] == [shas[-1]]  # without the settle: a head per batch of events
 
 
 async def test_watch_does_not_hold_when_the_consumer_is_not_busy(
@@ -160,13 +173,18 @@ async def test_watch_does_not_hold_when_the_consumer_is_not_busy(
     stop = asyncio.Event()
     yielded: list[str] = []
     expect: list[str] = []
+    loop = asyncio.get_running_loop()
+    took = 0.0
     async for sha in watch_heads(source, stop=stop, settle=30.0, busy=lambda: False):
         yielded.append(sha)
         if len(yielded) == 1:
             expect.append(await asyncio.to_thread(commit, repo, 1))
+            committed = loop.time()
         else:
-            stop.set()  # a 30 s settle would have timed the test out
+            took = loop.time() - committed
+            stop.set()
     assert yielded[1:] == expect
+    assert took < MAX_HOLD, took  # a held head waits MAX_HOLD (the 30 s settle's cap)
 
 
 def test_commits_between_names_what_a_new_head_skipped(repo: git.Repo,
