@@ -3,23 +3,27 @@
 Everything real, as in ``bench_commit_to_synced.py``: a nats-server in operator mode, 3
 ``lattice-host`` processes (``--runtime memory``), the agent as a process on a local
 repository holding one Deployment (an actor and the provider ``bench:kv``) and one
-BindingSet binding the actor to it. A **burst** is ``--commits`` (20) commits made back to
-back (GitPython's index and commit, in this process: a ``git commit`` process per commit
-takes 30-40 ms on a loaded 2-core machine, too slow for 20 in half a second), each
-changing the provider binding: the provider's ``vendor_id``
-(and the binding's) cycles through ``--vendors`` values (2: alternating) and the binding's
-values change every commit. Before each burst the head is ``Synced``. This process
-subscribes to ``lattice.<id>.ctl.host.*.>`` and counts every command the agent sends from
-the first commit of the burst until ``--settle`` seconds after the last commit's note says
-``Synced``; it reads the note of every commit of the burst.
+BindingSet binding the actor to it. A **burst** is ``--commits`` (20) commits, each
+changing the provider binding: the provider's ``vendor_id`` (and the binding's) cycles
+through ``--vendors`` values (2: alternating) and the binding's values change every commit.
+With ``--pace S`` (default 0.016: 20 commits in 0.33 s, the issue's burst) the commits are
+made first without moving the branch, then the branch moves to each in turn every S
+seconds, as pushes or a script's commits land: on a 2-core machine at load 10 or more,
+making a commit (GitPython, in this process) takes 40-130 ms, and the burst would not be
+one. With ``--pace 0`` each commit is made and lands at once, back to back. Before each
+burst the head is ``Synced``. This process subscribes to ``lattice.<id>.ctl.host.*.>`` and
+counts every command the agent sends from the first commit of the burst until ``--settle``
+seconds after the last commit's note says ``Synced``; it reads the note of every commit of
+the burst.
 
-Reported per burst, then as totals: the burst's span (first to last ``git commit``
-returning), provider starts and stops, all commands by op, the time from the last commit to
-its ``Synced`` note (the mtime of ``refs/notes/lattice`` when git wrote it), the phases of
-the burst's notes, and whether the lattice ends on the last commit's vendor. Targets: at
-most 3 provider starts per burst, ``Synced`` on the last commit ≤ 200 ms after it.
+Reported per burst, then as totals: the burst's span (the branch's first to last move),
+provider starts and stops, all commands by op, the time from the last commit to its
+``Synced`` note (the mtime of ``refs/notes/lattice`` when git wrote it), the phases of the
+burst's notes, and whether the lattice ends on the last commit's vendor. Targets: at most 3
+provider starts per burst, ``Synced`` on the last commit ≤ 200 ms after it.
 
-    python bench/bench_burst.py [--bursts 3] [--commits 20] [--vendors 2] [--no-record]
+    python bench/bench_burst.py [--bursts 3] [--commits 20] [--vendors 2] [--pace 0.016]
+                                [--no-record]
 """
 
 from __future__ import annotations
@@ -166,17 +170,26 @@ async def measure(args: argparse.Namespace, tmp: Path) -> list[Burst]:
             for _ in range(args.bursts):
                 burst = Burst()
                 mark = len(seen)
-                for i in range(args.commits):
+                parent = work.head.commit
+                for _ in range(args.commits):
                     n += 1
                     vendor = f"v{n % args.vendors}"
                     files = manifests(vendor, n)
                     write(repo, files)
                     work.index.add(list(files))
-                    burst.shas.append(work.index.commit(f"burst commit {n} {vendor}").hexsha)
-                    burst.last = time.time()
-                    if i == 0:
-                        burst.first = burst.last
+                    parent = work.index.commit(f"burst commit {n} {vendor}",
+                                               parent_commits=[parent], head=args.pace == 0)
+                    burst.shas.append(parent.hexsha)
                     burst.vendors.append(vendor)
+                    if args.pace == 0:
+                        burst.last = time.time()
+                        burst.first = burst.first or burst.last
+                mark = len(seen) if args.pace else mark  # from the first landing
+                for sha in burst.shas if args.pace else ():
+                    work.head.reference.set_commit(sha)
+                    burst.last = time.time()
+                    burst.first = burst.first or burst.last
+                    await asyncio.sleep(args.pace)  # the burst's pace
                 burst.synced = await wait_synced(repo, burst.shas[-1], args.timeout)
                 await asyncio.sleep(args.settle)  # a benchmark's observation window
                 burst.commands = Counter(op for _t, op in seen[mark:])
@@ -230,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     ap.add_argument("--bursts", type=int, default=3)
     ap.add_argument("--commits", "-n", type=int, default=20, help="commits per burst")
     ap.add_argument("--vendors", type=int, default=2, help="vendor ids cycled through")
+    ap.add_argument("--pace", type=float, default=0.016,
+                    help="seconds between two commits landing (0: make and land each at once)")
     ap.add_argument("--settle", type=float, default=0.5,
                     help="seconds commands are still counted after the Synced note")
     ap.add_argument("--timeout", type=float, default=30.0,
