@@ -123,23 +123,43 @@ def spec_of(entity: Entity) -> dict[str, Any]:
 
 
 def labels_of(entity: Entity) -> dict[str, str]:
+    """The manifest's ``metadata.labels``: the status field the agent fills; from a status
+    written before it had one, the ``metadata`` of a whole manifest recorded as ``spec``.
+    Pure."""
+    if entity.labels:
+        return dict(entity.labels)
+    return _legacy_metadata(entity, "labels")
+
+
+def annotations_of(entity: Entity) -> dict[str, str]:
+    """The manifest's ``metadata.annotations`` (see :func:`labels_of`). Pure."""
+    if entity.annotations:
+        return dict(entity.annotations)
+    return _legacy_metadata(entity, "annotations")
+
+
+def _legacy_metadata(entity: Entity, key: str) -> dict[str, str]:
     meta = entity.spec.get("metadata")
-    labels = meta.get("labels") if isinstance(meta, dict) else None
-    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+    found = meta.get(key) if isinstance(meta, dict) else None
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 def entity_document(entity: Entity) -> dict[str, Any]:
-    """One entity as scripts see it: ``{apiVersion, kind, metadata, spec, status}``."""
+    """One entity as scripts see it: ``{apiVersion, kind, metadata, spec, status}``, with
+    the manifest's labels and annotations under ``metadata`` (when it has any). Pure."""
     metadata: dict[str, Any] = {"name": entity.name}
-    labels = labels_of(entity)
+    labels, annotations = labels_of(entity), annotations_of(entity)
     if labels:
         metadata["labels"] = labels
+    if annotations:
+        metadata["annotations"] = annotations
     return {
         "apiVersion": API_VERSION,
         "kind": kind_of(entity),
         "metadata": metadata,
         "spec": spec_of(entity),
-        "status": entity.model_dump(mode="json", exclude={"name", "spec"}),
+        "status": entity.model_dump(mode="json",
+                                    exclude={"name", "spec", "labels", "annotations"}),
     }
 
 

@@ -163,6 +163,9 @@ class Count(Model):
 
 class DeploymentStatus(Model):
     name: str
+    #: the manifest's ``metadata.labels`` and ``metadata.annotations``, as written
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
     revision: str = ""
     phase: Phase = Phase.PROGRESSING
     spec: dict[str, Any] = Field(default_factory=dict)
@@ -175,6 +178,9 @@ class DeploymentStatus(Model):
 
 class BindingSetStatus(Model):
     name: str
+    #: the manifest's ``metadata.labels`` and ``metadata.annotations``, as written
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
     revision: str = ""
     phase: Phase = Phase.PROGRESSING
     spec: dict[str, Any] = Field(default_factory=dict)

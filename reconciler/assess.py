@@ -206,7 +206,8 @@ def _deployment(
                                 f"{providers.ready}/{providers.desired} providers ready")
     phase, cond = tally.verdict(f"{actors} actors, {providers} providers ready")
     return DeploymentStatus(
-        name=name, revision=revision, phase=phase,
+        name=name, labels=dep.metadata.labels, annotations=dep.metadata.annotations,
+        revision=revision, phase=phase,
         spec=dep.spec.model_dump(mode="json"), actors=actors, providers=providers,
         placements=placements, conditions=[_carry(cond, old, now)],
         created=old.created if old and old.created else now)
@@ -259,7 +260,8 @@ def _bindingset(
         tally.pending.insert(0, f"{count} bindings ready")
     phase, cond = tally.verdict(f"{count} bindings ready")
     return BindingSetStatus(
-        name=bs.metadata.name, revision=revision, phase=phase,
+        name=bs.metadata.name, labels=bs.metadata.labels,
+        annotations=bs.metadata.annotations, revision=revision, phase=phase,
         spec=bs.spec.model_dump(mode="json"), bindings=count, placements=placements,
         conditions=[_carry(cond, old, now)],
         created=old.created if old and old.created else now)
