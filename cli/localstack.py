@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import git
+import psutil
 
 from cli.examples import EXAMPLE_ACTORS, host_runtime_args, push_examples
 from cli.gantry_cmd import trust_by_default
@@ -83,6 +84,13 @@ class ProcRecord:
     pid: int
     marker: str  # a string its command line contains (pid-reuse check)
     log: str = ""
+    #: the process's create time (epoch seconds, psutil's) when recorded; 0.0 in a state
+    #: file written before it was kept (then only the command line is checked)
+    started: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.started is None:
+            self.started = _create_time(self.pid) or 0.0
 
 
 @dataclass
@@ -116,7 +124,7 @@ class StackState:
         if not path.is_file():
             return None
         data = json.loads(path.read_text())
-        data["procs"] = [ProcRecord(**p) for p in data.get("procs", [])]
+        data["procs"] = [ProcRecord(**{"started": 0.0, **p}) for p in data.get("procs", [])]
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -158,11 +166,31 @@ def seed_repo(target: Path, source: Path = EXAMPLES_REPO) -> Path:
 
 
 def is_ours(rec: ProcRecord) -> bool:
+    """True when ``rec.pid`` is still the process we started: running (not a zombie), its
+    command line contains ``rec.marker`` and, when recorded, its create time is the one
+    we recorded, so a pid reused since is never signalled. Works wherever psutil does
+    (Linux, macOS, the BSDs), not only with a ``/proc``."""
     try:
-        cmdline = Path(f"/proc/{rec.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
+        proc = psutil.Process(rec.pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if rec.started and abs(proc.create_time() - rec.started) > CREATE_TIME_SLACK:
+            return False
+        return rec.marker in " ".join(proc.cmdline())
+    except (psutil.Error, OSError):
         return False
-    return rec.marker in cmdline
+
+
+#: seconds two readings of one process's create time may differ by (rounding of clock
+#: ticks); a reused pid's process was created later than that
+CREATE_TIME_SLACK = 0.5
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.Error, OSError):
+        return None
 
 
 def _spawn(args: list[str], log_path: Path, *, detach: bool) -> subprocess.Popen[bytes]:
@@ -347,7 +375,7 @@ class LocalStack:
                 except subprocess.TimeoutExpired:
                     pass
         self.children.clear()
-        (self.state_dir / "state.json").unlink(missing_ok=True)
+        forget(self.state_dir, StackState.load(self.state_dir))
 
 
 def stop_records(records: list[ProcRecord], *, timeout: float = 8.0) -> list[ProcRecord]:
@@ -374,16 +402,26 @@ def stop_records(records: list[ProcRecord], *, timeout: float = 8.0) -> list[Pro
 
 
 def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie child is reaped and counts as gone)."""
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except (psutil.Error, OSError):
         return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
+
+
+def forget(state_dir: Path, state: StackState | None) -> None:
+    """Remove ``state.json`` (nothing is up any more) but keep, in ``last.json``, the
+    repository and lattice id it named: the repository outlives the lattice, and
+    latticectl falls back on it (:func:`cli.settings.load_last`) after ``down``."""
+    if state is not None:
+        (state_dir / LAST_FILE).write_text(json.dumps(
+            {"repo": state.repo, "lattice": state.lattice}, indent=2))
+    (state_dir / "state.json").unlink(missing_ok=True)
+
+
+#: what ``down`` keeps of a stopped lattice
+LAST_FILE = "last.json"

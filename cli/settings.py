@@ -3,7 +3,8 @@
 Precedence: a flag (``--repo``, ``--nats-url``, ``--lattice``) beats its environment
 variable (``LATTICECTL_REPO``, ``LATTICECTL_NATS_URL``, ``LATTICECTL_LATTICE``), which beats
 the current context of ``~/.config/latticectl/config.yaml``, which beats the state left by
-``latticectl up --detach``. The config file looks like::
+``latticectl up --detach`` (after ``latticectl down``, the repository it named, kept in
+``<state-dir>/last.json`` while it exists). The config file looks like::
 
     current-context: lab
     contexts:
@@ -169,7 +170,7 @@ class Settings:
         url = nats.url or conf.get("nats-url")
         ours = not url  # the lattice is the running up's: its domain and replicas apply
         return cls(
-            repo=repo or conf.get("repo") or up.get("repo"),
+            repo=repo or conf.get("repo") or up.get("repo") or _last_repo(sdir),
             nats_url=url or up.get("nats_url"),
             lattice=lattice or conf.get("lattice") or up.get("lattice") or "default",
             context=context,
@@ -202,6 +203,23 @@ class Settings:
         """The repository to work on: the resolved ``repo`` (flag, environment, context,
         then a running ``up``'s), else the current directory."""
         return self.repo or os.getcwd()
+
+
+def load_last(state_dir: Path) -> dict[str, Any]:
+    """What ``latticectl down`` kept of the lattice it stopped (``last.json``: its repo
+    and lattice id), or empty."""
+    f = state_dir / "last.json"
+    try:
+        data = json.loads(f.read_text()) if f.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _last_repo(state_dir: Path) -> str | None:
+    """The repository of the lattice ``down`` stopped, while it still exists."""
+    repo = load_last(state_dir).get("repo")
+    return repo if isinstance(repo, str) and repo and os.path.exists(repo) else None
 
 
 def _up_creds(up: dict[str, Any]) -> str | None:

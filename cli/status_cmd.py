@@ -25,6 +25,7 @@ from cli.output import age, emit, plural, short, table, warn
 from cli.settings import CliError, Settings
 from cli.view import NO_STATUS, Freshness, RepoView, open_view
 from gitsync.verify import signature_states
+from lattice.durations import DURATION
 from lattice.status import (
     CommitSignature,
     Phase,
@@ -158,8 +159,8 @@ def _refused_from_the_start(view: RepoView) -> StatusReport | None:
               help="Print the summary as a document (default: lines for humans).")
 @click.option("--wait", is_flag=True,
               help="Wait until HEAD is evaluated and Synced and the source is not failing.")
-@click.option("--timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
-              metavar="SECONDS", help="With --wait: give up (exit 1) after this long.")
+@click.option("--timeout", type=DURATION, default="60s", show_default=True,
+              help="With --wait: give up (exit 1) after this long (e.g. 2s, 2m).")
 @click.pass_obj
 def status_cmd(settings: Settings, output: str | None, wait: bool, timeout: float) -> None:
     """Show the branch HEAD, the last revision the agent evaluated, its phase and errors.
@@ -172,7 +173,7 @@ def status_cmd(settings: Settings, output: str | None, wait: bool, timeout: floa
     \b
     Examples:
       latticectl status
-      latticectl apply -f deploy.yaml && latticectl status --wait --timeout 120
+      latticectl apply -f deploy.yaml && latticectl status --wait --timeout 2m
       latticectl status -o json | jq .summary.errors
     """
     with open_view(settings) as view:

@@ -18,11 +18,19 @@ from pathlib import Path
 
 import click
 
-from cli.localstack import LocalStack, StackState, is_ours, parse_host_labels, stop_records
+from cli.localstack import (
+    LocalStack,
+    StackState,
+    forget,
+    is_ours,
+    parse_host_labels,
+    stop_records,
+)
 from cli.output import plural
 from cli.reach import ping_hosts
 from cli.settings import CliError, Settings, default_state_dir
 from gitsync.verify import PolicyError, parse_policy
+from lattice.durations import DURATION, Duration
 from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import CloudEvent, EventType, Subjects, decode_event
 
@@ -112,9 +120,10 @@ def _policy(ctx: click.Context, param: click.Parameter, value: str | None) -> st
               help="A label for one host, e.g. 0:leds=12 (default: 0:leds=12).")
 @click.option("--detach", is_flag=True, help="Run in the background; stop with `down`.")
 @click.option("--no-agent", is_flag=True, help="Start NATS and hosts only.")
-@click.option("--heartbeat", default=2.0, show_default=True, help="Host heartbeat seconds.")
-@click.option("--resync", default=30.0, show_default=True,
-              help="Agent's periodic full resync, seconds.")
+@click.option("--heartbeat", type=Duration(minimum=0.05), default="2s", show_default=True,
+              help="Host heartbeat (e.g. 500ms, 2s).")
+@click.option("--resync", type=DURATION, default="30s", show_default=True,
+              help="Agent's periodic full resync (e.g. 30s, 2m).")
 @click.option("--verify-commits", metavar="ssh:FILE|gpg:FILE", callback=_policy,
               help="Passed to the agent: sync only heads signed by a key of this git "
                    "allowed-signers file (ssh:) or armored OpenPGP keyring (gpg:).")
@@ -248,6 +257,10 @@ def stop_records_alive(state: StackState) -> bool:
 def down(settings: Settings) -> None:
     """Stop the lattice that `latticectl up --detach` started (by its recorded pids).
 
+    Only the processes `up` recorded are signalled, and only while each still is the
+    process that was started (same command line and create time). The repository stays,
+    and later commands still find it (the state dir keeps its path in last.json).
+
     \b
     Examples:
       latticectl down
@@ -257,7 +270,7 @@ def down(settings: Settings) -> None:
     if state is None:
         raise CliError(f"nothing is up: no state in {settings.state_dir}")
     stopped = stop_records(state.procs)
-    (settings.state_dir / "state.json").unlink(missing_ok=True)
+    forget(settings.state_dir, state)
     click.echo(f"stopped {plural(len(stopped), 'process', 'processes')}")
 
 

@@ -31,6 +31,7 @@ from hostagent.labels import LabelError, host_labels, parse_label
 from hostagent.workload import MemoryRuntime, Runtime
 from lattice.auth.keys import host_id_of_creds
 from lattice.auth.store import read_credentials
+from lattice.durations import Duration
 from lattice.ids import random_host_id
 from lattice.natsflags import NatsFlags, nats_options
 from lattice.natsutil import NatsOptions, connect
@@ -78,8 +79,8 @@ _file = click.Path(exists=True, dir_okay=False)
 @click.option("--label", "labels", multiple=True, type=LabelParam(),
               help="A label, repeatable; also LATTICE_LABEL_<KEY>=value variables.")
 @click.option("--name", default=None, help="Human name of this host [default: hostname].")
-@click.option("--heartbeat", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
-              help="Seconds between heartbeats.")
+@click.option("--heartbeat", type=Duration(minimum=0.05), default="5s", show_default=True,
+              help="Between heartbeats (e.g. 500ms, 5s, or seconds).")
 @click.option("--apps-creds", envvar="LATTICE_APPS_CREDS", type=_file,
               help="NATS credentials for application traffic (wascc:messaging), on a "
                    "connection of its own; a secured lattice gives hosts no other way.")

@@ -1,5 +1,7 @@
 """Durations as operators write them: ``250ms``, ``30s``, ``2m``, ``1h``, ``1d``, or plain
-seconds (``1.5``). Pure; used by the command lines of the agent and the host.
+seconds (``1.5``). :func:`parse_duration` is pure; :class:`Duration` is the click
+parameter type every duration option of ``latticectl``, ``vinculum`` and
+``lattice-host`` uses, so they all read ``2s`` the same way.
 
 >>> parse_duration("1m30s")
 90.0
@@ -8,6 +10,9 @@ seconds (``1.5``). Pure; used by the command lines of the agent and the host.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+import click
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -35,3 +40,35 @@ def parse_duration(text: str | float | int) -> float:
     if value < 0 or value != value:
         raise ValueError(f"{text!r} is not a duration: it must be zero or more")
     return value
+
+
+if TYPE_CHECKING:
+    _FloatParam = click.ParamType[float]
+else:  # click < 8.2 has no generic ParamType
+    _FloatParam = click.ParamType
+
+
+class Duration(_FloatParam):
+    """A duration option, read one way by all three programs (``latticectl``,
+    ``vinculum``, ``lattice-host``): ``250ms``, ``30s``, ``2m``, ``1h``, ``1d`` or a
+    number of seconds, converted to float seconds; ``minimum`` refuses less (in seconds).
+    """
+
+    name = "duration"
+
+    def __init__(self, *, minimum: float = 0.0) -> None:
+        self.minimum = minimum
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        try:
+            seconds = parse_duration(value if isinstance(value, int | float) else str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if seconds < self.minimum:
+            self.fail(f"{value!r} is too short: at least {self.minimum:g}s", param, ctx)
+        return seconds
+
+
+#: the common case: any duration of zero or more
+DURATION = Duration()

@@ -24,7 +24,7 @@ import click
 import platformdirs
 
 from gitsync.verify import PolicyError, SignaturePolicy, parse_policy
-from lattice.durations import parse_duration
+from lattice.durations import DURATION
 from lattice.errors import VinculumError
 from lattice.natsflags import NatsFlags, nats_options
 from lattice.natsutil import NatsOptions, connect
@@ -33,28 +33,14 @@ from reconciler.agent import Agent
 from reconciler.config import AgentConfig
 
 if TYPE_CHECKING:
-    _FloatParam = click.ParamType[float]
     _PolicyParam = click.ParamType[SignaturePolicy]
 else:  # click < 8.2 has no generic ParamType
-    _FloatParam = _PolicyParam = click.ParamType
+    _PolicyParam = click.ParamType
 
-
-class Seconds(_FloatParam):
-    """A duration option: ``250ms``, ``30s``, ``2m``, ``1h`` or a number of seconds."""
-
-    name = "duration"
-
-    def convert(self, value: object, param: click.Parameter | None,
-                ctx: click.Context | None) -> float:
-        if isinstance(value, int | float):
-            return float(value)
-        try:
-            return parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-SECONDS = Seconds()
+#: every duration option: ``250ms``, ``30s``, ``2m``, ``1h`` or a number of seconds
+SECONDS = DURATION
+#: the levels --log-level accepts (any case)
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class Policy(_PolicyParam):
@@ -113,7 +99,8 @@ POLICY = Policy()
               help="At most one rebalancing move per deployment in this time (moves "
                    "happen when a host returns and replicas are packed or off their "
                    "spread).")
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(LOG_LEVELS, case_sensitive=False))
 @nats_options(env_prefix="VINCULUM")
 @click.option("--lattice", envvar="VINCULUM_LATTICE", default="default", show_default=True,
               help="Lattice id.")
@@ -144,6 +131,9 @@ def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_pat
     )
     # two INFO lines per scheduled resync say nothing an operator needs
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.root.level))
+    # "N changes detected" on every write in a watched repo (most are the agent's own
+    # status commits): a quarter of the log at INFO, noise to an operator
+    logging.getLogger("watchfiles").setLevel(max(logging.WARNING, logging.root.level))
     config = AgentConfig(
         repo=repo, branch=branch, path=manifests_path, nats=ctx.obj["nats"], lattice=lattice,
         interval=interval, resync=resync, bid_timeout=bid_timeout, lease_ttl=lease_ttl,
