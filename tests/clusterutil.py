@@ -476,12 +476,13 @@ def spawn_host_in(ns: str, url: str, lattice: str, *, name: str, log_dir: Path,
 
 def spawn_agent_in(ns: str, *, repo: str, url: str, lattice: str, data_dir: Path,
                    extra: Iterable[str] = ()) -> AgentProcess:
-    """A ``vinculum`` agent inside namespace ``ns`` (resync 1 s, lease TTL 2 s)."""
+    """A ``vinculum`` agent inside namespace ``ns`` (resync 1 s, the default lease TTL of
+    6 s: a lease write stalled for a few seconds while JetStream settles does not lapse it)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "agent.log"
     args = ["ip", "netns", "exec", ns, sys.executable, "-m", "reconciler.main",
             "--repo", repo, "--nats-url", url, "--lattice", lattice,
-            "--data-dir", str(data_dir), "--resync", "1", "--lease-ttl", "2",
+            "--data-dir", str(data_dir), "--resync", "1", "--lease-ttl", "6",
             "--interval", "30", "--log-level", "INFO", *extra]
     with open(log_path, "wb") as logf:
         proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT,
