@@ -8,7 +8,9 @@ deployments (one actor replica each) and the benchmark measures, to the ``Synced
 that commit: wall time, commands sent (counted on ``lattice.<id>.ctl.host.*.>``), agent
 CPU seconds (``/proc``) and the agent's peak RSS (``VmHWM``). Then, converged, the agent's
 CPU over ``--resync-window`` periodic resyncs (``--resync`` s apart) starting 6 s after
-Synced (when the executor's in-flight records have expired), per resync: an upper bound,
+Synced and after the status branch says Synced too (the executor's in-flight records have
+expired, the status writer's thread is done; the last column is when that status commit
+came, from the commit), per resync: an upper bound,
 as it includes handling the N hosts' heartbeats during the period (hosts beat every
 ``--heartbeat`` s, 30 by default, to keep that share small). An agent that never goes
 quiet once converged shows here as about 1000 ms per 1 s period.
@@ -96,6 +98,7 @@ class Result:
     cpu_s: float = 0.0
     rss_mb: float = 0.0
     resync_ms: float | None = None
+    status_s: float | None = None  # commit -> the status branch's Synced commit
     load: float = 0.0
     profile: str = ""
     failures: str = ""  # the agent's failed actions, by reason
@@ -116,6 +119,20 @@ def failure_summary(log: str) -> str:
         return ""
     top = "; ".join(f"{n} x {why}" for why, n in reasons.most_common(3))
     return f"{sum(reasons.values())} failed actions (retried with backoff): {top}"
+
+
+async def wait_status_synced(repo: Path, sha: str, timeout: float) -> float | None:
+    """When the status branch got its commit saying Synced at ``sha`` (polled every
+    0.1 s, at most ``timeout`` s); None if it did not."""
+    want = f"Synced at {sha[:12]}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%s",
+                              "refs/heads/lattice/status"], capture_output=True, text=True)
+        if want in out.stdout:
+            return time.time()
+        await asyncio.sleep(0.1)
+    return None
 
 
 def git(repo: Path, *args: str) -> str:
@@ -260,7 +277,10 @@ async def one_size(n: int, m: int, args: argparse.Namespace, tmp: Path,
         res.cpu_s = cpu_seconds(agent.pid) - cpu0
         res.commands = commands
         # converged: CPU over a few resync periods, once the tail of the work is over
-        await asyncio.sleep(max(0.0, synced + SETTLE - time.time()))
+        # (the status branch says Synced too: its writer thread renders thousands of files)
+        written = await wait_status_synced(repo, sha, args.timeout)
+        res.status_s = written - t0 if written is not None else None
+        await asyncio.sleep(max(0.0, max(synced, written or 0.0) + SETTLE - time.time()))
         c1, w1 = cpu_seconds(agent.pid), time.monotonic()
         await asyncio.sleep(args.resync * args.resync_window)
         periods = (time.monotonic() - w1) / args.resync
@@ -280,14 +300,16 @@ async def one_size(n: int, m: int, args: argparse.Namespace, tmp: Path,
 
 
 def table(results: list[Result]) -> list[str]:
-    lines = ["| servers | hosts | deployments | to Synced (s) | commands | agent CPU (s) | "
-             "agent peak RSS (MB) | CPU per resync period (ms) | load |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| hosts | deployments | to Synced (s) | commands | agent CPU (s) | "
+             "agent peak RSS (MB) | CPU per resync period (ms) | load | nats servers | "
+             "status branch Synced (s) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         wall = f"{r.wall_s:.2f}" if r.wall_s is not None else "not Synced"
         rs = f"{r.resync_ms:.0f}" if r.resync_ms is not None else "-"
-        lines.append(f"| {r.servers} | {r.hosts} | {r.deployments} | {wall} | {r.commands} | "
-                     f"{r.cpu_s:.2f} | {r.rss_mb:.0f} | {rs} | {r.load:.2f} |")
+        lines.append(f"| {r.hosts} | {r.deployments} | {wall} | {r.commands} | "
+                     f"{r.cpu_s:.2f} | {r.rss_mb:.0f} | {rs} | {r.load:.2f} | {r.servers} | "
+                     f"{f'{r.status_s:.1f}' if r.status_s is not None else '-'} |")
     return lines
 
 
