@@ -6,7 +6,9 @@ For each size: a fresh nats-server; N hosts run by bench/hostswarm.py (the real
 holds no manifest yet. Once the agent noted that empty commit ``Synced``, one commit adds M
 deployments (one actor replica each) and the benchmark measures, to the ``Synced`` note on
 that commit: wall time, commands sent (counted on ``lattice.<id>.ctl.host.*.>``), agent
-CPU seconds (``/proc``) and the agent's peak RSS (``VmHWM``). Then, converged, the agent's
+CPU seconds (``/proc``) and the agent's peak RSS (``VmHWM``), and the CPU seconds of
+all hostswarm processes and of the nats-server(s) over the same span (who else used the
+machine's cores). Then, converged, the agent's
 CPU over ``--resync-window`` periodic resyncs (``--resync`` s apart) starting 6 s after
 Synced and after the status branch says Synced too (the executor's in-flight records have
 expired, the status writer's thread is done; the last column is when that status commit
@@ -99,6 +101,8 @@ class Result:
     rss_mb: float = 0.0
     resync_ms: float | None = None
     status_s: float | None = None  # commit -> the status branch's Synced commit
+    hosts_cpu_s: float = 0.0  # every hostswarm process, commit -> Synced
+    nats_cpu_s: float = 0.0  # every nats-server, commit -> Synced
     load: float = 0.0
     profile: str = ""
     failures: str = ""  # the agent's failed actions, by reason
@@ -254,6 +258,10 @@ async def one_size(n: int, m: int, args: argparse.Namespace, tmp: Path,
             (deps / f"app-{k:05d}.yaml").write_text(deployment(k))
         git(repo, "add", "-A")
         cpu0 = cpu_seconds(agent.pid)
+        servers = server.members if isinstance(server, NatsCluster) else [server]
+        spids = [m.pid for m in servers if m.pid is not None]
+        others0 = (sum(cpu_seconds(p.pid) for p, _ in swarms),
+                   sum(cpu_seconds(pid) for pid in spids))
         commands = 0
         git(repo, "commit", "-q", "-m", f"{m} deployments")
         t0 = time.time()
@@ -275,6 +283,8 @@ async def one_size(n: int, m: int, args: argparse.Namespace, tmp: Path,
             return res
         res.wall_s = synced - t0
         res.cpu_s = cpu_seconds(agent.pid) - cpu0
+        res.hosts_cpu_s = sum(cpu_seconds(p.pid) for p, _ in swarms) - others0[0]
+        res.nats_cpu_s = sum(cpu_seconds(pid) for pid in spids) - others0[1]
         res.commands = commands
         # converged: CPU over a few resync periods, once the tail of the work is over
         # (the status branch says Synced too: its writer thread renders thousands of files)
@@ -302,14 +312,15 @@ async def one_size(n: int, m: int, args: argparse.Namespace, tmp: Path,
 def table(results: list[Result]) -> list[str]:
     lines = ["| hosts | deployments | to Synced (s) | commands | agent CPU (s) | "
              "agent peak RSS (MB) | CPU per resync period (ms) | load | nats servers | "
-             "status branch Synced (s) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "status branch Synced (s) | hosts CPU (s) | nats CPU (s) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         wall = f"{r.wall_s:.2f}" if r.wall_s is not None else "not Synced"
         rs = f"{r.resync_ms:.0f}" if r.resync_ms is not None else "-"
         lines.append(f"| {r.hosts} | {r.deployments} | {wall} | {r.commands} | "
                      f"{r.cpu_s:.2f} | {r.rss_mb:.0f} | {rs} | {r.load:.2f} | {r.servers} | "
-                     f"{f'{r.status_s:.1f}' if r.status_s is not None else '-'} |")
+                     f"{f'{r.status_s:.1f}' if r.status_s is not None else '-'} | "
+                     f"{r.hosts_cpu_s:.1f} | {r.nats_cpu_s:.1f} |")
     return lines
 
 
