@@ -136,6 +136,8 @@ class Analysis:
     #: daemon providers, and the group of each (owner, key) among them
     daemons: list[DaemonGroup] = field(default_factory=list)
     daemon_of: dict[tuple[str, ProviderKey], DaemonGroup] = field(default_factory=dict)
+    #: the actor slots with rebalancing moves (few: the planner reads them apart)
+    moving: list[ActorSlots] = field(default_factory=list)
 
     def host_of(self, inst: ActorInstance) -> HostInventory:
         """The host running an owned actor instance found by this analysis."""
@@ -191,8 +193,10 @@ def _analyse(actor_indexes: ActorIndexes, lattice_bindings: _BindingsMemo,
     stopping = {(h.host_id, p.capability_id, p.binding_name) for h, p, _ in surplus_providers}
     bindings, surplus_bindings = _match_bindings(desired, hosts, stopping, lattice_bindings)
     daemon_of = {(owner, d.key): d for d in daemons for owner in d.owners}
+    moving = [s for s in actors if s.moves]
     return Analysis(actors, surplus_actors, groups, group_of, surplus_providers,
-                    bindings, surplus_bindings, actor_hosts, by_id, daemons, daemon_of)
+                    bindings, surplus_bindings, actor_hosts, by_id, daemons, daemon_of,
+                    moving)
 
 
 # ---------------------------------------------------------------- providers

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
 from lattice.manifests import DesiredState
 from lattice.protocol import (
@@ -55,6 +55,7 @@ class _HostActors(NamedTuple):
     dupes: list[tuple[_ActorKey, ActorInstance]]
     strays: list[ActorInstance]  # owned, but not by a deployment
     limited: bool  # some instance carries a limits annotation
+    packed: frozenset[tuple[str | None, str]]  # (name, actor) with 2+ instances here
 
 
 def _index_host(host: HostInventory) -> _HostActors:
@@ -65,6 +66,8 @@ def _index_host(host: HostInventory) -> _HostActors:
     dupes: list[tuple[_ActorKey, ActorInstance]] = []
     strays: list[ActorInstance] = []
     limited = False
+    seen: set[tuple[str | None, str]] = set()
+    packed: set[tuple[str | None, str]] = set()
     for inst in host.actors:
         ann = inst.annotations
         if ann.get(ANN_MANAGED_BY) != MANAGED_BY_VALUE:
@@ -77,7 +80,11 @@ def _index_host(host: HostInventory) -> _HostActors:
         key = (ann.get(ANN_NAME), inst.actor_id, ann.get(ANN_REPLICA))
         if index.setdefault(key, inst) is not inst:
             dupes.append((key, inst))
-    return _HostActors(host, index, host_of, dupes, strays, limited)
+        owner = key[:2]
+        if owner in seen:
+            packed.add(owner)
+        seen.add(owner)
+    return _HostActors(host, index, host_of, dupes, strays, limited, frozenset(packed))
 
 
 class _Merged(NamedTuple):
@@ -86,6 +93,7 @@ class _Merged(NamedTuple):
     by_key: dict[_ActorKey, ActorInstance]
     host_of: dict[int, str]
     expected: int
+    packed: set[tuple[str | None, str]]  # (name, actor) with 2+ instances on some host
 
 
 def _merge(per_host: Sequence[_HostActors]) -> _Merged:
@@ -94,11 +102,14 @@ def _merge(per_host: Sequence[_HostActors]) -> _Merged:
     index: dict[_ActorKey, ActorInstance] = {}
     host_of: dict[int, str] = {}
     expected = 0
+    packed: set[tuple[str | None, str]] = set()
     for ha in per_host:
         index.update(ha.by_key)
         host_of.update(ha.host_of)
         expected += len(ha.by_key)
-    return _Merged(index, host_of, expected)
+        if ha.packed:
+            packed |= ha.packed
+    return _Merged(index, host_of, expected, packed)
 
 
 class ActorIndexes:
@@ -132,6 +143,7 @@ def match_actors(
     per_host, merged = indexes.of(hosts.values())
     index = dict(merged.by_key)  # a copy: matching pops what it finds
     host_of, expected = merged.host_of, merged.expected  # read only from here on
+    packed = merged.packed
     for ha in per_host:
         if ha.strays:
             surplus.extend((ha.host, inst, "not part of any deployment") for inst in ha.strays)
@@ -194,9 +206,9 @@ def match_actors(
                                                  f"run on host {host.name}"))
                     insts[r] = None
             moves: tuple[Move, ...] = ()
-            if dep_spec.rebalance and len(insts) > 1 and not (lay and lay.daemon) and all(insts):
-                moves = find_moves(cast(list[ActorInstance], insts), lay, rs, host_of, hosts,
-                                   limit)
+            if ((name, aid) in packed  # some host runs two of it: can it spread out?
+                    and dep_spec.rebalance and not (lay and lay.daemon)):
+                moves = find_moves(insts, lay, rs, host_of, hosts, limit)
             slots.append(ActorSlots(name, aid, rs, insts, want, lay, limit, moves))
     for key, inst in index.items():
         for each in dupes.get(key, [inst]):

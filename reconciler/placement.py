@@ -127,17 +127,18 @@ def count_per_host(insts: Sequence[ActorInstance | None], host_of: Mapping[int, 
     return Counter(host_of[id(i)] for i in insts if i is not None)
 
 
-def find_moves(insts: Sequence[ActorInstance], lay: Layout | None, rs: RuleSet,
+def find_moves(insts: Sequence[ActorInstance | None], lay: Layout | None, rs: RuleSet,
                host_of: Mapping[int, str], hosts: Mapping[str, HostInventory],
                limit: int | None) -> tuple[Move, ...]:
-    """The moves that strictly improve the spread of ``insts`` (every slot filled), each
-    planned on the placement the earlier ones leave (see the module docstring for the
-    rule); empty when there is nothing to improve. Pure; deterministic: the most loaded
-    source first (then host id), the least loaded target (then host id), the source's
-    last replica of the share."""
-    where = [host_of[id(i)] for i in insts]
-    counts = Counter(where)
-    if len(counts) == len(where):
+    """The moves that strictly improve the spread of ``insts``, each planned on the
+    placement the earlier ones leave (see the module docstring for the rule); empty when
+    there is nothing to improve. A share with a replica not running (being started, or
+    no host takes it) does not move: its start comes first. Pure; deterministic: the
+    most loaded source first (then host id), the least loaded target (then host id), the
+    source's last replica of the share."""
+    where = [host_of[id(i)] if i is not None else None for i in insts]
+    counts = Counter(h for h in where if h is not None)
+    if len(counts) == sum(counts.values()):
         return ()  # one per host: nothing to improve
     shares = lay.shares if lay is not None and lay.shares else (
         Share("", rs, len(insts), 0),)
@@ -154,15 +155,16 @@ def find_moves(insts: Sequence[ActorInstance], lay: Layout | None, rs: RuleSet,
     return tuple(moves)
 
 
-def _best_move(where: list[str], counts: Counter[str], shares: Sequence[Share],
+def _best_move(where: list[str | None], counts: Counter[str], shares: Sequence[Share],
                ids: Sequence[str], hosts: Mapping[str, HostInventory],
                limit: int | None) -> Move | None:
     best: Move | None = None
     for share in shares:
         slots = range(share.first, share.first + share.target)
-        if not slots:
+        on = {where[r] for r in slots}
+        if not slots or None in on:
             continue
-        src = min({where[r] for r in slots}, key=lambda h: (-counts[h], h))
+        src = min((h for h in on if h is not None), key=lambda h: (-counts[h], h))
         c = counts[src]
         if c < 2:
             continue

@@ -38,6 +38,7 @@ from lattice.status import UnmanagedEntity
 from reconciler.actions import (
     Action,
     DeleteBinding,
+    Placing,
     PutBinding,
     StartActor,
     StartProvider,
@@ -112,10 +113,11 @@ def owner_annotations(kind: str, name: str, revision: str) -> dict[str, str]:
 
 def _actors(found: Analysis, revision: str, out: list[Action]) -> None:
     rev = (ANN_REVISION, revision)
-    for slots in found.actors:
-        insts = slots.instances
+    for slots in found.moving:
         for move in slots.moves:
             _move(found, slots, move, rev, out)
+    for slots in found.actors:
+        insts = slots.instances
         if all(insts):  # (not `None in insts`: that calls the models' __eq__)
             continue
         name, aid = slots.deployment, slots.actor_id
@@ -128,6 +130,7 @@ def _actors(found: Analysis, revision: str, out: list[Action]) -> None:
         avoid = tuple(sorted(load))
         limit = slots.max_per_host
         full = () if limit is None else tuple(sorted(h for h, n in load.items() if n >= limit))
+        excluding = Placing(exclude_hosts=full) if full else None
         named = (ANN_NAME, name)
         # sorted by key: kind < limits < managed-by < name < replica < revision
         head = (_KIND_DEPLOYMENT,) if slots.limits is None else (
@@ -139,7 +142,7 @@ def _actors(found: Analysis, revision: str, out: list[Action]) -> None:
                 out.append(StartActor(
                     deployment=name, actor_id=aid, replica=r, constraints=slots.rules.rules,
                     annotations=(*head, _MANAGED, named, _REPLICA_PAIRS[r], rev),
-                    avoid_hosts=avoid, exclude_hosts=full,
+                    avoid_hosts=avoid, placing=excluding,
                     reason=f"replica {r} of deployment {name} is not running"))
                 continue
             label = lay.labels[r]
@@ -152,7 +155,8 @@ def _actors(found: Analysis, revision: str, out: list[Action]) -> None:
                 deployment=name, actor_id=aid, replica=label,
                 constraints=lay.rules[r].rules,
                 annotations=(*head, _MANAGED, named, (ANN_REPLICA, label), rev),
-                avoid_hosts=avoid, exclude_hosts=full, host_id=target, reason=why))
+                avoid_hosts=avoid, reason=why,
+                placing=Placing(full, target) if full or target else None))
     for host, inst, why in found.surplus_actors:
         out.append(StopActor(host_id=host.host_id, actor_id=inst.actor_id,
                              instance_id=inst.instance_id, reason=why))
@@ -180,7 +184,7 @@ def _move(found: Analysis, slots: ActorSlots, move: Move, rev: tuple[str, str],
         deployment=name, actor_id=slots.actor_id, replica=label,
         constraints=slots.rules_of(move.replica).rules,
         annotations=(*head, _MANAGED, (ANN_NAME, name), (ANN_REPLICA, str(label)), rev),
-        avoid_hosts=(), host_id=move.target, move_from=move.source,
+        avoid_hosts=(), placing=Placing(host_id=move.target, move_from=move.source),
         reason=f"rebalance: host {src.name} runs {move.source_count} replicas of it, "
                f"host {dst.name} {move.target_count}; moving replica {label}"))
     old = slots.instances[move.replica]

@@ -23,7 +23,8 @@ def move(to: ScriptedHost, frm: ScriptedHost, *, replica: int, deployment: str =
          ) -> A.StartActor:
     return A.StartActor(deployment=deployment, actor_id=ACTOR, replica=replica,
                         constraints=(), annotations=owned(deployment, replica),
-                        avoid_hosts=(), host_id=to.host_id, move_from=frm.host_id,
+                        avoid_hosts=(),
+                        placing=A.Placing(host_id=to.host_id, move_from=frm.host_id),
                         reason="rebalance")
 
 
@@ -33,7 +34,8 @@ async def test_a_targeted_start_goes_to_its_host_without_an_auction(
     a = await host("a", load=0)
     b = await host("b", load=9)
     start = A.StartActor(deployment="d", actor_id=ACTOR, replica="x", constraints=(),
-                         annotations=owned("d", 0), avoid_hosts=(), host_id=b.host_id,
+                         annotations=owned("d", 0), avoid_hosts=(),
+                         placing=A.Placing(host_id=b.host_id),
                          reason="daemon")
     ex = executor(nc, subjects, observed)
     assert await ex.execute([start]) == 1
@@ -50,7 +52,7 @@ async def test_excluded_hosts_never_win_even_with_the_best_bid(
     starts: list[A.Action] = [
         A.StartActor(deployment="d", actor_id=ACTOR, replica=r, constraints=(),
                      annotations=owned("d", r), avoid_hosts=(),
-                     exclude_hosts=(full.host_id,), reason="r") for r in (0, 1)]
+                     placing=A.Placing((full.host_id,)), reason="r") for r in (0, 1)]
     assert await ex.execute(starts) == 2
     assert not full.actors and len(other.actors) == 2
 
@@ -62,7 +64,7 @@ async def test_an_excluded_lone_bidder_leaves_the_start_unplaced(
     ex = executor(nc, subjects, observed)
     start = A.StartActor(deployment="d", actor_id=ACTOR, replica=1, constraints=(),
                          annotations=owned("d", 1), avoid_hosts=(),
-                         exclude_hosts=(full.host_id,), reason="r")
+                         placing=A.Placing((full.host_id,)), reason="r")
     assert await ex.execute([start]) == 0
     assert "max_per_host" in ex.unplaced[start.key]
 

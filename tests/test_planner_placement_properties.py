@@ -33,7 +33,7 @@ from tests.planner_strategies import ACTORS, T0, deployment, host, state
 
 A0, A1, A2 = ACTORS[0], ACTORS[1], ACTORS[2]
 ZONES = ("a", "b", "c")
-PROPS = settings(max_examples=60, deadline=None,
+PROPS = settings(max_examples=150, deadline=None,
                  suppress_health_check=[HealthCheck.too_slow])
 
 
