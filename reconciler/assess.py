@@ -304,8 +304,7 @@ def _daemon_provider(group: DaemonGroup, placements: list[Placement], count: Cou
         key = start_provider_key(cap, bn, vendor, group.rules.rules, host.host_id)
         message = _problem(key, unplaced, failures, tally,
                            f"{entity} not running on host {host.name} yet ({why})")
-        placements.append(Placement(entity=entity, kind="provider", host_id=host.host_id,
-                                    host_name=host.name, message=message))
+        placements.append(Placement(entity=entity, kind="provider", message=message))
     return Count(ready=count.ready + ready, desired=count.desired + len(group.on))
 
 
