@@ -155,6 +155,12 @@ def _deployment(
     placements: list[Placement] = []
     actors = Count()
     for slots in own_slots:
+        if slots.moves:  # the planner has work: not Synced until the spread is even
+            m = slots.moves[0]
+            tally.pending.append(
+                f"rebalancing {slots.actor_id[:12]}: {len(slots.moves)} move(s) planned; "
+                f"host {found.hosts[m.source].name} runs {m.source_count}, host "
+                f"{found.hosts[m.target].name} {m.target_count}")
         why_here = placement_reasons(slots)
         for r, inst in enumerate(slots.instances):
             label = slots.label(r) if slots.layout is not None else r

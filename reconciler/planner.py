@@ -14,8 +14,11 @@ without one a fresh matcher is used, and the actions are the same either way.
 Ownership: only what carries the agent's annotations is ever stopped or deleted; anything
 started by hand is left alone (:func:`unmanaged` lists it for status) and may still serve a
 need (an unowned provider counts). Planning is idempotent by construction: a start names no
-host (the executor auctions it) and a replica is identified by its annotations, so planning
-again before the lattice reports back asks for the same work under the same keys.
+host (the executor auctions it; only a daemon's instance and a rebalancing move name theirs,
+:class:`~reconciler.actions.Placing`) and a replica is identified by its annotations, so
+planning again before the lattice reports back asks for the same work under the same keys.
+Spread shares, daemons, ``max_per_host`` and moves are decided while matching
+(:mod:`reconciler.placement`); the planner turns them into starts and stops.
 """
 
 from __future__ import annotations

@@ -78,3 +78,22 @@ def test_daemon_instances_say_they_run_on_every_matching_host() -> None:
     keys = {a.key for a in plan(desired, joined)}
     assert start_provider_key("wascc:messaging", "default", "nats", ("edge",), "H3") in keys
     assert start_actor_key("alpha", A0, "H3") in keys
+
+
+def test_packed_replicas_are_progressing_until_the_moves_are_done() -> None:
+    from lattice.manifests import ActorSpec as Spec
+    from tests.planner_strategies import actor_inst, owned
+
+    desired = state(deployment("alpha", [Spec(id=A0, replicas=2)]))
+    packed = lattice(host("H0", actors=[actor_inst(A0, f"i{r}", owned("Deployment", "alpha",
+                                                                       replica=r))
+                                        for r in (0, 1)]), host("H1"))
+    deps, _ = assess(desired, packed, unplaced={}, failures={}, now=NOW)
+    dep = deps["alpha"]
+    assert (str(dep.actors), dep.phase) == ("2/2", Phase.PROGRESSING)
+    assert dep.conditions[0].message.startswith(f"rebalancing {A0[:12]}: 1 move(s) planned; "
+                                                "host name-H0 runs 2, host name-H1 0")
+    moved = apply_plan(plan(desired, packed), packed).observed
+    assert plan(desired, moved) == []
+    assert assess(desired, moved, unplaced={}, failures={}, now=NOW)[0]["alpha"].phase \
+        == Phase.SYNCED
