@@ -101,3 +101,34 @@ async def test_replicas_heal_then_rebalance_and_a_daemon_follows_hosts(lat: Latt
     dep = await eventually(one_daemon_left, timeout=20, message="status: 2/2 actors, 1/1 daemon")
     assert [p.message for p in dep.placements if p.kind == "provider"] == [
         "vendor nats; daemon on every host with edge"]
+
+
+SPREAD = {
+    "kind": "Deployment",
+    "metadata": {"name": "weighted"},
+    "spec": {"actors": [{"id": ACTOR, "replicas": 10, "spread": [
+        {"name": "east", "weight": 80, "requirements": ["zone=us-east"]},
+        {"name": "west", "weight": 20, "requirements": ["zone=us-west"]}]}]},
+}
+
+
+async def test_an_80_20_spread_of_10_runs_8_east_and_2_west(lat: Lattice) -> None:
+    for name, zone in (("east1", "us-east"), ("east2", "us-east"), ("west1", "us-west")):
+        lat.pool.spawn(labels={"zone": zone}, name=name)
+    await eventually(lambda: count_hosts(lat, 3), timeout=30, message="3 hosts answer ping")
+    sha = lat.commit({"deployments/weighted.yaml": SPREAD}, "spread")
+    agent = lat.agent()
+    await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=30,
+                     message=f"Synced\n{agent.log()[-3000:]}")
+    invs = await lat.inventories()
+    assert where(invs, actor=ACTOR) == ["east1"] * 4 + ["east2"] * 4 + ["west1"] * 2
+
+    async def reported() -> DeploymentStatus | None:
+        st = await asyncio.to_thread(read_status, lat.repo)
+        dep = st.deployments.get("weighted") if st is not None else None
+        return dep if dep is not None and dep.phase == Phase.SYNCED else None
+
+    dep = await eventually(reported, timeout=20, message="status: weighted Synced")
+    messages = sorted(p.message or "" for p in dep.placements)
+    assert messages.count("replica east-0; spread east: 8/8 (target 8)") == 1
+    assert sum(m.endswith("spread west: 2/2 (target 2)") for m in messages) == 2
