@@ -38,6 +38,7 @@ from tests.clusterutil import (
     Ledger,
     census,
     exact,
+    late_acks,
     leadership,
     leadership_problems,
     rotated,
@@ -86,10 +87,12 @@ def spread_hosts(lat: Lattice, cluster: NatsCluster, n: int) -> None:
 
 
 def agent_on(lat: Lattice, cluster: NatsCluster, name: str, server: int) -> AgentProcess:
-    """An agent preferring ``server`` (it knows every server), lease bucket R3."""
+    """An agent preferring ``server`` (it knows every server), lease bucket R3, the
+    default resync (30 s: once a second it hits the lost wake-up of
+    ``tests/test_agent_wakeups.py`` within a few runs)."""
     return spawn_agent(repo=str(lat.repo.working_tree_dir or ""),
                        nats_url=rotated(cluster.urls, server), lattice=lat.lattice,
-                       data_dir=lat.tmp / f"agent-{name}", lease_ttl=LEASE_TTL,
+                       data_dir=lat.tmp / f"agent-{name}", lease_ttl=LEASE_TTL, resync=30.0,
                        extra_args=["--replicas", "3"])
 
 
@@ -236,7 +239,8 @@ async def test_a_server_killed_mid_reconcile_loses_nothing(
                               message="one agent leads and holds the lease key")
     views = leadership(agents)
     assert leadership_problems(views) == [], views
-    print(f"leader now {leader}; intervals {[(v.name, v.spans()) for v in views]}")
+    print(f"leader now {leader}; intervals {[(v.name, v.spans()) for v in views]}; "
+          f"acks logged after the lease lapsed: {late_acks(views)}")
     # acks of the hosts on the dead server may be lost (the host started, the agent saw it
     # by ping): the log's commands are fewer than the starts, but not none
     assert sum(len(v.commands) for v in views) >= 1
@@ -321,7 +325,8 @@ async def test_the_leader_agents_server_killed_lease_stays_single(
           f"{synced:.1f}s after it; {len(samples)} log samples ({sum(not s for s in samples)} "
           f"with no leader), {len(keys)} key samples ({keys.count(None)} unreadable), "
           f"holders seen {sorted(str(h) for h in holders)}, "
-          f"leader now {leader}; intervals {[(v.name, v.spans()) for v in views]}")
+          f"leader now {leader}; intervals {[(v.name, v.spans()) for v in views]}; "
+          f"acks logged after the lease lapsed: {late_acks(views)}")
 
 
 def _vinculum_conns(cluster: NatsCluster) -> list[int]:
