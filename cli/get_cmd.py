@@ -23,25 +23,26 @@ from typing import Any
 import click
 
 from cli.gantry_cmd import get_actors
-from cli.hosts import hosts_of, print_hosts, select_hosts
+from cli.hosts import host_section, hosts_of, select_hosts
+from cli.listing import Listing, Resource, Section, listing_options, split_output
 from cli.output import (
     NONE,
     Entity,
+    NotFound,
     age,
     emit,
     entity_document,
-    list_document,
-    output_option,
+    labels_of,
     placed_hosts,
     ready_message,
     row_line,
     short,
-    table,
     warn,
     widths,
 )
+from cli.selector import LabelQuery
 from cli.servers_cmd import get_servers
-from cli.settings import CliError, Settings
+from cli.settings import Settings
 from cli.view import NO_STATUS, RepoView, complete_names, open_view, source_warning
 from lattice.status import StatusReport
 
@@ -63,6 +64,19 @@ class AliasGroup(click.Group):
         return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
 
 
+class GetGroup(AliasGroup):
+    """``get``'s group: a first word that is ``all``, a comma list of kinds or a
+    ``TYPE/NAME`` goes, with the words after it, to :mod:`cli.get_all`."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
+        from cli.get_all import get_resources, is_resource_list
+
+        if args and is_resource_list(args[0]):
+            return args[0], get_resources, args
+        return super().resolve_command(ctx, args)
+
+
 @dataclass(frozen=True)
 class Kind:
     """How one kind of entity is found in a report and shown as a row."""
@@ -82,6 +96,14 @@ class Kind:
     def all_headers(self, wide: bool) -> tuple[str, ...]:
         return (*self.headers, "HOSTS", "MESSAGE") if wide else self.headers
 
+    def resource(self, e: Entity, *, wide: bool, now: datetime) -> Resource:
+        return Resource(self.singular, e.name, entity_document(e),
+                        list(self.row(e, wide=wide, now=now)), labels_of(e))
+
+    def section(self, entities: Sequence[Entity], *, wide: bool, now: datetime) -> Section:
+        return Section(self.singular, self.all_headers(wide),
+                       [self.resource(e, wide=wide, now=now) for e in entities])
+
 
 DEPLOYMENTS = Kind(
     "Deployment", "deployment", ("NAME", "REVISION", "ACTORS", "PROVIDERS", "STATUS", "AGE"),
@@ -95,44 +117,43 @@ BINDINGSETS = Kind(
 )
 
 
-def select(kind: Kind, report: StatusReport, names: Sequence[str]) -> list[Entity]:
-    """The named entities (all, sorted, without names); unknown names are an error."""
+def select(kind: Kind, report: StatusReport, names: Sequence[str],
+           query: LabelQuery | None = None) -> list[Entity]:
+    """The named entities (all, sorted, without names), whose labels match ``query``;
+    unknown names are an error (exit 1, as kubectl's NotFound)."""
     found = kind.entities(report)
     if not names:
-        return [found[n] for n in sorted(found)]
+        return [found[n] for n in sorted(found)
+                if query is None or query.matches(labels_of(found[n]))]
     missing = [n for n in names if n not in found]
     if missing:
         known = ", ".join(sorted(found)) or "none"
-        raise CliError(f"{kind.singular} {', '.join(repr(m) for m in missing)} not found in "
+        raise NotFound(f"{kind.singular} {', '.join(repr(m) for m in missing)} not found in "
                        f"the status (known: {known}); check the name, or `latticectl status` "
                        "to see whether the agent evaluated your last commit")
     return [found[n] for n in names]
 
 
-def print_entities(kind: Kind, entities: Sequence[Entity], output: str | None, *,
+def print_entities(kind: Kind, entities: Sequence[Entity], listing: Listing, *,
                    single: bool) -> list[int]:
-    """Print ``entities`` in ``output``; the column widths of the table, when one."""
-    if output in ("yaml", "json"):
-        docs = [entity_document(e) for e in entities]
-        emit(docs[0] if single and len(docs) == 1 else list_document(docs), output)
+    """Print ``entities`` as ``listing`` says; the column widths of the table, when one
+    (``-w`` lines its rows up with them)."""
+    section = kind.section(entities, wide=listing.wide, now=datetime.now(UTC))
+    listing.print([section], single=single, empty=f"No {kind.singular}s found.")
+    if split_output(listing.output)[0] not in (None, "wide"):
         return []
-    if output == "name":
-        for e in entities:
-            click.echo(f"{kind.singular}/{e.name}")
-        return []
-    if not entities:
-        click.echo(f"No {kind.singular}s found.", err=True)
-    wide = output == "wide"
-    now = datetime.now(UTC)
-    headers = kind.all_headers(wide)
-    rows = [kind.row(e, wide=wide, now=now) for e in entities]
-    for line in table(headers, rows):
-        click.echo(line)
-    return widths(headers, rows)
+    headers = [""] * len(section.headers) if listing.no_headers else section.headers
+    return widths(headers, [r.cells for r in listing.arrange(section).items])
 
 
-def _show(settings: Settings, kind: Kind, names: tuple[str, ...], output: str | None,
+def _show(settings: Settings, kind: Kind, names: tuple[str, ...], listing: Listing,
           watch: bool) -> None:
+    if names and listing.selector is not None:
+        raise click.UsageError("a name and -l/--selector cannot be combined: name the "
+                               "resources or select them by label")
+    fmt, _ = split_output(listing.output)
+    if watch and fmt in ("jsonpath", "custom-columns"):
+        raise click.UsageError("-w prints tables, wide, yaml, json or name; not " + str(fmt))
     with open_view(settings) as view:
         report = view.status()
         if report is None and not watch:
@@ -143,26 +164,28 @@ def _show(settings: Settings, kind: Kind, names: tuple[str, ...], output: str | 
             for problem in (source_warning(report), view.freshness(report).warning(report)):
                 if problem:
                     warn(problem)
-            entities = select(kind, report, names)
-            column_widths = print_entities(kind, entities, output,
+            entities = select(kind, report, names, listing.selector)
+            column_widths = print_entities(kind, entities, listing,
                                            single=len(names) == 1 and not watch)
         else:
             warn(f"{NO_STATUS} Waiting for the first status commit (Ctrl-C stops).")
         if watch:
-            _watch(view, kind, names, output, report, entities, column_widths)
+            _watch(view, kind, names, listing, report, entities, column_widths)
 
 
-def _watch(view: RepoView, kind: Kind, names: tuple[str, ...], output: str | None,
+def _watch(view: RepoView, kind: Kind, names: tuple[str, ...], listing: Listing,
            report: StatusReport | None, entities: list[Entity],
            column_widths: list[int]) -> None:
     """Print a row (or document) for every entity whose status changes, until Ctrl-C."""
+    output = listing.output
     wide = output == "wide"
     seen = {e.name: _fingerprint(kind, e, output) for e in entities}
     last: dict[str, Entity] = {e.name: e for e in entities}
     tips = view.status_tips()
     last_fetch = time.monotonic()
     last_warning: str | None = None
-    headers_done = bool(column_widths) or output in ("yaml", "json", "name")
+    headers_done = (bool(column_widths) or listing.no_headers
+                    or output in ("yaml", "json", "name"))
     try:
         while True:
             time.sleep(WATCH_INTERVAL)
@@ -180,13 +203,13 @@ def _watch(view: RepoView, kind: Kind, names: tuple[str, ...], output: str | Non
             if stale and stale != last_warning:
                 warn(stale)
             last_warning = stale
-            found = kind.entities(report)
+            found = {e.name: e for e in select(kind, report, (), listing.selector)}
             wanted = names or tuple(sorted(set(found) | set(last)))
             changed: list[tuple[Entity, bool]] = []
             for name in wanted:
                 entity = found.get(name)
                 if entity is None:
-                    if name in last:  # deleted since the last look
+                    if name in last:  # deleted (or no longer selected) since the last look
                         changed.append((last.pop(name), True))
                         seen.pop(name, None)
                     continue
@@ -195,12 +218,13 @@ def _watch(view: RepoView, kind: Kind, names: tuple[str, ...], output: str | Non
                     seen[name] = fp
                     last[name] = entity
                     changed.append((entity, False))
-            if not headers_done and changed and output not in ("yaml", "json", "name"):
+            if not column_widths and changed and output not in ("yaml", "json", "name"):
                 headers = kind.all_headers(wide)
                 column_widths = widths(headers, [_row(kind, e, wide, gone)
                                                  for e, gone in changed])
-                click.echo(row_line(column_widths, headers))
-                headers_done = True
+                if not headers_done:
+                    click.echo(row_line(column_widths, headers))
+                    headers_done = True
             for entity, gone in changed:
                 _print_change(kind, entity, gone, output, column_widths)
     except KeyboardInterrupt:
@@ -241,16 +265,19 @@ def _print_change(kind: Kind, e: Entity, gone: bool, output: str | None,
 
 # ---------------------------------------------------------------- commands
 
-@click.group("get", cls=AliasGroup, aliases={
+@click.group("get", cls=GetGroup, aliases={
     "deployment": "deployments", "deploy": "deployments",
     "bindingset": "bindingsets", "bindings": "bindingsets", "bs": "bindingsets",
-    "host": "hosts", "actor": "actors",
+    "host": "hosts", "actor": "actors", "server": "servers",
 })
 def get_group() -> None:
     """Display deployments, binding sets or hosts: desired next to observed; or the actor
-    modules in the registry.
+    modules in the registry, or the nats-servers `latticectl up` started.
 
-    Aliases: deployment/deploy, bindingset/bindings/bs, host, actor.
+    Aliases: deployment/deploy, bindingset/bindings/bs, host, actor, server. As kubectl:
+    `get all` (deployments, binding sets, hosts), `get deploy,bs` (a comma list of kinds),
+    `get deployment/NAME host/NAME` (TYPE/NAME words); -l selects by label, --sort-by,
+    --no-headers, -o jsonpath=... and -o custom-columns=... work on every list.
 
     \b
     Examples:
@@ -259,6 +286,9 @@ def get_group() -> None:
       latticectl get bs -o wide               # adds HOSTS and MESSAGE
       latticectl get deployments -w           # a new row whenever a status changes
       latticectl get hosts                    # live by ping, else from the status branch
+      latticectl get all -l app=web           # every kind, selected by label
+      latticectl get deploy,bs -o name
+      latticectl get deployment/web -o jsonpath='{.status.phase}'
       latticectl get actors                   # modules in the registry (gantry)
     """
 
@@ -271,10 +301,10 @@ def _watch_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 @get_group.command("deployments")
 @click.argument("names", nargs=-1, shell_complete=complete_names("deployments"))
-@output_option()
 @_watch_option
+@listing_options
 @click.pass_obj
-def get_deployments(settings: Settings, names: tuple[str, ...], output: str | None,
+def get_deployments(settings: Settings, names: tuple[str, ...], listing: Listing,
                     watch: bool) -> None:
     """List deployments (or the named ones) with READY counts from the status branch.
 
@@ -285,17 +315,20 @@ def get_deployments(settings: Settings, names: tuple[str, ...], output: str | No
     Examples:
       latticectl get deployments
       latticectl get deployment amazing-deployment -o json | jq .status.phase
+      latticectl get deploy -l app=web --sort-by=.status.actors.ready
+      latticectl get deploy -o jsonpath='{.items[*].metadata.name}'
+      latticectl get deploy -o custom-columns=NAME:.metadata.name,PHASE:.status.phase
       latticectl get deploy -w
     """
-    _show(settings, DEPLOYMENTS, names, output, watch)
+    _show(settings, DEPLOYMENTS, names, listing, watch)
 
 
 @get_group.command("bindingsets")
 @click.argument("names", nargs=-1, shell_complete=complete_names("bindingsets"))
-@output_option()
 @_watch_option
+@listing_options
 @click.pass_obj
-def get_bindingsets(settings: Settings, names: tuple[str, ...], output: str | None,
+def get_bindingsets(settings: Settings, names: tuple[str, ...], listing: Listing,
                     watch: bool) -> None:
     """List binding sets (or the named ones) with applied/desired binding counts.
 
@@ -306,31 +339,39 @@ def get_bindingsets(settings: Settings, names: tuple[str, ...], output: str | No
     Examples:
       latticectl get bindingsets
       latticectl get bs amazing-bindings -o yaml
+      latticectl get bs -l 'app in (web,api)' --no-headers
     """
-    _show(settings, BINDINGSETS, names, output, watch)
+    _show(settings, BINDINGSETS, names, listing, watch)
 
 
 @get_group.command("hosts")
 @click.argument("names", nargs=-1, shell_complete=complete_names("hosts"))
-@output_option()
+@listing_options
 @click.pass_obj
-def get_hosts(settings: Settings, names: tuple[str, ...], output: str | None) -> None:
+def get_hosts(settings: Settings, names: tuple[str, ...], listing: Listing) -> None:
     """List the lattice's hosts: live by ping when NATS is reachable, else from the status
     branch (with a warning saying how old that is).
 
     Columns: NAME, ID, LABELS, UPTIME, ACTORS, PROVIDERS; -o wide adds BINDINGS,
     LAST-SEEN and SERVER (the NATS server each host is connected to). NAMES may be host
-    names or (prefixes of) host ids.
+    names or (prefixes of) host ids. -l selects by the hosts' labels (the built-in
+    hostcore.* ones included); paths address the -o json document of a host, whose
+    fields are at the top (.name, .labels.zone).
 
     \b
     Examples:
       latticectl get hosts
       latticectl --nats-url nats://10.0.0.5:4222 get hosts -o wide
       latticectl get host pi -o json
+      latticectl get hosts -l zone=eu --sort-by=.started_at
     """
+    if names and listing.selector is not None:
+        raise click.UsageError("a name and -l/--selector cannot be combined: name the "
+                               "hosts or select them by label")
     hosts, source, servers = hosts_of(settings)
-    print_hosts(select_hosts(hosts, names), source, output, single=len(names) == 1,
-                servers=servers)
+    section = host_section(select_hosts(hosts, names), source, wide=listing.wide,
+                           servers=servers)
+    listing.print([section], single=len(names) == 1, empty="No hosts found.")
 
 
 get_group.add_command(get_actors)

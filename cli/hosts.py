@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-import click
-
-from cli.output import age, emit, host_document, labels_text, list_document, short, table, warn
+from cli.listing import Resource, Section
+from cli.output import NotFound, age, host_document, labels_text, short, warn
 from cli.reach import live_hosts
 from cli.settings import CliError, Settings
 from cli.view import NO_STATUS, open_view
@@ -42,7 +41,7 @@ def select_hosts(hosts: Sequence[HostStatus], names: Sequence[str]) -> list[Host
         match = [h for h in ordered if n in (h.name, h.host_id) or h.host_id.startswith(n)]
         if not match:
             known = ", ".join(h.name for h in ordered) or "none"
-            raise CliError(f"host {n!r} not found (known: {known})")
+            raise NotFound(f"host {n!r} not found (known: {known})")
         out.extend(h for h in match if h not in out)
     return out
 
@@ -67,28 +66,19 @@ def hosts_of(settings: Settings) -> tuple[list[HostStatus], str, dict[str, str]]
     return list(report.hosts.values()), "status-branch", {}
 
 
-def print_hosts(hosts: Sequence[HostStatus], source: str, output: str | None, *,
-                single: bool, servers: Mapping[str, str] | None = None) -> None:
-    """Print ``hosts``; ``-o wide`` shows each one's server from ``servers`` (host id ->
-    server name; ``-`` when unknown)."""
-    if output in ("yaml", "json"):
-        docs = [host_document(h, source=source) for h in hosts]
-        emit(docs[0] if single and len(docs) == 1 else list_document(docs), output)
-        return
-    if output == "name":
-        for h in hosts:
-            click.echo(f"host/{h.name}")
-        return
-    if not hosts:
-        click.echo("No hosts found.", err=True)
-    wide = output == "wide"
-    now = datetime.now(UTC)
-    rows = []
+def host_section(hosts: Sequence[HostStatus], source: str, *, wide: bool,
+                 servers: Mapping[str, str] | None = None,
+                 now: datetime | None = None) -> Section:
+    """``hosts`` as ``get`` lists them; ``-o wide`` shows each one's server from
+    ``servers`` (host id -> server name; ``-`` when unknown). Pure but for the clock."""
+    now = now or datetime.now(UTC)
+    items = []
     for h in hosts:
         uptime = age(h.started_at, h.last_seen if source == "lattice" else now)
-        row = [h.name, short(h.host_id), labels_text(h.labels), uptime, h.actors, h.providers]
+        row: list[object] = [h.name, short(h.host_id), labels_text(h.labels), uptime,
+                             h.actors, h.providers]
         if wide:
             row += [h.bindings, age(h.last_seen, now), (servers or {}).get(h.host_id, "-")]
-        rows.append(row)
-    for line in table((*HOST_HEADERS, *HOST_WIDE) if wide else HOST_HEADERS, rows):
-        click.echo(line)
+        items.append(Resource("host", h.name, host_document(h, source=source), row,
+                              h.labels))
+    return Section("host", (*HOST_HEADERS, *HOST_WIDE) if wide else HOST_HEADERS, items)

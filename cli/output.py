@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 import yaml
 
+from cli.settings import CliError
 from lattice.manifests import API_VERSION
 from lattice.status import BindingSetStatus, Condition, DeploymentStatus, HostStatus, Placement
 
@@ -30,6 +31,13 @@ PADDING = 3
 #: What ``-o`` accepts on the commands that print entities.
 OUTPUT_FORMATS = ("wide", "yaml", "json", "name")
 NONE = "<none>"
+
+
+class NotFound(CliError):
+    """What was asked for does not exist: exit 1, as kubectl's NotFound (usage errors and
+    other domain errors stay 2)."""
+
+    exit_code = 1
 
 
 def short(sha: str | None, width: int = SHORT_SHA) -> str:

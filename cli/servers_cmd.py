@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
+from cli.listing import Listing, Resource, Section, listing_options
 from cli.localstack import StackState
-from cli.output import emit, list_document, output_option, table
 from cli.settings import CliError, Settings
 from lattice.localcluster import monitor_json
 
@@ -48,37 +48,38 @@ def server_document(server: Mapping[str, Any], varz: Mapping[str, Any] | None
             "spec": dict(server), "status": {"up": varz is not None, **(live or {})}}
 
 
-@click.command("servers")
-@output_option()
-@click.pass_obj
-def get_servers(settings: Settings, output: str | None) -> None:
-    """List the nats-servers `latticectl up` started, with live counts from each one's
-    monitoring endpoint.
-
-    Columns: NAME, URL, CLIENTS, ROUTES, LEAFS; -o wide adds ROLE (hub or leaf), PID,
-    MONITOR and LEAFNODE-URL (where `up --leaf-of` joins).
-
-    \b
-    Examples:
-      latticectl get servers
-      latticectl --state-dir /tmp/site get servers -o wide
-    """
+def server_section(settings: Settings, *, wide: bool) -> Section:
+    """The servers ``latticectl up`` recorded in the state dir, each asked for its
+    ``/varz``; a :class:`CliError` when no lattice is up there."""
     state = StackState.load(settings.state_dir)
     if state is None:
         raise CliError(f"no lattice is up in {settings.state_dir}: `get servers` lists what "
                        "`latticectl up --detach` recorded there (see --state-dir)")
     servers = state.servers or [{"name": "nats-server", "client_url": state.nats_url}]
-    live = [monitor_json(str(s["monitor_url"]), "/varz") if s.get("monitor_url") else None
-            for s in servers]
-    if output in ("yaml", "json"):
-        emit(list_document([server_document(s, v) for s, v in zip(servers, live, strict=True)]),
-             output)
-        return
-    if output == "name":
-        for s in servers:
-            click.echo(f"server/{s.get('name')}")
-        return
-    wide = output == "wide"
-    rows = [server_row(s, v, wide=wide) for s, v in zip(servers, live, strict=True)]
-    for line in table((*SERVER_HEADERS, *SERVER_WIDE) if wide else SERVER_HEADERS, rows):
-        click.echo(line)
+    items = []
+    for s in servers:
+        varz = monitor_json(str(s["monitor_url"]), "/varz") if s.get("monitor_url") else None
+        items.append(Resource("server", str(s.get("name")), server_document(s, varz),
+                              server_row(s, varz, wide=wide)))
+    return Section("server", (*SERVER_HEADERS, *SERVER_WIDE) if wide else SERVER_HEADERS,
+                   items)
+
+
+@click.command("servers")
+@listing_options
+@click.pass_obj
+def get_servers(settings: Settings, listing: Listing) -> None:
+    """List the nats-servers `latticectl up` started, with live counts from each one's
+    monitoring endpoint.
+
+    Columns: NAME, URL, CLIENTS, ROUTES, LEAFS; -o wide adds ROLE (hub or leaf), PID,
+    MONITOR and LEAFNODE-URL (where `up --leaf-of` joins). Servers have no labels, so
+    -l selects none of them.
+
+    \b
+    Examples:
+      latticectl get servers
+      latticectl --state-dir /tmp/site get servers -o wide
+      latticectl get servers -o jsonpath='{.items[*].spec.client_url}'
+    """
+    listing.print([server_section(settings, wide=listing.wide)], single=False)

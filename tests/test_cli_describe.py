@@ -87,7 +87,7 @@ def test_describe_a_bindingset_and_unknown_names(repo: git.Repo, env: dict[str, 
     assert section(result.stdout, "Placements:")[1].split()[:3] == [
         "binding", f"{ACTOR}->wascc:messaging/default", "vm1"]
     unknown = run(env, "describe", "deployment", "nope")
-    assert unknown.exit_code == 2
+    assert unknown.exit_code == 1  # not found, as kubectl
     assert "deployment 'nope' not found" in unknown.stderr
     assert "Traceback" not in unknown.output
 

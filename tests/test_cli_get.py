@@ -94,7 +94,7 @@ def test_yaml_of_one_and_json_of_many(synced: tuple[git.Repo, str], env: dict[st
 
 def test_unknown_name_is_one_line(synced: tuple[git.Repo, str], env: dict[str, str]) -> None:
     result = run(env, "get", "deployment", "nope")
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # kubectl: NotFound exits 1, a usage error 2
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
     assert "deployment 'nope' not found" in line and "amazing-deployment" in line

@@ -41,7 +41,7 @@ def test_live_hosts_from_a_ping(nats_server: NatsServer, lattice_id: str, tmp_pa
         one = run(env, *args, "vm1", "-o", "yaml")
         assert one.exit_code == 0 and "name: vm1" in one.stdout and "- " not in one.stdout
         missing = run(env, *args, "nope")
-        assert missing.exit_code == 2 and "host 'nope' not found" in missing.stderr
+        assert missing.exit_code == 1 and "host 'nope' not found" in missing.stderr
 
 
 def test_unreachable_nats_falls_back_to_the_status_branch(tmp_path: Path,
