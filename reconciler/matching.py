@@ -18,7 +18,10 @@ The rules, in short (docs/architecture.md has the long form):
 * **Actors.** Replica ``r`` of actor ``a`` in deployment ``d`` is served by an owned
   instance annotated kind=Deployment, name=d, replica=r, on a host whose labels satisfy the
   actor's affinity rules. The revision annotation is ignored: a new revision of the same
-  replica is the same replica. Among several, the earliest started (then host id) is kept.
+  replica is the same replica. Among several, the one on the host running fewest of the
+  actor (a rebalancing move's new instance), then the earliest started, then host id.
+  With ``spread`` replicas are named after their share (``east-0``), a daemon's after its
+  host (:mod:`reconciler.placement`).
 * **Providers** are shared. Every deployment that needs a (capability, binding name,
   vendor) under the same rule set forms one *group*; a group is served by any running
   instance (owned or not) of that provider on a host satisfying the rules. Preference:

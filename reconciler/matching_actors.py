@@ -263,11 +263,12 @@ def _keep_one(
     rs: RuleSet, r: int, surplus: list[SurplusActor], want: str | None,
     load: Counter[str],
 ) -> ActorInstance:
-    """Several owned instances claim replica ``r``: keep the one on the host running the
-    fewest instances of this actor (``load``: a rebalancing move's new instance wins over
-    the packed one it replaces), then the earliest started (then by host id), preferring
-    those on hosts that satisfy the rules, then those running under the wanted limits (a
-    replacement for new limits wins over the old instance); the rest become surplus.
+    """Several owned instances claim replica ``r``: keep, in this order of preference,
+    one on a host that satisfies the rules, one running under the wanted limits (a
+    replacement for new limits wins over the old instance), the one on the host running
+    the fewest instances of this actor (``load``: a rebalancing move's new instance wins
+    over the packed one it replaces), the earliest started, then by host id; the rest
+    become surplus.
     (Instances on ineligible hosts and under other limits are dealt with by the caller's
     checks.)"""
     keep = min(found, key=lambda i: (not rs.allows(hosts[host_of[id(i)]]),
