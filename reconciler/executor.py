@@ -169,10 +169,12 @@ class Executor:
         self.retries.forget(keep)
 
     # ------------------------------------------------------------------ running
-    async def execute(self, actions: list[A.Action]) -> int:
+    async def execute(self, actions: list[A.Action], *,
+                      superseded: Callable[[], bool] | None = None) -> int:
         """Run ``actions`` (the whole plan of this pass) phase by phase; returns how many
         succeeded. Stops whose replacement is not confirmed yet are held back
-        (:meth:`held_back`)."""
+        (:meth:`held_back`). Before each phase, ``superseded()`` true (a newer revision is
+        in force) ends the pass: its remaining phases would serve an outdated plan."""
         todo = self.runnable(actions)
         done = 0
         for phase in sorted({a.phase for a in todo}):
@@ -181,6 +183,10 @@ class Executor:
                 self._dealt.update(await self.auctions.deal(
                     [a for a in batch if isinstance(a, A.StartActor) and a.host_id is None
                      and not a.exclude_hosts]))
+            if superseded is not None and superseded():
+                log.info("pass superseded by a newer revision: %s and later phases skipped",
+                         phase.name)
+                break
             if phase == A.ActionPhase.STOP:  # after the starts: their outcome counts
                 held = self.held_back(actions)
                 for key in held.keys() - self.held.keys():
