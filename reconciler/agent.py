@@ -61,7 +61,7 @@ from reconciler.errors import Failure
 from reconciler.executor import Executor
 from reconciler.follow import SETTLE, Follow
 from reconciler.lease import Lease
-from reconciler.liveness import Liveness
+from reconciler.liveness import Liveness, expire_loop
 from reconciler.matching import Matcher
 from reconciler.observed import Change, ObservedState
 from reconciler.planner import plan
@@ -139,7 +139,8 @@ class Agent:
         lease_task = asyncio.create_task(self.lease.run(release), name="lease")
         tasks = [
             asyncio.create_task(self._watch(stop), name="watch"),
-            asyncio.create_task(self._expire_loop(stop), name="expire"),
+            asyncio.create_task(expire_loop(self.observed.expire, self.wake.set, stop),
+                                name="expire"),
             asyncio.create_task(self._lease_watch(stop), name="lease-watch"),
             asyncio.create_task(liveness.run(stop), name="liveness"),
         ]
@@ -236,13 +237,6 @@ class Agent:
             log.info("revision %s: %d deployments, %d binding sets", sha[:8],
                      len(ev.desired.deployments), len(ev.desired.bindingsets))
         self.wake.set()
-
-    async def _expire_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            if self.observed.expire() and self.executor is not None:
-                self.wake.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.25)
 
     async def _lease_watch(self, stop: asyncio.Event) -> None:
         assert self.lease is not None

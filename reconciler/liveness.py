@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
@@ -141,3 +141,16 @@ class Liveness:
         if nc is not None:
             with contextlib.suppress(Exception):
                 await nc.close()
+
+
+async def expire_loop(expire: Callable[[], Sized], on_expired: Callable[[], None],
+                      stop: asyncio.Event, *, every: float = 0.25) -> None:
+    """The heartbeats' side of liveness: every ``every`` seconds until ``stop``, drop the
+    hosts silent too long (``expire``: :meth:`reconciler.observed.ObservedState.expire`,
+    which returns them) and, when any went, call ``on_expired`` (the agent wakes its
+    loop)."""
+    while not stop.is_set():
+        if len(expire()):
+            on_expired()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
