@@ -26,7 +26,9 @@ from hypothesis import strategies as st
 from lattice import selectors
 from lattice.manifests import ActorSpec, DesiredState, SpreadShare
 from lattice.protocol import ANN_NAME, ANN_REPLICA, ActorInstance, HostInventory
+from lattice.status import Phase
 from reconciler import actions as A
+from reconciler.assess import assess
 from reconciler.placement import divide
 from reconciler.planner import plan
 from tests.planner_strategies import ACTORS, T0, deployment, host, state
@@ -181,6 +183,10 @@ def test_hosts_joining_leaving_and_relabelling_always_settle_on_target(
         check(desired, hosts, unplaced)
         # a fixpoint: planning again asks only for what no host takes
         assert {a.key for a in plan(desired, hosts)} == unplaced
+        # and the status agrees with the planner: Synced exactly when nothing is left
+        deps, _ = assess(desired, hosts, unplaced={k: "no host" for k in unplaced},
+                         failures={}, now=T0)
+        assert (deps["alpha"].phase == Phase.SYNCED) == (not unplaced), deps["alpha"]
 
 
 @PROPS
