@@ -5,6 +5,9 @@ nothing is written if one is invalid), then :func:`gitsync.apply.apply_manifests
 each entity at its canonical path and pushes. ``delete`` commits removals. After a commit
 (and on ``sync``) a :class:`~lattice.protocol.SyncNudge` is published on the lattice when
 a NATS URL is configured, so the agent fetches at once instead of at its next interval.
+``--wait`` (apply and delete) then waits for the agent's verdict on the new commit
+(:mod:`cli.agentcall`): Synced is exit 0, Degraded, Invalid or ``--timeout`` exit 1.
+``sync`` sends the nudge as a request and exits 1 when no agent acknowledges it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import click
 
 from cli.settings import CliError, Settings
 from gitsync.apply import ApplyResult, apply_manifests, delete_manifests, load_inputs
+from lattice.durations import DURATION
 from lattice.errors import VinculumError
 from lattice.manifest_loader import SUFFIXES
 from lattice.natsutil import connect
@@ -71,6 +75,28 @@ def _validated(filenames: tuple[str, ...]) -> list[tuple[str, bytes]]:
     return read_inputs(filenames)
 
 
+def _wait_option(f: F) -> F:
+    f = click.option("--timeout", type=DURATION, default="60s", show_default=True,
+                     help="With --wait: give up (exit 1) after this long.")(f)
+    return click.option("--wait", is_flag=True,
+                        help="Wait until the agent has the new commit Synced (exit 1 on "
+                             "Degraded, Invalid or --timeout).")(f)
+
+
+def _wait(result: ApplyResult, settings: Settings, timeout: float) -> None:
+    """``--wait``: the agent's verdict on the commit just made (on HEAD when nothing
+    changed), exit 1 unless Synced."""
+    from cli.agentcall import wait_for_revision
+    from cli.reconcile_cmd import head_of, report_wait
+
+    if result.dry_run or (result.commit is not None and not result.pushed
+                          and result.remote is not None):
+        raise CliError("--wait needs a commit the agent can see: not with --dry-run or "
+                       "--no-push")
+    revision = result.commit or head_of(settings)[1]
+    report_wait(wait_for_revision(settings, revision, timeout=timeout), timeout)
+
+
 def _report(result: ApplyResult, settings: Settings, verb: str) -> None:
     for change in result.changes:
         click.echo(str(change))
@@ -115,9 +141,11 @@ def publish_nudge(settings: Settings, *, reason: str, revision: str | None = Non
 @click.option("-f", "--filename", "filenames", multiple=True, metavar="FILE|DIR|-",
               help="Manifests to apply (repeatable).")
 @_options
+@_wait_option
 @click.pass_obj
 def apply_cmd(settings: Settings, filenames: tuple[str, ...], dry_run: bool,
-              message: str | None, manifests_path: str, no_push: bool) -> None:
+              message: str | None, manifests_path: str, no_push: bool, wait: bool,
+              timeout: float) -> None:
     """Commit manifests to the repository and push them.
 
     Each entity is written to deployments/<name>.yaml or bindingsets/<name>.yaml; applying
@@ -126,6 +154,7 @@ def apply_cmd(settings: Settings, filenames: tuple[str, ...], dry_run: bool,
     \b
     Examples:
       latticectl apply -f deploy.yaml             # validate, commit, push, nudge the agent
+      latticectl apply -f deploy.yaml --wait      # ... and wait until it is Synced
       latticectl apply -f manifests/ --dry-run    # print the diff; write nothing
       kustomize build . | latticectl apply -f - -m "counter: 2 replicas"
     """
@@ -133,6 +162,8 @@ def apply_cmd(settings: Settings, filenames: tuple[str, ...], dry_run: bool,
     result = apply_manifests(settings.repo_path(), documents, message=message,
                              dry_run=dry_run, manifests_path=manifests_path, push=not no_push)
     _report(result, settings, "apply")
+    if wait:
+        _wait(result, settings, timeout)
 
 
 @click.command("delete")
@@ -142,15 +173,18 @@ def apply_cmd(settings: Settings, filenames: tuple[str, ...], dry_run: bool,
               help="Delete the entities defined in these manifests.")
 @click.option("--ignore-not-found", is_flag=True, help="Succeed when an entity is absent.")
 @_options
+@_wait_option
 @click.pass_obj
 def delete_cmd(settings: Settings, kind: str | None, names: tuple[str, ...],
                filenames: tuple[str, ...], ignore_not_found: bool, dry_run: bool,
-               message: str | None, manifests_path: str, no_push: bool) -> None:
+               message: str | None, manifests_path: str, no_push: bool, wait: bool,
+               timeout: float) -> None:
     """Commit the removal of entities: `delete deployment NAME...` or `delete -f FILE`.
 
     \b
     Examples:
       latticectl delete deployment counter
+      latticectl delete deployment counter --wait   # until its instances are gone
       latticectl delete bs counter-bindings --ignore-not-found --no-push
       latticectl delete -f deploy.yaml --dry-run
     """
@@ -172,20 +206,32 @@ def delete_cmd(settings: Settings, kind: str | None, names: tuple[str, ...],
     missing = [f"{c.kind.lower()}/{c.name}" for c in result.changes if c.action == "not found"]
     if missing and not ignore_not_found:
         raise CliError(f"not found: {', '.join(missing)}")
+    if wait:
+        _wait(result, settings, timeout)
 
 
 @click.command("sync")
 @click.option("--reason", default="latticectl sync", help="Recorded in the agent's log.")
+@click.option("--timeout", type=DURATION, default="2s", show_default=True,
+              help="How long to wait for the agent to acknowledge the nudge.")
 @click.pass_obj
-def sync_cmd(settings: Settings, reason: str) -> None:
-    """Ask the agent to fetch its repository now (publishes sync.nudge).
+def sync_cmd(settings: Settings, reason: str, timeout: float) -> None:
+    """Ask the agent to fetch its repository now; do not wait for the result.
+
+    Exit status 1 when no agent acknowledges the nudge within --timeout (`reconcile`
+    also waits for the agent's verdict on HEAD).
 
     \b
     Examples:
       latticectl sync
       git push && latticectl sync --reason "pushed by hand"
     """
-    publish_nudge(settings, reason=reason)  # unreachable NATS: one line, from cli.main
+    from cli.agentcall import ask_agent
+    from cli.reconcile_cmd import no_agent
+
+    settings.require_nats()  # unreachable NATS: one line, from cli.main
+    if ask_agent(settings, reason=reason, timeout=timeout) is None:
+        raise no_agent(settings, timeout)
     click.echo(f"nudged the agent of lattice {settings.lattice}")
 
 

@@ -12,25 +12,94 @@ line.
 
 from __future__ import annotations
 
-import logging
+import functools
+import importlib
+import importlib.util
 import os
 import sys
-import traceback
+from pathlib import Path
 from typing import Any
 
 import click
-import nats.errors
 
-from cli.reach import unreachable
 from cli.settings import CliError, Settings
-from gitsync.errors import InvalidManifestsError
-from lattice.errors import VinculumError
 from lattice.natsflags import NatsFlags, nats_options
+
+#: Every command: name -> (module, short help). ``--help`` lists them from here and
+#: imports no command module; a command's module is imported only when it runs (click's
+#: lazy group), so ``latticectl --version`` and ``--help`` answer in well under 100 ms.
+#: tests/test_cli_lazy.py checks the table against each module's ``COMMANDS``.
+COMMAND_TABLE: dict[str, tuple[str, str]] = {
+    "actor": ("cli.actor_cmd", "Sign WebAssembly actor modules and inspect their claims."),
+    "apply": ("cli.apply_cmd", "Commit manifests to the repository and push them."),
+    "completion": ("cli.completion_cmd", "Print the shell completion script for bash, zsh or "
+                   "fish."),
+    "config": ("cli.config_cmd", "Show and switch the contexts of the latticectl config "
+               "file."),
+    "convert": ("cli.convert_cmd", "Print wadm OAM Applications (core.oam.dev/v1beta1) as "
+                "native manifests."),
+    "delete": ("cli.apply_cmd", "Commit the removal of entities: `delete deployment NAME...` "
+               "or `delete -f FILE`."),
+    "describe": ("cli.describe_cmd", "Show one deployment or binding set in detail."),
+    "diff": ("cli.diff_cmd", "Show what `apply -f FILE` would change in git and in the "
+             "lattice."),
+    "down": ("cli.up_cmd", "Stop the lattice that `latticectl up --detach` started."),
+    "events": ("cli.events_cmd", "Print lattice events as they happen."),
+    "explain": ("cli.explain_cmd", "Describe the fields of a manifest kind."),
+    "get": ("cli.get_cmd", "Display deployments, binding sets or hosts: desired next to "
+            "observed."),
+    "history": ("cli.status_cmd", "List the commits of the followed branch with their sync "
+                "phase."),
+    "host": ("cli.host_cmd", "Credentials for hosts of a secured lattice: issue and revoke."),
+    "push": ("cli.gantry_cmd", "Verify signed MODULES and upload them to the lattice's "
+             "registry."),
+    "reconcile": ("cli.reconcile_cmd", "Nudge the agent and wait until it has evaluated "
+                  "HEAD."),
+    "request": ("cli.request_cmd", "Send BODY to SUBJECT and print the reply."),
+    "resume": ("cli.suspend_cmd", "Commit the end of a suspension: the agent manages the "
+               "deployment again."),
+    "rollback": ("cli.rollback_cmd", "Commit a revert of the desired state to an earlier "
+                 "revision."),
+    "status": ("cli.status_cmd", "Show the branch HEAD, the last revision the agent "
+               "evaluated, its phase."),
+    "suspend": ("cli.suspend_cmd", "Commit a suspension: the agent leaves the deployment as "
+                "it is."),
+    "sync": ("cli.apply_cmd", "Ask the agent to fetch its repository now (no wait: see "
+             "`reconcile`)."),
+    "trust": ("cli.trust_cmd", "Which accounts' actors every host of the lattice runs."),
+    "up": ("cli.up_cmd", "Start a local lattice: nats-server, HOSTS hosts and the agent."),
+    "version": ("cli.version_cmd", "Print the versions of latticectl and of the running "
+                "agent."),
+}
 
 
 class Group(click.Group):
     """A click group that turns unexpected exceptions into one line, and shows the
-    traceback first with --debug."""
+    traceback first with --debug; its commands are loaded lazily from
+    :data:`COMMAND_TABLE`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*(n for n, (m, _) in COMMAND_TABLE.items() if _installed(m)),
+                       *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        entry = COMMAND_TABLE.get(cmd_name)
+        if entry is None or not _installed(entry[0]):
+            return None
+        module = importlib.import_module(entry[0])
+        for command in module.COMMANDS:
+            self.commands.setdefault(str(command.name), command)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help`` from the table: no command module imported."""
+        rows = [(name, COMMAND_TABLE[name][1] if name in COMMAND_TABLE
+                 else self.commands[name].get_short_help_str())
+                for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -54,6 +123,12 @@ class Group(click.Group):
             raise as_cli_error(exc, settings, debug=_debug(ctx)) from None
 
 
+@functools.cache
+def _installed(module: str) -> bool:
+    """True when ``module`` can be imported (found, not imported: --help stays fast)."""
+    return importlib.util.find_spec(module) is not None
+
+
 def as_cli_error(exc: Exception, settings: Settings | None, *, debug: bool = False
                  ) -> CliError:
     """The one line an exception a command let through becomes: the one place where
@@ -67,6 +142,12 @@ def as_cli_error(exc: Exception, settings: Settings | None, *, debug: bool = Fal
     * a file that cannot be read or written: ``PATH: why``;
     * anything else: its type and message, and a hint at ``--debug``.
     """
+    import nats.errors  # imported on the way out: nats-py is slow to import
+
+    from cli.reach import unreachable
+    from gitsync.errors import InvalidManifestsError
+    from lattice.errors import VinculumError
+
     settings = settings or Settings()
     if isinstance(exc, InvalidManifestsError):
         for line in exc.errors:
@@ -84,6 +165,38 @@ def as_cli_error(exc: Exception, settings: Settings | None, *, debug: bool = Fal
     return CliError(f"{type(exc).__name__}: {exc}{hint}")
 
 
+def package_version() -> str:
+    """vinculum's version, read from its installed metadata: the ``Version:`` line of
+    ``vinculum-*.dist-info/METADATA`` on sys.path (importlib.metadata itself takes ~40 ms
+    to import, more than the rest of ``--version``), else importlib.metadata's answer."""
+    for entry in sys.path:
+        try:
+            found = sorted(Path(entry or ".").glob("vinculum-*.dist-info/METADATA"))
+        except OSError:
+            continue
+        for meta in found:
+            with meta.open(encoding="utf-8") as f:
+                for line in f:
+                    if line.startswith("Version:"):
+                        return line.split(":", 1)[1].strip()
+                    if not line.strip():
+                        break
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("vinculum")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _print_version(ctx: click.Context) -> None:
+    """``--version``: as click's version option prints it, without importlib.metadata."""
+    if ctx.resilient_parsing:
+        return
+    click.echo(f"{ctx.find_root().info_name}, version {package_version()}")
+    ctx.exit()
+
+
 def _debug(ctx: click.Context) -> bool:
     """--debug, from the parsed flag: it holds even when Settings could not be built."""
     return bool(ctx.params.get("debug"))
@@ -92,6 +205,8 @@ def _debug(ctx: click.Context) -> bool:
 def _print_traceback(exc: BaseException) -> None:
     """The traceback of ``exc`` on stderr, with the exception it was raised from even when
     that was hidden (``raise ... from None``): the cause is what --debug is for."""
+    import traceback
+
     exc.__suppress_context__ = False
     click.echo("".join(traceback.format_exception(exc)).rstrip("\n"), err=True)
 
@@ -114,7 +229,9 @@ def _silence_stdout() -> None:
 @click.option("--state-dir", envvar="LATTICECTL_STATE_DIR",
               help="Where `up --detach` keeps pids and the NATS URL.")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
-@click.version_option(package_name="vinculum")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=lambda ctx, _param, value: _print_version(ctx) if value else None,
+              help="Show the version and exit.")
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -133,6 +250,8 @@ def cli(
       latticectl apply -f deploy.yaml     # commit and push a Deployment
       latticectl get deployments          # READY counts from the status branch
     """
+    import logging
+
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -142,33 +261,6 @@ def cli(
         repo=repo, nats=nats, lattice=lattice, context=context_name, state_dir=state_dir,
         debug=debug,
     )
-
-
-def _register() -> None:
-    """Attach each family of commands to the group (imports kept here, in one place)."""
-    from cli import (
-        actor_cmd,
-        apply_cmd,
-        convert_cmd,
-        describe_cmd,
-        diff_cmd,
-        events_cmd,
-        gantry_cmd,
-        get_cmd,
-        host_cmd,
-        request_cmd,
-        status_cmd,
-        trust_cmd,
-        up_cmd,
-    )
-
-    for family in (up_cmd, apply_cmd, get_cmd, describe_cmd, diff_cmd, status_cmd, events_cmd,
-                   actor_cmd, gantry_cmd, trust_cmd, host_cmd, request_cmd, convert_cmd):
-        for command in family.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

@@ -30,14 +30,14 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import platformdirs
-import yaml
 
 from lattice.natsflags import NatsFlags
-from lattice.natsutil import NatsOptions
+
+if TYPE_CHECKING:
+    from lattice.natsutil import NatsOptions
 
 
 class CliError(click.ClickException):
@@ -50,6 +50,8 @@ def config_path() -> Path:
     env = os.environ.get("LATTICECTL_CONFIG")
     if env:
         return Path(env)
+    import platformdirs  # imported when used: `latticectl --help` stays fast
+
     return Path(platformdirs.user_config_dir("latticectl")) / "config.yaml"
 
 
@@ -57,6 +59,8 @@ def default_state_dir() -> Path:
     env = os.environ.get("LATTICECTL_STATE_DIR")
     if env:
         return Path(env)
+    import platformdirs
+
     return Path(platformdirs.user_state_dir("vinculum"))
 
 
@@ -72,6 +76,8 @@ def load_context(name: str | None) -> dict[str, Any]:
         if name:
             raise CliError(f"context {name!r} requested but {path} does not exist")
         return {}
+    import yaml
+
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except (OSError, UnicodeDecodeError) as exc:
@@ -108,7 +114,7 @@ def load_context(name: str | None) -> dict[str, Any]:
     return dict(ctx)
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def _yaml_problem(exc: Exception) -> str:
     """A YAML error in one line: what is wrong and where. Pure."""
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or " ".join(str(exc).split())

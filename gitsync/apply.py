@@ -213,7 +213,8 @@ def _diff(existing: _Tree, changes: Changes) -> str:
 
 
 def _message(verb: str, changes: list[EntityChange], message: str | None) -> str:
-    done = [str(c) for c in changes if c.action in ("created", "configured", "deleted")]
+    done = [str(c) for c in changes
+            if c.action in ("created", "configured", "deleted", "suspended", "resumed")]
     body = "\n".join(f"- {line}" for line in done)
     subject = message or f"latticectl {verb}: " + ", ".join(done)
     return f"{subject}\n\n{body}\n"

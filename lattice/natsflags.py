@@ -25,11 +25,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from lattice.natsutil import NatsOptions
+if TYPE_CHECKING:  # natsutil imports nats-py (~0.3 s): `latticectl --help` must not wait
+    from lattice.natsutil import NatsOptions
 
 #: Where a program without a configured URL looks for NATS.
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -52,6 +53,8 @@ class NatsFlags:
     def options(self, *, name: str, url: str | None = None) -> NatsOptions:
         """How to reach NATS: ``url`` (else the flag's, else :data:`DEFAULT_URL`) with the
         credentials and TLS files of the flags; ``name`` is the connection's name. Pure."""
+        from lattice.natsutil import NatsOptions
+
         return NatsOptions(url=url or self.url or DEFAULT_URL, name=name,
                            creds_file=self.creds, nkey_seed_file=self.nkey_seed,
                            user=self.user, password=self.password, tls_ca=self.tls_ca,

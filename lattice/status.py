@@ -227,6 +227,9 @@ class SyncSummary(Model):
     unmanaged: list[UnmanagedEntity] = Field(default_factory=list)
     #: conditions about the repository as a whole: ``SourceReady`` (the git source)
     conditions: list[Condition] = Field(default_factory=list)
+    #: the version of the agent that wrote this (``latticectl version``); empty from an
+    #: agent older than the field
+    agent_version: str = ""
 
     @property
     def source_ready(self) -> Condition | None:

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
+import json
 import logging
 from functools import partial
 
@@ -73,8 +75,20 @@ from reconciler.report import (
     status_report,
 )
 from reconciler.revision import Revision, evaluated, revision_note
+from reconciler.suspend import acting_on, mark_suspended, suspended_names
 
 log = logging.getLogger(__name__)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("vinculum")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+#: this agent's version: in its status summary and in its answer to a nudge request
+AGENT_VERSION = _version()
 
 #: A reconcile pass that raised runs again after 0.2 s, 0.4 s ... up to 30 s (bounded),
 #: unless its error carries its own delay.
@@ -201,6 +215,15 @@ class Agent:
     async def _on_nudge(self, msg: Msg) -> None:
         log.info("sync nudge received")
         self.nudge.set()
+        if msg.reply and self.nc is not None:  # a request (`latticectl reconcile`): answer
+            await self.nc.publish(msg.reply, json.dumps(self.about()).encode())
+
+    def about(self) -> dict[str, object]:
+        """What the agent answers a nudge sent as a request: its version, whether it
+        leads, and the revision in force. Pure."""
+        return {"agent": "vinculum", "version": AGENT_VERSION,
+                "leader": bool(self.lease and self.lease.is_leader),
+                "applied": self.applied.sha if self.applied else None}
 
     async def _ping(self, *, replace: bool) -> None:
         assert self.nc is not None
@@ -310,7 +333,7 @@ class Agent:
         ex, desired, rev = self.executor, self.desired, self.applied
         phase = Phase.DEGRADED  # unless the pass gets to its verdict
         try:
-            actions = plan(desired, self.observed.snapshot(), matcher=self.matcher)
+            actions = plan(*acting_on(desired, self.observed.snapshot()), matcher=self.matcher)
             ex.forget(a.key for a in actions)
             if actions:
                 log.info("revision %s: %d actions planned", self.applied.sha[:8], len(actions))
@@ -323,8 +346,8 @@ class Agent:
                 await ex.execute(actions, superseded=lambda: self.applied is not rev)
             if self.applied is not rev:
                 return Phase.PROGRESSING  # superseded: the next pass (woken) takes over
-            remaining = (plan(desired, self.observed.snapshot(), matcher=self.matcher)
-                         if actions else [])
+            remaining = (plan(*acting_on(desired, self.observed.snapshot()),
+                              matcher=self.matcher) if actions else [])
             if not remaining:
                 phase = Phase.SYNCED
             elif ex.unplaced or ex.failures:
@@ -361,7 +384,8 @@ class Agent:
         deps, bss = assess(desired, snap, unplaced=self.executor.unplaced,
                            failures=self.executor.failures, now=now,
                            previous=self.last_report, crashes=crashes, matcher=self.matcher)
-        out = outcome(phase, deps, bss,
+        deps, judged = mark_suspended(deps, suspended_names(desired))
+        out = outcome(phase, judged, bss,
                       [*self.executor.unplaced.values(), *self.executor.failures.values()])
         if note and (rev.phase, rev.counts) != (out.phase, out.counts):
             rev.counts = out.counts
@@ -372,6 +396,8 @@ class Agent:
             refused=(refused.sha, refused.errors) if refused else None,
             refused_reason=refused.reason if refused else "",
             deps=deps, bss=bss, hosts=snap, now=now, source=source)
+        report = report.model_copy(update={"summary": report.summary.model_copy(
+            update={"agent_version": AGENT_VERSION})})
         self.last_report = report
         if self.writer is None or self.lease is None or not self.lease.is_leader:
             return  # only the leader writes status (it may have lost the lease mid-pass)

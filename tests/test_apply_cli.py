@@ -182,13 +182,14 @@ async def test_apply_and_sync_publish_the_nudge(tmp_path: Path, env: dict[str, s
     assert res.exit_code == 0, res.output
     await eventually(lambda: len(got) == 1, timeout=5, message="nudge after apply")
     assert got[0].revision == work.head.commit.hexsha and got[0].reason == "latticectl apply"
-    res = await asyncio.to_thread(run, env, "sync")
-    assert res.exit_code == 0 and f"lattice {lattice_id}" in res.output
+    # nobody answers the nudge here (no agent): it is sent all the same, and sync says so
+    res = await asyncio.to_thread(run, env, "sync", "--timeout", "300ms")
+    assert res.exit_code == 1 and f"no agent answered on lattice {lattice_id}" in res.output
     await eventually(lambda: len(got) == 2, timeout=5, message="nudge after sync")
     unchanged = await asyncio.to_thread(run, env, "--repo", str(work.working_tree_dir),
                                         "apply", "-f", f)
     assert unchanged.exit_code == 0
-    res = await asyncio.to_thread(run, env, "sync", "--reason", "x")
+    res = await asyncio.to_thread(run, env, "sync", "--reason", "x", "--timeout", "300ms")
     await eventually(lambda: len(got) == 3, timeout=5)
     assert got[2].reason == "x", "no nudge for an unchanged apply"
 

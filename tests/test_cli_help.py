@@ -21,8 +21,11 @@ def command_paths(cmd: click.Command = cli, path: tuple[str, ...] = ()
     """Every command and subcommand of latticectl, by the words that name it (click's
     command tree, so a new command is checked without being listed here)."""
     out = [path]
-    if isinstance(cmd, click.Group):
-        for name, sub in sorted(cmd.commands.items()):
+    if isinstance(cmd, click.Group):  # list/get_command: latticectl loads commands lazily
+        ctx = click.Context(cmd)
+        for name in sorted(cmd.list_commands(ctx)):
+            sub = cmd.get_command(ctx, name)
+            assert sub is not None, name
             out += command_paths(sub, (*path, name))
     return out
 

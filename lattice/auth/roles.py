@@ -10,8 +10,9 @@ The roles:
   answers to what it received (responses), events only under ``evt.<own id>.>``, the rpc
   subjects of actors and providers, and *reading* the registry (gantry) and the trust
   policy. It never sends commands, never touches the leader lease, never writes gantry.
-* **agent**: sends pings, auctions and commands (``ctl.>``), reads events, takes the nudge,
-  holds the leader lease (its own key-value bucket).
+* **agent**: sends pings, auctions and commands (``ctl.>``), reads events, takes the nudge
+  (and answers one sent as a request: ``latticectl reconcile``), holds the leader lease
+  (its own key-value bucket).
 * **apps**: the application traffic of the ``wascc:messaging`` provider: any subject
   outside the lattice's own namespaces, on a connection of its own, so an actor's
   ``Publish`` can reach no control subject.
@@ -140,6 +141,7 @@ def agent(lattice_id: str) -> Grant:
         sub_allow=(s.events, s.nudge, f"{inbox}.>"),
         pub_allow=(f"{s.prefix}.ctl.>", f"{inbox}.>", *_api("INFO", "STREAM.NAMES"),
                    *_stream_own(f"KV_{lease}"), f"$KV.{lease}.>"),
+        responses=1,  # the answer to a nudge sent as a request
     ), inbox)
 
 
