@@ -183,7 +183,9 @@ class Agent:
         self.resync_due = True
         self.wake.set()
 
-    def _resync_tick(self) -> None:
+    async def _resync_tick(self) -> None:
+        # a coroutine, so APScheduler runs it on the event loop: asyncio.Event is not
+        # thread-safe, and a set() from a worker thread could leave the loop asleep for good
         self.resync_due = True
         self.wake.set()
 
@@ -343,7 +345,8 @@ class Agent:
                 # not flap.
                 if self.applied.phase is not Phase.DEGRADED and ex.runnable(actions):
                     await self._report(desired, Phase.PROGRESSING, note=False)
-                await ex.execute(actions, superseded=lambda: self.applied is not rev)
+                await ex.execute(actions, superseded=lambda: self.applied is not rev
+                                 or self.lease is None or not self.lease.is_leader)
             if self.applied is not rev:
                 return Phase.PROGRESSING  # superseded: the next pass (woken) takes over
             remaining = (plan(*acting_on(desired, self.observed.snapshot()),
