@@ -45,12 +45,6 @@ class ThreadRecordingEvent(asyncio.Event):
         super().set()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in reconciler/agent.py: _resync_tick is a plain function, which APScheduler's "
-    "AsyncIOScheduler runs in a worker thread, and it calls asyncio.Event.set() there "
-    "(not thread-safe: a lost wake-up hangs the main loop for good); fix: make it "
-    "`async def _resync_tick(self) -> None: self.wake.set()` (then APScheduler runs it "
-    "on the loop) or set the event with loop.call_soon_threadsafe"))
 @pytest.mark.timeout(60)
 async def test_every_wake_up_is_set_on_the_loop_thread(nats_server: NatsServer,
                                                       tmp_path: Path) -> None:
