@@ -19,6 +19,7 @@ class HostLogAdapter(logging.LoggerAdapter[logging.Logger]):
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
         extra = self.extra or {}
+        kwargs["extra"] = {**extra, **kwargs.get("extra", {})}  # --log-format json: fields
         return f"host={extra.get('host_name')}/{extra.get('host_short')} {msg}", kwargs
 
 

@@ -28,11 +28,14 @@ from nats.aio.client import Client
 
 from hostagent.host import Host, HostConfig
 from hostagent.labels import LabelError, host_labels, parse_label
+from hostagent.metrics import serve as serve_metrics
 from hostagent.workload import MemoryRuntime, Runtime
 from lattice.auth.keys import host_id_of_creds
 from lattice.auth.store import read_credentials
 from lattice.durations import Duration
 from lattice.ids import random_host_id
+from lattice.logsetup import LOG_FORMATS, setup_logging
+from lattice.metricserver import ADDRESS
 from lattice.natsflags import NatsFlags, nats_options
 from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import DEFAULT_LATTICE, Subjects
@@ -88,6 +91,10 @@ _file = click.Path(exists=True, dir_okay=False)
               show_default=True, help="Give up if NATS cannot be reached at start.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+              help="text for people, json for a log pipeline (one object a line).")
+@click.option("--metrics-addr", type=ADDRESS, envvar="LATTICE_METRICS_ADDR",
+              help="Serve Prometheus metrics, /healthz and /readyz on HOST:PORT [default: off].")
 @click.option("--runtime", envvar="LATTICE_RUNTIME", default="wasm",
               show_default=True, type=click.Choice(["wasm", "memory"]),
               help="wasm: run signed WebAssembly actors from gantry and the Python "
@@ -103,12 +110,9 @@ _file = click.Path(exists=True, dir_okay=False)
 def main(nats: NatsFlags, lattice_id: str, labels: Sequence[str], name: str | None,
          heartbeat: float, apps_creds: str | None, connect_timeout: float, log_level: str,
          runtime: str, trusted_issuers: Sequence[str], cache_dir: str | None,
-         no_cache: bool) -> None:
+         no_cache: bool, log_format: str, metrics_addr: tuple[str, int] | None) -> None:
     """Join a lattice as a host that starts empty and obeys the control protocol."""
-    logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(log_level, log_format)
     logging.getLogger("asyncio").setLevel(logging.WARNING)
     try:
         all_labels = host_labels(labels, os.environ)
@@ -129,7 +133,7 @@ def main(nats: NatsFlags, lattice_id: str, labels: Sequence[str], name: str | No
     cache = None if no_cache else Path(cache_dir) if cache_dir else default_cache_dir()
     sys.exit(asyncio.run(run_host(opts, config, connect_timeout=connect_timeout,
                                   runtime_kind=runtime, trusted_issuers=issuers,
-                                  cache_dir=cache, apps=apps)))
+                                  cache_dir=cache, apps=apps, metrics_addr=metrics_addr)))
 
 
 def host_id_from(creds: str | None) -> str:
@@ -161,7 +165,8 @@ def make_runtime(kind: str, nc: Client, lattice_id: str, *,
 
 async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: float,
                    runtime_kind: str = "wasm", trusted_issuers: Sequence[str] = (),
-                   cache_dir: Path | None = None, apps: NatsOptions | None = None) -> int:
+                   cache_dir: Path | None = None, apps: NatsOptions | None = None,
+                   metrics_addr: tuple[str, int] | None = None) -> int:
     """Run one host until a signal; the process exit status. ``apps``: a second
     connection for application traffic (providers), when given."""
     loop = asyncio.get_running_loop()
@@ -232,7 +237,12 @@ async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: fl
     hosts.append(host)
     log.info("connected to %s", nats.url)
     await host.start()
+    metrics = await serve_metrics(host, metrics_addr) if metrics_addr else None
+    if metrics is not None:
+        log.info("metrics on %s", metrics.url)
     await stopping
+    if metrics is not None:
+        await metrics.close()
     try:
         await asyncio.wait_for(_shutdown(host, apps_nc), SHUTDOWN_BUDGET_S)
     except TimeoutError:

@@ -65,6 +65,7 @@ from reconciler.follow import SETTLE, Follow
 from reconciler.lease import Lease
 from reconciler.liveness import Liveness, expire_loop
 from reconciler.matching import Matcher
+from reconciler.metrics import timed_pass
 from reconciler.observed import Change, ObservedState
 from reconciler.planner import plan
 from reconciler.report import (
@@ -301,7 +302,7 @@ class Agent:
                     self.executor.retry_refused()
                 if not self._seeded:
                     await self._seed()
-                await self.reconcile_once()
+                await timed_pass(self.reconcile_once())
             except TransientError as exc:
                 failed += 1
                 retry_in = (PASS_RETRY.jittered(exc.delay) if exc.delay is not None

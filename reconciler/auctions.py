@@ -16,6 +16,7 @@ the executor retries both as soon as a host joins).
 from __future__ import annotations
 
 import heapq
+import time
 from collections import Counter
 from collections.abc import Iterable
 
@@ -26,6 +27,7 @@ from lattice.natsutil import scatter_gather
 from lattice.protocol import AuctionReply, AuctionRequest, Subjects, decode, encode
 from reconciler import actions as A
 from reconciler.errors import Unplaceable
+from reconciler.metrics import auction_done
 from reconciler.observed import ObservedState
 
 Dealt = str | Unplaceable
@@ -57,7 +59,7 @@ class Auctioneer:
                 continue  # a lone start has its own auction, which may end early
             req = AuctionRequest(kind="actor", actor_id=acts[0].actor_id,
                                  constraints=list(constraints))
-            known = len(self.observed)
+            known, started = len(self.observed), time.perf_counter()
             msgs = await scatter_gather(self.nc, self.subjects.auction("actor"), encode(req),
                                         timeout=deal_window(self.bid_timeout, known),
                                         max_replies=known or None)
@@ -65,6 +67,7 @@ class Auctioneer:
                        if (r := decode(AuctionReply, m.data, subject=m.subject)) is not None
                        and r.auction_id == req.auction_id]
             load = {r.host_id: r.load for r in replies if r.bid}
+            auction_done("actor", started, len(load))
             if not load:
                 why = decline_message(constraints, replies)
                 for act in acts:
@@ -100,7 +103,7 @@ class Auctioneer:
         so the other thousand need not be decoded. Declines are kept to explain a
         failure. No answer at all (an empty lattice, or hosts too busy) is unplaceable
         too: like a decline, it is retried as soon as a host joins or changes."""
-        known = len(self.observed)
+        known, started = len(self.observed), time.perf_counter()
         replies: list[AuctionReply] = []
         seen = 0
         pending = self.pending
@@ -130,6 +133,7 @@ class Auctioneer:
             timeout=self.bid_timeout, max_replies=known or None, done=unbeatable,
         )
         unbeatable(msgs)  # replies that arrived with the last one
+        auction_done(req.kind, started, sum(r.bid for r in replies))
         if chosen:
             return chosen[0]
         bids = [r for r in replies if r.bid]

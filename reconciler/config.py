@@ -41,3 +41,5 @@ class AgentConfig:
     #: at most one rebalancing move per deployment per this many seconds
     #: (``--rebalance-interval``; the executor's ``rebalance_interval``)
     rebalance_interval: float = 10.0
+    #: serve Prometheus metrics, /healthz and /readyz here (``--metrics-addr``); None: off
+    metrics_addr: tuple[str, int] | None = None

@@ -57,6 +57,7 @@ from lattice.selectors import satisfied
 from reconciler import actions as A
 from reconciler.auctions import Auctioneer, Dealt
 from reconciler.errors import CommandRefused, CommandUnanswered, Failure, Unplaceable
+from reconciler.metrics import counted
 from reconciler.observed import ObservedState
 from reconciler.retries import Retries
 from reconciler.rulesets import KIND_DEPLOYMENT
@@ -246,7 +247,7 @@ class Executor:
     async def _run_one(self, act: A.Action) -> bool:
         async with self._sem:
             try:
-                await self._dispatch(act)
+                await counted(act, self._dispatch(act))
             except Unplaceable as exc:  # permanent, but a joining host may take it
                 self.retries.retry_later(act, exc.message, unplaced=True)
                 return False

@@ -14,7 +14,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
@@ -26,11 +25,14 @@ import platformdirs
 from gitsync.verify import PolicyError, SignaturePolicy, parse_policy
 from lattice.durations import DURATION
 from lattice.errors import VinculumError
+from lattice.logsetup import LOG_FORMATS, setup_logging
+from lattice.metricserver import ADDRESS
 from lattice.natsflags import NatsFlags, nats_options
 from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import Subjects, SyncNudge, encode
 from reconciler.agent import Agent
 from reconciler.config import AgentConfig
+from reconciler.metrics import run_operated
 
 if TYPE_CHECKING:
     _PolicyParam = click.ParamType[SignaturePolicy]
@@ -101,6 +103,10 @@ POLICY = Policy()
                    "spread).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(LOG_LEVELS, case_sensitive=False))
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+              help="text for people, json for a log pipeline (one object a line).")
+@click.option("--metrics-addr", type=ADDRESS, envvar="VINCULUM_METRICS_ADDR",
+              help="Serve Prometheus metrics, /healthz and /readyz on HOST:PORT [default: off].")
 @nats_options(env_prefix="VINCULUM")
 @click.option("--lattice", envvar="VINCULUM_LATTICE", default="default", show_default=True,
               help="Lattice id.")
@@ -109,7 +115,8 @@ def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_pat
          interval: float, resync: float, data_dir: Path | None, bid_timeout: float,
          lease_ttl: float, verify_commits: SignaturePolicy | None, replicas: int,
          monitor_creds: str | None, gone_grace: float, rebalance_interval: float,
-         log_level: str, nats: NatsFlags, lattice: str) -> None:
+         log_level: str, log_format: str, metrics_addr: tuple[str, int] | None,
+         nats: NatsFlags, lattice: str) -> None:
     """Run the vinculum: reconcile the manifests in a git branch with a NATS lattice.
 
     \b
@@ -125,10 +132,7 @@ def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_pat
         return
     if not repo:
         raise click.UsageError("--repo is required (a local path or a URL)")
-    logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(log_level, log_format)
     # two INFO lines per scheduled resync say nothing an operator needs
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.root.level))
     # "N changes detected" on every write in a watched repo (most are the agent's own
@@ -138,7 +142,7 @@ def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_pat
         repo=repo, branch=branch, path=manifests_path, nats=ctx.obj["nats"], lattice=lattice,
         interval=interval, resync=resync, bid_timeout=bid_timeout, lease_ttl=lease_ttl,
         verify_commits=verify_commits, js_replicas=replicas, monitor_creds=monitor_creds,
-        gone_grace=gone_grace, rebalance_interval=rebalance_interval,
+        gone_grace=gone_grace, rebalance_interval=rebalance_interval, metrics_addr=metrics_addr,
         data_dir=data_dir or Path(platformdirs.user_data_dir("vinculum")) / lattice,
     )
     _run_or_say(_run(config))
@@ -165,7 +169,7 @@ async def _run(config: AgentConfig) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    await Agent(config).run(stop)
+    await run_operated(Agent(config), stop)
 
 
 @main.command()

@@ -37,6 +37,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from hostagent.metrics import timed_call
 from hostagent.providers.base import Provider, ProviderContext, ProviderError
 from hostagent.providers.registry import discover
 from hostagent.wasm import rpc
@@ -204,7 +205,7 @@ class WasmRuntime:
         """Call ``operation`` on an instance of ``actor_id``: a local one (round robin), or
         one on another host through lattice RPC."""
         if actor_id in self.by_actor or self.nc is None:
-            return await self._call_local(actor_id, operation, payload)
+            return await timed_call(actor_id, self._call_local(actor_id, operation, payload))
         headers = {rpc.OP_HEADER: operation}
         rpc.ensure_fits(self.nc, f"the payload of {operation} for actor {actor_id}", payload,
                         headers)
@@ -226,7 +227,8 @@ class WasmRuntime:
     async def _on_actor_rpc(self, msg: Msg) -> None:
         actor_id = msg.subject.rsplit(".", 1)[-1]
         operation = (msg.headers or {}).get(rpc.OP_HEADER, "")
-        await self._answer(msg, self._call_local(actor_id, operation, msg.data))
+        call = timed_call(actor_id, self._call_local(actor_id, operation, msg.data))
+        await self._answer(msg, call)
 
     async def _answer(self, msg: Msg, work: Awaitable[bytes]) -> None:
         """Reply to a lattice RPC with what ``work`` returns, or with its error in words."""
