@@ -68,11 +68,18 @@ class GetGroup(AliasGroup):
     """``get``'s group: a first word that is ``all``, a comma list of kinds or a
     ``TYPE/NAME`` goes, with the words after it, to :mod:`cli.get_all`."""
 
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        from cli.get_all import get_resources, is_resource_list
+
+        if is_resource_list(cmd_name):
+            return get_resources
+        return super().get_command(ctx, cmd_name)
+
     def resolve_command(self, ctx: click.Context, args: list[str]
                         ) -> tuple[str | None, click.Command | None, list[str]]:
         from cli.get_all import get_resources, is_resource_list
 
-        if args and is_resource_list(args[0]):
+        if args and is_resource_list(args[0]):  # the word is the command's first argument
             return args[0], get_resources, args
         return super().resolve_command(ctx, args)
 
