@@ -52,6 +52,7 @@ from cli.settings import CliError
 from cli.stack_nats import JS_DOMAIN, Servers, start_hub, start_leaf
 from lattice.auth.roles import RoleName
 from lattice.auth.store import AuthStore
+from lattice.localnats import free_port
 from lattice.natsutil import NatsOptions, server_urls
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ class StackState:
     js_domain: str | None = None
     replicas: int = 1  #: of the buckets ``up`` made
     leaf_of: str | None = None  #: the hub's leafnode URL, when this is a leaf site
+    metrics_url: str | None = None  #: the agent's Prometheus endpoint (``--metrics-addr``)
 
     def save(self) -> None:
         path = Path(self.state_dir) / "state.json"
@@ -279,12 +281,14 @@ class LocalStack:
                 raise
             actors = {a.name: a.claims.subject for a in pushed}
         self._start_hosts(logs, detach=detach)
+        metrics = None
         if self.with_agent and not self.leaf_of:
+            metrics = f"127.0.0.1:{free_port()}"  # the agent's metrics, /healthz, /readyz
             args = [sys.executable, "-m", "reconciler.main", "--repo", repo,
                     "--nats-url", self.servers.url, "--lattice", self.lattice,
                     "--js-domain", JS_DOMAIN, "--replicas", str(self.servers.replicas),
                     "--data-dir", str(self.state_dir / "agent"),
-                    "--resync", str(self.resync), *self.agent_args]
+                    "--resync", str(self.resync), "--metrics-addr", metrics, *self.agent_args]
             if self.secure:
                 args += ["--creds", self.creds["agent"],
                          "--monitor-creds", self.creds[MONITOR]]
@@ -302,6 +306,7 @@ class LocalStack:
                 asdict(r) for r in self.servers.records],
             leafnode_urls=self.servers.leafnode_urls, js_domain=JS_DOMAIN,
             replicas=self.servers.replicas, leaf_of=self.leaf_of,
+            metrics_url=f"http://{metrics}/metrics" if metrics else None,
         )
         state.save()
         return state

@@ -230,6 +230,8 @@ def up(
         agent = ("the hub's" if leaf_of else
                  "watching " + state.repo if not no_agent else "not started")
         click.echo(f"agent:   {agent}")
+        if state.metrics_url:
+            click.echo(f"metrics: {state.metrics_url}  (/healthz, /readyz on the same port)")
         click.echo(f"logs:    {settings.state_dir / 'logs'}")
         if detach:
             state_file = settings.state_dir / "state.json"

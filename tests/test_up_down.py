@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from prometheus_client.parser import text_string_to_metric_families
 
 from cli.main import cli
 from cli.reach import ping_hosts
@@ -101,6 +102,15 @@ def test_up_detach_then_down(tmp_path: Path) -> None:
         assert got.exit_code == 0, got.output
         rows = {r[0]: r for r in (line.split() for line in got.stdout.splitlines()[1:])}
         assert rows["amazing-deployment"][2:5] == ["1/1", "2/2", "Synced"], got.stdout
+        # the agent's metrics: on a loopback port, in the summary and state.json
+        assert state["metrics_url"].startswith("http://127.0.0.1:")
+        assert f"metrics: {state['metrics_url']}" in result.output
+        with urllib.request.urlopen(state["metrics_url"], timeout=10) as response:
+            families = text_string_to_metric_families(response.read().decode())
+            scraped = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                       for fam in families for s in fam.samples}
+        assert scraped[("vinculum_deployment_phase", (
+            ("deployment", "amazing-deployment"), ("phase", "Synced")))] == 1
         # the tour's HTTP step: echo behind wascc:http_server, two documents in one file
         port = free_port()
         applied = runner.invoke(cli, [*ctl, "apply", "-f", "-"], input=_tour_http_yaml(port),
