@@ -55,9 +55,11 @@ class _Json(JsonFormatter):
                 del log_data[key]
 
 
-def add_context(fields: Callable[[], Mapping[str, object]]) -> None:
-    """Give every record from now on the fields ``fields()`` returns (None: left out)."""
+def add_context(fields: Callable[[], Mapping[str, object]]) -> Callable[[], None]:
+    """Give every record from now on the fields ``fields()`` returns (None: left out);
+    returns what removes it again."""
     _contexts.append(fields)
+    return lambda: _contexts.remove(fields)
 
 
 def setup_logging(level: str, fmt: str = "text") -> None:

@@ -198,7 +198,7 @@ async def run_operated(agent: Agent, stop: asyncio.Event) -> None:
     """Run ``agent`` until ``stop`` with its operations surface: the revision in force on
     every log record (``--log-format json`` shows it), and the metrics port when
     ``--metrics-addr`` asks for one."""
-    add_context(lambda: {"revision": agent.applied.sha if agent.applied else None})
+    forget = add_context(lambda: {"revision": agent.applied.sha if agent.applied else None})
     addr = agent.config.metrics_addr
     server = await serve(agent, *addr) if addr is not None else None
     if server is not None:
@@ -206,5 +206,6 @@ async def run_operated(agent: Agent, stop: asyncio.Event) -> None:
     try:
         await agent.run(stop)
     finally:
+        forget()
         if server is not None:
             await server.close()
