@@ -56,6 +56,7 @@ from lattice.status import (
     Phase,
     StatusReport,
 )
+from reconciler import alerts, webhook
 from reconciler.assess import assess
 from reconciler.config import AgentConfig
 from reconciler.crashes import CrashTracker
@@ -123,6 +124,7 @@ class Agent:
         self.writer: StatusWriter | None = None
         self.last_report: StatusReport | None = None
         self.crashes = CrashTracker()
+        self.alerts = alerts.Alerts(config.alerts)  # phase changes out (--alert-url)
         self._published: StatusReport | None = None  # last report handed to the writer
         self._reported: ReportInputs | None = None  # what the last report was made of
         self._seeded = False  # last_report holds the status branch's times (see _seed)
@@ -137,6 +139,7 @@ class Agent:
         self.source = await asyncio.to_thread(
             GitSource.open, cfg.repo, branch=cfg.branch, path=cfg.path, data_dir=cfg.data_dir)
         self.writer = StatusWriter(self.source)
+        hooks = await webhook.start(cfg.webhook, self.source.branch, self.nudge)
         self.nc = nc = await connect(cfg.nats, on_reconnect=self._on_reconnect)
         self.executor = Executor(nc, self.subjects, self.observed, bid_timeout=cfg.bid_timeout)
         self.lease = Lease(nc, self.subjects, holder=cfg.holder, ttl=cfg.lease_ttl)
@@ -158,6 +161,7 @@ class Agent:
                                 name="expire"),
             asyncio.create_task(self._lease_watch(stop), name="lease-watch"),
             asyncio.create_task(liveness.run(stop), name="liveness"),
+            *hooks, asyncio.create_task(self.alerts.run(), name="alerts"),
         ]
         log.info("agent up: repo=%s branch=%s lattice=%s holder=%s",
                  cfg.repo, self.source.branch, cfg.lattice, self.lease.holder)
@@ -415,6 +419,7 @@ class Agent:
         if self.writer is None or self.lease is None or not self.lease.is_leader:
             return
         rev.phase = phase
+        self.alerts.noted(rev, phase, message)
         note = revision_note(rev, phase, message,
                              self.source.health if self.source is not None else None)
         await asyncio.to_thread(self.writer.note, rev.sha, note)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from gitsync.verify import SignaturePolicy
 from lattice.natsutil import NatsOptions
+from reconciler.alerts import NO_ALERTS, AlertConfig
+from reconciler.webhook import NO_WEBHOOK, WebhookConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,5 +43,8 @@ class AgentConfig:
     #: at most one rebalancing move per deployment per this many seconds
     #: (``--rebalance-interval``; the executor's ``rebalance_interval``)
     rebalance_interval: float = 10.0
+    #: forges' push webhooks in, alerts out (``--webhook-addr``, ``--alert-url``)
+    webhook: WebhookConfig = NO_WEBHOOK
+    alerts: AlertConfig = NO_ALERTS
     #: serve Prometheus metrics, /healthz and /readyz here (``--metrics-addr``); None: off
     metrics_addr: tuple[str, int] | None = None

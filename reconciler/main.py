@@ -32,6 +32,7 @@ from lattice.natsutil import NatsOptions, connect
 from lattice.protocol import Subjects, SyncNudge, encode
 from reconciler.agent import Agent
 from reconciler.config import AgentConfig
+from reconciler.hookflags import Hooks, hook_options
 from reconciler.metrics import run_operated
 
 if TYPE_CHECKING:
@@ -110,11 +111,13 @@ POLICY = Policy()
 @nats_options(env_prefix="VINCULUM")
 @click.option("--lattice", envvar="VINCULUM_LATTICE", default="default", show_default=True,
               help="Lattice id.")
+@hook_options
 @click.pass_context
 def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_path: str,
          interval: float, resync: float, data_dir: Path | None, bid_timeout: float,
          lease_ttl: float, verify_commits: SignaturePolicy | None, replicas: int,
          monitor_creds: str | None, gone_grace: float, rebalance_interval: float,
+         hooks: Hooks,
          log_level: str, log_format: str, metrics_addr: tuple[str, int] | None,
          nats: NatsFlags, lattice: str) -> None:
     """Run the vinculum: reconcile the manifests in a git branch with a NATS lattice.
@@ -143,6 +146,7 @@ def main(ctx: click.Context, repo: str | None, branch: str | None, manifests_pat
         interval=interval, resync=resync, bid_timeout=bid_timeout, lease_ttl=lease_ttl,
         verify_commits=verify_commits, js_replicas=replicas, monitor_creds=monitor_creds,
         gone_grace=gone_grace, rebalance_interval=rebalance_interval, metrics_addr=metrics_addr,
+        webhook=hooks.webhook, alerts=hooks.alerts,
         data_dir=data_dir or Path(platformdirs.user_data_dir("vinculum")) / lattice,
     )
     _run_or_say(_run(config))
