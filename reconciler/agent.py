@@ -141,7 +141,8 @@ class Agent:
         self.writer = StatusWriter(self.source)
         hooks = await webhook.start(cfg.webhook, self.source.branch, self.nudge)
         self.nc = nc = await connect(cfg.nats, on_reconnect=self._on_reconnect)
-        self.executor = Executor(nc, self.subjects, self.observed, bid_timeout=cfg.bid_timeout)
+        self.executor = Executor(nc, self.subjects, self.observed, bid_timeout=cfg.bid_timeout,
+                                 rebalance_interval=cfg.rebalance_interval)
         self.lease = Lease(nc, self.subjects, holder=cfg.holder, ttl=cfg.lease_ttl)
         liveness = Liveness(cfg, on_gone=self._host_gone)  # before the ping: no gap
         await liveness.start()

@@ -48,9 +48,10 @@ class CrashTracker:
         ann = event.annotations
         if not event.reason.startswith(CRASH_PREFIX) or not is_managed(ann):
             return None
-        if ann.get(ANN_KIND) != "Deployment" or not ann.get(ANN_REPLICA, "").isdigit():
+        replica = ann.get(ANN_REPLICA, "")  # "0", a spread share's "east-0", a daemon's host
+        if ann.get(ANN_KIND) != "Deployment" or not replica:
             return None
-        key = start_actor_key(ann.get(ANN_NAME, ""), event.actor_id, int(ann[ANN_REPLICA]))
+        key = start_actor_key(ann.get(ANN_NAME, ""), event.actor_id, replica)
         entry = self._by_key.setdefault(key, Crashes())
         entry.times.append(self._clock())
         entry.reason = event.reason

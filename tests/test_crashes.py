@@ -26,7 +26,9 @@ def test_counts_crashes_of_owned_replicas_only() -> None:
     assert t.record(crash()) == key
     assert t.record(crash("stopped by command")) is None
     assert t.record(crash(managed=False)) is None
-    assert t.record(crash(replica="x")) is None
+    assert t.record(crash(replica="")) is None
+    # a spread share's replica and a daemon's (named by host) count under their own key
+    assert t.record(crash(replica="east-0")) == start_actor_key("d", ACTOR, "east-0")
     assert t.count(key) == 1 and t.backoff(key) == 0 and t.loops() == {}
     clock.advance(5.0)
     t.record(crash("crashed: ran past its CPU deadline"))
