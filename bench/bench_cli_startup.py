@@ -5,7 +5,11 @@ Each command runs ``--runs`` times as a fresh process (``python -m cli.main ...`
 alone); the median wall time of each and its ratio to the bare interpreter are printed
 and appended to RESULTS.md. Target (issue 17): ≤ 100 ms for ``--version`` and ``--help``.
 
-    python bench/bench_cli_startup.py [--runs 20] [--no-record] [--results FILE]
+    python bench/bench_cli_startup.py [--runs 20] [--label TEXT] [--no-record]
+                                      [--results FILE]
+
+To compare with an older commit, run this script from an export of it (``git archive SHA |
+tar -x -C DIR``, then ``python DIR/bench/bench_cli_startup.py --results bench/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from bench.benchlib import (  # noqa: E402
 )
 
 TARGET_MS = 100.0
+#: the children may write .pyc files (the warm-up run does): what an installed CLI has
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 COMMANDS: dict[str, list[str]] = {
     "python -c pass": [sys.executable, "-c", "pass"],
     "latticectl --version": [sys.executable, "-m", "cli.main", "--version"],
@@ -44,7 +50,7 @@ def once(argv: list[str]) -> tuple[float, float]:
     """(wall ms, CPU ms: user + system) of one run of ``argv``, which must exit 0. CPU time
     says what the program costs even when a loaded machine stretches the wall time."""
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, env=ENV)
     _pid, status, usage = os.wait4(proc.pid, 0)
     wall = (time.perf_counter() - started) * 1000
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -67,12 +73,14 @@ def measure(runs: int) -> dict[str, list[tuple[float, float]]]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--label", default="", help="added to the heading (e.g. before: SHA)")
     record_options(parser)
     args = parser.parse_args(argv)
     load_before = load1()
     times = measure(args.runs)
     base = statistics.median(w for w, _ in times["python -c pass"])
-    lines = [heading("CLI start-up: latticectl --version and --help"),
+    title = "CLI start-up: latticectl --version and --help"
+    lines = [heading(f"{title} ({args.label})" if args.label else title),
              f"- machine: {machine()} (load before the run {load_before:.2f})",
              f"- command: `{command_line('bench_cli_startup.py', argv)}`"]
     for name, pairs in times.items():
