@@ -49,6 +49,12 @@ def test_bench_remote_detection_smallest(tmp_path: Path) -> None:
     assert "push + nudge → seen: p50" in text and "no samples" not in text
 
 
+def test_bench_webhook_smallest(tmp_path: Path) -> None:
+    text = run_bench("bench_webhook.py", tmp_path, "--pushes", "1", "--poll", "1",
+                     "--interval", "0.5")
+    assert "push + webhook → seen: p50" in text and "no samples" not in text
+
+
 def test_bench_scale_smallest(tmp_path: Path) -> None:
     text = run_bench("bench_scale.py", tmp_path, "--hosts", "2", "--deployments", "2",
                      "--resync", "0.5", "--resync-window", "1", "--no-plot")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -229,3 +230,43 @@ def test_authentic(forge: Forge, headers: CIMultiDict[str], ok: bool) -> None:
 def test_judge(forge: Forge, event: str, body: bytes, status: int, fetch: bool) -> None:
     verdict = judge(forge, event, body, "main")
     assert (verdict.status, verdict.fetch) == (status, fetch), verdict.reason
+
+
+@pytest.mark.parametrize(("args", "env", "says"), [
+    (["--webhook-addr", "127.0.0.1:0"], {}, "--webhook-addr needs a secret"),
+    (["--webhook-addr", "127.0.0.1:0"], {"VINCULUM_WEBHOOK_SECRET": ""},
+     "--webhook-addr needs a secret"),
+    (["--webhook-addr", "nope"], {"VINCULUM_WEBHOOK_SECRET": "s"}, "not HOST:PORT: 'nope'"),
+    (["--alert-url", "ftp://x"], {}, "'ftp://x' is not an http(s) URL"),
+])
+def test_flags_refused(tmp_path: Path, args: list[str], env: dict[str, str],
+                       says: str) -> None:
+    from click.testing import CliRunner
+
+    from reconciler.main import main
+
+    result = CliRunner().invoke(main, ["--repo", str(tmp_path), *args],
+                                env={"VINCULUM_WEBHOOK_SECRET": None, **env})
+    assert result.exit_code == 2 and says in result.output, result.output
+
+
+def test_an_address_in_use_is_one_line(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from tests.gitrepo import init_repo
+
+    init_repo(tmp_path / "repo")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "reconciler.main", "--repo", str(tmp_path / "repo"),
+             "--data-dir", str(tmp_path / "data"), "--webhook-addr", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "VINCULUM_WEBHOOK_SECRET": SECRET})
+    assert proc.returncode == 1, proc.stderr
+    assert f"Error: --webhook-addr 127.0.0.1:{port}: " in proc.stderr
+    assert "Traceback" not in proc.stderr and SECRET not in proc.stderr
