@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import json
 import logging
 from functools import partial
@@ -57,7 +56,6 @@ from lattice.status import (
     StatusReport,
 )
 from reconciler import alerts, webhook
-from reconciler.assess import assess
 from reconciler.config import AgentConfig
 from reconciler.crashes import CrashTracker
 from reconciler.errors import Failure
@@ -68,29 +66,14 @@ from reconciler.liveness import Liveness, expire_loop
 from reconciler.matching import Matcher
 from reconciler.metrics import timed_pass
 from reconciler.observed import Change, ObservedState
+from reconciler.pass_report import AGENT_VERSION, PassView, make_report, report_inputs
 from reconciler.planner import plan
-from reconciler.report import (
-    ReportInputs,
-    carried_over,
-    outcome,
-    source_condition,
-    status_report,
-)
+from reconciler.report import ReportInputs, carried_over, source_condition
 from reconciler.revision import Revision, evaluated, revision_note
-from reconciler.suspend import acting_on, mark_suspended, suspended_names
+from reconciler.suspend import acting_on
 
 log = logging.getLogger(__name__)
 
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("vinculum")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-#: this agent's version: in its status summary and in its answer to a nudge request
-AGENT_VERSION = _version()
 
 #: A reconcile pass that raised runs again after 0.2 s, 0.4 s ... up to 30 s (bounded),
 #: unless its error carries its own delay.
@@ -375,38 +358,24 @@ class Agent:
         """Assess and publish the status branch; with ``note``, also (re)write the note on
         the applied revision when its phase or counts changed."""
         assert self.executor is not None and self.applied is not None
-        snap = self.observed.snapshot()
-        rev, refused, crashes = self.applied, self.refused, self.crashes.loops()
-        source = (source_condition(self.source.health, self.last_report)
-                  if self.source is not None else None)  # SourceReady: moves with the state
-        inputs = ReportInputs(desired, tuple(snap.values()), (
-            phase, note, rev.sha, rev.phase, rev.counts,
-            (refused.sha, tuple(refused.errors), refused.reason) if refused else None,
-            self.lease.is_leader if self.lease else None, tuple(snap),
-            tuple(sorted(self.executor.unplaced.items())),
-            tuple(sorted(self.executor.failures.items())), tuple(sorted(crashes.items())),
-            source))
+        rev = self.applied
+        view = PassView(
+            desired=desired, snap=self.observed.snapshot(), phase=phase, note=note, rev=rev,
+            refused=self.refused, leader=self.lease.is_leader if self.lease else None,
+            unplaced=self.executor.unplaced, failures=self.executor.failures,
+            crashes=self.crashes.loops(), branch=self.source.branch if self.source else "",
+            source=(source_condition(self.source.health, self.last_report)
+                    if self.source is not None else None))  # SourceReady: moves with state
+        inputs = report_inputs(view)
         if inputs.same_as(self._reported):
             return  # same inputs, same report (clocks aside): nothing to assess or write
         self._reported = inputs
-        now = utcnow()
-        deps, bss = assess(desired, snap, unplaced=self.executor.unplaced,
-                           failures=self.executor.failures, now=now,
-                           previous=self.last_report, crashes=crashes, matcher=self.matcher)
-        deps, judged = mark_suspended(deps, suspended_names(desired))
-        out = outcome(phase, judged, bss,
-                      [*self.executor.unplaced.values(), *self.executor.failures.values()])
+        report, out = make_report(view, previous=self.last_report, matcher=self.matcher,
+                                  now=utcnow())
         if note and (rev.phase, rev.counts) != (out.phase, out.counts):
             rev.counts = out.counts
             rev.errors = out.problems
             await self._write_note(rev, out.phase, out.message)
-        report = status_report(
-            out, branch=self.source.branch if self.source else "", applied=rev.sha,
-            refused=(refused.sha, refused.errors) if refused else None,
-            refused_reason=refused.reason if refused else "",
-            deps=deps, bss=bss, hosts=snap, now=now, source=source)
-        report = report.model_copy(update={"summary": report.summary.model_copy(
-            update={"agent_version": AGENT_VERSION})})
         self.last_report = report
         if self.writer is None or self.lease is None or not self.lease.is_leader:
             return  # only the leader writes status (it may have lost the lease mid-pass)
