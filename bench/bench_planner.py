@@ -6,9 +6,14 @@ the agent keeps one: with the same objects pass after pass (a resync of a quiet 
 where the analysis is reused), and with one host's record new each run (a heartbeat that
 says something new: the whole matching runs again over the other hosts' kept indexes);
 and with a fresh matcher each run (a caller that keeps none, e.g. ``latticectl diff``).
+Issue 16 adds a host joining the converged lattice (a new host with nothing running, a
+different one each run, after a pass over the converged lattice): the kept matcher patches
+its last analysis instead of matching everything again; target <= 1 ms.
+Times are CPU time of this process by default (``--clock wall`` for wall time): the
+reference machine is shared and loaded.
 
     python bench/bench_planner.py [--replicas 10000] [--hosts 1000] [--repeat 9] [--no-record]
-                                  [--results FILE]
+                                  [--results FILE] [--clock cpu|wall]
 
 The scenario: one deployment per 10 replicas (two actors of five replicas each, affinity
 rules cycling over none / zone=a / zone!=b / leds=12), one shared provider per deployment
@@ -55,7 +60,7 @@ from tests.planner_strategies import (  # noqa: E402
     state,
 )
 
-TARGET_FULL_MS, TARGET_CONVERGED_MS = 50.0, 10.0
+TARGET_FULL_MS, TARGET_CONVERGED_MS, TARGET_JOIN_MS = 50.0, 10.0, 1.0
 ACTOR_RULES: tuple[list[str], ...] = ([], ["zone=a"], ["zone!=b"], ["leds=12"])
 PROVIDER_RULES: tuple[list[str], ...] = ([], ["leds=12"], ["zone=c"])
 
@@ -94,14 +99,23 @@ def converge(desired: DesiredState, observed: dict[str, HostInventory]
     raise RuntimeError(f"did not converge: {len(plan(desired, observed))} actions remain")
 
 
-def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
-    """(min, median) wall time of ``fn`` in ms over ``repeat`` runs, after one warm-up."""
+CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def timed(fn: Callable[[], object], repeat: int, clock: Callable[[], float] = time.process_time,
+          before: Callable[[], object] | None = None) -> tuple[float, float]:
+    """(min, median) time of ``fn`` in ms on ``clock`` over ``repeat`` runs, after one
+    warm-up; ``before`` runs ahead of each run, untimed."""
+    if before is not None:
+        before()
     fn()
     runs = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        if before is not None:
+            before()
+        t = clock()
         fn()
-        runs.append((time.perf_counter() - t) * 1000)
+        runs.append((clock() - t) * 1000)
     return min(runs), statistics.median(runs)
 
 
@@ -112,7 +126,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     ap.add_argument("--results", type=Path, default=RESULTS, help="append here instead")
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                    help="CPU time of this process (default) or wall time")
     args = ap.parse_args(argv)
+    clock = CLOCKS[args.clock]
 
     desired, empty = scenario(args.replicas, args.hosts)
     full_plan = plan(desired, empty)
@@ -122,19 +139,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     # new host records each run (and a fresh matcher), so nothing of an earlier run serves
     empties = iter([{k: h.model_copy() for k, h in empty.items()}
                     for _ in range(args.repeat + 1)])
-    full = timed(lambda: plan(desired, next(empties)), args.repeat)
+    full = timed(lambda: plan(desired, next(empties)), args.repeat, clock)
     kept = Matcher()  # as the agent keeps one for its life
-    idle = timed(lambda: plan(desired, converged, matcher=kept), args.repeat)
+    idle = timed(lambda: plan(desired, converged, matcher=kept), args.repeat, clock)
     # a heartbeat with news: one host's record is a new object (a different host each run),
     # so the whole matching runs again over 999 indexed hosts and one new one
     ids = sorted(converged)
     news = iter([{**converged, ids[k % len(ids)]: converged[ids[k % len(ids)]].model_copy()}
                  for k in range(args.repeat + 1)])
-    one_new = timed(lambda: plan(desired, next(news), matcher=kept), args.repeat)
-    fresh = timed(lambda: plan(desired, converged), args.repeat)
+    one_new = timed(lambda: plan(desired, next(news), matcher=kept), args.repeat, clock)
+    # a host joins (nothing running on it yet; a different one each run), the pass before
+    # having planned the converged lattice
+    joins = iter([{**converged, f"J{k:05d}": host(f"J{k:05d}", {"zone": "a", "leds": "12"})}
+                  for k in range(args.repeat + 1)])
+    joined = timed(lambda: plan(desired, next(joins), matcher=kept), args.repeat, clock,
+                   before=lambda: plan(desired, converged, matcher=kept))
+    fresh = timed(lambda: plan(desired, converged), args.repeat, clock)
     result = {"full_ms": full[1], "full_min_ms": full[0],
               "converged_ms": idle[1], "converged_min_ms": idle[0],
               "one_new_ms": one_new[1], "one_new_min_ms": one_new[0],
+              "join_ms": joined[1], "join_min_ms": joined[0],
               "fresh_ms": fresh[1], "fresh_min_ms": fresh[0]}
     ndep, nbind = len(desired.deployments), sum(
         len(b.spec.bindings) for b in desired.bindingsets.values())
@@ -147,12 +171,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
           f"({verdict(idle[1], TARGET_CONVERGED_MS)})")
     print(f"  one host new: median {one_new[1]:7.2f} ms   min {one_new[0]:7.2f} ms   "
           f"({verdict(one_new[1], TARGET_CONVERGED_MS)})")
+    print(f"  a host joins: median {joined[1]:7.2f} ms   min {joined[0]:7.2f} ms   "
+          f"({verdict(joined[1], TARGET_JOIN_MS)})")
     print(f" fresh matcher: median {fresh[1]:7.2f} ms   min {fresh[0]:7.2f} ms   (none kept)")
     if not args.no_record:
         record([
             heading(f"planner, {args.replicas} replicas / {args.hosts} hosts"),
             f"- machine: {machine()}",
-            f"- command: `{command_line('bench_planner.py', argv)}`",
+            f"- command: `{command_line('bench_planner.py', argv)}` ({args.clock} time)",
             f"- scenario: {ndep} deployments, {nbind} bindings; {len(full_plan)} actions from "
             f"empty; {entities} running entities when converged",
             f"- full plan (from empty): median {full[1]:.1f} ms, min {full[0]:.1f} ms "
@@ -162,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             f"- converged, one host's record new each run (nothing to do, analysis not "
             f"reusable, a kept Matcher): median {one_new[1]:.1f} ms, min {one_new[0]:.1f} ms "
             f"over {args.repeat} runs; {verdict(one_new[1], TARGET_CONVERGED_MS)}",
+            f"- converged, a host joins (nothing running on it; a kept Matcher patches its "
+            f"last analysis): median {joined[1]:.2f} ms, min {joined[0]:.2f} ms over "
+            f"{args.repeat} runs; {verdict(joined[1], TARGET_JOIN_MS)}",
             f"- converged, a fresh Matcher each run (a caller that keeps none): median "
             f"{fresh[1]:.1f} ms, min {fresh[0]:.1f} ms over {args.repeat} runs",
         ], args.results)

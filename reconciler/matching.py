@@ -38,7 +38,7 @@ The rules, in short (docs/architecture.md has the long form):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import NamedTuple, cast
@@ -53,9 +53,9 @@ from lattice.protocol import (
     HostInventory,
     ProviderInstance,
 )
-from reconciler.matching_actors import ActorIndexes, match_actors
-from reconciler.memo import LastCall, PerObject
-from reconciler.placement import DaemonGroup, match_daemons
+from reconciler.matching_actors import ActorIndexes, busy_actors, match_actors
+from reconciler.memo import LastCall, PerObject, same_objects
+from reconciler.placement import DaemonGroup, find_moves, match_daemons
 from reconciler.rulesets import (
     KIND_BINDINGSET,
     KIND_DEPLOYMENT,
@@ -141,6 +141,10 @@ class Analysis:
     daemon_of: dict[tuple[str, ProviderKey], DaemonGroup] = field(default_factory=dict)
     #: the actor slots with rebalancing moves (few: the planner reads them apart)
     moving: list[ActorSlots] = field(default_factory=list)
+    #: positions in ``actors`` of the slots asked for moves (a joining host may be a target)
+    rebalancing: tuple[int, ...] = ()
+    #: some actor spec is a daemon (its replicas follow the hosts)
+    daemon_actors: bool = False
 
     def host_of(self, inst: ActorInstance) -> HostInventory:
         """The host running an owned actor instance found by this analysis."""
@@ -158,20 +162,38 @@ class Matcher:
     something new, so what is kept is what a build would give: a kept Matcher makes
     :meth:`analyse` faster, never different. Its owner keeps one (the agent, for its
     life); two Matchers share nothing.
+
+    A host joining with nothing running (no provider, no owned actor or binding) changes
+    nothing the last analysis found but the hosts and, perhaps, rebalancing moves: when the
+    desired state is the same object, every other host's record too, and at most
+    :data:`JOINING_SHARE` of the lattice joins, the last analysis is patched (the hosts,
+    the moves asked again) instead of built again (:func:`_joined`; daemons: in full).
     """
 
-    __slots__ = ("_last",)
+    __slots__ = ("_build", "_last")
 
     def __init__(self) -> None:
-        build = partial(_analyse, ActorIndexes(), LastCall(
+        self._build = partial(_analyse, ActorIndexes(), LastCall(
             partial(_merge_bindings, PerObject(_index_bindings))))
-        self._last: LastCall[object, Analysis] = LastCall(build)
+        self._last: tuple[tuple[object, ...], Analysis] | None = None
 
     def analyse(self, desired: DesiredState, observed: Mapping[str, HostInventory]
                 ) -> Analysis:
         """Match ``desired`` against ``observed``. Pure (the result depends on the
         arguments alone); consumed by the planner and assess, which only read it."""
-        return self._last([desired, *sorted(observed.values(), key=_host_id)])
+        hosts = sorted(observed.values(), key=_host_id)
+        key = (desired, *hosts)
+        last = self._last
+        found: Analysis | None = None
+        if last is not None:
+            if same_objects(last[0], key):
+                return last[1]
+            if last[0][0] is desired:  # a few inert hosts joined?
+                found = _joined(last[1], hosts)
+        if found is None:
+            found = self._build(key)
+        self._last = (key, found)
+        return found
 
 
 def analyse(desired: DesiredState, observed: Mapping[str, HostInventory]) -> Analysis:
@@ -191,15 +213,78 @@ def _analyse(actor_indexes: ActorIndexes, lattice_bindings: _BindingsMemo,
     hosts = cast(list[HostInventory], list(inputs[1:]))
     rulesets = RuleSets()
     by_id = {h.host_id: h for h in hosts}
-    actors, surplus_actors, actor_hosts = match_actors(desired, by_id, rulesets, actor_indexes)
+    actors, surplus_actors, actor_hosts, rebalancing = match_actors(
+        desired, by_id, rulesets, actor_indexes)
     groups, group_of, surplus_providers, daemons = _match_providers(desired, hosts, rulesets)
     stopping = {(h.host_id, p.capability_id, p.binding_name) for h, p, _ in surplus_providers}
     bindings, surplus_bindings = _match_bindings(desired, hosts, stopping, lattice_bindings)
     daemon_of = {(owner, d.key): d for d in daemons for owner in d.owners}
     moving = [s for s in actors if s.moves]
+    daemon_actors = any(s.layout is not None and s.layout.daemon for s in actors)
     return Analysis(actors, surplus_actors, groups, group_of, surplus_providers,
                     bindings, surplus_bindings, actor_hosts, by_id, daemons, daemon_of,
-                    moving)
+                    moving, rebalancing, daemon_actors)
+
+
+# ---------------------------------------------------------------- hosts joining
+
+#: at most this share of the lattice may join at once for the last analysis to be patched
+JOINING_SHARE = 0.1
+
+
+def _inert(host: HostInventory) -> bool:
+    """A host that serves nothing and owns nothing the matching would find: no provider,
+    no owned actor or binding (unowned actors and bindings off any provider are never
+    matched, stopped or counted)."""
+    return not host.providers and not any(
+        a.annotations.get(ANN_MANAGED_BY) == MANAGED_BY_VALUE for a in host.actors
+    ) and not any(b.annotations.get(ANN_MANAGED_BY) == MANAGED_BY_VALUE for b in host.bindings)
+
+
+def _joined(last: Analysis, hosts: Sequence[HostInventory]) -> Analysis | None:
+    """``last`` (the analysis of the same desired state) patched for ``hosts``, which are
+    its hosts, the very same objects, plus a few inert ones that joined; None when that is
+    not the case (the caller builds the analysis in full).
+
+    An inert host changes no instance's match, no provider group's choice, no binding and
+    nothing surplus; it adds a replica to a daemon (not patched: None) and may be the
+    target of a rebalancing move, so only the slots that were asked for moves are asked
+    again, over the new hosts. The result is the analysis a build would give."""
+    if last.daemons or last.daemon_actors:
+        return None
+    before = last.hosts
+    if len(hosts) <= len(before):
+        return None
+    joined = len(hosts) - len(before)
+    if joined > max(1, int(len(before) * JOINING_SHARE)):
+        return None
+    seen = 0
+    for host in hosts:
+        was = before.get(host.host_id)
+        if was is None:
+            if not _inert(host):
+                return None
+        elif was is not host:
+            return None
+        else:
+            seen += 1
+    if seen != len(before):
+        return None
+    by_id = {h.host_id: h for h in hosts}
+    actors, moving = last.actors, last.moving
+    if last.rebalancing:
+        actors = list(actors)
+        busy = busy_actors(last.surplus_actors)
+        for r in last.rebalancing:
+            s = actors[r]
+            if (s.deployment, s.actor_id) in busy:
+                continue  # no move while instances are stopping
+            moves = find_moves(s.instances, s.layout, s.rules, last.actor_hosts, by_id,
+                               s.max_per_host)
+            if moves != s.moves:
+                actors[r] = s._replace(moves=moves)
+        moving = [actors[r] for r in last.rebalancing if actors[r].moves]
+    return replace(last, actors=actors, hosts=by_id, moving=moving)
 
 
 # ---------------------------------------------------------------- providers

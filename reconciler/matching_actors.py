@@ -135,9 +135,12 @@ class ActorIndexes:
 def match_actors(
     desired: DesiredState, hosts: dict[str, HostInventory], rulesets: RuleSets,
     indexes: ActorIndexes,
-) -> tuple[list[ActorSlots], list[SurplusActor], dict[int, str]]:
-    """Which owned instance serves each desired replica, and the owned instances that
-    serve none (with why). Pure: ``indexes`` only saves work, never changes the answer."""
+) -> tuple[list[ActorSlots], list[SurplusActor], dict[int, str], tuple[int, ...]]:
+    """Which owned instance serves each desired replica, the owned instances that serve
+    none (with why), where each owned instance runs, and the positions of the slots that
+    were asked for rebalancing moves (the only slots whose answer depends on hosts that
+    run none of their instances, daemons aside). Pure: ``indexes`` only saves work, never
+    changes the answer."""
     dupes: dict[_ActorKey, list[ActorInstance]] = {}
     surplus: list[SurplusActor] = []
     per_host, merged = indexes.of(hosts.values())
@@ -156,6 +159,7 @@ def match_actors(
                     dupes.setdefault(key, [prev]).append(inst)
 
     slots: list[ActorSlots] = []
+    rebalancing: list[int] = []
     pop = index.pop
     labels = REPLICA_LABELS
     limited = any(ha.limited for ha in per_host)
@@ -209,16 +213,22 @@ def match_actors(
             if ((name, aid) in packed  # some host runs two of it: can it spread out?
                     and dep_spec.rebalance and not (lay and lay.daemon)):
                 moves = find_moves(insts, lay, rs, host_of, hosts, limit)
+                rebalancing.append(len(slots))
             slots.append(ActorSlots(name, aid, rs, insts, want, lay, limit, moves))
     for key, inst in index.items():
         for each in dupes.get(key, [inst]):
             why = _why_actor_unwanted(desired, *key)
             surplus.append((hosts[host_of[id(each)]], each, why))
     if surplus and any(s.moves for s in slots):  # no move while instances are stopping
-        busy = {(inst.annotations.get(ANN_NAME), inst.actor_id) for _h, inst, _w in surplus}
+        busy = busy_actors(surplus)
         slots = [s._replace(moves=()) if s.moves and (s.deployment, s.actor_id) in busy
                  else s for s in slots]
-    return slots, surplus, host_of
+    return slots, surplus, host_of, tuple(rebalancing)
+
+
+def busy_actors(surplus: Iterable[SurplusActor]) -> set[tuple[str | None, str]]:
+    """The (deployment, actor) pairs with an instance stopping: they do not move. Pure."""
+    return {(inst.annotations.get(ANN_NAME), inst.actor_id) for _h, inst, _w in surplus}
 
 
 def _check_layout(insts: list[ActorInstance | None], lay: Layout,

@@ -17,6 +17,7 @@ import typing
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from lattice.ids import encode_module_key
@@ -47,9 +48,11 @@ from tests.planner_strategies import (
     deployment,
     desired_states,
     host,
+    labels_st,
     lattice,
     observed_lattices,
     owned,
+    provider_inst,
     state,
     steps_st,
 )
@@ -148,6 +151,59 @@ def test_a_kept_matcher_plans_as_a_fresh_one_whatever_happens_between_passes(
         assert plan(desired, snap, matcher=kept) == fresh  # the analysis reused: the same
         assert summary(kept.analyse(desired, snap)) == summary(Matcher().analyse(desired, snap))
         desired = happen(step, observed, desired, (first, second))
+
+
+def moves_of(found: Analysis) -> list[tuple[object, ...]]:
+    return [(s.deployment, s.actor_id, s.moves) for s in found.actors if s.moves]
+
+
+@PROPS
+@given(desired_states(), observed_lattices(), st.lists(labels_st, min_size=1, max_size=3),
+       st.booleans(), st.integers(0, 2))
+def test_hosts_joining_are_matched_by_a_kept_matcher_as_by_a_fresh_one(
+    desired: DesiredState, initial: dict[str, HostInventory], joining: list[dict[str, str]],
+    unowned: bool, rounds: int,
+) -> None:
+    """The kept matcher patches its last analysis when a few hosts that run nothing join
+    (their labels may make them targets of rebalancing moves, or daemon hosts: then it
+    builds in full); the answer is a fresh matcher's."""
+    kept = Matcher()
+    observed = dict(initial)
+    for _ in range(rounds):  # some of it running, perhaps packed
+        observed = apply_plan(plan(desired, observed), observed).observed
+    kept.analyse(desired, observed)
+    for k, labels in enumerate(joining):
+        stray = [actor_inst(ACTOR, f"u{k}")] if unowned else []
+        observed = {**observed, f"J{k}": host(f"J{k}", labels, actors=stray)}
+        got, want = kept.analyse(desired, observed), Matcher().analyse(desired, observed)
+        assert summary(got) == summary(want)
+        assert moves_of(got) == moves_of(want)
+        assert list(got.hosts) == list(want.hosts)
+        assert plan(desired, observed, matcher=kept) == plan(desired, observed)
+
+
+def test_a_host_joining_a_packed_lattice_is_patched_in_and_becomes_a_move_target() -> None:
+    desired = state(
+        deployment("web", [ActorSpec(id=ACTOR, replicas=4)],
+                   [ProviderSpec(id="wascc:messaging", vendor_id="nats")]),
+        bindingset("web", [BindingSpec(capability_id="wascc:messaging", actor=ACTOR,
+                                       values={"SUBSCRIPTION": "web"})]))
+    kept = Matcher()
+    observed = lattice(host("H0"), host("H1"))
+    for _ in range(5):
+        observed = apply_plan(plan(desired, observed, matcher=kept), observed).observed
+    assert plan(desired, observed, matcher=kept) == []
+    before = kept.analyse(desired, observed)
+    joined = {**observed, "H2": host("H2")}
+    after = kept.analyse(desired, joined)
+    assert after.bindings is before.bindings  # patched, not built again
+    assert [m.target for s in after.moving for m in s.moves] == ["H2"]
+    assert plan(desired, joined, matcher=kept) == plan(desired, joined)
+    assert any(isinstance(a, A.StartActor) and a.host_id == "H2"
+               for a in plan(desired, joined, matcher=kept))
+    busy = {**joined, "H3": host("H3", providers=[provider_inst("wascc:messaging", "p9")])}
+    assert kept.analyse(desired, busy).bindings is not after.bindings  # it serves: in full
+    assert summary(kept.analyse(desired, busy)) == summary(Matcher().analyse(desired, busy))
 
 
 def test_a_changed_host_is_a_new_object_and_a_snapshot_never_changes() -> None:
