@@ -179,15 +179,15 @@ class Executor:
         todo = self.runnable(actions)
         done = 0
         for phase in sorted({a.phase for a in todo}):
+            if superseded is not None and superseded():
+                log.info("pass superseded by a newer revision: %s and later phases skipped",
+                         phase.name)
+                break
             batch = [a for a in todo if a.phase == phase]
             if phase == A.ActionPhase.START:
                 self._dealt.update(await self.auctions.deal(
                     [a for a in batch if isinstance(a, A.StartActor) and a.host_id is None
                      and not a.exclude_hosts]))
-            if superseded is not None and superseded():
-                log.info("pass superseded by a newer revision: %s and later phases skipped",
-                         phase.name)
-                break
             if phase == A.ActionPhase.STOP:  # after the starts: their outcome counts
                 held = self.held_back(actions)
                 for key in held.keys() - self.held.keys():
