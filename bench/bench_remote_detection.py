@@ -30,6 +30,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from nats.aio.client import Client
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -97,6 +99,33 @@ async def seen_at(log: Path, sha: str, timeout: float) -> float:
     raise TimeoutError(f"the agent did not see {sha[:12]} within {timeout}s")
 
 
+async def wait_for_host(nc: Client, lattice: str, timeout: float = 60.0) -> None:
+    """Until one host answers a ping on ``lattice`` (``TimeoutError`` after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while not await ping(nc, lattice, timeout=0.5, expect=1):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the host did not answer within {timeout:g} s")
+
+
+def add_common_options(ap: argparse.ArgumentParser) -> None:
+    """``--interval``, ``--no-record`` and ``--results`` (default: RESULTS.md)."""
+    ap.add_argument("--interval", type=float, default=2.0, help="the agent's --interval")
+    ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    ap.add_argument("--results", type=Path, default=None, help="append here instead")
+
+
+def record_run(args: argparse.Namespace, argv: Sequence[str] | None, title: str,
+               script: str, load_before: float, lines: list[str]) -> None:
+    """Append ``lines`` under a heading with the machine and command lines (unless
+    ``--no-record``)."""
+    if not args.no_record:
+        record([heading(title),
+                f"- machine: {machine()} (load before the run {load_before:.2f}, after "
+                f"{load1():.2f}; {LOAD_NOTE})",
+                f"- command: `{command_line(script, argv)}`",
+                *lines], **({"results": args.results} if args.results else {}))
+
+
 async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"nudge": [], "ctl_start": [], "ctl_exit": [], "none": []}
     server = NatsServer(data_dir=tmp / "nats")
@@ -109,10 +138,7 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, list[float]]
             bare, work = make_remote(tmp)
             agent = spawn_agent(repo=bare.as_uri(), nats_url=server.url, lattice=LATTICE,
                                 data_dir=tmp / "agent", interval=args.interval)
-            deadline = time.monotonic() + 60
-            while not await ping(nc, LATTICE, timeout=0.5, expect=1):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the host did not answer within 60 s")
+            await wait_for_host(nc, LATTICE)
             await seen_at(agent.log_path, git(work, "rev-parse", "HEAD"), 60)
             replicas = 1
             for mode, count in (("nudge", args.commits), ("ctl", args.ctl),
@@ -163,9 +189,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     ap.add_argument("--commits", "-n", type=int, default=20, help="pushes with a nudge")
     ap.add_argument("--ctl", type=int, default=5, help="latticectl apply runs")
     ap.add_argument("--no-nudge", type=int, default=6, help="pushes without a nudge")
-    ap.add_argument("--interval", type=float, default=2.0, help="the agent's --interval")
-    ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
-    ap.add_argument("--results", type=Path, default=None, help="append here instead")
+    add_common_options(ap)
     args = ap.parse_args(argv)
     load_before = load1()
     with tempfile.TemporaryDirectory(prefix="bench-remote-") as tmp:
@@ -180,12 +204,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         f"{args.interval * 1000:.0f} ms + one fetch",
     ]
     print("\n".join(lines))
-    if not args.no_record:
-        record([heading("remote repository: push → agent sees the commit"),
-                f"- machine: {machine()} (load before the run {load_before:.2f}, after "
-                f"{load1():.2f}; {LOAD_NOTE})",
-                f"- command: `{command_line('bench_remote_detection.py', argv)}`",
-                *lines], **({"results": args.results} if args.results else {}))
+    record_run(args, argv, "remote repository: push → agent sees the commit",
+               "bench_remote_detection.py", load_before, lines)
     return {"nudge_p50": p50}
 
 

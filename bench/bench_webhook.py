@@ -36,22 +36,25 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.bench_remote_detection import git, make_remote, manifest, seen_at  # noqa: E402
+from bench.bench_remote_detection import (  # noqa: E402
+    add_common_options,
+    git,
+    make_remote,
+    manifest,
+    record_run,
+    seen_at,
+    wait_for_host,
+)
 from bench.benchlib import (  # noqa: E402
-    LOAD_NOTE,
-    command_line,
-    heading,
     load1,
-    machine,
     percentile,
-    record,
     spawn_agent,
     summary,
     verdict,
 )
 from lattice.localnats import NatsServer  # noqa: E402
 from lattice.natsutil import connect  # noqa: E402
-from tests.hostproc import HostPool, ping  # noqa: E402
+from tests.hostproc import HostPool  # noqa: E402
 
 LATTICE = "benchwebhook"
 SECRET = b"bench-webhook-secret"
@@ -85,10 +88,7 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, list[float]]
                                 data_dir=tmp / "agent", interval=args.interval,
                                 extra_args=["--webhook-addr", "127.0.0.1:0",
                                             "--webhook-secret-file", str(secret)])
-            deadline = time.monotonic() + 60
-            while not await ping(nc, LATTICE, timeout=0.5, expect=1):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the host did not answer within 60 s")
+            await wait_for_host(nc, LATTICE)
             url = await webhook_url(agent.log_path)
             await seen_at(agent.log_path, git(work, "rev-parse", "HEAD"), 60)
             replicas = 1
@@ -130,9 +130,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pushes", "-n", type=int, default=20, help="pushes with a webhook")
     ap.add_argument("--poll", type=int, default=4, help="pushes without one")
-    ap.add_argument("--interval", type=float, default=2.0, help="the agent's --interval")
-    ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
-    ap.add_argument("--results", type=Path, default=None, help="append here instead")
+    add_common_options(ap)
     args = ap.parse_args(argv)
     load_before = load1()
     with tempfile.TemporaryDirectory(prefix="bench-webhook-") as tmp:
@@ -148,12 +146,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         f"{args.interval * 1000:.0f} ms + one fetch",
     ]
     print("\n".join(lines))
-    if not args.no_record:
-        record([heading("remote repository: push → agent sees the commit via a webhook"),
-                f"- machine: {machine()} (load before the run {load_before:.2f}, after "
-                f"{load1():.2f}; {LOAD_NOTE})",
-                f"- command: `{command_line('bench_webhook.py', argv)}`",
-                *lines], **({"results": args.results} if args.results else {}))
+    record_run(args, argv, "remote repository: push → agent sees the commit via a webhook",
+               "bench_webhook.py", load_before, lines)
     return {"webhook_p50": p50}
 
 
