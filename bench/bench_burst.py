@@ -48,14 +48,10 @@ from nats.aio.msg import Msg  # noqa: E402
 
 from bench.bench_commit_to_synced import git, wait_synced  # noqa: E402
 from bench.benchlib import (  # noqa: E402
-    LOAD_NOTE,
-    command_line,
-    heading,
     load1,
-    machine,
     percentile,
-    record,
     record_options,
+    record_run,
     spawn_agent,
     summary,
     verdict,
@@ -257,13 +253,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         bursts = asyncio.run(measure(args, Path(tmp)))
     lines = lines_for(bursts)
     print("\n".join(lines))
-    if not args.no_record:
-        record([heading(f"burst of commits → lattice, 3 hosts, agent process"
-                        f"{' (' + args.label + ')' if args.label else ''}"),
-                f"- machine: {machine()} (load before the run {load_before:.2f}, after "
-                f"{load1():.2f}; {LOAD_NOTE})",
-                f"- command: `{command_line('bench_burst.py', argv)}`",
-                *lines], args.results)
+    record_run(args, argv, f"burst of commits → lattice, 3 hosts, agent process"
+               f"{' (' + args.label + ')' if args.label else ''}",
+               "bench_burst.py", load_before, lines)
     return {"max_starts": float(max(b.commands["provider.start"] for b in bursts)),
             "synced_p50": percentile([b.synced_ms for b in bursts], 50)}
 

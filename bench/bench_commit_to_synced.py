@@ -45,16 +45,12 @@ from nats.aio.client import Client  # noqa: E402
 from nats.aio.msg import Msg  # noqa: E402
 
 from bench.benchlib import (  # noqa: E402
-    LOAD_NOTE,
-    command_line,
-    heading,
     load1,
     log_times,
-    machine,
     percentile,
     profile_file_top,
     profile_headline,
-    record,
+    record_run,
     spawn_agent,
     summary,
     verdict,
@@ -335,12 +331,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     if prof:
         print(f"\nagent profile (cumulative):\n{prof}")
         lines.append(f"- agent profiled with cProfile: {profile_headline(prof)}")
-    if not args.no_record:
-        record([heading("commit → Synced, local repository, 3 hosts, agent process"),
-                f"- machine: {machine()} (load before the run {load_before:.2f}, after "
-                f"{load1():.2f}; {LOAD_NOTE})",
-                f"- command: `{command_line('bench_commit_to_synced.py', argv)}`",
-                *lines], **({"results": args.results} if args.results else {}))
+    record_run(args, argv, "commit → Synced, local repository, 3 hosts, agent process",
+               "bench_commit_to_synced.py", load_before, lines)
     return {"synced_p50": p50c, "synced_p95": p95c, "ratio": ratio, "floor": floor}
 
 

@@ -34,14 +34,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.benchlib import (  # noqa: E402
-    LOAD_NOTE,
-    command_line,
-    heading,
     load1,
-    machine,
     profile_headline,
     profile_top,
-    record,
+    record_run,
     verdict,
 )
 from gitsync.source import GitSource  # noqa: E402
@@ -212,15 +208,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     print("\n".join(lines))
     print(f"\nprofile, parse after a one-file change:\n{parse_prof}")
     print(f"\nprofile, status write:\n{status_prof}")
-    if not args.no_record:
-        record([heading(f"git side, {args.files} manifest files"),
-                f"- machine: {machine()} (load before the run {load_before:.2f}; "
-                f"{LOAD_NOTE})",
-                f"- command: `{command_line('bench_git.py', argv)}`",
-                *lines,
-                f"- profiled, one-file change: {profile_headline(parse_prof)}; "
-                f"status write: {profile_headline(status_prof)}"],
-               **({"results": args.results} if args.results else {}))
+    record_run(args, argv, f"git side, {args.files} manifest files", "bench_git.py",
+               load_before,
+               [*lines, f"- profiled, one-file change: {profile_headline(parse_prof)}; "
+                        f"status write: {profile_headline(status_prof)}"], after=False)
     return out
 
 

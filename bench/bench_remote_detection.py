@@ -37,14 +37,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.benchlib import (  # noqa: E402
-    LOAD_NOTE,
-    command_line,
-    heading,
     load1,
     log_times,
-    machine,
     percentile,
-    record,
+    record_run,
     spawn_agent,
     summary,
     verdict,
@@ -112,18 +108,6 @@ def add_common_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--interval", type=float, default=2.0, help="the agent's --interval")
     ap.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     ap.add_argument("--results", type=Path, default=None, help="append here instead")
-
-
-def record_run(args: argparse.Namespace, argv: Sequence[str] | None, title: str,
-               script: str, load_before: float, lines: list[str]) -> None:
-    """Append ``lines`` under a heading with the machine and command lines (unless
-    ``--no-record``)."""
-    if not args.no_record:
-        record([heading(title),
-                f"- machine: {machine()} (load before the run {load_before:.2f}, after "
-                f"{load1():.2f}; {LOAD_NOTE})",
-                f"- command: `{command_line(script, argv)}`",
-                *lines], **({"results": args.results} if args.results else {}))
 
 
 async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, list[float]]:

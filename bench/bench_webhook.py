@@ -41,13 +41,13 @@ from bench.bench_remote_detection import (  # noqa: E402
     git,
     make_remote,
     manifest,
-    record_run,
     seen_at,
     wait_for_host,
 )
 from bench.benchlib import (  # noqa: E402
     load1,
     percentile,
+    record_run,
     spawn_agent,
     summary,
     verdict,

@@ -111,6 +111,22 @@ def heading(title: str) -> str:
     return f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {title}"
 
 
+def record_run(args: argparse.Namespace, argv: Sequence[str] | None, title: str,
+               script: str, load_before: float, lines: Sequence[str], *,
+               after: bool = True) -> None:
+    """Unless ``--no-record``: append ``lines`` under a heading, the machine line (with the
+    load before the run, and after it when ``after``) and the command line, to
+    ``args.results`` (RESULTS.md when that is None)."""
+    if args.no_record:
+        return
+    load = (f"load before the run {load_before:.2f}, after {load1():.2f}" if after
+            else f"load before the run {load_before:.2f}")
+    record([heading(title),
+            f"- machine: {machine()} ({load}; {LOAD_NOTE})",
+            f"- command: `{command_line(script, argv)}`",
+            *lines], **({"results": args.results} if args.results else {}))
+
+
 # ---------------------------------------------------------------------- the agent's log
 
 def log_times(path: Path, pattern: re.Pattern[str]) -> list[tuple[float, re.Match[str]]]:
