@@ -36,7 +36,8 @@ from cli.settings import Settings
 from lattice.auth.keys import host_id_of
 from lattice.auth.store import AuthStore
 from lattice.natsflags import NatsFlags
-from tests.test_up_cluster import ECHO, Ctl, _alive, _eventually, _synced
+from tests.helpers import pid_alive
+from tests.test_up_cluster import ECHO, Ctl, _eventually, _synced
 
 LATTICE = "leafy"
 SITE_HEARTBEAT = 10.0  #: seconds; the agent's heartbeat timeout is three of them
@@ -46,7 +47,7 @@ def _wait_dead(pid: int, timeout: float) -> float | None:
     """Seconds until ``pid`` is gone, or None if it still runs after ``timeout``."""
     began = time.monotonic()
     while time.monotonic() - began < timeout:
-        if not _alive(pid):
+        if not pid_alive(pid):
             return time.monotonic() - began
         time.sleep(0.02)
     return None
@@ -169,11 +170,11 @@ def test_leaf_site_gets_revocations_and_reports_disconnects(tmp_path: Path) -> N
         down_hub = hub("down") if (hub_dir / "state.json").exists() else None
         pids = [int(str(p["pid"])) for s in states for p in s["procs"]]  # type: ignore[attr-defined]
         deadline = time.monotonic() + 10
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
     assert down_hub is not None and down_hub.exit_code == 0, down_hub and down_hub.output
     assert down_site is not None and down_site.exit_code == 0, down_site and down_site.output
-    assert not [p for p in pids if _alive(p)], "processes left after down"
+    assert not [p for p in pids if pid_alive(p)], "processes left after down"
 
 
 def _write_state(state_dir: Path, **values: object) -> None:

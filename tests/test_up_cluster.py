@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,22 +30,12 @@ from cli.main import cli
 from lattice import gantry, policy
 from lattice.natsutil import NatsOptions, connect, jetstream
 from lattice.protocol import Subjects
+from tests.helpers import pid_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 T = TypeVar("T")
 ECHO = "MAJEM2O2J4G2RZP3EBFQ2F2EMVNEOUNEUURCHJ3Z5JRSJ65UTICCEK25"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def _eventually(check: Callable[[], T | None], *, timeout: float, what: str) -> T:
@@ -202,10 +191,10 @@ def test_cluster_of_three_then_a_leaf_site(tmp_path: Path) -> None:
         down_hub = hub("down") if (hub_dir / "state.json").exists() else None
         pids = [int(str(p["pid"])) for s in states for p in s["procs"]]  # type: ignore[attr-defined]
         deadline = time.monotonic() + 10
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
     assert down_hub is not None and down_hub.exit_code == 0, down_hub and down_hub.output
     assert down_site is not None and down_site.exit_code == 0, down_site and down_site.output
     assert "stopped 7 processes" in down_hub.output
     assert "stopped 2 processes" in down_site.output
-    assert not [p for p in pids if _alive(p)], "processes left after down"
+    assert not [p for p in pids if pid_alive(p)], "processes left after down"

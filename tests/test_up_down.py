@@ -22,22 +22,11 @@ from cli.main import cli
 from cli.reach import ping_hosts
 from lattice.localnats import free_port
 from lattice.natsutil import NatsOptions
-from tests.helpers import eventually_sync
+from tests.helpers import eventually_sync, pid_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def _ok(result: Result) -> str | None:
@@ -127,7 +116,7 @@ def test_up_detach_then_down(tmp_path: Path) -> None:
         down = runner.invoke(cli, ["--state-dir", str(state_dir), "down"], env=env)
     assert down.exit_code == 0, down.output
     assert "stopped 5 processes" in down.output
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(pid_alive(pid) for pid in pids)
     assert not (state_dir / "state.json").exists()
     nothing = runner.invoke(cli, ["--state-dir", str(state_dir), "down"], env=env)
     assert nothing.exit_code != 0 and "nothing is up" in nothing.output
