@@ -191,6 +191,21 @@ def init_gitops(tmp: Path) -> git.Repo:
     return r
 
 
+def commit_deployment(repo: git.Repo, doc: dict[str, object], message: str) -> str:
+    """Write ``doc`` to ``deployments/d.yaml`` in ``repo``, commit it; the commit's sha."""
+    root = Path(repo.working_tree_dir or ".")
+    (root / "deployments").mkdir(exist_ok=True)
+    (root / "deployments" / "d.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    repo.index.add(["deployments/d.yaml"])
+    return repo.index.commit(message).hexsha
+
+
+async def note_at_phase(repo: git.Repo, sha: str, phase: Phase) -> bool:
+    """Whether the status note on ``sha`` says ``phase``."""
+    note = await asyncio.to_thread(read_note, repo, sha)
+    return note is not None and note.phase == phase
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[git.Repo]:
     r = init_gitops(tmp_path)

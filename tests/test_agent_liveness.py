@@ -20,10 +20,9 @@ from pathlib import Path
 
 import git
 import pytest
-import yaml
 from nats.aio.client import Client
 
-from gitsync.status import read_note, read_status
+from gitsync.status import read_status
 from lattice.auth.store import AuthStore, Issued
 from lattice.clock import ManualClock
 from lattice.localcluster import NatsCluster, monitor_json
@@ -45,7 +44,7 @@ from reconciler.observed import Change, ObservedState
 from tests.agentproc import AgentProcess, spawn_agent
 from tests.helpers import eventually
 from tests.hostproc import HostPool
-from tests.lattice_e2e import ACTOR, EventLog, init_gitops
+from tests.lattice_e2e import ACTOR, EventLog, commit_deployment, init_gitops, note_at_phase
 
 LATTICE = "live"
 #: long enough that only the advisories can explain a replacement within seconds
@@ -135,15 +134,10 @@ class Secure:
                         "--gone-grace", "250ms", *extra])
 
     def commit(self, doc: dict[str, object], message: str) -> str:
-        root = Path(self.repo.working_tree_dir or ".")
-        (root / "deployments").mkdir(exist_ok=True)
-        (root / "deployments" / "d.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-        self.repo.index.add(["deployments/d.yaml"])
-        return self.repo.index.commit(message).hexsha
+        return commit_deployment(self.repo, doc, message)
 
     async def note_phase(self, sha: str, phase: Phase) -> bool:
-        note = await asyncio.to_thread(read_note, self.repo, sha)
-        return note is not None and note.phase == phase
+        return await note_at_phase(self.repo, sha, phase)
 
 
 def deployment(replicas: int = 1) -> dict[str, object]:

@@ -21,10 +21,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from nats.aio.client import Client
 
-from gitsync.status import read_note, read_status
+from gitsync.status import read_status
 from lattice.localcluster import poll_until
 from lattice.natsutil import connect
 from lattice.protocol import EventType, HostInventory
@@ -48,7 +47,14 @@ from tests.clusterutil import (
 )
 from tests.helpers import eventually
 from tests.hostproc import HostProcess
-from tests.lattice_e2e import ACTOR, OTHER_ACTOR, EventLog, init_gitops
+from tests.lattice_e2e import (
+    ACTOR,
+    OTHER_ACTOR,
+    EventLog,
+    commit_deployment,
+    init_gitops,
+    note_at_phase,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -104,15 +110,10 @@ class World:
         return loop
 
     def commit(self, doc: dict[str, object], message: str) -> str:
-        root = Path(self.repo.working_tree_dir or ".")
-        (root / "deployments").mkdir(exist_ok=True)
-        (root / "deployments" / "d.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-        self.repo.index.add(["deployments/d.yaml"])
-        return self.repo.index.commit(message).hexsha
+        return commit_deployment(self.repo, doc, message)
 
     async def note_phase(self, sha: str, phase: Phase) -> bool:
-        note = await asyncio.to_thread(read_note, self.repo, sha)
-        return note is not None and note.phase == phase
+        return await note_at_phase(self.repo, sha, phase)
 
     def close(self) -> None:
         stop_processes([*self.agents, *self.hosts])
