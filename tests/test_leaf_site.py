@@ -29,7 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-import git
 import pytest
 
 from cli.settings import Settings
@@ -37,7 +36,7 @@ from lattice.auth.keys import host_id_of
 from lattice.auth.store import AuthStore
 from lattice.natsflags import NatsFlags
 from tests.helpers import pid_alive
-from tests.test_up_cluster import ECHO, Ctl, _eventually, _synced
+from tests.test_up_cluster import Ctl, _eventually, _synced, move_echo_to_the_edge
 
 LATTICE = "leafy"
 SITE_HEARTBEAT = 10.0  #: seconds; the agent's heartbeat timeout is three of them
@@ -65,18 +64,6 @@ def _actors_on(ctl: Ctl, name: str) -> int | None:
     wide = ctl.ok("get", "hosts", "-o", "wide")
     rows = [line.split() for line in (wide or "").splitlines() if f" {name} " in f" {line} "]
     return int(rows[0][4]) if rows and rows[0][4].isdigit() else None
-
-
-def _move_echo_to_the_edge(hub_dir: Path) -> None:
-    repo = git.Repo(hub_dir / "repo")
-    path = hub_dir / "repo" / "deployments" / "amazing-deployment.yaml"
-    text = path.read_text()
-    assert text.count(f"    - id: {ECHO}\n") == 1
-    path.write_text(text.replace(f"    - id: {ECHO}\n",
-                                 f"    - id: {ECHO}\n      affinity_rules: [\"zone=edge\"]\n"))
-    repo.index.add([str(path)])
-    repo.index.commit("echo runs at the edge", author=git.Actor("t", "t@t"),
-                      committer=git.Actor("t", "t@t"))
 
 
 @pytest.mark.e2e
@@ -116,7 +103,7 @@ def test_leaf_site_gets_revocations_and_reports_disconnects(tmp_path: Path) -> N
         assert "revoked" in (site_dir / "logs" / "edge-host-1.log").read_text()
 
         # echo goes to the edge host; a second edge host joins by `host creds`
-        _move_echo_to_the_edge(hub_dir)
+        move_echo_to_the_edge(hub_dir)
         _eventually(lambda: _actors_on(hub, "edge-host-0") == 1 or None, timeout=30,
                     what="echo on edge-host-0")
         made = hub("host", "creds", "pi", "-o", str(pi_dir / "pi.creds"), "--label", "zone=edge")

@@ -38,6 +38,18 @@ T = TypeVar("T")
 ECHO = "MAJEM2O2J4G2RZP3EBFQ2F2EMVNEOUNEUURCHJ3Z5JRSJ65UTICCEK25"
 
 
+def move_echo_to_the_edge(hub_dir: Path) -> None:
+    """Commit, in the hub's repository, an affinity rule that puts echo in zone=edge."""
+    repo = git.Repo(hub_dir / "repo")
+    path = hub_dir / "repo" / "deployments" / "amazing-deployment.yaml"
+    text = path.read_text()
+    assert text.count(f"    - id: {ECHO}\n") == 1
+    path.write_text(text.replace(f"    - id: {ECHO}\n",
+                                 f"    - id: {ECHO}\n      affinity_rules: [\"zone=edge\"]\n"))
+    repo.index.add([str(path)])
+    repo.index.commit("echo runs at the edge", author=git.Actor("t", "t@t"),
+                      committer=git.Actor("t", "t@t"))
+
 def _eventually(check: Callable[[], T | None], *, timeout: float, what: str) -> T:
     """Poll ``check`` until it returns something, within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -157,15 +169,7 @@ def test_cluster_of_three_then_a_leaf_site(tmp_path: Path) -> None:
         asyncio.run(_link_is_least_privilege(site_state, f"KV_{policy.bucket_name('c3')}"))
 
         # the hub's repo moves echo to the edge; a request on the hub reaches it there
-        repo = git.Repo(hub_dir / "repo")
-        path = hub_dir / "repo" / "deployments" / "amazing-deployment.yaml"
-        text = path.read_text()
-        assert text.count(f"    - id: {ECHO}\n") == 1
-        path.write_text(text.replace(f"    - id: {ECHO}\n",
-                                     f"    - id: {ECHO}\n      affinity_rules: [\"zone=edge\"]\n"))
-        repo.index.add([str(path)])
-        repo.index.commit("echo runs at the edge", author=git.Actor("t", "t@t"),
-                          committer=git.Actor("t", "t@t"))
+        move_echo_to_the_edge(hub_dir)
 
         def echo_on_edge() -> str | None:
             wide = hub.ok("get", "hosts", "-o", "wide")
