@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
+
+from lattice.localnats import NatsServer
 
 T = TypeVar("T")
 
@@ -62,3 +65,13 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def serving(server: NatsServer) -> Iterator[NatsServer]:
+    """``server`` started for the ``with`` block, stopped after it."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

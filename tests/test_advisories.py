@@ -34,7 +34,7 @@ from lattice.auth.keys import host_id_of, new_key
 from lattice.auth.store import AuthStore, Issued, read_credentials
 from lattice.clock import ManualClock
 from lattice.localnats import NatsServer
-from tests.helpers import eventually
+from tests.helpers import eventually, serving
 
 LATTICE = "adv"
 H1, H2 = "host-one", "host-two"
@@ -270,11 +270,8 @@ class Secured:
 @pytest.fixture
 def secured(tmp_path: Path) -> Iterator[Secured]:
     sec = Secured(tmp_path)
-    sec.server.start()
-    try:
+    with serving(sec.server):
         yield sec
-    finally:
-        sec.server.stop()
 
 
 def spawn_host(urls: list[str], issued: Issued) -> subprocess.Popen[str]:

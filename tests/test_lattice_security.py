@@ -41,7 +41,7 @@ from lattice.protocol import (
     make_event,
 )
 from tests.agentproc import spawn_agent
-from tests.helpers import eventually
+from tests.helpers import eventually, serving
 from tests.hostproc import HostPool
 from tests.lattice_e2e import ACTOR, init_gitops
 
@@ -82,11 +82,8 @@ class Secured:
 @pytest.fixture
 def secured(tmp_path: Path) -> Iterator[Secured]:
     sec = Secured(tmp_path)
-    sec.server.start()
-    try:
+    with serving(sec.server):
         yield sec
-    finally:
-        sec.server.stop()
 
 
 @pytest.fixture
