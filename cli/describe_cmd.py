@@ -35,6 +35,7 @@ from cli.settings import Settings
 from cli.up_cmd import format_event
 from cli.view import RepoView, complete_names, open_view
 from gitsync.statusformat import file_name
+from lattice.durations import DURATION
 from lattice.errors import VinculumError
 from lattice.protocol import ANN_KIND, ANN_NAME, CloudEvent, EventType
 from lattice.status import BindingSetStatus, DeploymentStatus
@@ -197,8 +198,8 @@ def describe_group() -> None:
 
 
 def _events_option(f: click.decorators.FC) -> click.decorators.FC:
-    return click.option("--events-for", type=click.FloatRange(min=0), default=1.0,
-                        show_default=True, metavar="SECONDS",
+    return click.option("--events-for", type=DURATION, default=1.0,
+                        show_default=True, metavar="DURATION",
                         help="Listen to the lattice this long and show the events "
                              "about it seen live meanwhile; none from before (0: skip).")(f)
 

@@ -24,6 +24,7 @@ from cli.reach import connect_quickly, ping_quickly
 from cli.settings import Settings
 from cli.up_cmd import format_event
 from hostagent.host import server_barrier
+from lattice.durations import Duration
 from lattice.natsutil import NatsOptions
 from lattice.protocol import CloudEvent, EventType, Subjects, decode_event
 
@@ -97,8 +98,8 @@ class HostFilter:
 
 @click.command("events")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing events until Ctrl-C.")
-@click.option("--for", "seconds", type=click.FloatRange(min=0.1), default=2.0,
-              show_default=True, help="Without -f: listen this many seconds, then exit.")
+@click.option("--for", "seconds", type=Duration(minimum=0.1), default=2.0,
+              show_default=True, help="Without -f: listen this long (2s, 500ms), then exit.")
 @click.option("--type", "types", multiple=True, type=click.Choice(EVENT_TYPES),
               metavar="TYPE", help="Only events of this type (repeatable): "
               + ", ".join(EVENT_TYPES) + ".")

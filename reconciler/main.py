@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+import nats.errors
 import platformdirs
 
 from gitsync.verify import PolicyError, SignaturePolicy, parse_policy
@@ -180,21 +181,23 @@ async def _run(config: AgentConfig) -> None:
 @click.option("--reason", default="vinculum sync", help="Why (logged by the agent).")
 @click.pass_obj
 def sync(obj: dict[str, object], reason: str) -> None:
-    """Ask the running agent to fetch its repository now."""
+    """Ask the running agent to fetch its repository now; exit 1 when no agent answers."""
 
     async def go() -> None:
         opts = obj["nats"]
         assert isinstance(opts, NatsOptions)
         nc = await connect(opts, initial_timeout=3.0)
         try:
-            await nc.publish(Subjects(str(obj["lattice"])).nudge,
-                             encode(SyncNudge(reason=reason)))
-            await nc.flush()
+            await nc.request(Subjects(str(obj["lattice"])).nudge,
+                             encode(SyncNudge(reason=reason)), timeout=3.0)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError):
+            raise click.ClickException(
+                f"no agent answered on lattice {obj['lattice']} within 3s") from None
         finally:
             await nc.close()
 
     _run_or_say(go())
-    click.echo("nudge sent")
+    click.echo("nudge sent; the agent fetches now")
 
 
 if __name__ == "__main__":

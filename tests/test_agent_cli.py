@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lattice.localnats import free_port
+from lattice.localnats import NatsServer, free_port
 
 
 def _vinculum(*args: str) -> subprocess.CompletedProcess[str]:
@@ -34,3 +34,10 @@ def test_sync_with_nobody_on_the_nats_url_is_one_line() -> None:
     url = f"nats://127.0.0.1:{free_port()}"
     line = _one_error_line(_vinculum("--nats-url", url, "sync"))
     assert line.startswith(f"Error: cannot reach NATS at {url}"), line
+
+
+def test_sync_with_no_agent_on_the_lattice_exits_1(nats_server: NatsServer) -> None:
+    """A nudge nobody answers is not 'sent' and done: no agent runs there."""
+    line = _one_error_line(_vinculum("--nats-url", nats_server.url, "--lattice", "nobody",
+                                     "sync"))
+    assert line == "Error: no agent answered on lattice nobody within 3s", line
