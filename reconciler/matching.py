@@ -395,18 +395,17 @@ class _LatticeBindings(NamedTuple):
     managed: int
 
 
-def _merge_bindings(per_host: Callable[[HostInventory], _HostBindings],
+def _merge_bindings(per_host: PerObject[HostInventory, _HostBindings],
                     hosts: Sequence[HostInventory]) -> _LatticeBindings:
     """The merge of every host's providers and bindings (``per_host`` indexes one host's
     bindings: the matcher's memo of :func:`_index_bindings`). Pure; read only by callers."""
     serving: dict[tuple[str, str], list[tuple[HostInventory, str]]] = {}  # hosts by id
     bound: dict[tuple[str, str, str, str], BindingInstance] = {}
     managed = 0
-    for host in hosts:
+    for host, hb in zip(hosts, per_host.sweep(hosts), strict=True):
         for p in host.providers:
             serving.setdefault((p.capability_id, p.binding_name), []).append(
                 (host, p.vendor_id))
-        hb = per_host(host)
         bound.update(hb.bound)  # keys carry the host id: no collisions
         managed += hb.managed
     return _LatticeBindings(serving, bound, managed)

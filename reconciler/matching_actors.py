@@ -128,7 +128,7 @@ class ActorIndexes:
 
     def of(self, hosts: Iterable[HostInventory]) -> tuple[list[_HostActors], _Merged]:
         """Each host's index (in the order given) and their merge."""
-        per_host = [self._per_host(host) for host in hosts]
+        per_host = self._per_host.sweep(list(hosts))
         return per_host, self._merged(per_host)
 
 

@@ -26,8 +26,10 @@ def same_objects(a: Sequence[object], b: Sequence[object]) -> bool:
 
 
 class PerObject(Generic[K, T]):
-    """``build(obj)`` memoised per object, by identity; all entries are dropped when
-    ``size`` is reached (the observed lattice replaces its objects as hosts change)."""
+    """``build(obj)`` memoised per object, by identity. :meth:`sweep` (every host of the
+    lattice at once) keeps exactly the objects of its call, however many; single calls
+    drop all entries when ``size`` is reached (the observed lattice replaces its objects
+    as hosts change)."""
 
     def __init__(self, build: Callable[[K], T], *, size: int = 8192) -> None:
         self._build = build
@@ -43,6 +45,21 @@ class PerObject(Generic[K, T]):
             self._cache.clear()
         self._cache[id(obj)] = (obj, value)
         return value
+
+    def sweep(self, objs: Sequence[K]) -> list[T]:
+        """``[self(o) for o in objs]``, after which only ``objs`` are kept: a lattice
+        larger than ``size`` is not indexed again on every pass, and what left it goes."""
+        cache = self._cache
+        kept: dict[int, tuple[K, T]] = {}
+        out: list[T] = []
+        for obj in objs:
+            got = cache.get(id(obj))
+            if got is None or got[0] is not obj:
+                got = (obj, self._build(obj))
+            kept[id(obj)] = got
+            out.append(got[1])
+        self._cache = kept
+        return out
 
 
 class LastCall(Generic[K, T]):

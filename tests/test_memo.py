@@ -34,3 +34,23 @@ def test_last_call_rebuilds_when_any_object_or_the_order_changes() -> None:
     assert memo([x, y]) == memo([x, y]) == 1
     assert memo([y, x]) == 2 and memo([x]) == 3 and memo([x, object()]) == 4
     assert same_objects((x, y), [x, y]) and not same_objects([x], [x, y])
+
+
+def test_a_sweep_keeps_every_object_of_a_lattice_larger_than_size_and_drops_the_rest(
+) -> None:
+    """A lattice of more hosts than ``size``: a second pass over the same hosts builds
+    nothing again (single calls would have cleared the memo on every pass), and a host
+    that left is forgotten."""
+    built: list[list[int]] = []
+
+    def build(obj: list[int]) -> int:
+        built.append(obj)
+        return sum(obj)
+
+    memo = PerObject(build, size=4)
+    hosts = [[i] for i in range(10)]
+    assert memo.sweep(hosts) == list(range(10)) and len(built) == 10
+    assert memo.sweep(hosts) == list(range(10)) and len(built) == 10
+    gone, *rest = hosts
+    assert memo.sweep(rest) == list(range(1, 10)) and len(built) == 10
+    assert memo(gone) == 0 and len(built) == 11  # forgotten: built again
