@@ -141,23 +141,38 @@ class Lease:
         try:
             kv = await self._bucket()
             sent = self._clock()  # the server's TTL runs from about now, not from the answer
-            if self._leader and self._revision is not None:
+            if self._revision is not None:  # ours (written by us, or the key names us)
                 self._revision = await kv.update(LEASE_KEY, self._value(), last=self._revision)
             else:
                 self._revision = await kv.create(LEASE_KEY, self._value())
             self._expires = sent + self.ttl
             self._set(True)
         except KeyWrongLastSequenceError:
-            self._revision = None
-            self._set(False)
+            # ours all the same when the key names us: a renewal that landed but whose
+            # answer was lost moved the revision; the next step renews from the new one
+            self._revision = await self._our_revision()
+            if self._revision is None:
+                self._set(False)
         except LeaseTTLError:
             raise  # no retry fixes it
-        except Exception as exc:  # NATS down or slow: we cannot prove we hold it
-            log.debug("lease step failed: %s", exc)
-            if self._leader:
-                self._revision = None
-                self._set(False)
+        except Exception as exc:  # NATS down or slow: the hold lapses by the clock
+            log.debug("lease step failed: %s", exc)  # (is_leader), not at the first miss
+        if self._leader and not self.is_leader:
+            self._revision = None
+            self._set(False)
         return self.is_leader
+
+    async def _our_revision(self) -> int | None:
+        """The lease key's revision when its value names us as the holder, else None."""
+        try:
+            entry = await self._kv.get(LEASE_KEY) if self._kv is not None else None
+            value = json.loads(entry.value or b"{}") if entry is not None else {}
+        except Exception as exc:  # gone, unreadable, or NATS slow: not provably ours
+            log.debug("lease read failed: %s", exc)
+            return None
+        if isinstance(value, dict) and value.get("holder") == self.holder and entry:
+            return int(entry.revision or 0) or None
+        return None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Campaign and renew every ``ttl / 3`` until ``stop``; then release. A follower

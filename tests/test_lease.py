@@ -249,3 +249,25 @@ async def test_a_follower_publishes_no_status(nats_server: NatsServer, tmp_path:
     finally:
         await nc1.close()
         await nc2.close()
+
+
+async def test_a_renewal_whose_answer_was_lost_keeps_the_lease(nats_server: NatsServer
+                                                                ) -> None:
+    """The key moved on while still naming us (our renewal landed, its answer did not
+    reach us): the holder stays leader and renews from the key's revision, while another
+    candidate still cannot take it. Before, it dropped the lease until the key expired."""
+    subjects = Subjects("lease-lost-answer")
+    nc1, nc2 = await connect(nats_server.url), await connect(nats_server.url)
+    a = Lease(nc1, subjects, holder="a", ttl=6.0)
+    b = Lease(nc2, subjects, holder="b", ttl=6.0)
+    try:
+        assert await a.step() is True
+        kv = await a._bucket()
+        await kv.put("leader", a._value())  # a renewal that landed, its answer lost
+        assert await a.step() is True  # refused on the stale revision, adopted the key's
+        assert await a.step() is True  # and renews from it
+        assert await b.step() is False
+        assert a.is_leader and a.changed.is_set()  # set once, on the first acquisition
+    finally:
+        await nc1.close()
+        await nc2.close()
