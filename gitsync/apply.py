@@ -26,7 +26,6 @@ import difflib
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -256,7 +255,7 @@ def _attempts(repo: git.Repo, branch: str, remote: str | None, plan: Plan, *, ve
             except GitCommandError as exc:
                 if not exc.is_race:
                     raise
-                _backoff(attempt)
+                RACE_BACKOFF.sleep(attempt)
                 continue
             if local is not None and tip != local and not _is_ancestor(git_dir, local, tip):
                 raise ApplyError(f"branch {branch} has commits that are not on {remote}/"
@@ -292,7 +291,7 @@ def _attempts(repo: git.Repo, branch: str, remote: str | None, plan: Plan, *, ve
                 raise
             log.info("%s: %s moved (attempt %d); retrying on the new tip", verb, branch,
                      attempt + 1)
-            _backoff(attempt)
+            RACE_BACKOFF.sleep(attempt)
             continue
         result.commit = commit
         result.pushed = remote is not None
@@ -373,7 +372,7 @@ def _catch_up(repo: git.Repo, ref: str, old: str | None, commit: str, paths: lis
             return
         except GitCommandError as exc:
             if exc.is_race and attempt < 2:
-                _backoff(attempt)
+                RACE_BACKOFF.sleep(attempt)
                 old = resolve(repo, ref) if repo.bare else old
                 continue
             result.warnings.append(f"{commit[:12]} is committed, but the checkout was not "
@@ -410,8 +409,3 @@ def _open(repo_path: StrPath) -> Iterator[git.Repo]:
 #: A push race with another applier: 0.1 s x 2^n x U(0.5, 1.5), capped at 2 s x U(0.5, 1.5),
 #: so two racing appliers spread out.
 RACE_BACKOFF = Backoff(base=0.15, max=3.0, jitter=2 / 3)
-
-
-def _backoff(attempt: int) -> None:
-    """Sleep before retry ``attempt`` of a push race (:data:`RACE_BACKOFF`)."""
-    time.sleep(RACE_BACKOFF.delay(attempt))

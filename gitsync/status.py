@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -166,7 +165,7 @@ class StatusWriter:
             except GitCommandError as exc:
                 if not exc.is_race or attempt == self.retries:
                     raise
-                _backoff(attempt)
+                RACE_BACKOFF.sleep(attempt)
 
     # ------------------------------------------------------------------ status branch
     def publish(self, report: StatusReport, *, unclocked: StatusReport | None = None) -> None:
@@ -277,7 +276,7 @@ class StatusWriter:
                 except GitCommandError as exc:
                     if not exc.is_race or attempt == self.retries:
                         raise
-                    _backoff(attempt)
+                    RACE_BACKOFF.sleep(attempt)
                     continue
                 self.commits += 1
                 log.info("status branch: %s (%s)", sha[:12], pending.message)
@@ -345,7 +344,7 @@ class StatusWriter:
                 if not exc.is_race or attempt == self.retries:
                     raise PushError(f"push {ref}: {exc.message}") from exc
                 log.info("push %s rejected (the remote moved); fetching and retrying", ref)
-                _backoff(attempt)
+                RACE_BACKOFF.sleep(attempt)
                 rebase()
 
     def _fetch_to(self, repo: git.Repo, src: str, dst: str) -> str | None:
@@ -437,8 +436,3 @@ class StatusWriter:
                 return pending, refs
             self._cond.wait(wait)
         return None, []
-
-
-def _backoff(attempt: int) -> None:
-    """Sleep before retry ``attempt`` of a race (:data:`RACE_BACKOFF`)."""
-    time.sleep(RACE_BACKOFF.delay(attempt))

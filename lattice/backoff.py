@@ -14,6 +14,7 @@ and re-call a function do not model. Pure, apart from the random source, which i
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 
 
@@ -49,6 +50,11 @@ class Backoff:
             return seconds
         r = (rng or _shared).random()
         return seconds * (1.0 - self.jitter * r)
+
+    def sleep(self, attempt: int) -> None:
+        """Block for :meth:`delay` (``attempt``): for the synchronous retry loops of the git
+        side, which run on worker threads."""
+        time.sleep(self.delay(attempt))
 
 
 _shared = random.Random()

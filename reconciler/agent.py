@@ -123,7 +123,7 @@ class Agent:
             GitSource.open, cfg.repo, branch=cfg.branch, path=cfg.path, data_dir=cfg.data_dir)
         self.writer = StatusWriter(self.source)
         hooks = await webhook.start(cfg.webhook, self.source.branch, self.nudge)
-        self.nc = nc = await connect(cfg.nats, on_reconnect=self._on_reconnect)
+        self.nc = nc = await connect(cfg.nats, on_reconnect=self._resync_soon)
         self.executor = Executor(nc, self.subjects, self.observed, bid_timeout=cfg.bid_timeout,
                                  rebalance_interval=cfg.rebalance_interval)
         self.lease = Lease(nc, self.subjects, holder=cfg.holder, ttl=cfg.lease_ttl)
@@ -134,7 +134,7 @@ class Agent:
         await self._ping(replace=True)
         await self.lease.step()
         scheduler = AsyncIOScheduler()
-        scheduler.add_job(self._resync_tick, "interval", seconds=cfg.resync,
+        scheduler.add_job(self._resync_soon, "interval", seconds=cfg.resync,
                           id="resync", max_instances=1, coalesce=True)
         scheduler.start()
         release = asyncio.Event()  # the lease outlives the last status write
@@ -168,13 +168,10 @@ class Agent:
                 await nc.drain()
             log.info("agent stopped")
 
-    async def _on_reconnect(self) -> None:
-        self.resync_due = True
-        self.wake.set()
-
-    async def _resync_tick(self) -> None:
-        # a coroutine, so APScheduler runs it on the event loop: asyncio.Event is not
-        # thread-safe, and a set() from a worker thread could leave the loop asleep for good
+    async def _resync_soon(self) -> None:
+        """On a NATS reconnect and on the resync timer: re-ping before the next pass. A
+        coroutine, so APScheduler runs it on the event loop: asyncio.Event is not
+        thread-safe, and a set() from a worker thread could leave the loop asleep."""
         self.resync_due = True
         self.wake.set()
 
@@ -220,7 +217,7 @@ class Agent:
         assert self.nc is not None
         msgs = await scatter_gather(self.nc, self.subjects.ping, encode(PingRequest()),
                                     timeout=0.5, max_replies=len(self.observed) or None)
-        invs = self.observed.decode_ping([m.data for m in msgs])  # issue 15: cached
+        invs = self.observed.decode_ping([m.data for m in msgs])  # unchanged: not re-parsed
         if replace:
             self.observed.reset(invs)
         elif self.observed.merge_ping(invs) and self.executor is not None:

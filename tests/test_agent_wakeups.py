@@ -3,7 +3,8 @@ of issue 15 §3).
 
 ``asyncio.Event`` is not thread-safe. ``Agent.run`` schedules its resync with APScheduler's
 ``AsyncIOScheduler``, whose executor runs a plain (non-async) job function in the loop's
-default thread pool, so ``Agent._resync_tick`` calls ``self.wake.set()`` from a worker
+default thread pool, so the resync job (then a plain function, now the coroutine
+``Agent._resync_soon``) called ``self.wake.set()`` from a worker
 thread. When that ``set()`` lands between ``Event.wait()``'s check of the flag and its
 registering a waiter on the loop thread, the waiter is never woken while the flag stays
 set, so every later ``set()`` is a no-op: the main loop sleeps in

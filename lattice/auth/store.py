@@ -162,10 +162,11 @@ class AuthStore:
     # ------------------------------------------------------------ users
     def issue(self, role: roles.RoleName, name: str, *, path: Path | None = None) -> Issued:
         """Fresh credentials for ``name`` in ``role``, written to ``path`` (default
-        ``creds/<name>.creds``); a host's id is derived from its new user key. A
-        ``monitor`` is a user of the system account, signed by its key (the server's
-        advisories live there) and a ``leaf-system`` link are users of the system account,
-        signed by its key; every other role is a user of the lattice's account."""
+        ``creds/<name>.creds``); a host's id is derived from its new user key. The
+        :data:`~lattice.auth.roles.SYSTEM_ROLES` (``monitor``: the server's advisories live
+        in the system account; ``leaf-system``: a site's link of it) are users of the
+        system account, signed by its key; every other role is a user of the lattice's
+        account."""
         user = keys.new_key("user")
         host_id = keys.host_id_of(user.public_key) if role == "host" else ""
         account = self.account
