@@ -3,7 +3,8 @@
 ``up`` starts a local nats-server (or a routed ``--cluster`` of them; or, with
 ``--leaf-of``, a leaf-node site joined to a running hub), N hosts and the agent on a
 repository (a copy of ``examples/repo`` made into a git repository under the state dir,
-unless ``--repo``), waits until every host answers a ping, then either prints lattice
+unless ``--repo``), waits until every host answers a ping and the agent is ready (its
+``/readyz``), then either prints lattice
 events until Ctrl-C (and stops everything) or, with ``--detach``, records the pids and
 NATS URLs and returns.
 ``down`` stops what a detached ``up`` recorded, by pid.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+import urllib.request
 from pathlib import Path
 
 import click
@@ -50,6 +52,22 @@ async def wait_for_hosts(url: str | NatsOptions, lattice: str, count: int, *,
         if seen >= count:
             break
     return seen
+
+
+def wait_for_agent(metrics_url: str, *, timeout: float) -> bool:
+    """Poll the agent's ``/readyz`` (beside ``metrics_url``) until it answers 200 -- it
+    leads, or follows with the branch head evaluated -- or ``timeout`` passes."""
+    readyz = metrics_url.rsplit("/", 1)[0] + "/readyz"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(readyz, timeout=1.0) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:  # not listening yet, or 503: not ready yet
+            pass
+        time.sleep(0.05)  # a poll interval, bounded by the deadline
+    return False
 
 
 def format_event(ev: CloudEvent) -> str:
@@ -214,6 +232,9 @@ def up(
                 f"only {seen} of {hosts} hosts answered a ping within 20 s; "
                 f"see the logs in {settings.state_dir / 'logs'}"
             )
+        if state.metrics_url and not wait_for_agent(state.metrics_url, timeout=20.0):
+            raise CliError(f"the agent was not ready within 20 s ({state.metrics_url} "
+                           f"/readyz); see the logs in {settings.state_dir / 'logs'}")
         click.echo(f"nats:    {state.nats_url}  (lattice {state.lattice}, "
                    f"{'operator mode' if state.secure else 'INSECURE: no authentication'})")
         kind = (f"leaf site {site} of {leaf_of}" if leaf_of
