@@ -15,7 +15,9 @@ everywhere the agent can see them, and are resolved only by the host that applie
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -25,6 +27,7 @@ from lattice.ids import actor_id_problem
 from lattice.names import BindingName, CapabilityId, MetadataName, VendorId
 
 API_VERSION: Literal["vinculum.io/v1"] = "vinculum.io/v1"
+H = TypeVar("H", bound=Hashable)
 
 
 def _actor_id(value: str) -> str:
@@ -104,11 +107,20 @@ class SpreadShare(Strict):
     requirements: AffinityRules = Field(default_factory=list)
 
 
+def first_repeated(items: Sequence[H]) -> H | None:
+    """The first item of ``items`` (in list order) that occurs more than once, or None:
+    what ``next((x for x in items if items.count(x) > 1), None)`` says, in linear time
+    (the uniqueness checks below name it in their messages). Pure."""
+    counts = Counter(items)
+    if len(counts) == len(items):
+        return None
+    return next(x for x in items if counts[x] > 1)
+
+
 def _shares(value: list[SpreadShare]) -> list[SpreadShare]:
-    names = [s.name for s in value]
-    for n in names:
-        if names.count(n) > 1:
-            raise ValueError(f"spread share {n!r} named twice; share names must be unique")
+    n = first_repeated([s.name for s in value])
+    if n is not None:
+        raise ValueError(f"spread share {n!r} named twice; share names must be unique")
     return value
 
 
@@ -178,14 +190,13 @@ class Deployment(Strict):
     @field_validator("spec")
     @classmethod
     def _unique(cls, spec: DeploymentSpec) -> DeploymentSpec:
-        seen_a = [a.id for a in spec.actors]
-        for aid in seen_a:
-            if seen_a.count(aid) > 1:
-                raise ValueError(f"actor {aid} listed twice; use replicas instead")
-        seen_p = [(p.id, p.binding_name) for p in spec.providers]
-        for cap, bn in seen_p:
-            if seen_p.count((cap, bn)) > 1:
-                raise ValueError(f"provider {cap} binding {bn!r} listed twice")
+        aid = first_repeated([a.id for a in spec.actors])
+        if aid is not None:
+            raise ValueError(f"actor {aid} listed twice; use replicas instead")
+        prov = first_repeated([(p.id, p.binding_name) for p in spec.providers])
+        if prov is not None:
+            cap, bn = prov
+            raise ValueError(f"provider {cap} binding {bn!r} listed twice")
         return spec
 
 
@@ -218,10 +229,9 @@ class BindingSetSpec(Strict):
     @field_validator("bindings")
     @classmethod
     def _unique(cls, bindings: list[BindingSpec]) -> list[BindingSpec]:
-        keys = [(b.actor, b.capability_id, b.binding) for b in bindings]
-        for k in keys:
-            if keys.count(k) > 1:
-                raise ValueError(f"binding of actor {k[0]} to {k[1]} {k[2]!r} listed twice")
+        k = first_repeated([(b.actor, b.capability_id, b.binding) for b in bindings])
+        if k is not None:
+            raise ValueError(f"binding of actor {k[0]} to {k[1]} {k[2]!r} listed twice")
         return bindings
 
 

@@ -5,6 +5,8 @@ provider keys). The YAML side (file, line, field in errors) is in test_manifest_
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from lattice.ids import random_actor_id
@@ -16,6 +18,7 @@ from lattice.manifests import (
     DesiredState,
     ProviderKey,
     ProviderSpec,
+    first_repeated,
 )
 
 ACTOR = random_actor_id()
@@ -163,3 +166,24 @@ def test_desired_state_is_empty_only_without_deployments_and_binding_sets() -> N
     assert DesiredState().empty
     assert not DesiredState(deployments={"d": deployment({})}).empty
     assert not DesiredState(bindingsets={"b": bindings([])}).empty
+
+
+# ------------------------------------------------------------------ uniqueness checks
+@given(st.lists(st.integers(min_value=0, max_value=6), max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_first_repeated_names_what_the_quadratic_check_named(items: list[int]) -> None:
+    """The linear check names the same item as ``list.count`` in a loop did: the first
+    item, in list order, that occurs more than once."""
+    assert first_repeated(items) == next((x for x in items if items.count(x) > 1), None)
+
+
+def test_uniqueness_messages_name_the_first_repeated_entry() -> None:
+    other = random_actor_id()
+    with pytest.raises(ValidationError) as exc:
+        deployment({"actors": [{"id": other}, {"id": ACTOR}, {"id": ACTOR}, {"id": other}]})
+    assert f"actor {other} listed twice" in only_error(exc)
+    with pytest.raises(ValidationError) as exc:
+        bindings([{"capability_id": "wascc:kv", "actor": ACTOR},
+                  {"capability_id": "wascc:http", "actor": ACTOR},
+                  {"capability_id": "wascc:http", "actor": ACTOR}])
+    assert f"binding of actor {ACTOR} to wascc:http 'default' listed twice" in only_error(exc)
