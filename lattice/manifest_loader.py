@@ -19,7 +19,9 @@ decoded (callers holding only a size, such as :mod:`gitsync.source`, ask
 composed node graph before anything is constructed, so a "billion laughs" document is
 refused after one walk over the nodes actually written (:mod:`lattice.yaml_guard`, which
 also finds duplicate keys and the line of a YAML syntax error). Every walk of a node graph
-keeps a visited set, so a node shared through aliases is walked once.
+keeps a visited set, so a node shared through aliases is walked once. At most
+:data:`MAX_ERRORS_PER_FILE` errors are reported per file, each with file, line and field,
+then one line counting the rest (:func:`cap_errors`).
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ from lattice.yaml_guard import (
 SUFFIXES = (".yaml", ".yml")
 #: Files bigger than this are refused rather than parsed.
 MAX_FILE_BYTES = 1 << 20
-
+#: Errors reported per file; the rest are counted in one last line for that file.
+MAX_ERRORS_PER_FILE = 20
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,35 @@ def combine(parsed: Iterable[tuple[str, ParsedFile]]) -> LoadResult:
             continue
         seen[(m.kind, m.name)] = m
         unique.append(m)
-    return LoadResult(tuple(unique), tuple(errors), documents)
+    return LoadResult(tuple(unique), tuple(cap_errors(errors)), documents)
+
+
+def cap_errors(errors: Sequence[ManifestIssue],
+               limit: int = MAX_ERRORS_PER_FILE) -> list[ManifestIssue]:
+    """``errors`` with at most ``limit`` per file, in their order; a file with more gets
+    one line after its last shown error, at the line of the first left out: ``... and N
+    more errors in this file``. Pure: a file of 10,000 mistakes does not flood the
+    status, the commit note or the terminal."""
+    shown: dict[str, int] = {}
+    left_out: dict[str, tuple[int, ManifestIssue]] = {}  # path -> (count, first left out)
+    out: list[ManifestIssue] = []
+    slot: dict[str, int] = {}  # path -> where its summary goes in ``out``
+    for issue in errors:
+        n = shown.get(issue.path, 0)
+        if n < limit:
+            shown[issue.path] = n + 1
+            out.append(issue)
+            continue
+        count, first = left_out.get(issue.path, (0, issue))
+        if not count:
+            slot[issue.path] = len(out)
+            out.append(issue)  # replaced by the summary below
+        left_out[issue.path] = (count + 1, first)
+    for path, (count, first) in left_out.items():
+        out[slot[path]] = ManifestIssue(
+            path, first.line, "", f"... and {count} more error{'s' if count > 1 else ''} "
+                                  f"in this file (the first {limit} are shown)")
+    return out
 
 
 def load_directory(root: Path, *, path: str = "") -> LoadResult:
@@ -364,8 +395,9 @@ def _unwrap(tp: Any) -> Any:
 
 
 __all__ = [
-    "MAX_ALIASES", "MAX_ALIAS_NODES", "MAX_FILE_BYTES", "SUFFIXES", "LoadResult",
-    "LoadedManifest", "ManifestIssue", "canonical_path", "combine", "file_size_issue",
-    "format_loc", "is_manifest_file", "load_directory", "load_sources", "normalize_base",
-    "parse_file", "to_yaml", "validate_document", "validate_entities", "yaml_issue",
+    "MAX_ALIASES", "MAX_ALIAS_NODES", "MAX_ERRORS_PER_FILE", "MAX_FILE_BYTES", "SUFFIXES",
+    "LoadResult", "LoadedManifest", "ManifestIssue", "canonical_path", "cap_errors",
+    "combine", "file_size_issue", "format_loc", "is_manifest_file", "load_directory",
+    "load_sources", "normalize_base", "parse_file", "to_yaml", "validate_document",
+    "validate_entities", "yaml_issue",
 ]

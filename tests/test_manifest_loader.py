@@ -15,7 +15,10 @@ from hypothesis import strategies as st
 
 from lattice.ids import encode_module_key
 from lattice.manifest_loader import (
+    MAX_ERRORS_PER_FILE,
+    ManifestIssue,
     canonical_path,
+    cap_errors,
     format_loc,
     is_manifest_file,
     load_directory,
@@ -277,3 +280,44 @@ def test_bindingset_model_is_used_for_binding_sets() -> None:
     assert errors_of(text, "d.yaml") == [
         f"d.yaml:{line}: spec.bindings: unknown field 'bindings'; known fields: actors, "
         "providers, rebalance"]
+
+
+def test_errors_are_capped_per_file_each_with_file_line_and_field() -> None:
+    """A file with 30 bad actor ids reports the first MAX_ERRORS_PER_FILE, each at its
+    own line and field, then one line counting the rest; another file's errors stand."""
+    bad = "\n".join(f"    - id: bad{i}" for i in range(30))
+    text = f"apiVersion: vinculum.io/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n" \
+           f"  actors:\n{bad}\n"
+    result = load_sources([("many.yaml", text), ("one.yaml", "kind: Nope\n")])
+    many = [e for e in result.errors if e.path == "many.yaml"]
+    assert len(many) == MAX_ERRORS_PER_FILE + 1
+    for i, issue in enumerate(many[:-1]):
+        assert (issue.line, issue.field) == (7 + i, f"spec.actors[{i}].id")
+    summary = many[-1]
+    assert summary.line == 7 + MAX_ERRORS_PER_FILE  # the first left out
+    assert str(summary) == (f"many.yaml:{7 + MAX_ERRORS_PER_FILE}: (document): ... and "
+                            f"{30 - MAX_ERRORS_PER_FILE} more errors in this file (the first "
+                            f"{MAX_ERRORS_PER_FILE} are shown)")
+    assert [e.field for e in result.errors if e.path == "one.yaml"] == ["kind"]
+
+
+@given(st.lists(st.sampled_from(["a.yaml", "b.yaml", "c.yaml"]), max_size=60),
+       st.integers(min_value=1, max_value=5))
+@settings(max_examples=200, deadline=None)
+def test_cap_errors_keeps_each_files_first_errors_in_order(paths: list[str], limit: int
+                                                           ) -> None:
+    issues = [ManifestIssue(p, i + 1, "f", "m") for i, p in enumerate(paths)]
+    capped = cap_errors(issues, limit)
+    for path in set(paths):
+        mine = [e for e in issues if e.path == path]
+        got = [e for e in capped if e.path == path]
+        assert got[:limit] == mine[:limit]
+        if len(mine) > limit:
+            assert len(got) == limit + 1
+            assert got[-1].line == mine[limit].line
+            assert f"and {len(mine) - limit} more error" in got[-1].message
+        else:
+            assert len(got) == len(mine)
+    # files' errors keep their relative order
+    assert [e for e in capped if "more error" not in e.message] == [
+        e for e in issues if e in capped]
