@@ -51,6 +51,7 @@ COMMAND_TABLE: dict[str, tuple[str, str]] = {
     "history": ("cli.status_cmd", "List the commits of the followed branch with their sync "
                 "phase."),
     "host": ("cli.host_cmd", "Credentials for hosts of a secured lattice: issue and revoke."),
+    "logs": ("cli.logs_cmd", "Print the logs of the agent and hosts that `up` started."),
     "push": ("cli.gantry_cmd", "Verify signed MODULES and upload them to the lattice's "
              "registry."),
     "reconcile": ("cli.reconcile_cmd", "Nudge the agent and wait until it has evaluated "
