@@ -164,37 +164,52 @@ def _newest(repo: git.Repo, refs: list[str]) -> str | None:
     return best[1] if best else None
 
 
-def read_status(repo: git.Repo | str | Path, *, ref: str | None = None) -> StatusReport | None:
+def read_status(repo: git.Repo | str | Path, *, ref: str | None = None,
+                cache: ParseCache | None = None) -> StatusReport | None:
     """The report on the status branch (newest of local and remote-tracking), or None."""
     r, owned = _as_repo(repo)
     try:
         sha = resolve(r, ref) if ref else _newest(r, [STATUS_REF, REMOTE_STATUS_REF])
         if sha is None:
             return None
-        return report_from_tree(r.commit(sha).tree)
+        return report_from_tree(r.commit(sha).tree, cache)
     finally:
         if owned:
             r.close()
 
 
-def report_from_tree(tree: git.Tree) -> StatusReport | None:
-    """Parse the files of a status tree back into a :class:`StatusReport`."""
+#: Parsed status files by folder and blob sha, for readers that read the branch again and
+#: again (``latticectl dashboard``): an unchanged file is not parsed again.
+ParseCache = dict[str, Any]
+
+
+def report_from_tree(tree: git.Tree, cache: ParseCache | None = None) -> StatusReport | None:
+    """Parse the files of a status tree back into a :class:`StatusReport`. With ``cache``,
+    files whose blob was parsed before are taken from it, and it keeps only this tree's."""
     try:
         summary = SyncSummary.model_validate(_load(tree / SUMMARY_FILE))
     except KeyError:
         return None
     parts: dict[str, dict[str, Any]] = {k: {} for k in FOLDERS}
+    seen = dict(cache) if cache is not None else None
+    if cache is not None:
+        cache.clear()
     for folder, model in FOLDERS.items():
         try:
             sub = tree / folder
         except KeyError:
             continue
         for blob in sub.blobs:
-            try:
-                item = model.model_validate(_load(blob))
-            except (ValidationError, yaml.YAMLError) as exc:
-                log.warning("status branch: skipping %s: %s", blob.path, exc)
-                continue
+            key = f"{folder}/{blob.hexsha}"
+            item = seen.get(key) if seen is not None else None
+            if item is None:
+                try:
+                    item = model.model_validate(_load(blob))
+                except (ValidationError, yaml.YAMLError) as exc:
+                    log.warning("status branch: skipping %s: %s", blob.path, exc)
+                    continue
+            if cache is not None:
+                cache[key] = item
             parts[folder][item.host_id if isinstance(item, HostStatus) else item.name] = item
     return StatusReport(summary=summary, deployments=parts["deployments"],
                         bindingsets=parts["bindingsets"], hosts=parts["hosts"])
