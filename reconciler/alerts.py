@@ -18,6 +18,12 @@ attempts). The body is Flux's generic event flattened (``kind``, ``name``, ``rev
 ``phase``, ``previous_phase``, ``message``, ``time``, ``severity``) plus a ``text`` field,
 which is what a Slack (or Mattermost, Rocket.Chat) incoming webhook renders. URLs are
 logged by host only: an incoming-webhook URL is itself a secret.
+
+What became of the events is counted per URL (:attr:`Alerts.counts`: ``sent``, ``failed``,
+``dropped``); :mod:`reconciler.metrics` exports the counts as
+``vinculum_alerts_{sent,failed,dropped}_total`` by destination (scheme, host and port), and
+the events waiting as ``vinculum_alerts_queued``. Every log line about an event carries
+its entity and revision (:func:`lattice.logsetup.log_context`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from lattice.backoff import Backoff
+from lattice.logsetup import log_context
 from lattice.protocol import utcnow
 from lattice.status import Phase
 from reconciler.report import Counts
@@ -48,6 +55,9 @@ ALERTING = frozenset({Phase.DEGRADED, Phase.INVALID})
 REMEMBERED = ALERTING | {Phase.SYNCED}
 #: the kind of the revision's own events (entities carry theirs: Deployment, BindingSet)
 REVISION = "Revision"
+#: what becomes of an event, per URL: delivered (a 2xx), given up on (attempts spent, or
+#: a 4xx), dropped from a full queue
+OUTCOMES = ("sent", "failed", "dropped")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,9 +137,23 @@ class Alerts:
         self.last: dict[tuple[str, str], Phase] = {}
         self.queues = {url: asyncio.Queue[AlertEvent](max(1, config.queue_size))
                        for url in config.urls}
-        self.dropped = 0  #: events dropped from a full queue
-        self.sent = 0  #: events delivered (a 2xx answer)
-        self.failed = 0  #: events given up on (attempts spent, or a 4xx)
+        #: per URL, how many events were sent, failed or dropped (:data:`OUTCOMES`)
+        self.counts = {url: dict.fromkeys(OUTCOMES, 0) for url in config.urls}
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped from a full queue, all URLs together."""
+        return sum(c["dropped"] for c in self.counts.values())
+
+    @property
+    def sent(self) -> int:
+        """Events delivered (a 2xx answer), all URLs together."""
+        return sum(c["sent"] for c in self.counts.values())
+
+    @property
+    def failed(self) -> int:
+        """Events given up on (attempts spent, or a 4xx), all URLs together."""
+        return sum(c["failed"] for c in self.counts.values())
 
     def noted(self, rev: NotedRevision, phase: Phase, message: str) -> None:
         """The note on ``rev`` now says ``phase``: queue the alerts this raises. A
@@ -143,14 +167,16 @@ class Alerts:
         for kind, name, new, before, msg in changes(self.last, seen):
             event = AlertEvent(kind=kind, name=name or rev.sha[:12], revision=rev.sha,
                                phase=new, previous_phase=before, message=msg, time=now)
-            log.info("alert: %s %s is %s (was %s)", kind, event.name, new, before or "-")
-            for url, queue in self.queues.items():
-                if queue.full():
-                    old = queue.get_nowait()
-                    self.dropped += 1
-                    log.warning("alerts to %s: queue full (%d), dropped the oldest (%s %s "
-                                "%s)", where(url), queue.maxsize, old.kind, old.name, old.phase)
-                queue.put_nowait(event)
+            with log_context(entity=f"{kind}/{event.name}", revision=rev.sha):
+                log.info("alert: %s %s is %s (was %s)", kind, event.name, new, before or "-")
+                for url, queue in self.queues.items():
+                    if queue.full():
+                        old = queue.get_nowait()
+                        self.counts[url]["dropped"] += 1
+                        log.warning("alerts to %s: queue full (%d), dropped the oldest (%s "
+                                    "%s %s)", where(url), queue.maxsize, old.kind, old.name,
+                                    old.phase)
+                    queue.put_nowait(event)
         self.last.update({(k, n): p for k, n, p, _ in seen if p in REMEMBERED})
 
     async def run(self) -> None:
@@ -172,10 +198,9 @@ class Alerts:
                       queue: asyncio.Queue[AlertEvent]) -> None:
         while True:
             event = await queue.get()
-            if await self.deliver(session, url, event):
-                self.sent += 1
-            else:
-                self.failed += 1
+            with log_context(entity=f"{event.kind}/{event.name}", revision=event.revision):
+                delivered = await self.deliver(session, url, event)
+            self.counts[url]["sent" if delivered else "failed"] += 1
 
     async def deliver(self, session: aiohttp.ClientSession, url: str,
                       event: AlertEvent) -> bool:

@@ -25,13 +25,14 @@ from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from lattice.logsetup import add_context
 from lattice.metricserver import MetricsServer
 from lattice.status import Phase
 from reconciler import actions as A
+from reconciler.alerts import OUTCOMES, where
 from reconciler.errors import CommandRefused, CommandUnanswered, Unplaceable
 
 if TYPE_CHECKING:
@@ -134,6 +135,7 @@ class AgentCollector:
                          "Status refs whose last push failed (0 when all pushed).",
                          len(agent.writer.push_errors))
         yield from _report(agent)
+        yield from _alerts(agent)
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -169,6 +171,42 @@ def _report(agent: Agent) -> Iterator[Metric]:
     if report is not None and report.summary.applied_revision:
         applied.add_metric([], {"revision": report.summary.applied_revision})
     yield from (phase, desired, ready, revision, applied)
+
+
+#: the help of each alert counter (:data:`reconciler.alerts.OUTCOMES`)
+ALERT_HELP = {
+    "sent": "Alert events delivered (the endpoint answered 2xx).",
+    "failed": "Alert events given up on (every attempt failed, or the endpoint answered 4xx).",
+    "dropped": "Alert events dropped unsent: their queue was full.",
+}
+
+
+def _alerts(agent: Agent) -> Iterator[Metric]:
+    """What became of the alert events, per destination (``--alert-url``'s scheme, host
+    and port: its path may be a secret; URLs on one host and port add up), and how many
+    wait. Nothing when no alert URL is configured."""
+    alerts = getattr(agent, "alerts", None)
+    if alerts is None or not alerts.counts:
+        return
+    totals: dict[str, dict[str, int]] = {}
+    queued: dict[str, int] = {}
+    for url, counts in alerts.counts.items():
+        total = totals.setdefault(where(url), dict.fromkeys(OUTCOMES, 0))
+        for outcome in OUTCOMES:
+            total[outcome] += counts[outcome]
+        queue = alerts.queues.get(url)
+        queued[where(url)] = queued.get(where(url), 0) + (queue.qsize() if queue else 0)
+    for outcome in OUTCOMES:
+        family = CounterMetricFamily(f"vinculum_alerts_{outcome}", ALERT_HELP[outcome],
+                                     labels=["destination"])
+        for dest, total in sorted(totals.items()):
+            family.add_metric([dest], total[outcome])
+        yield family
+    waiting = GaugeMetricFamily("vinculum_alerts_queued",
+                                "Alert events waiting to be sent.", labels=["destination"])
+    for dest, count in sorted(queued.items()):
+        waiting.add_metric([dest], count)
+    yield waiting
 
 
 def readiness(agent: Agent) -> str | None:

@@ -18,7 +18,9 @@ GitHub ``ping`` is ``200``. The body only names the branch: the agent fetches th
 repository itself, so a forged ``after`` sha could not make it deploy anything.
 
 The agent (:mod:`reconciler.agent`) calls :func:`start` once; the secret never reaches a
-log line or a response.
+log line or a response. A request's log lines carry the forge's delivery id (GitHub's
+``X-GitHub-Delivery``, ...; a fresh one otherwise) as their ``trace``, and a push's line the
+head it announces as its ``revision`` (``--log-format json``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from enum import StrEnum
 from aiohttp import web
 
 from lattice.errors import VinculumError
+from lattice.logsetup import log_context, new_trace
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,7 @@ class Verdict:
     status: int
     reason: str
     fetch: bool = False
+    revision: str | None = None  #: a push's new head (``after``), when it says
 
 
 #: each forge's event header (Forgejo sends both its own and Gitea's)
@@ -127,11 +131,31 @@ def judge(forge: Forge, event: str, body: bytes, branch: str) -> Verdict:
         return Verdict(400, "a push event without a ref")
     if ref != f"refs/heads/{branch}":
         return Verdict(202, f"ignored: push to {ref}, the agent follows refs/heads/{branch}")
-    return Verdict(202, f"fetching {branch}", fetch=True)
+    after = payload.get("after")
+    return Verdict(202, f"fetching {branch}", fetch=True,
+                   revision=after if isinstance(after, str) and after else None)
+
+
+#: each forge's delivery id header: the trace of a request's log lines
+DELIVERY_HEADERS = ("X-GitHub-Delivery", "X-Gitlab-Event-UUID", "X-Forgejo-Delivery",
+                    "X-Gitea-Delivery")
+
+
+def delivery_of(headers: Mapping[str, str]) -> str | None:
+    """The forge's id of this delivery (shown in its delivery log), if it sends one. Pure."""
+    for name in DELIVERY_HEADERS:
+        if found := headers.get(name):
+            return str(found)[:64]
+    return None
 
 
 def _app(config: WebhookConfig, branch: str, nudge: asyncio.Event) -> web.Application:
     async def handle(request: web.Request) -> web.Response:
+        """One request; its log lines carry the delivery's id as their trace."""
+        with log_context(trace=delivery_of(request.headers) or new_trace()):
+            return await handle_one(request)
+
+    async def handle_one(request: web.Request) -> web.Response:
         peer = request.remote or "?"
         if request.content_length is not None and request.content_length > MAX_BODY:
             log.warning("webhook from %s refused: body of %d bytes (at most %d)",
@@ -156,7 +180,8 @@ def _app(config: WebhookConfig, branch: str, nudge: asyncio.Event) -> web.Applic
             return web.json_response({"error": "wrong or missing signature"}, status=401)
         verdict = judge(forge, event, body, branch)
         if verdict.fetch:
-            log.info("webhook from %s (%s): push to %s, fetching now", peer, forge, branch)
+            log.info("webhook from %s (%s): push to %s, fetching now", peer, forge, branch,
+                     extra={"revision": verdict.revision} if verdict.revision else None)
             nudge.set()
         else:
             log.debug("webhook from %s (%s): %s", peer, forge, verdict.reason)

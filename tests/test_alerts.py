@@ -28,6 +28,7 @@ from lattice.status import Phase
 from reconciler.alerts import RETRY, AlertConfig, AlertEvent, Alerts, changes
 from tests.helpers import eventually
 from tests.lattice_e2e import Lattice, count_hosts, lat, repo
+from tests.test_metrics_e2e import get, metrics_url, scrape, value
 
 __all__ = ["lat", "repo"]  # fixtures
 
@@ -98,7 +99,8 @@ async def test_degraded_then_synced_alerts_signed_retried_and_never_blocking(
     bad = lat.commit({"deployments/leds.yaml": _deployment("leds=99")}, "no host has leds=99")
     agent = lat.agent(extra_args=[
         "--alert-url", f"{receiver.base}/ok", "--alert-url", f"{receiver.base}/fail",
-        "--alert-url", f"{receiver.base}/hang", "--alert-secret-file", str(secret_file)])
+        "--alert-url", f"{receiver.base}/hang", "--alert-secret-file", str(secret_file),
+        "--metrics-addr", "127.0.0.1:0"])
     await eventually(lambda: lat.note_phase(bad, Phase.DEGRADED), timeout=30,
                      message=f"Degraded\n{agent.log()[-3000:]}")
     await eventually(lambda: receiver.events("Deployment") or None, timeout=10,
@@ -134,6 +136,18 @@ async def test_degraded_then_synced_alerts_signed_retried_and_never_blocking(
     assert len(receiver.failed) == 4 * ATTEMPTS
     assert set(receiver.failed) == {b for _, b in receiver.ok}  # the same 4 events
     assert "/fail" not in agent.log() and SECRET.decode() not in agent.log()
+
+    # the counts, scraped from the agent and read with prometheus_client's parser: the
+    # three URLs share a destination; /hang has delivered nothing yet
+    url = await eventually(lambda: metrics_url(agent.log()), message="metrics URL")
+    samples = await scrape(url)
+    dest = {"destination": receiver.base}
+    assert value(samples, "vinculum_alerts_sent_total", **dest) == 4
+    assert (value(samples, "vinculum_alerts_failed_total", **dest) or 0) >= 4
+    assert value(samples, "vinculum_alerts_dropped_total", **dest) == 0
+    assert (value(samples, "vinculum_alerts_queued", **dest) or 0) <= 3
+    _, text = await get(url)
+    assert "/fail" not in text and "/ok" not in text
 
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -187,3 +201,45 @@ async def test_a_full_queue_drops_the_oldest_and_a_superseded_note_says_nothing(
     queue = alerts.queues["http://127.0.0.1:9/x"]
     assert alerts.dropped == 1 and queue.qsize() == 2
     assert [queue.get_nowait().phase for _ in range(2)] == [Phase.SYNCED, Phase.INVALID]
+
+
+def test_alert_counts_are_prometheus_counters_by_destination() -> None:
+    """sent/failed/dropped per --alert-url, exported as vinculum_alerts_*_total by
+    scheme://host:port (URLs on one host add up, no path: it may be a secret) and read
+    back with prometheus_client's own parser."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from reconciler.metrics import _alerts
+
+    urls = ("https://hooks.example:8443/services/T0/B0/SECRET", "https://hooks.example:8443/b",
+            "http://127.0.0.1:9/x")
+    alerts = Alerts(AlertConfig(urls=urls, queue_size=1))
+    alerts.counts[urls[0]].update(sent=3, failed=1)
+    alerts.counts[urls[1]].update(sent=2)
+    rev = SimpleNamespace(sha="c" * 40, counts=())
+    for phase in (Phase.DEGRADED, Phase.SYNCED):  # room for 1 per URL: 1 dropped each
+        alerts.noted(rev, phase, "m")
+    assert (alerts.sent, alerts.failed, alerts.dropped) == (5, 1, 3)
+
+    class Only:  # the alert families of the agent's collector, alone
+        def collect(self) -> object:
+            return _alerts(SimpleNamespace(alerts=alerts))  # type: ignore[arg-type]
+
+    registry = CollectorRegistry()
+    registry.register(Only())  # type: ignore[arg-type]
+    text = generate_latest(registry).decode()
+    assert "SECRET" not in text and "/services" not in text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {n: families[n].type for n in families} == {
+        "vinculum_alerts_sent": "counter", "vinculum_alerts_failed": "counter",
+        "vinculum_alerts_dropped": "counter", "vinculum_alerts_queued": "gauge"}
+    samples = {(s.name, s.labels["destination"]): s.value
+               for f in families.values() for s in f.samples if not s.name.endswith("_created")}
+    hooks, local = "https://hooks.example:8443", "http://127.0.0.1:9"
+    assert samples == {
+        ("vinculum_alerts_sent_total", hooks): 5, ("vinculum_alerts_sent_total", local): 0,
+        ("vinculum_alerts_failed_total", hooks): 1, ("vinculum_alerts_failed_total", local): 0,
+        ("vinculum_alerts_dropped_total", hooks): 2, ("vinculum_alerts_dropped_total", local): 1,
+        ("vinculum_alerts_queued", hooks): 2, ("vinculum_alerts_queued", local): 1}
+    assert list(_alerts(SimpleNamespace(alerts=Alerts(AlertConfig())))) == []  # type: ignore[arg-type]

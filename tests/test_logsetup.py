@@ -12,7 +12,14 @@ import click
 import pytest
 
 from hostagent.logctx import host_logger
-from lattice.logsetup import add_context, setup_logging
+from lattice.logsetup import (
+    add_context,
+    bind,
+    context_fields,
+    log_context,
+    new_trace,
+    setup_logging,
+)
 from lattice.metricserver import ADDRESS
 
 
@@ -61,3 +68,84 @@ def test_metrics_address(given: str, parsed: tuple[str, int]) -> None:
 def test_metrics_address_refused(bad: str) -> None:
     with pytest.raises(click.BadParameter, match="is not HOST:PORT"):
         ADDRESS.convert(bad, None, None)
+
+
+def test_log_context_reaches_every_call_below_it_and_its_tasks(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Fields set where the work begins are on every record logged under it, in any
+    module and in the asyncio tasks started there; an extra of the call wins; the block's
+    end restores the fields before it; a task's bind stays in that task."""
+    import asyncio
+
+    setup_logging("info", "json")
+    forget = add_context(lambda: {"revision": "in-force"})
+    log = logging.getLogger("gitsync.somewhere")
+
+    async def child() -> None:
+        log.info("in a task")
+        bind(trace="task-own")
+        log.info("bound in the task")
+
+    async def work() -> None:
+        with log_context(entity="Deployment/echo", revision="abc123", trace="t1"):
+            log.info("outer")
+            with log_context(entity="MACTOR"):
+                logging.getLogger("hostagent.wasm").info("inner")
+            log.info("called with an extra", extra={"revision": "given"})
+            await asyncio.create_task(child())
+            log.info("after the task")
+        log.info("outside")
+
+    try:
+        asyncio.run(work())
+    finally:
+        forget()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    fields = [{k: d.get(k) for k in ("entity", "revision", "trace")} for d in lines]
+    assert [d["message"] for d in lines] == ["outer", "inner", "called with an extra",
+                                             "in a task", "bound in the task",
+                                             "after the task", "outside"]
+    assert fields == [
+        {"entity": "Deployment/echo", "revision": "abc123", "trace": "t1"},
+        {"entity": "MACTOR", "revision": "abc123", "trace": "t1"},
+        {"entity": "Deployment/echo", "revision": "given", "trace": "t1"},
+        {"entity": "Deployment/echo", "revision": "abc123", "trace": "t1"},
+        {"entity": "Deployment/echo", "revision": "abc123", "trace": "task-own"},
+        {"entity": "Deployment/echo", "revision": "abc123", "trace": "t1"},
+        {"entity": None, "revision": "in-force", "trace": None},
+    ]
+    assert context_fields() == {}
+
+
+def test_log_context_refuses_unknown_fields_and_traces_are_fresh() -> None:
+    with pytest.raises(TypeError, match="unknown field"), log_context(deployment="x"):
+        pass
+    with pytest.raises(TypeError, match="unknown field"):
+        bind(commit="x")
+    with log_context(host="pi", revision=None):
+        assert context_fields() == {"host": "pi"}
+    first, second = new_trace(), new_trace()
+    assert first != second and len(first) == 16 and int(first, 16) >= 0
+
+
+def test_a_host_logger_names_its_host_over_the_context(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("info", "json")
+    with log_context(host="context-host", entity="MACTOR"):
+        host_logger("hostagent.host", "NABCDEFGHIJKLMNOP", "pi").info("started")
+    [line] = (json.loads(x) for x in capsys.readouterr().err.splitlines())
+    assert (line["host"], line["host_id"], line["entity"]) == ("pi", "NABCDEFGHI", "MACTOR")
+
+
+def test_a_webhook_delivery_is_the_trace_and_a_push_names_its_revision() -> None:
+    """reconciler.webhook: a forge's delivery id becomes the trace of the request's log
+    lines, a push's ``after`` the revision of its 'fetching now' line."""
+    from reconciler.webhook import Forge, delivery_of, judge
+
+    assert delivery_of({"X-GitHub-Delivery": "72d3162e-cc78-11e3"}) == "72d3162e-cc78-11e3"
+    assert delivery_of({"X-Gitea-Delivery": "9"}) == "9"
+    assert delivery_of({}) is None
+    push = json.dumps({"ref": "refs/heads/main", "after": "c0ffee" * 6}).encode()
+    assert judge(Forge.GITHUB, "push", push, "main").revision == "c0ffee" * 6
+    other = json.dumps({"ref": "refs/heads/dev", "after": "c0ffee"}).encode()
+    assert judge(Forge.GITHUB, "push", other, "main").revision is None
