@@ -38,7 +38,7 @@ COMMAND_TABLE: dict[str, tuple[str, str]] = {
                "file."),
     "convert": ("cli.convert_cmd", "Print wadm OAM Applications (core.oam.dev/v1beta1) as "
                 "native manifests."),
-    "dashboard": ("cli.dashboard.command", "Serve a read-only web dashboard of the lattice "
+    "dashboard": ("cli.dashboard_cmd", "Serve a read-only web dashboard of the lattice "
                   "and its status branch."),
     "delete": ("cli.apply_cmd", "Commit the removal of entities: `delete deployment NAME...` "
                "or `delete -f FILE`."),
