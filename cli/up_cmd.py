@@ -253,7 +253,8 @@ def up(
         click.echo(f"agent:   {agent}")
         if state.metrics_url:
             click.echo(f"metrics: {state.metrics_url}  (/healthz, /readyz on the same port)")
-        click.echo(f"logs:    {settings.state_dir / 'logs'}")
+        click.echo(f"logs:    {settings.state_dir / 'logs'}  (`latticectl logs`)")
+        click.echo("web:     `latticectl dashboard` serves a live, read-only view")
         if detach:
             state_file = settings.state_dir / "state.json"
             click.echo(f"state:   {state_file}  (stop with `latticectl down`)")
