@@ -21,7 +21,7 @@ import click
 from aiohttp import web
 
 from cli.dashboard.picture import Picture
-from cli.dashboard.server import DEFAULT_GROUP, Dashboard
+from cli.dashboard.server import DEFAULT_GROUP, Dashboard, serving
 from cli.output import warn
 from cli.settings import CliError, Settings
 from cli.view import open_view
@@ -87,13 +87,7 @@ async def serve(settings: Settings, host: str, port: int, *, group_by: str,
         raise
     dashboard = Dashboard(picture, group_by=group_by,
                           allowed_hosts=allowed_hosts(host, port))
-    runner = web.AppRunner(dashboard.app(), access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.SockSite(runner, sock)
-    tasks = [asyncio.create_task(picture.watch_git(stop)),
-             asyncio.create_task(picture.watch_lattice(stop))]
-    try:
-        await site.start()
+    async with serving(dashboard, lambda runner: web.SockSite(runner, sock)):
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{shown}:{port}/"
         click.echo(f"Dashboard: {url}")
@@ -102,12 +96,6 @@ async def serve(settings: Settings, host: str, port: int, *, group_by: str,
             with contextlib.suppress(webbrowser.Error):
                 webbrowser.open(url)
         await stop.wait()
-    finally:
-        stop.set()
-        await picture.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await runner.cleanup()
-        picture.close()
 
 
 @click.command("dashboard")

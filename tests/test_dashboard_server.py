@@ -16,9 +16,9 @@ import git
 import pytest
 from aiohttp import web
 
-from cli.dashboard_cmd import allowed_hosts, parse_addr
 from cli.dashboard.picture import Picture
-from cli.dashboard.server import Dashboard
+from cli.dashboard.server import Dashboard, serving
+from cli.dashboard_cmd import allowed_hosts, parse_addr
 from cli.settings import Settings
 from cli.view import open_view
 from hostagent.host import Host, HostConfig
@@ -33,10 +33,9 @@ DEPLOYMENT_ROW = 'id="deployment-amazing-deployment"'
 
 
 class Served:
-    def __init__(self, url: str, picture: Picture, stop: asyncio.Event) -> None:
+    def __init__(self, url: str, picture: Picture) -> None:
         self.url = url
         self.picture = picture
-        self.stop = stop
 
 
 @contextlib.asynccontextmanager
@@ -45,22 +44,9 @@ async def serve(repo: git.Repo, nats_url: str | None = None,
     settings = Settings(repo=str(repo.working_tree_dir), nats_url=nats_url, lattice=lattice)
     picture = Picture(lambda: open_view(settings, fetch=False),
                       settings.nats() if nats_url else None, lattice)
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(picture.watch_git(stop)),
-             asyncio.create_task(picture.watch_lattice(stop))]
-    runner = web.AppRunner(Dashboard(picture).app(), access_log=None, shutdown_timeout=1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield Served(f"http://127.0.0.1:{port}", picture, stop)
-    finally:
-        stop.set()
-        await picture.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await runner.cleanup()
-        picture.close()
+    async with serving(Dashboard(picture),
+                       lambda runner: web.TCPSite(runner, "127.0.0.1", 0)) as runner:
+        yield Served(f"http://127.0.0.1:{runner.addresses[0][1]}", picture)
 
 
 async def get(url: str, **kw: object) -> tuple[int, str, dict[str, str]]:

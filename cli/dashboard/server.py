@@ -11,9 +11,11 @@ forbids framing and scripts from anywhere but here.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -252,3 +254,25 @@ class Dashboard:
         finally:
             self.streams -= 1
         return response
+
+
+@contextlib.asynccontextmanager
+async def serving(dashboard: Dashboard, site: Callable[[web.AppRunner], web.BaseSite]
+                  ) -> AsyncIterator[web.AppRunner]:
+    """Serve ``dashboard`` on ``site(runner)`` with its picture followed, until the block
+    ends; then stop the streams, the watchers and the server, in that order."""
+    picture = dashboard.picture
+    stop = asyncio.Event()
+    runner = web.AppRunner(dashboard.app(), access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    tasks = [asyncio.create_task(picture.watch_git(stop)),
+             asyncio.create_task(picture.watch_lattice(stop))]
+    try:
+        await site(runner).start()
+        yield runner
+    finally:
+        stop.set()
+        await picture.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await runner.cleanup()
+        picture.close()
