@@ -146,8 +146,13 @@ class Filter:
 def _has(rec: Record, key: str, want: str) -> bool:
     if rec.structured:
         value = rec.fields.get(key)
-        return isinstance(value, str) and bool(value) and (
-            value.startswith(want) or want.startswith(value))
+        if not isinstance(value, str) or not value:
+            return False
+        # a revision or an id in full or by a prefix; an entity also by a part of its
+        # path (``echo`` finds ``Deployment/echo``, ``MAJEM2O2`` an action's actor)
+        parts = value.split("/") if key == "entity" else [value]
+        return value.startswith(want) or want.startswith(value) or any(
+            p.startswith(want) for p in parts)
     text = "\n".join(rec.lines)
     return want in text or want[:FILTERED.get(key, len(want))] in text
 

@@ -150,7 +150,7 @@ class StatusWriter:
             blob = write_blob(self._notes_repo, content).hex()
             self._add_note(sha, blob)
             self._notes[sha] = content
-            log.debug("note on %s: %s", sha[:12], note.phase)
+            log.debug("note on %s: %s", sha[:12], note.phase, extra={"revision": sha})
             if self.remote:
                 self._unpushed_notes[sha] = content
         if self.remote:
@@ -279,7 +279,9 @@ class StatusWriter:
                     RACE_BACKOFF.sleep(attempt)
                     continue
                 self.commits += 1
-                log.info("status branch: %s (%s)", sha[:12], pending.message)
+                applied = pending.report.summary.applied_revision
+                log.info("status branch: %s (%s)", sha[:12], pending.message,
+                         extra={"revision": applied} if applied else None)
                 if self.remote:
                     self._status_unpushed = True
                 break

@@ -206,7 +206,7 @@ class CommitVerifier:
             try:
                 verdict = self._check(git_dir, sha, home)
             except GitCommandError as exc:  # fail closed, uncached: the next look retries
-                log.error("verify %s: %s", sha[:8], exc.message)
+                log.error("verify %s: %s", sha[:8], exc.message, extra={"revision": sha})
                 return Verdict(sha, SignatureState.UNTRUSTED,
                                problem=f"but git could not check it ({exc.message})")
             self._cache[(sha, digest)] = verdict

@@ -106,7 +106,7 @@ async def watch_heads(
                 head = await _settled(source, head, wake, stop, settle)
             if head is not None and head != last:
                 log.info("watch %s: head of %s is %s", source.location, source.branch,
-                         head[:12])
+                         head[:12], extra={"revision": head})
                 last = head
                 yield head
                 if stop.is_set():

@@ -1,7 +1,10 @@
 """Log lines with context: every line a host writes names the host (and the entity).
 
-:func:`host_logger` wraps a module logger so its messages start with ``host=<name>/<id>``;
-:mod:`hostagent.commands` and :mod:`hostagent.host` log through it. Binding values that a
+:func:`host_logger` wraps a module logger so its messages start with ``host=<name>/<id>``
+(and, with ``--log-format json``, its records carry ``host`` and the full ``host_id``);
+:mod:`hostagent.commands` and :mod:`hostagent.host` log through it. Every other line of a
+host process carries them too: :func:`hostagent.main.run_host` binds them to its context
+(:func:`lattice.logsetup.bind`). Binding values that a
 host resolved from its environment never go into a log line: only templates do.
 """
 
@@ -25,6 +28,5 @@ class HostLogAdapter(logging.LoggerAdapter[logging.Logger]):
 
 def host_logger(name: str, host_id: str, host_name: str) -> HostLogAdapter:
     """A logger for module ``name`` that names this host on every line."""
-    return HostLogAdapter(
-        logging.getLogger(name), {"host_name": host_name, "host_short": host_id[:10]}
-    )
+    return HostLogAdapter(logging.getLogger(name), {
+        "host_name": host_name, "host_short": host_id[:10], "host_full_id": host_id})

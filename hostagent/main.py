@@ -34,7 +34,7 @@ from lattice.auth.keys import host_id_of_creds
 from lattice.auth.store import read_credentials
 from lattice.durations import Duration
 from lattice.ids import random_host_id
-from lattice.logsetup import LOG_FORMATS, setup_logging
+from lattice.logsetup import LOG_FORMATS, bind, setup_logging
 from lattice.metricserver import ADDRESS
 from lattice.natsflags import NatsFlags, nats_options
 from lattice.natsutil import NatsOptions, connect
@@ -168,7 +168,9 @@ async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: fl
                    cache_dir: Path | None = None, apps: NatsOptions | None = None,
                    metrics_addr: tuple[str, int] | None = None) -> int:
     """Run one host until a signal; the process exit status. ``apps``: a second
-    connection for application traffic (providers), when given."""
+    connection for application traffic (providers), when given. Every line logged under
+    it, by any module and task, names the host (``--log-format json``: host, host_id)."""
+    bind(host=config.name, host_id=config.host_id)  # this task's context and its tasks'
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     seen: list[signal.Signals] = []

@@ -43,14 +43,16 @@ _current: dict[str, ContextVar[str | None]] = {
 
 class _ContextFilter(logging.Filter):
     """Adds the context fields to each record: ``host``/``host_id`` from the host logger's
-    extras (``host_name``, ``host_short``), then those of :func:`log_context`, then those
-    of the registered contexts; a field the record has already is kept."""
+    extras (``host_name``, ``host_full_id`` or ``host_short``), then those of
+    :func:`log_context`, then those of the registered contexts; a field the record has
+    already is kept."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         name = getattr(record, "host_name", None)
         if name is not None and not hasattr(record, "host"):
             record.host = name
-            record.host_id = getattr(record, "host_short", None)
+            record.host_id = (getattr(record, "host_full_id", None)
+                              or getattr(record, "host_short", None))
         for key, var in _current.items():
             found = var.get()
             if found is not None and not hasattr(record, key):
@@ -69,7 +71,8 @@ class _Json(JsonFormatter):
                    message_dict: dict[str, Any]) -> None:
         super().add_fields(log_data, record, message_dict)
         for key in list(log_data):
-            if key not in ("time", "level", "logger", "message", "exc_info", *FIELDS):
+            if key not in ("time", "level", "logger", "message", "exc_info", *FIELDS) or (
+                    key in FIELDS and log_data[key] is None):
                 del log_data[key]
 
 
@@ -111,6 +114,17 @@ def context_fields() -> dict[str, str]:
     """The context fields in force here (:func:`log_context`, :func:`bind`), e.g. to pass
     a trace on in a message header."""
     return {key: value for key, var in _current.items() if (value := var.get()) is not None}
+
+
+#: the NATS header a command carries its sender's trace in (the agent's executor sends it,
+#: the host's command handler logs under it)
+TRACE_HEADER = "Vinculum-Trace"
+
+
+def trace_headers() -> dict[str, str] | None:
+    """Headers carrying the trace in force (:data:`TRACE_HEADER`), or None without one."""
+    trace = _current["trace"].get()
+    return {TRACE_HEADER: trace} if trace else None
 
 
 def new_trace() -> str:

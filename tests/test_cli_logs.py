@@ -79,6 +79,7 @@ def test_filter_by_level_time_and_fields() -> None:
     by_revision = Filter(fields=(("revision", "c0ffee"),))
     assert by_revision(structured) and not by_revision(lease)
     assert Filter(fields=(("entity", "Deployment/echo"),))(structured)
+    assert Filter(fields=(("entity", "echo"),))(structured)  # a kind/name by its name
     assert not Filter(fields=(("entity", "Deployment/counter"),))(structured)
     [named] = parse("agent", ["2026-12-02 12:41:33,000 INFO x: revision c0ffeec0: 2 planned"])
     full = Filter(fields=(("revision", "c0ffee" * 6),))

@@ -49,8 +49,8 @@ def test_json_lines_carry_host_revision_and_extra_fields(
     first, second, third = (json.loads(line) for line in capsys.readouterr().err.splitlines())
     assert "revision" not in third
     assert first["message"] == "host=pi/NABCDEFGHI joined lattice x"
-    assert (first["host"], first["host_id"], first["revision"]) == ("pi", "NABCDEFGHI",
-                                                                    "c0ffee")
+    assert (first["host"], first["host_id"], first["revision"]) == (
+        "pi", "NABCDEFGHIJKLMNOP", "c0ffee")
     assert first["level"] == "INFO" and first["logger"] == "hostagent.host" and first["time"]
     assert second == {"time": second["time"], "level": "WARNING", "logger": "reconciler.x",
                       "message": "moved", "entity": "MACTOR", "revision": "c0ffee"}
@@ -134,7 +134,8 @@ def test_a_host_logger_names_its_host_over_the_context(
     with log_context(host="context-host", entity="MACTOR"):
         host_logger("hostagent.host", "NABCDEFGHIJKLMNOP", "pi").info("started")
     [line] = (json.loads(x) for x in capsys.readouterr().err.splitlines())
-    assert (line["host"], line["host_id"], line["entity"]) == ("pi", "NABCDEFGHI", "MACTOR")
+    assert (line["host"], line["host_id"], line["entity"]) == ("pi", "NABCDEFGHIJKLMNOP",
+                                                               "MACTOR")
 
 
 def test_a_webhook_delivery_is_the_trace_and_a_push_names_its_revision() -> None:
@@ -149,3 +150,33 @@ def test_a_webhook_delivery_is_the_trace_and_a_push_names_its_revision() -> None
     assert judge(Forge.GITHUB, "push", push, "main").revision == "c0ffee" * 6
     other = json.dumps({"ref": "refs/heads/dev", "after": "c0ffee"}).encode()
     assert judge(Forge.GITHUB, "push", other, "main").revision is None
+
+
+def test_a_call_into_an_actor_logs_under_its_id_on_the_instance_thread(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """hostagent: timed_call names the actor called; an instance's thread runs in the
+    caller's context, so what the actor (or a provider it calls) logs there carries the
+    host and the actor too."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from hostagent.metrics import timed_call
+    from hostagent.wasm.runtime import ActorWorker
+
+    setup_logging("info", "json")
+    worker = ActorWorker(SimpleNamespace(actor_id="MECHO", instance_id="i1"),  # type: ignore[arg-type]
+                         None)  # type: ignore[arg-type]
+
+    async def call() -> None:
+        bind(host="pi", host_id="NPI")
+        await worker.run(lambda: logging.getLogger("hostagent.wasm.wapc").info("console"))
+        await timed_call("MECHO", worker.run(
+            lambda: logging.getLogger("hostagent.wasm.wapc").info("in the call")))
+
+    try:
+        asyncio.run(call())
+    finally:
+        worker.close()
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
+    assert [(d["message"], d["host"], d.get("entity")) for d in lines] == [
+        ("console", "pi", None), ("in the call", "pi", "MECHO")]

@@ -194,3 +194,7 @@ async def test_host_metrics_count_actor_requests(
     joined = [r for r in lines if "joined lattice" in r["message"]]
     assert joined and joined[0]["host"] == "w0", joined
     assert joined[0]["host_id"]
+    # every line of the host, whichever module logs it, names the host (its context)
+    assert {(r.get("host"), r.get("host_id")) for r in lines} == {
+        ("w0", joined[0]["host_id"])}, [r for r in lines if r.get("host") != "w0"][:3]
+    assert len(joined[0]["host_id"]) == 56  # the full id

@@ -25,6 +25,7 @@ on.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -64,7 +65,10 @@ class ActorWorker:
         self.instance: WapcInstance | None = None
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        """``fn(*args)`` on the instance's thread, in the caller's context (its log fields:
+        the host, the actor called)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, contextvars.copy_context().run, fn, *args)
 
     async def call(self, operation: str, payload: bytes) -> bytes:
         assert self.instance is not None
