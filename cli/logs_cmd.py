@@ -159,12 +159,15 @@ def _has(rec: Record, key: str, want: str) -> bool:
 
 def render(rec: Record, *, output: str, prefix: bool) -> str:
     """How ``rec`` is printed: its lines as written (a JSON line as our text line, its
-    context fields after the message), or with ``-o json`` one object. Pure."""
+    context fields after the message: a revision's first 12 characters, the host unless
+    it is the line's process, no host id), or with ``-o json`` one object. Pure."""
     if output == "json":
         return json.dumps(rec.document())
     if rec.structured:
         doc = rec.fields
-        extra = " ".join(f"{k}={doc[k]}" for k in FIELDS if doc.get(k) not in (None, ""))
+        extra = " ".join(f"{k}={_shown(k, doc[k])}" for k in FIELDS
+                         if doc.get(k) not in (None, "") and k != "host_id"
+                         and not (k == "host" and doc[k] == rec.source))
         first = (f"{doc.get('time', '')} {doc.get('level', '')} {rec.logger}: {rec.message}"
                  + (f"  [{extra}]" if extra else ""))
         more = str(doc["exc_info"]).splitlines() if doc.get("exc_info") else []
@@ -172,6 +175,11 @@ def render(rec: Record, *, output: str, prefix: bool) -> str:
     else:
         lines = rec.lines
     return "\n".join(f"[{rec.source}] {line}" if prefix else line for line in lines)
+
+
+def _shown(key: str, value: object) -> str:
+    """A context field in a text line: a revision cut as latticectl prints shas. Pure."""
+    return str(value)[:12] if key == "revision" else str(value)
 
 
 def merged(per_source: Sequence[list[Record]]) -> Iterator[Record]:

@@ -30,3 +30,13 @@ def host_logger(name: str, host_id: str, host_name: str) -> HostLogAdapter:
     """A logger for module ``name`` that names this host on every line."""
     return HostLogAdapter(logging.getLogger(name), {
         "host_name": host_name, "host_short": host_id[:10], "host_full_id": host_id})
+
+
+def command_entity(cmd: object) -> str | None:
+    """What a control command is about, as its log lines name it (``entity``): the actor
+    of an actor or binding command, ``capability/binding`` of a provider's. Pure."""
+    actor = getattr(cmd, "actor_id", None)
+    if isinstance(actor, str) and actor:
+        return actor
+    cap, name = getattr(cmd, "capability_id", None), getattr(cmd, "binding_name", None)
+    return f"{cap}/{name}" if isinstance(cap, str) and cap else None

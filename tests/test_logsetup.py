@@ -180,3 +180,15 @@ def test_a_call_into_an_actor_logs_under_its_id_on_the_instance_thread(
     lines = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
     assert [(d["message"], d["host"], d.get("entity")) for d in lines] == [
         ("console", "pi", None), ("in the call", "pi", "MECHO")]
+
+
+def test_a_command_is_about_its_actor_or_its_provider() -> None:
+    from types import SimpleNamespace
+
+    from hostagent.logctx import command_entity
+
+    assert command_entity(SimpleNamespace(actor_id="MECHO", capability_id="wascc:http_server",
+                                          binding_name="default")) == "MECHO"
+    assert command_entity(SimpleNamespace(capability_id="wascc:keyvalue",
+                                          binding_name="default")) == "wascc:keyvalue/default"
+    assert command_entity(SimpleNamespace()) is None
