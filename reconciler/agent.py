@@ -41,21 +41,11 @@ from lattice.aio import wait_any
 from lattice.backoff import Backoff
 from lattice.errors import TransientError
 from lattice.manifests import DesiredState
-from lattice.natsutil import connect, scatter_gather
-from lattice.protocol import (
-    ActorEvent,
-    EventType,
-    PingRequest,
-    Subjects,
-    decode_event,
-    encode,
-    utcnow,
-)
-from lattice.status import (
-    Phase,
-    StatusReport,
-)
-from reconciler import alerts, webhook
+from lattice.natsutil import connect
+from lattice.protocol import ActorEvent, EventType, Subjects, decode_event, utcnow
+from lattice.status import Phase, StatusReport
+from reconciler import alerts, discovery, webhook
+from reconciler.actions import Action
 from reconciler.config import AgentConfig
 from reconciler.crashes import CrashTracker
 from reconciler.errors import Failure
@@ -98,6 +88,7 @@ class Agent:
         self.wake = asyncio.Event()
         self.nudge = asyncio.Event()
         self.resync_due = False
+        self.rejoined = False  # a host (re)joined: the next ping hears every host
         self.reconciles = 0
         self.nc: Client | None = None
         self.executor: Executor | None = None
@@ -180,8 +171,8 @@ class Agent:
         ev = decode_event(msg.data, msg.subject)
         if ev is None:
             return
-        change = self.observed.apply_event(ev)
         data = ev.typed_data()
+        change = self.observed.apply_event(ev, data)
         if isinstance(data, ActorEvent) and ev.event_type is EventType.ACTOR_STOPPED:
             key = self.crashes.record(data)
             if key is not None and self.executor is not None:
@@ -190,6 +181,8 @@ class Agent:
                             data.actor_id[:12], key.rsplit("/", 1)[-1], data.host_id[:12],
                             data.reason, delay)
                 self.executor.hold(key, delay)
+        if change is Change.HOST_JOINED:  # others may be coming back with it (a healed
+            self.rejoined = self.resync_due = True  # link): hear them all before placing
         if change in (Change.HOST_JOINED, Change.HOST_CHANGED) and self.executor is not None:
             self.executor.hosts_changed()
         if change is not Change.NONE:
@@ -214,13 +207,12 @@ class Agent:
                 "applied": self.applied.sha if self.applied else None}
 
     async def _ping(self, *, replace: bool) -> None:
+        """Every host's inventory (:func:`.discovery.ping`): after a host (re)joined, every
+        host's, before anything is placed (a healed link brings several back at once)."""
         assert self.nc is not None
-        msgs = await scatter_gather(self.nc, self.subjects.ping, encode(PingRequest()),
-                                    timeout=0.5, max_replies=len(self.observed) or None)
-        invs = self.observed.decode_ping([m.data for m in msgs])  # unchanged: not re-parsed
-        if replace:
-            self.observed.reset(invs)
-        elif self.observed.merge_ping(invs) and self.executor is not None:
+        full, self.rejoined = self.rejoined, False
+        if await discovery.ping(self.nc, self.subjects, self.observed, replace=replace,
+                                full=full) and self.executor is not None:
             self.executor.hosts_changed()
 
     async def _watch(self, stop: asyncio.Event) -> None:
@@ -321,7 +313,7 @@ class Agent:
         ex, desired, rev = self.executor, self.desired, self.applied
         phase = Phase.DEGRADED  # unless the pass gets to its verdict
         try:
-            actions = plan(*acting_on(desired, self.observed.snapshot()), matcher=self.matcher)
+            actions = await self._plan(desired)
             ex.forget(a.key for a in actions)
             if actions:
                 log.info("revision %s: %d actions planned", self.applied.sha[:8], len(actions))
@@ -335,8 +327,7 @@ class Agent:
                                  or self.lease is None or not self.lease.is_leader)
             if self.applied is not rev:
                 return Phase.PROGRESSING  # superseded: the next pass (woken) takes over
-            remaining = (plan(*acting_on(desired, self.observed.snapshot()),
-                              matcher=self.matcher) if actions else [])
+            remaining = await self._plan(desired) if actions else []
             if not remaining:
                 phase = Phase.SYNCED
             elif ex.unplaced or ex.failures:
@@ -351,6 +342,13 @@ class Agent:
             if self.applied is rev:
                 await self._report(desired, phase)
 
+    async def _plan(self, desired: DesiredState) -> list[Action]:
+        """``plan`` on a worker thread, on immutable inputs (a snapshot, a frozen desired
+        state; the matcher is used by one pass at a time): planning 10,000 entities must
+        not stall the loop (the lease's renewals, the lattice's events)."""
+        return await asyncio.to_thread(
+            partial(plan, *acting_on(desired, self.observed.snapshot()), matcher=self.matcher))
+
     async def _report(self, desired: DesiredState, phase: Phase, *, note: bool = True) -> None:
         """Assess and publish the status branch; with ``note``, also (re)write the note on
         the applied revision when its phase or counts changed."""
@@ -359,7 +357,7 @@ class Agent:
         view = PassView(
             desired=desired, snap=self.observed.snapshot(), phase=phase, note=note, rev=rev,
             refused=self.refused, leader=self.lease.is_leader if self.lease else None,
-            unplaced=self.executor.unplaced, failures=self.executor.failures,
+            unplaced=dict(self.executor.unplaced), failures=dict(self.executor.failures),
             crashes=self.crashes.loops(), branch=self.source.branch if self.source else "",
             source=(source_condition(self.source.health, self.last_report)
                     if self.source is not None else None))  # SourceReady: moves with state
@@ -367,8 +365,9 @@ class Agent:
         if inputs.same_as(self._reported):
             return  # same inputs, same report (clocks aside): nothing to assess or write
         self._reported = inputs
-        report, out = make_report(view, previous=self.last_report, matcher=self.matcher,
-                                  now=utcnow())
+        report, out = await asyncio.to_thread(  # off the loop, as _plan
+            partial(make_report, view, previous=self.last_report, matcher=self.matcher,
+                    now=utcnow()))
         if note and (rev.phase, rev.counts) != (out.phase, out.counts):
             rev.counts = out.counts
             rev.errors = out.problems
@@ -376,7 +375,7 @@ class Agent:
         self.last_report = report
         if self.writer is None or self.lease is None or not self.lease.is_leader:
             return  # only the leader writes status (it may have lost the lease mid-pass)
-        stable = without_clock(report)
+        stable = await asyncio.to_thread(without_clock, report)
         if stable == self._published:  # only the clock moved: nothing to serialise
             return
         self._published = stable

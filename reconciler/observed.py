@@ -39,6 +39,7 @@ from lattice.protocol import (
     EventType,
     HostInventory,
     HostStopped,
+    Message,
     ProviderEvent,
     ProviderInstance,
     decode,
@@ -83,6 +84,7 @@ class ObservedState:
         self._next_expiry = float("-inf")
         #: the last ping's answers, uptime cut out -> their inventory (see decode_ping)
         self._answers: dict[bytes, HostInventory] = {}
+        self._keys: dict[str, bytes] = {}  # host id -> its key in _answers
 
     # ------------------------------------------------------------------ reading
     @property
@@ -113,7 +115,7 @@ class ObservedState:
         logged). An answer that is byte for byte the one its host gave to the last ping,
         but for ``uptime_s``, gives the inventory parsed then (uptime is not compared,
         :data:`_VOLATILE`); only the last ping's answers are kept."""
-        known, seen = self._answers, {}
+        known, seen, keys = self._answers, {}, {}
         out = []
         for data in answers:
             key = _UPTIME.sub(b"", data, count=1)
@@ -123,8 +125,9 @@ class ObservedState:
                 if inv is None:
                     continue
             seen[key] = inv
+            keys[inv.host_id] = key
             out.append(inv)
-        self._answers = seen
+        self._answers, self._keys = seen, keys
         return out
 
     def merge_ping(self, inventories: list[HostInventory]) -> list[str]:
@@ -138,6 +141,8 @@ class ObservedState:
                 new.append(inv.host_id)
             elif old.inventory is inv or _unchanged(old.inventory, inv):
                 old.last_seen = now  # keep the object: the planner's memos stay valid
+                if (key := self._keys.get(inv.host_id)) is not None:
+                    self._answers[key] = old.inventory  # the next same answer: no compare
                 continue
             self._put(inv, now)
         self.version += 1
@@ -177,10 +182,11 @@ class ObservedState:
         self.version += 1
         return Change.HOST_LEFT
 
-    def apply_event(self, ev: CloudEvent) -> Change:
-        """Update from one lattice event; what it changed."""
+    def apply_event(self, ev: CloudEvent, data: Message | None = None) -> Change:
+        """Update from one lattice event (``data``: its ``typed_data()``, when the caller
+        parsed it already); what it changed."""
         et = ev.event_type
-        data = ev.typed_data()
+        data = ev.typed_data() if data is None else data
         if et is None or data is None:
             return Change.NONE
         match data:

@@ -1,0 +1,125 @@
+"""The agent's ping listens until the answers stop (issue 15 §4 and the leaf-site heal race).
+
+Against a real nats-server: in-process hosts (the real :class:`hostagent.host.Host`) and,
+for timing, plain responders on the ping subject that answer late or in a trickle. Before,
+a ping stopped at the number of hosts the agent already knew (after a heal it knew the first
+edge host back and missed the second, then placed a duplicate of the replica the second
+one still ran) or after a fixed 0.5 s (at 4,000 hosts the first ping found 1,553).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from hostagent.host import Host, HostConfig
+from lattice.localnats import NatsServer
+from lattice.natsutil import NatsOptions, connect
+from lattice.protocol import Subjects
+from reconciler import discovery
+from reconciler.agent import Agent
+from reconciler.config import AgentConfig
+from reconciler.observed import ObservedState
+from tests.hostproc import ping
+from tests.lattice_e2e import init_gitops
+
+
+@pytest.fixture
+async def hosts(nats_server: NatsServer, lattice_id: str) -> AsyncIterator[list[Host]]:
+    conn = await connect(nats_server.url)
+    made = [Host(conn, HostConfig(name=f"h{i}", labels={"zone": "edge"}, lattice=lattice_id,
+                                  heartbeat_s=30)) for i in range(3)]
+    for h in made:
+        await h.start()
+    try:
+        yield made
+    finally:
+        for h in made:
+            await h.stop()
+        await conn.close()
+
+
+async def test_a_full_ping_hears_hosts_beyond_those_known(
+        nc: Client, lattice_id: str, hosts: list[Host]) -> None:
+    """The agent knows one host of three (the first back after a heal): a full ping
+    brings the other two, and says new hosts answered."""
+    observed = ObservedState()
+    observed.reset((await ping(nc, lattice_id, expect=3))[:1])
+    assert len(observed) == 1
+    new = await discovery.ping(nc, Subjects(lattice_id), observed, replace=False, full=True)
+    assert new and len(observed) == 3
+
+
+async def _trickle(nc: Client, subject: str, n: int, gap: float) -> None:
+    """Answer each ping on ``subject`` with ``n`` answers, ``gap`` seconds apart."""
+    async def answer(msg: Msg) -> None:
+        async def later() -> None:
+            for i in range(n):
+                await asyncio.sleep(gap)  # the answers' pace is what is tested
+                await nc.publish(msg.reply, f"answer {i}".encode())
+        asyncio.get_running_loop().create_task(later())
+    await nc.subscribe(subject, cb=answer)
+
+
+async def test_answers_are_gathered_until_they_stop(nc: Client, lattice_id: str) -> None:
+    """Ten answers 0.1 s apart (1 s in all, twice the old fixed window) are all heard; the
+    gather ends about ``quiet`` after the last."""
+    subject = Subjects(lattice_id).ping
+    await _trickle(nc, subject, 10, 0.1)
+    w = discovery.PingWindow(first=2.0, quiet=0.4, window=20.0)
+    t0 = time.monotonic()
+    got = await discovery.gather(nc, subject, b"{}", window=w)
+    took = time.monotonic() - t0
+    assert got == [f"answer {i}".encode() for i in range(10)]
+    assert took < 1.0 + w.quiet + 5.0  # generous: a loaded 2-core machine
+
+
+async def test_a_gather_is_bounded_by_its_window(nc: Client, lattice_id: str) -> None:
+    """Answers that never stop: the gather ends at its window all the same."""
+    subject = Subjects(lattice_id).ping
+    await _trickle(nc, subject, 10_000, 0.02)
+    t0 = time.monotonic()
+    got = await discovery.gather(nc, subject, b"{}",
+                                 window=discovery.PingWindow(quiet=1.0, window=0.8))
+    took = time.monotonic() - t0
+    assert got and 0.8 <= took < 0.8 + 3.0
+
+
+async def test_known_hosts_answered_ends_a_resync_ping_early(
+        nc: Client, lattice_id: str) -> None:
+    """A resync ping among 2 known hosts ends ``settle`` after the second answer, not a
+    ``quiet`` later: a converged lattice's resync does not wait for nobody."""
+    subject = Subjects(lattice_id).ping
+    await _trickle(nc, subject, 2, 0.01)
+    w = discovery.PingWindow(first=5.0, quiet=5.0, settle=0.02, window=20.0)
+    t0 = time.monotonic()
+    got = await discovery.gather(nc, subject, b"{}", expect=2, window=w)
+    assert len(got) == 2 and time.monotonic() - t0 < 4.0
+
+
+async def test_a_host_joining_makes_the_next_ping_full(
+        nats_server: NatsServer, nc: Client, lattice_id: str, tmp_path: Path) -> None:
+    """A ``host_started`` the agent did not know (a host back after a heal) sets a full
+    resync before the next pass: unplaced starts wait until every host was heard."""
+    repo = init_gitops(tmp_path)
+    agent = Agent(AgentConfig(repo=str(repo.working_tree_dir), data_dir=tmp_path / "data",
+                              nats=NatsOptions(url=nats_server.url), lattice=lattice_id))
+    await nc.subscribe(Subjects(lattice_id).events, cb=agent._on_event)
+    conn = await connect(nats_server.url)
+    host = Host(conn, HostConfig(name="back", labels={}, lattice=lattice_id, heartbeat_s=30))
+    try:
+        assert not agent.rejoined and not agent.resync_due
+        await host.start()
+        deadline = time.monotonic() + 10
+        while not agent.rejoined and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # polls the condition, with a deadline
+        assert agent.rejoined and agent.resync_due and len(agent.observed) == 1
+    finally:
+        await host.stop()
+        await conn.close()
