@@ -39,7 +39,6 @@ _NATS_LEVELS = {"TRC": 5, "DBG": 10, "INF": 20, "WRN": 30, "ERR": 40, "FTL": 50}
 _TEXT = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) "
                    r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) (\S+?): (.*)")
 _NATS = re.compile(r"\[\d+\] (\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+) \[([A-Z]{3})\] (.*)")
-_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S,%f", "%Y/%m/%d %H:%M:%S.%f")
 #: the context fields a JSON line may carry, in the order text shows them
 FIELDS = ("entity", "host", "host_id", "revision", "trace")
 #: the field filters (``--entity``, ...) and how many characters of a value a text line
@@ -47,6 +46,9 @@ FIELDS = ("entity", "host", "host_id", "revision", "trace")
 FILTERED = {"entity": 12, "revision": 8, "trace": 12}
 POLL = 0.25  #: seconds between two reads of the files with ``-f``
 CHUNK = 1 << 20  #: bytes read from one file in one step of ``-f``
+#: bytes of a file's end read first for ``--tail N``; four times more while too few
+#: records are in it
+TAIL_WINDOW = 64 << 10
 
 
 @dataclass
@@ -189,12 +191,12 @@ def merged(per_source: Sequence[list[Record]]) -> Iterator[Record]:
 
 
 def _parse_time(text: str) -> datetime | None:
-    for fmt in _TIME_FORMATS:
-        try:
-            return datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-    return None
+    """``2026-12-02 12:41:28,970`` (ours) or ``2026/12/02 12:41:26.088179``
+    (nats-server's), local time. Pure (and ~100 times faster than strptime)."""
+    try:
+        return datetime.fromisoformat(text.replace("/", "-", 2))
+    except ValueError:
+        return None
 
 
 def _time_text(line: str) -> str | None:
@@ -279,19 +281,37 @@ def _nothing_here(settings: Settings) -> str:
             "with `latticectl up --detach` (or pass the --state-dir it used)")
 
 
-def read_all(src: Source) -> list[Record]:
-    """Every record of ``src``'s file; remembers where ``-f`` goes on from."""
+def read_records(src: Source, keep: Filter, tail: int) -> tuple[list[Record], bool]:
+    """The records of ``src``'s file that ``keep`` passes, the last ``tail`` of them (-1:
+    all), and whether its last record is among them; remembers where ``-f`` goes on from.
+    With a tail only the file's end is read: :data:`TAIL_WINDOW` bytes, more while they
+    hold fewer records than asked for."""
     try:
         with src.path.open("rb") as f:
-            data = f.read()
+            size = f.seek(0, 2)
+            window = size if tail < 0 else min(size, TAIL_WINDOW)
+            while True:
+                f.seek(size - window)
+                data = f.read(window)
+                complete = data[:data.rfind(b"\n") + 1]
+                lines = complete.decode("utf-8", "replace").splitlines()
+                whole = window >= size
+                if not whole:  # the first line may be cut; lines before the first
+                    lines = lines[1:]  # record's go with a record further back
+                    while lines and parse_line(src.name, lines[0]) is None:
+                        lines.pop(0)
+                records = list(parse(src.name, lines))
+                kept = [r for r in records if keep(r)]
+                if whole or len(kept) >= tail:
+                    break
+                window = min(size, window * 4)
     except FileNotFoundError:
         warn(f"{src.name}: no log file at {src.path}")
-        return []
-    complete = data[:data.rfind(b"\n") + 1]
-    src.offset = len(complete)
-    records = list(parse(src.name, complete.decode("utf-8", "replace").splitlines()))
+        return [], False
+    src.offset = size - window + len(complete)
     src.last = records[-1] if records else None
-    return records
+    last_shown = bool(kept) and kept[-1] is src.last
+    return (kept[-tail:] if tail > 0 else [] if tail == 0 else kept), last_shown
 
 
 def read_new(src: Source) -> list[Record]:
@@ -390,10 +410,8 @@ def logs_cmd(settings: Settings, names: tuple[str, ...], follow_: bool, tail: in
     per_source: list[list[Record]] = []
     shown: dict[str, bool] = {}
     for src in chosen:
-        records = read_all(src)
-        kept = [r for r in records if keep(r)]
-        shown[src.name] = bool(records) and bool(kept) and kept[-1] is records[-1]
-        per_source.append(kept[-tail:] if tail > 0 else [] if tail == 0 else kept)
+        records, shown[src.name] = read_records(src, keep, tail)
+        per_source.append(records)
     for rec in merged(per_source):
         click.echo(render(rec, output=output, prefix=prefixed))
     if follow_:

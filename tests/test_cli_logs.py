@@ -236,3 +236,31 @@ def test_since_is_relative_to_now() -> None:
                                f"{now:%Y-%m-%d %H:%M:%S},000 INFO a: new"])
     keep = Filter(since=now - timedelta(minutes=5))
     assert (keep(old), keep(new)) == (False, True)
+
+
+@pytest.mark.parametrize("tail", [0, 1, 3, 7, 40, -1])
+@pytest.mark.parametrize("level", [None, logging.ERROR])
+def test_tail_reads_the_end_of_the_file_as_the_whole_would(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tail: int, level: int | None) -> None:
+    """--tail reads a window at the file's end, growing it until it holds enough records
+    (tracebacks cut by the window's start included): the same records as from the whole
+    file, and -f goes on from its end either way."""
+    from cli.logs_cmd import Source, read_records
+
+    lines: list[str] = []
+    for i in range(30):
+        if i % 4 == 0:
+            lines += [line.replace("29,523", f"{i:02d},000") for line in TRACEBACK]
+        else:
+            lines.append(f"2026-12-02 12:41:{i:02d},000 INFO reconciler.x: line {i}")
+    path = tmp_path / "agent.log"
+    path.write_text("\n".join(lines) + "\npartial line being writ")
+    keep = Filter(level=level)
+    whole = [r for r in parse("agent", lines) if keep(r)]
+    expected = whole[-tail:] if tail > 0 else [] if tail == 0 else whole
+    monkeypatch.setattr("cli.logs_cmd.TAIL_WINDOW", 150)  # a few lines: it must grow
+    src = Source("agent", path)
+    got, last_shown = read_records(src, keep, tail)
+    assert [r.lines for r in got] == [r.lines for r in expected]
+    assert last_shown == keep(list(parse("agent", lines))[-1])  # a late traceback line
+    assert src.offset == len(("\n".join(lines) + "\n").encode())
