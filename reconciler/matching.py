@@ -43,17 +43,26 @@ from datetime import datetime
 from functools import partial
 from typing import NamedTuple, cast
 
-from lattice.manifests import BindingSpec, DesiredState, ProviderKey
+from lattice.manifests import DesiredState, ProviderKey
 from lattice.protocol import (
     ANN_MANAGED_BY,
     ANN_NAME,
     MANAGED_BY_VALUE,
     ActorInstance,
-    BindingInstance,
     HostInventory,
     ProviderInstance,
 )
 from reconciler.matching_actors import ActorIndexes, busy_actors, match_actors
+from reconciler.matching_bindings import (
+    BindingMatch,
+    BindingsMemo,
+    StaleBinding,
+    index_bindings,
+    match_bindings,
+    merge_bindings,
+    rematch_bindings,
+)
+from reconciler.matching_delta import changed_hosts, rematch_actors
 from reconciler.memo import LastCall, PerObject, same_objects
 from reconciler.placement import DaemonGroup, find_moves, match_daemons
 from reconciler.rulesets import (
@@ -95,34 +104,6 @@ class ProviderGroup(NamedTuple):
     chosen: Served | None
 
 
-class StaleBinding(NamedTuple):
-    """A host that runs the binding's provider but lacks the binding as git has it."""
-
-    host: HostInventory
-    observed: BindingInstance | None
-
-
-class BindingMatch(NamedTuple):
-    """One binding spec of one binding set: the ``hosts`` (by id) running its provider,
-    and those of them whose binding is missing or differs (``stale``)."""
-
-    bindingset: str
-    spec: BindingSpec
-    owner: str
-    hosts: list[HostInventory]
-    stale: list[StaleBinding]
-
-    @property
-    def wins(self) -> bool:
-        """True unless an earlier binding set (by name) claims the same binding."""
-        return self.owner == self.bindingset
-
-    @property
-    def ready(self) -> bool:
-        """Present as git has it on every host running its provider, and there is one."""
-        return bool(self.hosts) and not self.stale
-
-
 @dataclass(frozen=True, slots=True)
 class Analysis:
     """Everything the planner and the assessment need, computed once."""
@@ -145,6 +126,8 @@ class Analysis:
     rebalancing: tuple[int, ...] = ()
     #: some actor spec is a daemon (its replicas follow the hosts)
     daemon_actors: bool = False
+    #: the rule sets of this analysis (a patched analysis shares its predecessor's)
+    rulesets: RuleSets = field(default_factory=RuleSets)
 
     def host_of(self, inst: ActorInstance) -> HostInventory:
         """The host running an owned actor instance found by this analysis."""
@@ -168,13 +151,17 @@ class Matcher:
     desired state is the same object, every other host's record too, and at most
     :data:`JOINING_SHARE` of the lattice joins, the last analysis is patched (the hosts,
     the moves asked again) instead of built again (:func:`_joined`; daemons: in full).
+    Likewise when as few hosts leave or change their record (labels, instances): only
+    the deployments their old and new instances name are matched again, and the binding
+    specs of what they serve (:func:`_rematched`, :mod:`reconciler.matching_delta`).
     """
 
-    __slots__ = ("_build", "_last")
+    __slots__ = ("_bindings", "_build", "_last")
 
     def __init__(self) -> None:
-        self._build = partial(_analyse, ActorIndexes(), LastCall(
-            partial(_merge_bindings, PerObject(_index_bindings))))
+        self._bindings: BindingsMemo = LastCall(
+            partial(merge_bindings, PerObject(index_bindings)))
+        self._build = partial(_analyse, ActorIndexes(), self._bindings)
         self._last: tuple[tuple[object, ...], Analysis] | None = None
 
     def analyse(self, desired: DesiredState, observed: Mapping[str, HostInventory]
@@ -188,8 +175,10 @@ class Matcher:
         if last is not None:
             if same_objects(last[0], key):
                 return last[1]
-            if last[0][0] is desired:  # a few inert hosts joined?
+            if last[0][0] is desired:  # a few inert hosts joined? a few hosts changed?
                 found = _joined(last[1], hosts)
+                if found is None:
+                    found = _rematched(last[1], desired, hosts, self._bindings)
         if found is None:
             found = self._build(key)
         self._last = (key, found)
@@ -205,7 +194,12 @@ def _host_id(host: HostInventory) -> str:
     return host.host_id
 
 
-def _analyse(actor_indexes: ActorIndexes, lattice_bindings: _BindingsMemo,
+def _stopping(surplus: list[SurplusProvider]) -> set[tuple[str, str, str]]:
+    """(host, capability, binding name) of the providers about to stop."""
+    return {(h.host_id, p.capability_id, p.binding_name) for h, p, _ in surplus}
+
+
+def _analyse(actor_indexes: ActorIndexes, lattice_bindings: BindingsMemo,
              inputs: Sequence[object]) -> Analysis:
     """The analysis of ``inputs``, ``[desired, *hosts sorted by id]`` (the key of the
     matcher's memo), using (and filling) the matcher's indexes. Pure."""
@@ -216,14 +210,41 @@ def _analyse(actor_indexes: ActorIndexes, lattice_bindings: _BindingsMemo,
     actors, surplus_actors, actor_hosts, rebalancing = match_actors(
         desired, by_id, rulesets, actor_indexes)
     groups, group_of, surplus_providers, daemons = _match_providers(desired, hosts, rulesets)
-    stopping = {(h.host_id, p.capability_id, p.binding_name) for h, p, _ in surplus_providers}
-    bindings, surplus_bindings = _match_bindings(desired, hosts, stopping, lattice_bindings)
+    bindings, surplus_bindings = match_bindings(desired, hosts, _stopping(surplus_providers),
+                                                lattice_bindings)
     daemon_of = {(owner, d.key): d for d in daemons for owner in d.owners}
     moving = [s for s in actors if s.moves]
     daemon_actors = any(s.layout is not None and s.layout.daemon for s in actors)
     return Analysis(actors, surplus_actors, groups, group_of, surplus_providers,
                     bindings, surplus_bindings, actor_hosts, by_id, daemons, daemon_of,
-                    moving, rebalancing, daemon_actors)
+                    moving, rebalancing, daemon_actors, rulesets)
+
+
+def _rematched(last: Analysis, desired: DesiredState, hosts: list[HostInventory],
+               lattice_bindings: BindingsMemo) -> Analysis | None:
+    """``last`` (the analysis of the same desired state) for ``hosts``, of which at most
+    :data:`JOINING_SHARE` joined, left or changed their record: the actor slots of the
+    deployments those hosts touch matched again (:func:`rematch_actors`), providers and
+    bindings matched in full over the kept indexes; None when more changed, or daemons
+    follow the hosts (the caller builds in full). The answer is a build's."""
+    if last.daemons or last.daemon_actors:
+        return None
+    by_id = {h.host_id: h for h in hosts}
+    changed = changed_hosts(last.hosts, by_id)
+    if not changed or len(changed) > max(1, int(len(last.hosts) * JOINING_SHARE)):
+        return None
+    rulesets = last.rulesets
+    rulesets.forget(changed)
+    actors, surplus_actors, actor_hosts, rebalancing = rematch_actors(
+        desired, (last.actors, last.surplus_actors, last.actor_hosts, last.rebalancing),
+        last.hosts, by_id, changed, rulesets)
+    groups, group_of, surplus_providers, daemons = _match_providers(desired, hosts, rulesets)
+    bindings, surplus_bindings = rematch_bindings(
+        (last.bindings, last.surplus_bindings, _stopping(last.surplus_providers)),
+        last.hosts, hosts, by_id, changed, _stopping(surplus_providers), lattice_bindings)
+    return Analysis(actors, surplus_actors, groups, group_of, surplus_providers,
+                    bindings, surplus_bindings, actor_hosts, by_id, daemons, {},
+                    [s for s in actors if s.moves], rebalancing, False, rulesets)
 
 
 # ---------------------------------------------------------------- hosts joining
@@ -271,6 +292,7 @@ def _joined(last: Analysis, hosts: Sequence[HostInventory]) -> Analysis | None:
     if seen != len(before):
         return None
     by_id = {h.host_id: h for h in hosts}
+    last.rulesets.forget({h for h in by_id if h not in before})
     actors, moving = last.actors, last.moving
     if last.rebalancing:
         actors = list(actors)
@@ -367,101 +389,3 @@ def _why_provider_unwanted(
     if not any(rulesets.get(rules).allows(host) for rules in groups):
         return f"host {host.name} no longer satisfies the affinity rules of {what}"
     return f"another instance of {what} serves the deployments that need it"
-
-
-# ---------------------------------------------------------------- bindings
-
-class _HostBindings(NamedTuple):
-    """One host's bindings, indexed."""
-
-    bound: dict[tuple[str, str, str, str], BindingInstance]
-    managed: int  # how many of them the agent owns
-
-
-def _index_bindings(host: HostInventory) -> _HostBindings:
-    """One host's bindings by (host, actor, capability, binding name). Pure."""
-    hid = host.host_id
-    bound = {(hid, b.actor_id, b.capability_id, b.binding_name): b for b in host.bindings}
-    managed = sum(1 for b in host.bindings
-                  if b.annotations.get(ANN_MANAGED_BY) == MANAGED_BY_VALUE)
-    return _HostBindings(bound, managed)
-
-
-class _LatticeBindings(NamedTuple):
-    """What every host serves and has bound, merged."""
-
-    serving: dict[tuple[str, str], list[tuple[HostInventory, str]]]  # (cap, name) -> hosts
-    bound: dict[tuple[str, str, str, str], BindingInstance]
-    managed: int
-
-
-def _merge_bindings(per_host: PerObject[HostInventory, _HostBindings],
-                    hosts: Sequence[HostInventory]) -> _LatticeBindings:
-    """The merge of every host's providers and bindings (``per_host`` indexes one host's
-    bindings: the matcher's memo of :func:`_index_bindings`). Pure; read only by callers."""
-    serving: dict[tuple[str, str], list[tuple[HostInventory, str]]] = {}  # hosts by id
-    bound: dict[tuple[str, str, str, str], BindingInstance] = {}
-    managed = 0
-    for host, hb in zip(hosts, per_host.sweep(hosts), strict=True):
-        for p in host.providers:
-            serving.setdefault((p.capability_id, p.binding_name), []).append(
-                (host, p.vendor_id))
-        bound.update(hb.bound)  # keys carry the host id: no collisions
-        managed += hb.managed
-    return _LatticeBindings(serving, bound, managed)
-
-
-#: the merge, reused by a matcher while the hosts are the same objects (a converged lattice)
-_BindingsMemo = LastCall[HostInventory, _LatticeBindings]
-
-
-def _match_bindings(
-    desired: DesiredState, hosts: list[HostInventory], stopping: set[tuple[str, str, str]],
-    lattice_bindings: _BindingsMemo,
-) -> tuple[list[BindingMatch], list[SurplusBinding]]:
-    lattice = lattice_bindings(hosts)
-    serving, bound, managed_total = lattice.serving, lattice.bound, lattice.managed
-    if stopping:  # providers about to stop serve nobody (their bindings go with them)
-        serving = {k: [(h, v) for h, v in on if (h.host_id, *k) not in stopping]
-                   for k, on in serving.items()}
-
-    claimed: dict[tuple[str, str, str], str] = {}
-    wanted: set[int] = set()  # id() of observed bindings a winning spec wants where they are
-    wanted_managed = 0
-    matches: list[BindingMatch] = []
-    for name in sorted(desired.bindingsets):
-        for spec in desired.bindingsets[name].spec.bindings:
-            cap, bn, vendor, actor = spec.capability_id, spec.binding, spec.vendor_id, spec.actor
-            owner = claimed.setdefault((actor, cap, bn), name)
-            on: list[HostInventory] = []
-            stale: list[StaleBinding] = []
-            for host, running_vendor in serving.get((cap, bn), ()):
-                if vendor is not None and running_vendor != vendor:
-                    continue
-                on.append(host)
-                obs = bound.get((host.host_id, actor, cap, bn))
-                if obs is None:
-                    stale.append(StaleBinding(host, obs))
-                    continue
-                if owner == name and id(obs) not in wanted:
-                    wanted.add(id(obs))
-                    wanted_managed += obs.annotations.get(ANN_MANAGED_BY) == MANAGED_BY_VALUE
-                if obs.values != spec.values or (vendor is not None and obs.vendor_id != vendor):
-                    stale.append(StaleBinding(host, obs))
-            matches.append(BindingMatch(name, spec, owner, on, stale))
-
-    surplus: list[SurplusBinding] = []
-    if not stopping and wanted_managed == managed_total:
-        return matches, surplus  # every owned binding is wanted where it is
-    for host in hosts:
-        hid = host.host_id
-        for b in host.bindings:
-            if (id(b) in wanted or b.annotations.get(ANN_MANAGED_BY) != MANAGED_BY_VALUE
-                    or (hid, b.capability_id, b.binding_name) in stopping):  # goes with it
-                continue
-            if (b.actor_id, b.capability_id, b.binding_name) not in claimed:
-                why = "no binding set declares it any more"
-            else:
-                why = f"no provider it may bind to keeps running on host {host.name}"
-            surplus.append((host, b, why))
-    return matches, surplus

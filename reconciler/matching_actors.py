@@ -58,8 +58,13 @@ class _HostActors(NamedTuple):
     packed: frozenset[tuple[str | None, str]]  # (name, actor) with 2+ instances here
 
 
+_NO_PACKED: frozenset[tuple[str | None, str]] = frozenset()
+
+
 def _index_host(host: HostInventory) -> _HostActors:
     """The index of one host's owned actors. Pure."""
+    if not host.actors:  # a host that runs none (a lattice being filled): nothing to build
+        return _HostActors(host, {}, {}, [], [], False, _NO_PACKED)
     hid = host.host_id
     index: dict[_ActorKey, ActorInstance] = {}
     host_of: dict[int, str] = {}
@@ -146,7 +151,6 @@ def match_actors(
     per_host, merged = indexes.of(hosts.values())
     index = dict(merged.by_key)  # a copy: matching pops what it finds
     host_of, expected = merged.host_of, merged.expected  # read only from here on
-    packed = merged.packed
     for ha in per_host:
         if ha.strays:
             surplus.extend((ha.host, inst, "not part of any deployment") for inst in ha.strays)
@@ -157,30 +161,78 @@ def match_actors(
                 prev = index.setdefault(key, inst)
                 if prev is not inst:
                     dupes.setdefault(key, [prev]).append(inst)
+    limited = any(ha.limited for ha in per_host)
+    slots, rebalancing = match_deployments(
+        desired, sorted(desired.deployments), Found(index, dupes, host_of, merged.packed),
+        hosts, rulesets, surplus, limited=limited)
+    return slots, no_moves_while_stopping(slots, surplus), host_of, rebalancing
 
+
+class Found(NamedTuple):
+    """Owned instances to match, by key (``by_key``; ``dupes``: every instance of a key
+    claimed more than once), where each runs, and the (name, actor) pairs with two or
+    more instances on one host."""
+
+    by_key: dict[_ActorKey, ActorInstance]
+    dupes: dict[_ActorKey, list[ActorInstance]]
+    host_of: dict[int, str]
+    packed: set[tuple[str | None, str]] | frozenset[tuple[str | None, str]]
+
+
+def no_moves_while_stopping(slots: list[ActorSlots], surplus: list[SurplusActor]
+                            ) -> list[SurplusActor]:
+    """Drop, in place, the moves of the slots with an instance stopping (no move while
+    instances are stopping); returns ``surplus``."""
+    if surplus and any(s.moves for s in slots):
+        busy = busy_actors(surplus)
+        for r, s in enumerate(slots):
+            if s.moves and (s.deployment, s.actor_id) in busy:
+                slots[r] = s._replace(moves=())
+    return surplus
+
+
+def match_deployments(
+    desired: DesiredState, names: Iterable[str], found: Found,
+    hosts: dict[str, HostInventory], rulesets: RuleSets, surplus: list[SurplusActor], *,
+    limited: bool,
+) -> tuple[list[ActorSlots], tuple[int, ...]]:
+    """The slots of the deployments ``names`` (in that order), matched against the
+    instances of ``found`` (its ``by_key`` and ``dupes`` are consumed); what serves none is added
+    to ``surplus``, and what is left in the index afterwards too (instances of no
+    desired replica). ``limited``: some instance may carry a limits annotation (False
+    only saves the check). Returns the slots and the positions among them of those
+    asked for rebalancing moves (moves not yet filtered by stopping instances)."""
+    index, dupes, host_of, packed = found
     slots: list[ActorSlots] = []
     rebalancing: list[int] = []
     pop = index.pop
     labels = REPLICA_LABELS
-    limited = any(ha.limited for ha in per_host)
-    for name in sorted(desired.deployments):
+    for name in names:
         dep_spec = desired.deployments[name].spec
         for spec in dep_spec.actors:
             rs = rulesets.get(spec.affinity_rules)
             aid = spec.id
             want = spec.limits_annotation
             lay = layout(spec, rs, rulesets, hosts) if spec.spread or spec.daemon else None
-            names = lay.labels if lay is not None else labels[:spec.replicas]
-            insts: list[ActorInstance | None] = [pop((name, aid, lbl), None) for lbl in names]
+            lbls = lay.labels if lay is not None else labels[:spec.replicas]
+            insts: list[ActorInstance | None]
+            if index:
+                insts = [pop((name, aid, lbl), None) for lbl in lbls]
+            elif not dupes:  # every running instance matched already: none of these runs
+                slots.append(ActorSlots(name, aid, rs, [None] * len(lbls), want, lay,
+                                        spec.max_per_host))
+                continue
+            else:
+                insts = [None] * len(lbls)
             if dupes:
-                claimed = {r: dupes.pop((name, aid, lbl)) for r, lbl in enumerate(names)
+                claimed = {r: dupes.pop((name, aid, lbl)) for r, lbl in enumerate(lbls)
                            if (name, aid, lbl) in dupes}
                 if claimed:  # every instance of this actor counted once, per host
                     load = count_per_host([i for r, i in enumerate(insts)
                                            if r not in claimed], host_of)
-                    load.update(host_of[id(i)] for found in claimed.values() for i in found)
-                    for r, found in claimed.items():
-                        insts[r] = _keep_one(found, hosts, host_of,
+                    load.update(host_of[id(i)] for them in claimed.values() for i in them)
+                    for r, them in claimed.items():
+                        insts[r] = _keep_one(them, hosts, host_of,
                                              lay.rules[r] if lay is not None else rs, r,
                                              surplus, want, load)
             if lay is not None:
@@ -219,11 +271,7 @@ def match_actors(
         for each in dupes.get(key, [inst]):
             why = _why_actor_unwanted(desired, *key)
             surplus.append((hosts[host_of[id(each)]], each, why))
-    if surplus and any(s.moves for s in slots):  # no move while instances are stopping
-        busy = busy_actors(surplus)
-        slots = [s._replace(moves=()) if s.moves and (s.deployment, s.actor_id) in busy
-                 else s for s in slots]
-    return slots, surplus, host_of, tuple(rebalancing)
+    return slots, tuple(rebalancing)
 
 
 def busy_actors(surplus: Iterable[SurplusActor]) -> set[tuple[str | None, str]]:

@@ -75,6 +75,14 @@ class RuleSets:
         self._by_raw: dict[Rules, RuleSet] = {}
         self._by_canon: dict[Rules, RuleSet] = {}
 
+    def forget(self, host_ids: set[str]) -> None:
+        """Drop what every rule set remembers of these hosts (their records changed: the
+        labels may have; the next :meth:`RuleSet.allows` asks the new record)."""
+        for rs in self._by_canon.values():
+            verdicts = rs.verdicts
+            for hid in host_ids:
+                verdicts.pop(hid, None)
+
     def get(self, raw: Sequence[str]) -> RuleSet:
         key = tuple(raw)
         rs = self._by_raw.get(key)

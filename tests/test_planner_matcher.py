@@ -66,22 +66,25 @@ ACTOR = encode_module_key(bytes([3]) * 32)
 
 def summary(found: Analysis) -> tuple[object, ...]:
     """What the planner and the assessment read of an analysis, as comparable values
-    (rule sets compare by identity, instances by host and instance id)."""
+    (rule sets compare by identity, instances by host and instance id; the surplus lists
+    as sets: the planner sorts its stops and the assessment counts them, and a patched
+    analysis may list them in another order)."""
     def where(inst: ActorInstance | None) -> tuple[str, str] | None:
         return None if inst is None else (found.host_of(inst).host_id, inst.instance_id)
 
     return (
         [(s.deployment, s.actor_id, s.rules.rules, [where(i) for i in s.instances], s.limits)
          for s in found.actors],
-        [(h.host_id, i.instance_id, why) for h, i, why in found.surplus_actors],
+        sorted((h.host_id, i.instance_id, why) for h, i, why in found.surplus_actors),
         [(g.key, g.rules.rules, g.owners,
           None if g.chosen is None else (g.chosen[0].host_id, g.chosen[1].instance_id))
          for g in found.providers],
         sorted((k, g.key, g.rules.rules) for k, g in found.group_of.items()),
-        [(h.host_id, p.instance_id, why) for h, p, why in found.surplus_providers],
+        sorted((h.host_id, p.instance_id, why) for h, p, why in found.surplus_providers),
         [(m.bindingset, m.spec, m.owner, [h.host_id for h in m.hosts],
           [(s.host.host_id, s.observed) for s in m.stale]) for m in found.bindings],
-        [(h.host_id, b, why) for h, b, why in found.surplus_bindings],
+        sorted(((h.host_id, b, why) for h, b, why in found.surplus_bindings),
+               key=lambda e: (e[0], e[1].actor_id, e[1].capability_id, e[1].binding_name)),
     )
 
 
