@@ -81,11 +81,7 @@ async def watch_heads(
         scheduler.start()
         poll = max(interval * 2, 60.0)  # the scheduler is the clock; this is a backstop
     else:
-        git_dir = source.git_dir
-        tasks.append(asyncio.create_task(
-            _watch_files(git_dir / "refs", None, wake, done), name="watch-refs"))
-        tasks.append(asyncio.create_task(
-            _watch_files(git_dir, PACKED, wake, done), name="watch-packed-refs"))
+        tasks += watch_refs(source.git_dir, wake, done)
     last: str | None = None
     fetch_due = source.is_remote
     try:
@@ -181,6 +177,17 @@ async def _head(source: GitSource) -> str | None:
     except NoHeadError as exc:
         log.debug("watch %s: %s", source.location, exc.message)
         return None
+
+
+def watch_refs(git_dir: Path, wake: asyncio.Event, done: asyncio.Event
+               ) -> list[asyncio.Task[None]]:
+    """Tasks that set ``wake`` whenever a ref of the repository at ``git_dir`` may have
+    moved (a file under ``refs/``, or ``packed-refs``), until ``done``; the caller awaits
+    or cancels them."""
+    return [asyncio.create_task(_watch_files(git_dir / "refs", None, wake, done),
+                                name="watch-refs"),
+            asyncio.create_task(_watch_files(git_dir, PACKED, wake, done),
+                                name="watch-packed-refs")]
 
 
 async def _watch_files(path: Path, names: frozenset[str] | None, wake: asyncio.Event,

@@ -130,3 +130,44 @@ def test_placement_rows_put_the_unplaced_last_with_why() -> None:
     rows = model.placement_rows(dep.placements, NOW)
     assert rows[-1].host_id == "" and rows[-1].reason == UNPLACED
     assert all(r.host_id for r in rows[:-1])
+
+
+def _rows(phases: list[str]) -> list[model.EntityRow]:
+    return [model.EntityRow("deployment", f"d{i:03d}", p, "1/1", "", "", "", "", "hue-0")
+            for i, p in enumerate(phases)]
+
+
+def test_table_puts_what_needs_attention_first_and_pages() -> None:
+    rows = _rows(["Synced"] * 5 + ["Degraded", "Invalid", "Progressing"])
+    t = model.table(rows, model.Filter(), size=3)
+    assert [r.phase for r in t.rows] == ["Invalid", "Degraded", "Progressing"]
+    assert (t.total, t.matched, t.pages, t.first) == (8, 8, 3, 1)
+    assert t.counts == (("Invalid", 1), ("Degraded", 1), ("Progressing", 1), ("Synced", 5))
+    last = model.table(rows, model.Filter(page=99), size=3)  # past the end: the last page
+    assert (last.page, last.first, [r.name for r in last.rows]) == (3, 7, ["d003", "d004"])
+    synced = model.table(rows, model.Filter(phase="Synced", text="D00"), size=10)
+    assert synced.matched == 5 and {r.phase for r in synced.rows} == {"Synced"}
+
+
+def test_filter_parses_only_what_fits() -> None:
+    f = model.Filter.parse({"q": "x" * 500, "phase": "Bogus", "page": "-3"})
+    assert (len(f.text), f.phase, f.page) == (100, "", 1)
+    assert model.Filter.parse({"page": "nan"}).page == 1
+    g = model.Filter(text="web app", phase="Degraded", page=2)
+    assert g.query() == "q=web+app&phase=Degraded&page=2"
+    assert g.query(page=1) == "q=web+app&phase=Degraded"
+    assert model.Filter().query() == ""
+
+
+@given(st.lists(st.sampled_from(list(model.SEVERITY)), max_size=60),
+       st.integers(1, 10), st.integers(1, 7))
+def test_pages_show_every_kept_row_once(phases: list[str], page_size: int, pages: int) -> None:
+    rows = _rows(phases)
+    seen = []
+    for page in range(1, pages + 1):
+        t = model.table(rows, model.Filter(page=page), size=page_size)
+        if t.page == page:
+            seen += [r.name for r in t.rows]
+    every = model.table(rows, model.Filter(), size=10_000).rows
+    assert seen == [r.name for r in every][:len(seen)]
+    assert len(set(seen)) == len(seen)

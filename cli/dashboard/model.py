@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlencode
 
 import yaml
 
@@ -87,6 +88,75 @@ def entity_row(e: Entity, now: datetime) -> EntityRow:
 def entity_rows(entities: Mapping[str, Entity], now: datetime) -> list[EntityRow]:
     """Rows sorted by name. Pure."""
     return [entity_row(entities[n], now) for n in sorted(entities)]
+
+
+#: The overview's order: what needs attention first.
+SEVERITY = {Phase.INVALID.value: 0, Phase.DEGRADED.value: 1, Phase.PROGRESSING.value: 2,
+            Phase.SUPERSEDED.value: 3, Phase.SYNCED.value: 4}
+#: Rows of a table on one overview page.
+PAGE_SIZE = 200
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What the overview shows: a name substring, one phase, a page (from 1)."""
+
+    text: str = ""
+    phase: str = ""
+    page: int = 1
+
+    @classmethod
+    def parse(cls, query: Mapping[str, str]) -> Filter:
+        """From a URL's query; what does not fit is ignored. Pure."""
+        phase = query.get("phase", "")
+        try:
+            page = max(1, min(int(query.get("page", "1")), 100_000))
+        except ValueError:
+            page = 1
+        return cls(query.get("q", "")[:100], phase if phase in SEVERITY else "", page)
+
+    def query(self, **change: object) -> str:
+        """This filter as a query string (``q=..&phase=..&page=..``, defaults left out),
+        with ``change`` applied. Pure."""
+        values = {"q": self.text, "phase": self.phase, "page": self.page, **change}
+        return urlencode({k: v for k, v in values.items()
+                          if v and not (k == "page" and v == 1)})
+
+    @property
+    def active(self) -> bool:
+        return bool(self.text or self.phase)
+
+
+@dataclass(frozen=True)
+class Table:
+    """One page of rows, and what it was cut from."""
+
+    rows: tuple[EntityRow, ...]
+    total: int  #: rows before the filter
+    matched: int  #: rows the filter kept
+    first: int  #: 1-based index of the first row shown (0 when none)
+    page: int
+    pages: int
+    counts: tuple[tuple[str, int], ...]  #: rows per phase, before the filter
+
+
+def table(rows: Sequence[EntityRow], f: Filter, size: int = PAGE_SIZE) -> Table:
+    """Rows kept by ``f``, what needs attention first (then by name), cut to ``f.page``.
+    Pure."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.phase] = counts.get(r.phase, 0) + 1
+    text = f.text.lower()
+    kept = [r for r in rows if (not f.phase or r.phase == f.phase)
+            and (not text or text in r.name.lower())]
+    kept.sort(key=lambda r: (SEVERITY.get(r.phase, 5), r.name))
+    pages = max(1, -(-len(kept) // size))
+    page = min(f.page, pages)
+    start = (page - 1) * size
+    shown = tuple(kept[start:start + size])
+    order = sorted(counts, key=lambda p: SEVERITY.get(p, 5))
+    return Table(shown, len(rows), len(kept), start + 1 if shown else 0, page, pages,
+                 tuple((p, counts[p]) for p in order))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ kept current, with a version number and the regions each change touched.
 
 Two loops feed it. :meth:`Picture.watch_git` reads the repository through a
 :class:`cli.view.RepoView` in one worker thread (GitPython objects stay in that thread):
+when a ref of a local repository moves (inotify, as the agent watches) and at the latest
 every :data:`GIT_TICK` seconds it compares the status and branch tips, and re-reads the
 status only when the status tip moved (unchanged files are not parsed again); with a
 remote it fetches every :data:`FETCH_EVERY` seconds. :meth:`Picture.watch_lattice`
@@ -37,6 +38,7 @@ from cli.output import age
 from cli.reach import connect_quickly
 from cli.view import RepoView
 from gitsync.statusformat import ParseCache, file_name, read_status
+from gitsync.watch import watch_refs
 from lattice.natsutil import NatsOptions, scatter_gather
 from lattice.protocol import (
     CloudEvent,
@@ -186,25 +188,41 @@ class Picture:
         return GitFacts(report, branch, head, subject, evaluated, note)
 
     async def watch_git(self, stop: asyncio.Event) -> None:
-        """Follow the repository until ``stop`` is set."""
+        """Follow the repository until ``stop`` is set: at once when a ref of a local
+        repository moves (inotify), else every :data:`GIT_TICK` seconds."""
         loop = asyncio.get_running_loop()
         last_fetch = -FETCH_EVERY
         said = ""
-        while not stop.is_set():
-            fetch = loop.time() - last_fetch >= FETCH_EVERY
-            if fetch:
-                last_fetch = loop.time()
-            try:
-                facts = await self.in_git(functools.partial(self._look, fetch=fetch))
-            except Exception as exc:  # a repository we cannot read: say so, keep looking
-                if str(exc) != said:
-                    said = str(exc)
-                    log.warning("dashboard: reading the repository failed: %s", exc)
-                facts = None
-            if facts is not None:
-                await self._git_changed(facts)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), GIT_TICK)
+        wake = asyncio.Event()
+        watchers: list[asyncio.Task[None]] = []
+        try:
+            git_dir, local = await self.in_git(
+                lambda v: (v.git_dir, v.remote is None and not v.temporary))
+            if local:
+                watchers = watch_refs(git_dir, wake, stop)
+        except Exception as exc:  # reported by the first look below
+            log.debug("dashboard: not watching the repository's refs: %s", exc)
+        try:
+            while not stop.is_set():
+                wake.clear()
+                fetch = loop.time() - last_fetch >= FETCH_EVERY
+                if fetch:
+                    last_fetch = loop.time()
+                try:
+                    facts = await self.in_git(functools.partial(self._look, fetch=fetch))
+                except Exception as exc:  # a repository we cannot read: say so, keep looking
+                    if str(exc) != said:
+                        said = str(exc)
+                        log.warning("dashboard: reading the repository failed: %s", exc)
+                    facts = None
+                if facts is not None:
+                    await self._git_changed(facts)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_either(wake, stop), GIT_TICK)
+        finally:
+            for task in watchers:
+                task.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
 
     async def _git_changed(self, facts: GitFacts) -> None:
         before = self.git.report
@@ -260,7 +278,7 @@ class Picture:
                 await self._ping(nc)
                 self._reping.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake(stop), PING_EVERY)
+                    await asyncio.wait_for(_either(self._reping, stop), PING_EVERY)
         except (OSError, ConnectionError) as exc:
             self.nats_error = f"cannot reach NATS ({exc}): the lattice picture is stale"
             await self._bump({"lattice"})
@@ -269,13 +287,6 @@ class Picture:
                 with contextlib.suppress(Exception):
                     await nc.close()
 
-    async def _wake(self, stop: asyncio.Event) -> None:
-        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._reping.wait())]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
 
     async def _on_event(self, msg: Any) -> None:
         ev = decode_event(msg.data, msg.subject)
@@ -318,6 +329,16 @@ class Picture:
         after = {k: (v.answering, v.inventory.model_dump()) for k, v in self.hosts.items()}
         if after != before:
             await self._bump({"lattice"})
+
+
+async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
+    """Return when ``a`` or ``b`` is set."""
+    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def _author(view: RepoView, revision: str) -> str:

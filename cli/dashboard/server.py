@@ -105,19 +105,24 @@ class Dashboard:
         return response
 
     # ------------------------------------------------------------------ rendering
-    def _context(self) -> dict[str, Any]:
+    def _context(self, request: web.Request) -> dict[str, Any]:
         p = self.picture
         g = p.git
         now = p.now()
         report = g.report
+        f = model.Filter.parse(request.query)
         return {
             "version": p.version,
             "source": model.source_view(report, branch=g.branch, head=g.head,
                                         head_subject=g.head_subject, evaluated=g.evaluated,
                                         note=g.note, now=now),
-            "deployments": model.entity_rows(report.deployments, now) if report else [],
-            "bindingsets": model.entity_rows(report.bindingsets, now) if report else [],
+            "deployments": model.table(model.entity_rows(report.deployments, now)
+                                       if report else [], f),
+            "bindingsets": model.table(model.entity_rows(report.bindingsets, now)
+                                       if report else [], f),
             "unmanaged": report.summary.unmanaged if report else [],
+            "filter": f,
+            "phases": model.SEVERITY,
             "nats_error": p.nats_error,
         }
 
@@ -160,7 +165,7 @@ class Dashboard:
 
     # ------------------------------------------------------------------ pages
     async def overview(self, request: web.Request) -> web.Response:
-        return self._page("overview.html", page="overview", **self._context())
+        return self._page("overview.html", page="overview", **self._context(request))
 
     async def lattice(self, request: web.Request) -> web.Response:
         return self._page("lattice.html", page="lattice",
@@ -202,7 +207,7 @@ class Dashboard:
     async def fragment(self, request: web.Request) -> web.Response:
         region = request.match_info["region"]
         if region in ("source", "deployments", "bindingsets"):
-            html = self._render(f"_{region}.html", **self._context())
+            html = self._render(f"_{region}.html", **self._context(request))
         elif region == "lattice":
             html = self._render("_lattice.html", **self._lattice_values(self._group(request)))
         elif region == "events":
