@@ -312,7 +312,7 @@ class Picture:
             inv = decode(HostInventory, m.data, subject=m.subject)
             if inv is not None:
                 answered[inv.host_id] = inv
-        before = {k: (v.answering, v.inventory.model_dump()) for k, v in self.hosts.items()}
+        before = {k: _shape(v) for k, v in self.hosts.items()}
         for host_id, inv in answered.items():
             self._misses.pop(host_id, None)
             self.hosts[host_id] = HostSeen(inv, True, now)
@@ -326,9 +326,15 @@ class Picture:
             if (now - seen.last_seen).total_seconds() > FORGET_AFTER:
                 del self.hosts[host_id]
                 self._misses.pop(host_id, None)
-        after = {k: (v.answering, v.inventory.model_dump()) for k, v in self.hosts.items()}
+        after = {k: _shape(v) for k, v in self.hosts.items()}
         if after != before:
             await self._bump({"lattice"})
+
+
+def _shape(seen: HostSeen) -> tuple[Any, ...]:
+    """What the picture shows of a host (not its uptime, which every answer moves)."""
+    inv = seen.inventory
+    return (seen.answering, inv.name, inv.labels, inv.server, inv.actors, inv.providers)
 
 
 async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
