@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -184,8 +185,11 @@ def test_logs_of_a_running_lattice(up: Up) -> None:
     assert {line.split("] ", 1)[0] + "]" for line in lines} == {"[agent]", "[host-0]"}
     assert any("[agent]" in x and "agent up:" in x for x in lines)
     assert any("[host-0]" in x and "joined lattice logs" in x for x in lines)
-    times = [x.split("] ", 1)[1][:23] for x in lines if x.split("] ", 1)[1][:2] == "20"]
-    assert times == sorted(times)  # merged by time
+    times = [datetime.fromisoformat(x.split("] ", 1)[1][:23]) for x in lines
+             if x.split("] ", 1)[1][:2] == "20"]
+    # merged by time (a file itself may be a little out of order: a thread's record can
+    # be written after a later one of another thread)
+    assert all(b >= a - timedelta(seconds=1) for a, b in pairwise(times)), times
 
     one = up.ctl("logs", "host-0", "--tail", "1")
     assert one.exit_code == 0 and len(one.stdout.splitlines()) == 1
@@ -195,7 +199,8 @@ def test_logs_of_a_running_lattice(up: Up) -> None:
     assert docs and {d["source"] for d in docs} == {"agent"}
     assert any(d["message"].startswith("agent up:") for d in docs)
     assert "Server is ready" in up.ctl("logs", "nats").stdout
-    assert up.ctl("logs", "--since", "1h").stdout.count("\n") == len(lines)
+    # nothing older than an hour yet (the lattice goes on logging meanwhile)
+    assert up.ctl("logs", "--since", "1h").stdout.count("\n") >= len(lines)
     unknown = up.ctl("logs", "host-9")
     assert unknown.exit_code == 1
     assert "no process 'host-9'" in unknown.output and "host-0" in unknown.output
