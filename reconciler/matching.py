@@ -37,20 +37,17 @@ The rules, in short (docs/architecture.md has the long form):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from functools import partial
-from typing import NamedTuple, cast
+from typing import cast
 
 from lattice.manifests import DesiredState, ProviderKey
 from lattice.protocol import (
     ANN_MANAGED_BY,
-    ANN_NAME,
     MANAGED_BY_VALUE,
     ActorInstance,
     HostInventory,
-    ProviderInstance,
 )
 from reconciler.matching_actors import ActorIndexes, busy_actors, match_actors
 from reconciler.matching_bindings import (
@@ -60,11 +57,17 @@ from reconciler.matching_bindings import (
     index_bindings,
     match_bindings,
     merge_bindings,
+    merged_after,
     rematch_bindings,
 )
 from reconciler.matching_delta import changed_hosts, rematch_actors
+from reconciler.matching_providers import (
+    ProviderGroup,
+    match_providers,
+    rematch_providers,
+)
 from reconciler.memo import LastCall, PerObject, same_objects
-from reconciler.placement import DaemonGroup, find_moves, match_daemons
+from reconciler.placement import DaemonGroup, find_moves
 from reconciler.rulesets import (
     KIND_BINDINGSET,
     KIND_DEPLOYMENT,
@@ -73,10 +76,8 @@ from reconciler.rulesets import (
     ActorSlots,
     Move,
     Placed,
-    Rules,
     RuleSet,
     RuleSets,
-    Served,
     SurplusActor,
     SurplusBinding,
     SurplusProvider,
@@ -91,17 +92,6 @@ __all__ = [
     "RuleSet", "StaleBinding",
     "analyse", "binding_entity", "canonical_rules", "provider_entity",
 ]
-
-_Rank = tuple[bool, bool, datetime, str, str]
-
-
-class ProviderGroup(NamedTuple):
-    """The deployments (``owners``) needing one provider under one rule set."""
-
-    key: ProviderKey
-    rules: RuleSet
-    owners: tuple[str, ...]
-    chosen: Served | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +199,7 @@ def _analyse(actor_indexes: ActorIndexes, lattice_bindings: BindingsMemo,
     by_id = {h.host_id: h for h in hosts}
     actors, surplus_actors, actor_hosts, rebalancing = match_actors(
         desired, by_id, rulesets, actor_indexes)
-    groups, group_of, surplus_providers, daemons = _match_providers(desired, hosts, rulesets)
+    groups, group_of, surplus_providers, daemons = match_providers(desired, hosts, rulesets)
     bindings, surplus_bindings = match_bindings(desired, hosts, _stopping(surplus_providers),
                                                 lattice_bindings)
     daemon_of = {(owner, d.key): d for d in daemons for owner in d.owners}
@@ -238,12 +228,15 @@ def _rematched(last: Analysis, desired: DesiredState, hosts: list[HostInventory]
     actors, surplus_actors, actor_hosts, rebalancing = rematch_actors(
         desired, (last.actors, last.surplus_actors, last.actor_hosts, last.rebalancing),
         last.hosts, by_id, changed, rulesets)
-    groups, group_of, surplus_providers, daemons = _match_providers(desired, hosts, rulesets)
+    lattice = merged_after(lattice_bindings, last.hosts, hosts, by_id, changed)
+    groups, group_of, surplus_providers = rematch_providers(
+        (last.providers, last.group_of, last.surplus_providers), last.hosts, by_id, changed,
+        lattice.serving, rulesets)
     bindings, surplus_bindings = rematch_bindings(
         (last.bindings, last.surplus_bindings, _stopping(last.surplus_providers)),
-        last.hosts, hosts, by_id, changed, _stopping(surplus_providers), lattice_bindings)
+        last.hosts, hosts, by_id, changed, _stopping(surplus_providers), lattice)
     return Analysis(actors, surplus_actors, groups, group_of, surplus_providers,
-                    bindings, surplus_bindings, actor_hosts, by_id, daemons, {},
+                    bindings, surplus_bindings, actor_hosts, by_id, [], {},
                     [s for s in actors if s.moves], rebalancing, False, rulesets)
 
 
@@ -307,85 +300,3 @@ def _joined(last: Analysis, hosts: Sequence[HostInventory]) -> Analysis | None:
                 actors[r] = s._replace(moves=moves)
         moving = [actors[r] for r in last.rebalancing if actors[r].moves]
     return replace(last, actors=actors, hosts=by_id, moving=moving)
-
-
-# ---------------------------------------------------------------- providers
-
-def _match_providers(
-    desired: DesiredState, hosts: list[HostInventory], rulesets: RuleSets
-) -> tuple[list[ProviderGroup], dict[tuple[str, ProviderKey], ProviderGroup],
-           list[SurplusProvider], list[DaemonGroup]]:
-    needs: dict[ProviderKey, dict[Rules, list[str]]] = {}
-    daemon_needs: dict[ProviderKey, dict[Rules, list[str]]] = {}
-    for name in sorted(desired.deployments):
-        for spec in desired.deployments[name].spec.providers:
-            rules = rulesets.get(spec.affinity_rules).rules
-            into = daemon_needs if spec.daemon else needs
-            into.setdefault(spec.key, {}).setdefault(rules, []).append(name)
-    running: dict[tuple[str, str], list[Served]] = {}
-    for host in hosts:
-        for inst in host.providers:
-            running.setdefault((inst.capability_id, inst.binding_name), []).append((host, inst))
-
-    groups: list[ProviderGroup] = []
-    group_of: dict[tuple[str, ProviderKey], ProviderGroup] = {}
-    chosen: set[tuple[str, str]] = set()  # (host_id, instance_id)
-    for key in sorted(needs):
-        vendor = key.vendor_id
-        cands = [s for s in running.get((key[0], key[1]), ()) if s[1].vendor_id == vendor]
-        for rules in sorted(needs[key], key=lambda r: (len(r), r)):
-            rs = rulesets.get(rules)
-            owners = tuple(needs[key][rules])
-            eligible = [s for s in cands if rs.allows(s[0])]
-            pick = min(eligible, key=_provider_rank(owners)) if eligible else None
-            if pick is not None:
-                chosen.add((pick[0].host_id, pick[1].instance_id))
-            group = ProviderGroup(key, rs, owners, pick)
-            groups.append(group)
-            for owner in owners:
-                group_of[(owner, key)] = group
-    daemons = match_daemons(daemon_needs, hosts, rulesets, chosen)
-    for key, by_rules in daemon_needs.items():  # for the reasons of what is surplus
-        for rules, names in by_rules.items():
-            needs.setdefault(key, {}).setdefault(rules, []).extend(names)
-
-    surplus: list[SurplusProvider] = []
-    for served in running.values():
-        for host, inst in served:
-            ann = inst.annotations
-            if (ann.get(ANN_MANAGED_BY) == MANAGED_BY_VALUE
-                    and (host.host_id, inst.instance_id) not in chosen):
-                why = _why_provider_unwanted(host, inst, needs, rulesets)
-                surplus.append((host, inst, why))
-    return groups, group_of, surplus, daemons
-
-
-def _provider_rank(owners: tuple[str, ...]) -> Callable[[Served], _Rank]:
-    """Sort key for the instances that could serve a group: best first (see module doc)."""
-    wanted = set(owners)
-
-    def rank(s: Served) -> _Rank:
-        host, inst = s
-        ann = inst.annotations
-        managed = ann.get(ANN_MANAGED_BY) == MANAGED_BY_VALUE
-        mine = managed and not wanted.isdisjoint(ann.get(ANN_NAME, "").split(OWNER_SEPARATOR))
-        return (not mine, not managed, inst.started_at, host.host_id, inst.instance_id)
-
-    return rank
-
-
-def _why_provider_unwanted(
-    host: HostInventory, inst: ProviderInstance,
-    needs: dict[ProviderKey, dict[Rules, list[str]]], rulesets: RuleSets,
-) -> str:
-    cap, bn, vendor = inst.capability_id, inst.binding_name, inst.vendor_id
-    what = provider_entity(cap, bn)
-    vendors = sorted(k.vendor_id for k in needs if (k[0], k[1]) == (cap, bn))
-    if not vendors:
-        return f"no deployment needs {what} any more"
-    if vendor not in vendors:
-        return f"deployments want {what} from vendor {', '.join(vendors)}, not {vendor}"
-    groups = needs[ProviderKey(cap, bn, vendor)]
-    if not any(rulesets.get(rules).allows(host) for rules in groups):
-        return f"host {host.name} no longer satisfies the affinity rules of {what}"
-    return f"another instance of {what} serves the deployments that need it"

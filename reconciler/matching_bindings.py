@@ -98,6 +98,54 @@ def merge_bindings(per_host: PerObject[HostInventory, HostBindings],
 #: the merge, reused by a matcher while the hosts are the same objects (a converged lattice)
 BindingsMemo = LastCall[HostInventory, LatticeBindings]
 
+
+def merged_after(memo: BindingsMemo, before: Mapping[str, HostInventory],
+                 hosts: list[HostInventory], by_id: Mapping[str, HostInventory],
+                 changed: set[str]) -> LatticeBindings:
+    """The merge of ``hosts``, patched from the memo's last merge when that was of the
+    hosts ``before`` (which differ in the ``changed`` hosts only): the changed hosts'
+    old entries out, their new ones in, each serving list kept in host id order as
+    :func:`merge_bindings` makes it; built in full otherwise. Kept in the memo."""
+    last = memo.last
+    if last is None or len(last[0]) != len(before) or any(
+            before.get(h.host_id) is not h for h in last[0]):
+        return memo(hosts)
+    merged = last[1]
+    serving, bound, managed = dict(merged.serving), dict(merged.bound), merged.managed
+    keys: set[tuple[str, str]] = set()
+    for hid in changed:
+        old, new = before.get(hid), by_id.get(hid)
+        if old is not None:
+            was = index_bindings(old)
+            for k in was.bound:
+                del bound[k]
+            managed -= was.managed
+            keys.update((p.capability_id, p.binding_name) for p in old.providers)
+        if new is not None:
+            now = index_bindings(new)
+            bound.update(now.bound)
+            managed += now.managed
+            keys.update((p.capability_id, p.binding_name) for p in new.providers)
+    for key in keys:
+        on = [e for e in serving.get(key, ()) if e[0].host_id not in changed]
+        for hid in changed:
+            new = by_id.get(hid)
+            if new is not None:
+                on.extend((new, p.vendor_id) for p in new.providers
+                          if (p.capability_id, p.binding_name) == key)
+        on.sort(key=_by_host_id)  # stable: one host's providers keep their order
+        if on:
+            serving[key] = on
+        else:
+            serving.pop(key, None)
+    value = LatticeBindings(serving, bound, managed)
+    memo.remember(hosts, value)
+    return value
+
+
+def _by_host_id(entry: tuple[HostInventory, str]) -> str:
+    return entry[0].host_id
+
 _Stopping = set[tuple[str, str, str]]  # (host, capability, binding name) of providers stopping
 
 
@@ -184,19 +232,18 @@ def rematch_bindings(
     last: tuple[list[BindingMatch], list[SurplusBinding], _Stopping],
     before: Mapping[str, HostInventory], hosts: list[HostInventory],
     by_id: Mapping[str, HostInventory], changed: set[str], stopping: _Stopping,
-    lattice_bindings: BindingsMemo,
+    lattice: LatticeBindings,
 ) -> tuple[list[BindingMatch], list[SurplusBinding]]:
     """``last`` (the matches, surplus and providers stopping found for the same desired
     state over ``before``) for ``hosts``, which differ in the ``changed`` hosts only, with
-    ``stopping`` now; what :func:`match_bindings` would give (the surplus perhaps in
-    another order). Pure."""
+    ``stopping`` now and ``lattice`` their merge; what :func:`match_bindings` would give
+    (the surplus perhaps in another order). Pure."""
     matches, last_surplus, stopped = last
     keys = {(c, b) for _h, c, b in stopping ^ stopped}
     for hid in changed:
         for rec in (before.get(hid), by_id.get(hid)):
             if rec is not None:
                 keys.update((p.capability_id, p.binding_name) for p in rec.providers)
-    lattice = lattice_bindings(hosts)
     serving = _serving(LatticeBindings(
         {k: lattice.serving[k] for k in keys if k in lattice.serving}, {}, 0), stopping)
     claimed = {(m.spec.actor, m.spec.capability_id, m.spec.binding): m.owner

@@ -77,3 +77,13 @@ class LastCall(Generic[K, T]):
         value = self._build(objs)
         self._last = (tuple(objs), value)
         return value
+
+    @property
+    def last(self) -> tuple[tuple[K, ...], T] | None:
+        """The last call's objects and value (None before the first)."""
+        return self._last
+
+    def remember(self, objs: Sequence[K], value: T) -> None:
+        """Keep ``value`` as what ``build(objs)`` gives (a caller that derived it from
+        the last value by a patch equal to a build)."""
+        self._last = (tuple(objs), value)
