@@ -275,6 +275,8 @@ def test_a_kept_matcher_plans_a_host_that_lost_its_replicas_from_its_new_record(
 
 #: the pure core: what plan() and assess() run
 PURE = ("reconciler.planner", "reconciler.matching", "reconciler.matching_actors",
+        "reconciler.matching_bindings", "reconciler.matching_delta",
+        "reconciler.matching_providers", "reconciler.placement",
         "reconciler.memo", "reconciler.rulesets", "reconciler.assess")
 #: module-level caches allowed: keyed by value (never identity) over a pure function, so
 #: they cannot change an answer
