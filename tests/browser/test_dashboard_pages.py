@@ -27,7 +27,7 @@ from tests.browser.stack import Dashboard, Lattice, git_out
 if TYPE_CHECKING:  # imported by the fixtures, which skip or fail without playwright
     from playwright.sync_api import Browser, Page
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 DEPLOYMENTS = ("amazing-deployment", "counter")  # examples/repo/deployments
 BINDINGSETS = ("amazing-bindings", "counter-bindings")  # examples/repo/bindingsets
