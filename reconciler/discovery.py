@@ -77,10 +77,31 @@ async def gather(nc: Client, subject: str, payload: bytes, *, expect: int | None
                 await asyncio.wait_for(arrived.wait(),
                                        min(left, wait_for(len(answers), expect, window)))
             except TimeoutError:
-                break
+                if not await _more_on_the_way(nc, answers, left):
+                    break
         return list(answers)
     finally:
         await sub.unsubscribe()
+
+
+async def _more_on_the_way(nc: Client, answers: list[bytes], left: float) -> bool:
+    """Whether answers came that the loop had not handled yet when the quiet ran out: on a
+    loaded machine the agent's own loop may lag, and its lag is no silence of the hosts.
+    A flush is a round trip to the server: every answer the server passed on before it has
+    been read by then; a few turns of the loop hand those to :func:`gather`'s callback."""
+    before = len(answers)
+    try:
+        await nc.flush(timeout=2 if left > 2 else 1)  # (seconds, whole)
+    except Exception:  # slow or gone: what arrived is what there is
+        return len(answers) > before
+    for _ in range(_TURNS):
+        await asyncio.sleep(0)  # not a wait for time: lets the callback task run
+    return len(answers) > before
+
+
+#: loop turns after a flush for the answers it read to reach the callback (the reader
+#: task parses them into the subscription's queue, the subscription's task delivers)
+_TURNS = 4
 
 
 async def ping(nc: Client, subjects: Subjects, observed: ObservedState, *, replace: bool,

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lattice.localnats import NatsServer
 from lattice.natsutil import NatsOptions
+from reconciler import agent as agent_module
 from reconciler.agent import Agent
 from reconciler.config import AgentConfig
 from tests.helpers import eventually
@@ -68,3 +71,36 @@ async def test_every_wake_up_is_set_on_the_loop_thread(nats_server: NatsServer,
     loop_thread = threading.get_ident()
     others = [t for t in wake.threads if t != loop_thread]
     assert others == [], f"{len(others)} of {len(wake.threads)} wake-ups set off the loop"
+
+
+@pytest.mark.timeout(60)
+async def test_plan_and_assessment_run_off_the_loop(nats_server: NatsServer, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass over 10,000 entities plans and assesses for seconds: on the loop's thread it
+    held up the lease's renewals and the lattice's events (issue 15 §4). Both run on a
+    worker thread: the real ``plan`` and ``make_report``, their thread recorded."""
+    threads: dict[str, set[int]] = {"plan": set(), "make_report": set()}
+
+    def recording(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kw: Any) -> Any:
+            threads[name].add(threading.get_ident())
+            return real(*args, **kw)
+        return call
+
+    for name in threads:
+        monkeypatch.setattr(agent_module, name, recording(name, getattr(agent_module, name)))
+    repo = init_gitops(tmp_path)
+    agent = Agent(AgentConfig(repo=str(repo.working_tree_dir), data_dir=tmp_path / "data",
+                              nats=NatsOptions(url=nats_server.url), lattice="offloop",
+                              resync=0.2, lease_ttl=2.0))
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await eventually(lambda: all(threads.values()) and agent.reconciles >= 2, timeout=30,
+                         message="the agent planned and assessed")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        repo.close()
+    loop_thread = threading.get_ident()
+    assert all(loop_thread not in ts for ts in threads.values()), threads

@@ -10,6 +10,7 @@ one still ran) or after a fixed 0.5 s (at 4,000 hosts the first ping found 1,553
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -123,3 +124,48 @@ async def test_a_host_joining_makes_the_next_ping_full(
     finally:
         await host.stop()
         await conn.close()
+
+
+async def test_answers_the_lagging_loop_had_not_read_are_not_silence(
+        nats_server: NatsServer, nc: Client, lattice_id: str) -> None:
+    """On a loaded machine the agent's own loop lags: answers wait unread in its socket
+    while the quiet runs out. Seen at 10,000 hosts under load: the first ping ended with 3
+    hosts. The loop is blocked here (0.6 s, longer than the quiet of 0.2 s) while a responder on
+    another thread and connection answers; the gather still counts every answer."""
+    subject = Subjects(lattice_id).ping
+    ready, done = threading.Event(), threading.Event()
+
+    async def responder() -> None:
+        conn = await connect(nats_server.url)
+
+        async def answer(msg: Msg) -> None:
+            await conn.publish(msg.reply, b"first")
+            await conn.flush()
+            await asyncio.sleep(0.2)  # while the gatherer's loop is blocked
+            for i in range(LATE):  # 3 MB: more than the loop reads in one turn
+                await conn.publish(msg.reply, f"late {i:05d} ".encode().ljust(1000, b"."))
+            await conn.flush()
+            done.set()
+
+        await conn.subscribe(subject, cb=answer)
+        await conn.flush()
+        ready.set()
+        await asyncio.to_thread(done.wait, 30)
+        await conn.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(responder()), daemon=True)
+    thread.start()
+    assert await asyncio.to_thread(ready.wait, 30)
+    loop = asyncio.get_running_loop()
+
+    async def lag(_msg: Msg) -> None:  # as the ping goes out: a lag of 0.6 s, 0.1 s later
+        loop.call_later(0.1, time.sleep, 0.6)  # ("first" is in by then)
+
+    await nc.subscribe(subject, cb=lag)
+    w = discovery.PingWindow(first=5.0, quiet=0.2, window=20.0)
+    got = await discovery.gather(nc, subject, b"{}", window=w)
+    thread.join(30)
+    assert got[0] == b"first" and len(got) == 1 + LATE, len(got)
+
+
+LATE = 3000
