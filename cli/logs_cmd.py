@@ -36,6 +36,7 @@ from lattice.durations import Duration
 #: ``--level`` names, lowest first, and their numbers (Python's)
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 _NATS_LEVELS = {"TRC": 5, "DBG": 10, "INF": 20, "WRN": 30, "ERR": 40, "FTL": 50}
+_LEVEL_NAMES = {v: k.upper() for k, v in LEVELS.items()} | {5: "TRACE"}
 _TEXT = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) "
                    r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) (\S+?): (.*)")
 _NATS = re.compile(r"\[\d+\] (\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+) \[([A-Z]{3})\] (.*)")
@@ -205,8 +206,7 @@ def _time_text(line: str) -> str | None:
 
 
 def _level_name(level: int | None) -> str | None:
-    names = {v: k.upper() for k, v in LEVELS.items()} | {5: "TRACE"}
-    return names.get(level) if level is not None else None
+    return _LEVEL_NAMES.get(level) if level is not None else None
 
 
 # -- the shell: where the files are, reading and following them -----------------------
@@ -235,6 +235,9 @@ def sources(settings: Settings, names: Sequence[str]) -> list[Source]:
     found: dict[str, Source] = {}
     servers: set[str] = set()
     if state is not None:
+        if settings.nats_url and settings.nats_url != state.nats_url:
+            warn(f"these are the logs of the lattice `up` started in {state_dir} "
+                 f"({state.nats_url}), not of {settings.nats_url}")
         by_log = {s.get("log"): s.get("name") for s in state.servers}
         for rec in state.procs:
             if not rec.log:

@@ -201,13 +201,15 @@ def test_logs_of_a_running_lattice(up: Up) -> None:
     assert "Server is ready" in up.ctl("logs", "nats").stdout
     # nothing older than an hour yet (the lattice goes on logging meanwhile)
     assert up.ctl("logs", "--since", "1h").stdout.count("\n") >= len(lines)
+    other = up.ctl("--nats-url", "nats://nats.lab:4222", "logs", "agent", "--tail", "1")
+    assert other.exit_code == 0 and "not of nats://nats.lab:4222" in other.stderr
     unknown = up.ctl("logs", "host-9")
     assert unknown.exit_code == 1
     assert "no process 'host-9'" in unknown.output and "host-0" in unknown.output
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_follow_prints_new_lines_and_ends_with_the_process(up: Up, tmp_path: Path) -> None:
     out = tmp_path / "follow.out"
     with out.open("wb") as sink:
@@ -216,15 +218,15 @@ def test_follow_prints_new_lines_and_ends_with_the_process(up: Up, tmp_path: Pat
              "agent", "-f", "--tail", "1"], stdout=sink, stderr=subprocess.STDOUT,
             cwd=ROOT, env={**os.environ, **up.env})
     try:  # its last line printed: it has read the file, and follows from there
-        eventually_sync(lambda: out.read_text().count("\n") >= 1, timeout=20,
-                        message="the last line of the agent's log")
+        eventually_sync(lambda: out.read_text().count("\n") >= 1, timeout=60,
+                        message=f"the last line of the agent's log\n{out.read_text()}")
         nudged = up.ctl("sync")
         assert nudged.exit_code == 0, nudged.output
-        eventually_sync(lambda: "sync nudge received" in out.read_text(), timeout=20,
-                        message="the nudge's line, followed")
+        eventually_sync(lambda: "sync nudge received" in out.read_text(), timeout=60,
+                        message=f"the nudge's line, followed\n{out.read_text()}")
         assert follower.poll() is None  # still following
         assert up.ctl("down").exit_code == 0
-        assert follower.wait(timeout=30) == 0  # the agent is gone: so is -f
+        assert follower.wait(timeout=60) == 0  # the agent is gone: so is -f
         assert "agent stopped" in out.read_text()
     finally:
         if follower.poll() is None:
