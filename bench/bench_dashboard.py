@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import contextlib
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -65,7 +64,14 @@ from bench.bench_scale import (  # noqa: E402
     stop_swarms,
     wait_status_synced,
 )
-from bench.benchlib import load1, record_run, spawn_agent, summary, verdict  # noqa: E402
+from bench.benchlib import (  # noqa: E402
+    load1,
+    percentile,
+    record_run,
+    spawn_agent,
+    summary,
+    verdict,
+)
 from lattice.localnats import NatsServer  # noqa: E402
 from lattice.natsutil import connect  # noqa: E402
 from tests.browser.pagejs import WATCH_PHASE  # noqa: E402
@@ -297,7 +303,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> list[str]:
     fcp = [p["fcp"] for p in paints if p["fcp"] is not None]
     loads = [p["load"] for p in paints]
     lat = [ms for _, ms in changes]
-    paint_p50 = statistics.median(fcp) if fcp else float("nan")
+    paint_p50 = percentile(fcp, 50)  # as summary() reports it
     return [
         f"- dashboard: {code_version()}",
         f"- lattice: {args.hosts} hosts (hostswarm, heartbeat {args.heartbeat:g} s), "
@@ -321,7 +327,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> list[str]:
         + "; ".join(f"{p} {ms:.0f} ms" for p, ms in changes),
         "- update stages (status commit → the server announces the change on /stream → "
         "the deployments fragment received → the row changed in the DOM), p50: "
-        + (" → ".join(f"{statistics.median(x):.0f} ms" for x in zip(*parts, strict=True))
+        + (" → ".join(f"{percentile(x, 50):.0f} ms" for x in zip(*parts, strict=True))
            if parts else "not measured") + f" (n={len(parts)})",
         f"- update max {max(lat) if lat else float('nan'):.0f} ms: "
         f"{verdict(max(lat) if lat else float('inf'), TARGET_UPDATE_MS)}",
