@@ -96,6 +96,54 @@ def run_git(
     return proc.stdout.decode(errors="replace").rstrip("\n")
 
 
+#: how many bytes of blobs one ``git cat-file --batch`` call reads at most (its output is
+#: held in memory; more blobs are read by more calls)
+BATCH_BYTES = 32 << 20
+
+
+def cat_blobs(git_dir: StrPath, blobs: Sequence[tuple[str, int]], *,
+              timeout: float = 120.0) -> list[bytes]:
+    """The contents of ``blobs`` (id, size as ``git ls-tree -l`` gave it), in order, read
+    by one ``git cat-file --batch`` per :data:`BATCH_BYTES` instead of one object read per
+    blob. :class:`GitCommandError` when git fails or an object is missing or not a blob."""
+    out: list[bytes] = []
+    start = 0
+    while start < len(blobs):
+        end, total = start, 0
+        while end < len(blobs) and (end == start or total + blobs[end][1] <= BATCH_BYTES):
+            total += blobs[end][1]
+            end += 1
+        out.extend(_cat_batch(git_dir, [b for b, _size in blobs[start:end]], timeout))
+        start = end
+    return out
+
+
+def _cat_batch(git_dir: StrPath, ids: Sequence[str], timeout: float) -> list[bytes]:
+    args = ["cat-file", "--batch"]
+    cmd = ["git", f"--git-dir={os.fspath(git_dir)}", *args]
+    try:
+        proc = subprocess.run(cmd, input="".join(f"{i}\n" for i in ids).encode(),
+                              capture_output=True, env={**os.environ, **_BASE_ENV},
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise GitCommandError(args, -1, f"timed out after {timeout}s") from exc
+    except OSError as exc:
+        raise GitCommandError(args, -1, f"cannot run git: {exc}") from exc
+    if proc.returncode != 0:
+        raise GitCommandError(args, proc.returncode, proc.stderr.decode(errors="replace"))
+    data, pos, out = proc.stdout, 0, []
+    for want in ids:  # "<id> blob <size>\n<content>\n" per object
+        eol = data.find(b"\n", pos)
+        header = data[pos:eol].split() if eol >= 0 else []
+        if len(header) != 3 or header[0].decode() != want or header[1] != b"blob":
+            raise GitCommandError(args, 0, f"cat-file --batch: {want}: unexpected "
+                                           f"{data[pos:eol if eol >= 0 else pos + 80]!r}")
+        size = int(header[2])
+        out.append(data[eol + 1:eol + 1 + size])
+        pos = eol + 1 + size + 1
+    return out
+
+
 def resolve(repo: git.Repo, ref: str) -> str | None:
     """The sha a ref points to (loose or packed, read without running git), or None."""
     try:

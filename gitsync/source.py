@@ -39,7 +39,7 @@ from typing import NamedTuple
 import git
 
 from gitsync.errors import FetchError, GitCommandError, NoHeadError, SourceError
-from gitsync.gitcmd import resolve, run_git
+from gitsync.gitcmd import cat_blobs, resolve, run_git
 from gitsync.health import SourceHealth, redact, utcnow
 from gitsync.verify import CommitVerifier, Verdict
 from lattice.manifest_loader import (
@@ -253,6 +253,7 @@ class GitSource:
         self.evaluations += 1
         blobs = manifest_blobs(self.git_dir, str(tree.hexsha), normalize_base(self.path))
         parsed: dict[tuple[str, str], ParsedFile] = {}
+        unread: list[BlobEntry] = []
         misses = 0
         for path, blob, size in blobs:
             key = (path, blob)
@@ -260,11 +261,15 @@ class GitSource:
             if got is None:
                 misses += 1
                 too_big = file_size_issue(path, size)  # refused from ls-tree's size, unread
-                if too_big is not None:
-                    got = ([], [too_big], 0)
-                else:
-                    got = parse_file(path, self.repo.odb.stream(bytes.fromhex(blob)).read())
+                if too_big is None:
+                    unread.append(BlobEntry(path, blob, size))
+                    continue
+                got = ([], [too_big], 0)
             parsed[key] = got
+        # the files to parse, read by one git process (not one object read per file)
+        contents = cat_blobs(self.git_dir, [(e.blob, e.size) for e in unread])
+        for entry, content in zip(unread, contents, strict=True):
+            parsed[(entry.path, entry.blob)] = parse_file(entry.path, content)
         self._parsed = parsed  # keep only the newest tree's files: bounded by its size
         self.files_parsed += misses
         result = combine((path, got) for (path, _blob), got in parsed.items())
@@ -289,15 +294,17 @@ def manifest_files(tree: git.Tree | None, base: str) -> dict[str, bytes]:
     if tree is None:
         return {}
     repo = tree.repo
-    files: dict[str, bytes] = {}
-    for path, blob, size in manifest_blobs(Path(repo.git_dir), str(tree.hexsha), ""):
-        if not is_manifest_file(path, base):
+    wanted: list[BlobEntry] = []
+    for entry in manifest_blobs(Path(repo.git_dir), str(tree.hexsha), ""):
+        if not is_manifest_file(entry.path, base):
             continue
-        if file_size_issue(path, size) is not None:
-            log.warning("%s: %d bytes, over the size limit: left out unread", path, size)
+        if file_size_issue(entry.path, entry.size) is not None:
+            log.warning("%s: %d bytes, over the size limit: left out unread", entry.path,
+                        entry.size)
             continue
-        files[path] = bytes(repo.odb.stream(bytes.fromhex(blob)).read())
-    return files
+        wanted.append(entry)
+    contents = cat_blobs(repo.git_dir, [(e.blob, e.size) for e in wanted])
+    return {e.path: content for e, content in zip(wanted, contents, strict=True)}
 
 
 class BlobEntry(NamedTuple):

@@ -46,6 +46,7 @@ from lattice.yaml_guard import (
     ManifestIssue,
     alias_issue,
     at_alias,
+    construct_plain,
     duplicate_keys,
     format_loc,
     node_at,
@@ -268,6 +269,7 @@ def parse_file(path: str, content: str | bytes) -> ParsedFile:
     errors: list[ManifestIssue] = []
     count = 0
     loader = Loader(text)
+    may_alias = "*" in text
     document = -1  # index of the document in the stream, empty ones included
     try:
         while loader.check_node():
@@ -275,18 +277,19 @@ def parse_file(path: str, content: str | bytes) -> ParsedFile:
             document += 1
             if node is None:
                 continue
-            aliases = alias_issue(node, path)
+            # an alias is written '*name': without a '*' in the file there is none
+            aliases = alias_issue(node, path) if may_alias else None
             if aliases is not None:
                 errors.append(at_alias(aliases, text, document))
                 count += 1
                 continue
             # before constructing: merge keys (<<) rewrite the node while it is constructed
-            dups = duplicate_keys(node, path)
+            dups = duplicate_keys(node, path, shared=may_alias)
             if dups:
                 errors.extend(dups)
                 count += 1
                 continue
-            data = loader.construct_document(node)
+            data = _construct(loader, node, may_alias)
             if data is None:
                 continue
             index = count
@@ -303,6 +306,20 @@ def parse_file(path: str, content: str | bytes) -> ParsedFile:
     finally:
         loader.dispose()
     return manifests, errors, count
+
+
+def _construct(loader: yaml.SafeLoader, node: yaml.Node, may_alias: bool) -> Any:
+    """The document's Python value: :func:`construct_plain` for a manifest written
+    plainly (no alias in the file), PyYAML's constructor for anything else."""
+    if not may_alias:
+        try:
+            data = construct_plain(loader, node)
+        except LookupError:
+            pass
+        else:
+            loader.constructed_objects = {}  # as construct_document leaves it
+            return data
+    return loader.construct_document(node)
 
 
 def validate_entities(data: Any, node: yaml.Node, path: str,

@@ -15,6 +15,7 @@ everywhere the agent can see them, and are resolved only by the host that applie
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Hashable, Sequence
 from typing import Annotated, Literal, TypeVar
@@ -30,8 +31,12 @@ API_VERSION: Literal["vinculum.io/v1"] = "vinculum.io/v1"
 H = TypeVar("H", bound=Hashable)
 
 
+#: an actor id's verdict, by value (a base32 decode and a CRC each; manifests repeat ids)
+_actor_id_verdict = functools.lru_cache(maxsize=4096)(actor_id_problem)
+
+
 def _actor_id(value: str) -> str:
-    problem = actor_id_problem(value)
+    problem = _actor_id_verdict(value)
     if problem:
         raise ValueError(problem)
     return value

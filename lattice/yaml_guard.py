@@ -73,9 +73,39 @@ def node_at(node: yaml.Node, loc: Sequence[int | str]) -> yaml.Node:
     return current
 
 
-def duplicate_keys(node: yaml.Node, path: str) -> list[ManifestIssue]:
+def _any_duplicate_key(node: yaml.Node, shared: bool) -> bool:
+    """Whether some mapping under ``node`` has a scalar key written twice (``<<`` aside):
+    one walk without field paths, so a document without duplicates (nearly all) costs a
+    set per mapping. With ``shared`` (the text may hold aliases) nodes shared through
+    aliases are walked once; without, no node is reached twice."""
+    stack = [node]
+    seen: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if shared:
+            if id(current) in seen:
+                continue
+            seen.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            keys = [k.value for k, _v in current.value
+                    if isinstance(k, yaml.ScalarNode) and k.value != "<<"]
+            if len(set(keys)) != len(keys):
+                return True
+            for k, v in current.value:
+                stack.append(k)
+                stack.append(v)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+    return False
+
+
+def duplicate_keys(node: yaml.Node, path: str, *, shared: bool = True
+                   ) -> list[ManifestIssue]:
     """Mapping keys written twice (YAML keeps the last silently; we refuse). A node shared
-    through aliases is walked once (reported at the first path that reaches it)."""
+    through aliases is walked once (reported at the first path that reaches it);
+    ``shared=False`` says the text holds no alias (no ``*``), so none is."""
+    if not _any_duplicate_key(node, shared):
+        return []
     issues: list[ManifestIssue] = []
     stack: list[tuple[yaml.Node, tuple[int | str, ...]]] = [(node, ())]
     seen: set[int] = set()
@@ -181,6 +211,48 @@ def alias_issue(root: yaml.Node, path: str) -> AliasIssue | None:
                 f"YAML aliases would repeat more than {MAX_ALIAS_NODES} nodes in one "
                 f"document (an alias bomb?); write the values out"), uses - 1)
     return None
+
+
+#: the tags a plain document holds (everything else goes through PyYAML's constructor)
+_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+#: deeper documents go through PyYAML's constructor (which does not recurse)
+_PLAIN_DEPTH = 64
+
+
+class _NotPlain(Exception):
+    """The document holds something :func:`construct_plain` leaves to PyYAML."""
+
+
+def construct_plain(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    """What ``loader.construct_document(node)`` gives, for a document of mappings with
+    scalar keys, sequences and scalars, written without aliases, merge keys or deep
+    nesting (a manifest): strings as written, other scalars by the loader's own
+    constructors (ints, booleans, nulls, floats, timestamps: the same values). Raises
+    :class:`LookupError` for anything else; the caller then asks the loader. The keys
+    must have been checked for duplicates (:func:`duplicate_keys`). Pure."""
+    try:
+        return _plain(loader, node, 0)
+    except _NotPlain:
+        raise LookupError("not a plain document") from None
+
+
+def _plain(loader: yaml.SafeLoader, node: yaml.Node, depth: int) -> Any:
+    tag = node.tag
+    if isinstance(node, yaml.ScalarNode):
+        return node.value if tag == _STR else loader.construct_object(node)
+    if depth > _PLAIN_DEPTH:
+        raise _NotPlain
+    if isinstance(node, yaml.MappingNode) and tag == _MAP:
+        out: dict[Any, Any] = {}
+        for k, v in node.value:
+            if not isinstance(k, yaml.ScalarNode) or k.value == "<<" or k.tag == \
+                    "tag:yaml.org,2002:merge":
+                raise _NotPlain
+            out[_plain(loader, k, depth)] = _plain(loader, v, depth + 1)
+        return out
+    if isinstance(node, yaml.SequenceNode) and tag == _SEQ:
+        return [_plain(loader, v, depth + 1) for v in node.value]
+    raise _NotPlain
 
 
 def at_alias(found: AliasIssue, text: str, document: int) -> ManifestIssue:
