@@ -82,10 +82,10 @@ def test_a_new_deployment_shows_progressing_then_synced_live(
                                              page.evaluate("window.__phases")]
     written = [(status_phase(lattice.repo, sha, "deployments", "logbook"), t)
                for sha, t in watch.seen]
-    first_written = {}
+    first_written: dict[str | None, float] = {}
     for phase, t in written:
         first_written.setdefault(phase, t)
-    first_shown = {}
+    first_shown: dict[str | None, float] = {}
     for phase, t in shown:
         first_shown.setdefault(phase, t)
     assert "Synced" in first_written, written
