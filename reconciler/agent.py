@@ -52,6 +52,7 @@ from reconciler.errors import Failure
 from reconciler.executor import Executor
 from reconciler.follow import SETTLE, Follow
 from reconciler.lease import Lease
+from reconciler.lease_thread import LeaseThread
 from reconciler.liveness import Liveness, expire_loop
 from reconciler.matching import Matcher
 from reconciler.metrics import timed_pass
@@ -92,7 +93,7 @@ class Agent:
         self.reconciles = 0
         self.nc: Client | None = None
         self.executor: Executor | None = None
-        self.lease: Lease | None = None
+        self.lease: Lease | LeaseThread | None = None
         self.source: GitSource | None = None
         self.verifier: CommitVerifier | None = None
         self.writer: StatusWriter | None = None
@@ -117,19 +118,18 @@ class Agent:
         self.nc = nc = await connect(cfg.nats, on_reconnect=self._resync_soon)
         self.executor = Executor(nc, self.subjects, self.observed, bid_timeout=cfg.bid_timeout,
                                  rebalance_interval=cfg.rebalance_interval)
-        self.lease = Lease(nc, self.subjects, holder=cfg.holder, ttl=cfg.lease_ttl)
+        self.lease = lease = LeaseThread(cfg.nats, self.subjects, holder=cfg.holder,
+                                         ttl=cfg.lease_ttl)  # its own thread: never starved
         liveness = Liveness(cfg, on_gone=self._host_gone)  # before the ping: no gap
         await liveness.start()
         await nc.subscribe(self.subjects.events, cb=self._on_event)
         await nc.subscribe(self.subjects.nudge, cb=self._on_nudge)
         await self._ping(replace=True)
-        await self.lease.step()
+        await lease.start()
         scheduler = AsyncIOScheduler()
         scheduler.add_job(self._resync_soon, "interval", seconds=cfg.resync,
                           id="resync", max_instances=1, coalesce=True)
         scheduler.start()
-        release = asyncio.Event()  # the lease outlives the last status write
-        lease_task = asyncio.create_task(self.lease.run(release), name="lease")
         tasks = [
             asyncio.create_task(self._watch(stop), name="watch"),
             asyncio.create_task(expire_loop(self.observed.expire, self.wake.set, stop),
@@ -139,7 +139,7 @@ class Agent:
             *hooks, asyncio.create_task(self.alerts.run(), name="alerts"),
         ]
         log.info("agent up: repo=%s branch=%s lattice=%s holder=%s",
-                 cfg.repo, self.source.branch, cfg.lattice, self.lease.holder)
+                 cfg.repo, self.source.branch, cfg.lattice, lease.holder)
         try:
             await self._loop(stop)
         finally:
@@ -149,12 +149,11 @@ class Agent:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.writer is not None:  # close flushes, while the lease is still ours
-                if not self.lease.is_leader:
+                if not lease.is_leader:
                     self.writer.discard()
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(self.writer.close)
-            release.set()
-            await asyncio.gather(lease_task, return_exceptions=True)
+            await lease.stop()  # the lease outlives the last status write
             with contextlib.suppress(Exception):
                 await nc.drain()
             log.info("agent stopped")

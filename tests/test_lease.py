@@ -21,6 +21,7 @@ from reconciler.agent import Agent
 from reconciler.config import AgentConfig
 from reconciler.executor import Executor
 from reconciler.lease import Lease, LeaseTTLError
+from reconciler.lease_thread import LeaseThread
 from reconciler.revision import Revision
 from tests.helpers import eventually
 from tests.lattice_e2e import init_gitops
@@ -271,3 +272,24 @@ async def test_a_renewal_whose_answer_was_lost_keeps_the_lease(nats_server: Nats
     finally:
         await nc1.close()
         await nc2.close()
+
+
+async def test_the_lease_thread_renews_while_the_agents_loop_is_blocked(
+        nats_server: NatsServer) -> None:
+    """The agent's loop busy for longer than the TTL (10,000 acks and events to read, under
+    load): a lease renewed from that loop lapsed mid-pass (bench_scale at 10,000 hosts).
+    The lease thread renews on its own loop and connection: still the leader after the
+    block, and a rival cannot take the key meanwhile."""
+    subjects = Subjects("lease-thread")
+    opts = NatsOptions(url=nats_server.url)
+    held = LeaseThread(opts, subjects, holder="busy", ttl=1.5)
+    rival_nc = await connect(nats_server.url)
+    try:
+        assert await held.start()
+        time.sleep(4.0)  # the agent's loop blocked: 2.7 TTLs without a turn
+        assert held.is_leader
+        assert not await Lease(rival_nc, subjects, holder="rival", ttl=1.5).step()
+    finally:
+        await held.stop()
+        await rival_nc.close()
+    assert not held.is_leader  # released
