@@ -21,9 +21,11 @@ new, and the memo does not fill with files of past clocks.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from gitsync.errors import GitCommandError
-from gitsync.gitcmd import resolve, run_git
+from gitsync.gitcmd import cat_blobs, resolve, run_git
 from lattice.status import (
     BindingSetStatus,
     DeploymentStatus,
@@ -40,7 +42,9 @@ from lattice.status import (
     RevisionNote,
     StatusReport,
     SyncSummary,
+    canonical_time,
 )
+from lattice.yaml_guard import construct_plain
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +176,9 @@ def read_status(repo: git.Repo | str | Path, *, ref: str | None = None,
         sha = resolve(r, ref) if ref else _newest(r, [STATUS_REF, REMOTE_STATUS_REF])
         if sha is None:
             return None
-        return report_from_tree(r.commit(sha).tree, cache)
+        if cache is not None:
+            return _report_listed(r, sha, cache)
+        return report_from_tree(r.commit(sha).tree)
     finally:
         if owned:
             r.close()
@@ -181,38 +187,141 @@ def read_status(repo: git.Repo | str | Path, *, ref: str | None = None,
 #: Parsed status files by folder and blob sha, for readers that read the branch again and
 #: again (``latticectl dashboard``): an unchanged file is not parsed again.
 ParseCache = dict[str, Any]
+#: A status file larger than this is skipped by the listed reader (the agent writes a few
+#: KiB a file).
+MAX_STATUS_FILE = 4 * 1024 * 1024
 
 
-def report_from_tree(tree: git.Tree, cache: ParseCache | None = None) -> StatusReport | None:
-    """Parse the files of a status tree back into a :class:`StatusReport`. With ``cache``,
-    files whose blob was parsed before are taken from it, and it keeps only this tree's."""
+def report_from_tree(tree: git.Tree) -> StatusReport | None:
+    """Parse the files of a status tree back into a :class:`StatusReport`."""
     try:
         summary = SyncSummary.model_validate(_load(tree / SUMMARY_FILE))
     except KeyError:
         return None
     parts: dict[str, dict[str, Any]] = {k: {} for k in FOLDERS}
-    seen = dict(cache) if cache is not None else None
-    if cache is not None:
-        cache.clear()
     for folder, model in FOLDERS.items():
         try:
             sub = tree / folder
         except KeyError:
             continue
         for blob in sub.blobs:
-            key = f"{folder}/{blob.hexsha}"
-            item = seen.get(key) if seen is not None else None
-            if item is None:
-                try:
-                    item = model.model_validate(_load(blob))
-                except (ValidationError, yaml.YAMLError) as exc:
-                    log.warning("status branch: skipping %s: %s", blob.path, exc)
-                    continue
-            if cache is not None:
-                cache[key] = item
+            try:
+                item = model.model_validate(_load(blob))
+            except (ValidationError, yaml.YAMLError) as exc:
+                log.warning("status branch: skipping %s: %s", blob.path, exc)
+                continue
             parts[folder][item.host_id if isinstance(item, HostStatus) else item.name] = item
     return StatusReport(summary=summary, deployments=parts["deployments"],
                         bindingsets=parts["bindingsets"], hosts=parts["hosts"])
+
+
+def _report_listed(repo: git.Repo, sha: str, cache: ParseCache) -> StatusReport | None:
+    """:func:`report_from_tree` for a reader that reads the branch again and again: one
+    ``git ls-tree``, one ``git cat-file --batch`` for the files not in ``cache``, plain
+    documents built without PyYAML's generic constructor, and a file that differs from
+    one parsed before only in its top-level ``revision`` or ``last_seen`` (a new commit
+    rewrites every deployment's file for the first, hosts move the second) is not parsed
+    again. ``cache`` keeps this commit's files afterwards."""
+    git_dir = repo.common_dir
+    listed: list[tuple[str, str, str, int]] = []  # folder ("" for the summary), path, id, size
+    for record in run_git("ls-tree", "-r", "-l", "-z", sha, git_dir=git_dir).split("\0"):
+        meta, _, path = record.partition("\t")
+        fields = meta.split()
+        if len(fields) != 4 or fields[1] != "blob":
+            continue
+        folder = path.rpartition("/")[0]
+        if (path == SUMMARY_FILE or folder in FOLDERS) and fields[3].isdigit():
+            if int(fields[3]) > MAX_STATUS_FILE:
+                log.warning("status branch: skipping %s: %s bytes", path, fields[3])
+                continue
+            listed.append((folder, path, fields[2], int(fields[3])))
+    wanted = [(oid, size) for folder, path, oid, size in listed
+              if path == SUMMARY_FILE or f"b:{folder}/{oid}" not in cache]
+    blobs = dict(zip((oid for oid, _ in wanted), cat_blobs(git_dir, wanted), strict=True))
+    seen = dict(cache)
+    cache.clear()
+    summary: SyncSummary | None = None
+    parts: dict[str, dict[str, Any]] = {k: {} for k in FOLDERS}
+    for folder, path, oid, _ in listed:
+        if path == SUMMARY_FILE:
+            summary = SyncSummary.model_validate(_load_bytes(blobs[oid]))
+            continue
+        item = seen.get(f"b:{folder}/{oid}")
+        if item is None:
+            try:
+                item = _parse_again(folder, blobs[oid], seen, cache)
+            except (ValidationError, yaml.YAMLError) as exc:
+                log.warning("status branch: skipping %s: %s", path, exc)
+                continue
+        cache[f"b:{folder}/{oid}"] = item
+        parts[folder][item.host_id if isinstance(item, HostStatus) else item.name] = item
+    if summary is None:
+        return None
+    return StatusReport(summary=summary, deployments=parts["deployments"],
+                        bindingsets=parts["bindingsets"], hosts=parts["hosts"])
+
+
+#: The top-level fields that change without the rest of a file changing.
+_VOLATILE = re.compile(rb"^(revision|last_seen): (.*)$", re.MULTILINE)
+
+
+def _parse_again(folder: str, data: bytes, seen: ParseCache, cache: ParseCache) -> Any:
+    """One status file's model; from ``seen`` with its volatile fields replaced when a
+    file equal but for them was parsed before."""
+    volatile: dict[str, bytes] = {}
+
+    def blank(m: re.Match[bytes]) -> bytes:
+        volatile[m.group(1).decode()] = m.group(2)
+        return m.group(1) + b": ~"
+
+    key = f"n:{folder}/{hashlib.sha1(_VOLATILE.sub(blank, data)).hexdigest()}"
+    known = seen.get(key)
+    update = {k: _scalar(k, v) for k, v in volatile.items()}
+    if known is None or any(v is _UNKNOWN for v in update.values()):
+        item = FOLDERS[folder].model_validate(_load_bytes(data))
+    else:
+        item = known.model_copy(update=update)
+    cache[key] = item
+    return item
+
+
+_UNKNOWN = object()
+
+
+def _scalar(key: str, raw: bytes) -> Any:
+    """A volatile field's value as the writer writes it (``revision``: a sha or empty;
+    ``last_seen``: an ISO time; maybe quoted), read without a YAML parser;
+    :data:`_UNKNOWN` for anything else (the caller parses the whole file)."""
+    text = raw.decode().strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+        if "'" in text or '"' in text or "\\" in text:
+            return _UNKNOWN
+    if key == "revision":
+        return text if text == "" or _SHA_TEXT.match(text) else _UNKNOWN
+    try:
+        return canonical_time(datetime.fromisoformat(text))
+    except ValueError:
+        return _UNKNOWN
+
+
+_SHA_TEXT = re.compile(r"^[0-9a-f]{4,64}$")
+
+
+def _load_bytes(data: bytes) -> Any:
+    """A status file's value: plain documents (what the writer writes) built directly,
+    anything else (an alias, a tag) by PyYAML's constructor."""
+    loader = _Loader(data)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if b"*" not in data:  # no alias: the plain constructor cannot be made to expand
+            with contextlib.suppress(LookupError):
+                return construct_plain(loader, node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _load(blob: Any) -> Any:

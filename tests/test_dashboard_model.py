@@ -19,8 +19,9 @@ from lattice.protocol import (
     HostInventory,
     ProviderInstance,
 )
-from lattice.status import CommitSignature, Phase, RevisionNote, SignatureState
-from tests.cliutil import ACTOR, HOST_PI, UNPLACED, report
+from lattice.status import CommitSignature, Phase, SignatureState
+from tests.cliutil import HOST_PI, UNPLACED, report
+from tests.gitrepo import ACTOR
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 CSS = (Path(model.__file__).parent / "static" / "dashboard.css").read_text()
@@ -61,15 +62,13 @@ def test_owner_colour_is_stable_and_styled(name: str) -> None:
 
 def test_source_view_says_signature_and_lag() -> None:
     r = report("b" * 40)
-    note = RevisionNote(revision="c" * 40, phase=Phase.INVALID, first_seen=NOW, updated=NOW,
-                        signature=CommitSignature(state=SignatureState.UNTRUSTED,
-                                                  signer="mallory"))
+    signature = CommitSignature(state=SignatureState.UNTRUSTED, signer="mallory")
     view = model.source_view(r, branch="main", head="c" * 40, head_subject="s",
-                             evaluated=False, note=note, now=NOW)
+                             evaluated=False, signature=signature, now=NOW)
     assert view.signature == "untrusted (mallory)"
     assert not view.in_sync and view.head == "c" * 12 and view.evaluated == "b" * 12
     empty = model.source_view(None, branch="main", head=None, head_subject="",
-                              evaluated=True, note=None, now=NOW)
+                              evaluated=True, signature=None, now=NOW)
     assert empty.head == "-" and "no status yet" in empty.message
     assert empty.signature == "not verified"
 

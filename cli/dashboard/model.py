@@ -20,10 +20,10 @@ from cli.output import age, short
 from lattice.protocol import ANN_NAME, CloudEvent, HostInventory, is_managed
 from lattice.status import (
     BindingSetStatus,
+    CommitSignature,
     DeploymentStatus,
     Phase,
     Placement,
-    RevisionNote,
     StatusReport,
     find_condition,
 )
@@ -180,13 +180,13 @@ class SourceView:
 
 
 def source_view(report: StatusReport | None, *, branch: str, head: str | None,
-                head_subject: str, evaluated: bool, note: RevisionNote | None,
+                head_subject: str, evaluated: bool, signature: CommitSignature | None,
                 now: datetime) -> SourceView:
-    """The source panel. ``note`` is the agent's note on HEAD (or on the revision it
-    evaluated), which carries the signature verdict when commits are verified. Pure."""
+    """The source panel. ``signature`` is the verdict in the agent's note on the revision
+    it evaluated (None: commits are not verified, or the note is not read yet). Pure."""
     sig = "not verified"
-    if note is not None and note.signature is not None:
-        s = note.signature
+    if signature is not None:
+        s = signature
         sig = f"{s.state.value} ({s.signer})" if s.signer else s.state.value
     if report is None:
         return SourceView(branch, short(head), head_subject, "-", "", "-", False, sig, True,

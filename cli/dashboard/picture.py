@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
 import logging
 from collections import deque
@@ -50,7 +51,7 @@ from lattice.protocol import (
     decode_event,
     encode,
 )
-from lattice.status import BindingSetStatus, DeploymentStatus, RevisionNote, StatusReport
+from lattice.status import BindingSetStatus, CommitSignature, DeploymentStatus, StatusReport
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ FORGET_AFTER = 600.0
 EVENTS_KEPT = 200
 #: Regions a page can show (``data-region``); a change names the ones it touched.
 STATUS_REGIONS = frozenset({"source", "deployments", "bindingsets", "entity"})
+#: Signature verdicts kept, by revision.
+SIGNATURES_KEPT = 64
 #: Status-branch commits of one entity a page shows.
 HISTORY = 20
 #: Events after which the hosts are pinged at once (what they run changed).
@@ -81,7 +84,9 @@ class GitFacts:
     head: str | None
     head_subject: str
     evaluated: bool
-    note: RevisionNote | None
+    signature: CommitSignature | None
+    #: the revision whose note has not been read yet for its signature
+    unread: str = ""
 
 
 class Picture:
@@ -95,6 +100,7 @@ class Picture:
         self.lattice = lattice
         self.now = clock
         self.git = GitFacts(None, "", None, "", True, None)
+        self._signatures: dict[str, CommitSignature | None] = {}
         self.hosts: dict[str, HostSeen] = {}
         self.events: deque[CloudEvent] = deque(maxlen=EVENTS_KEPT)
         self.nats_error: str | None = None
@@ -180,12 +186,29 @@ class Picture:
         if head:
             with contextlib.suppress(ValueError):
                 subject = str(view.repo.commit(head).summary)
-        evaluated, note = True, None
+        evaluated, signature, unread = True, None, ""
         if report is not None and head:
             fresh = view.freshness(report)
             evaluated = fresh.evaluated
-            note = fresh.note or view.note(report.summary.attempted_revision)
-        return GitFacts(report, branch, head, subject, evaluated, note)
+            revision = report.summary.attempted_revision
+            if fresh.note is not None:  # HEAD evaluated, the status branch not yet written
+                signature = fresh.note.signature
+            elif revision in self._signatures:
+                signature = self._signatures[revision]
+            else:
+                unread = revision
+        return GitFacts(report, branch, head, subject, evaluated, signature, unread)
+
+    def _signature(self, view: RepoView, revision: str) -> bool:
+        """Read the signature verdict in the note on ``revision`` (git thread): True when
+        there is a note (a verdict never changes once written, so it is kept)."""
+        note = view.note(revision)
+        if note is None:
+            return False
+        self._signatures[revision] = note.signature
+        while len(self._signatures) > SIGNATURES_KEPT:
+            del self._signatures[next(iter(self._signatures))]
+        return True
 
     async def watch_git(self, stop: asyncio.Event) -> None:
         """Follow the repository until ``stop`` is set: at once when a ref of a local
@@ -217,12 +240,25 @@ class Picture:
                     facts = None
                 if facts is not None:
                     await self._git_changed(facts)
+                    if facts.unread:  # after the change is out: a note can be long to parse
+                        await self._read_signature(facts.unread)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_either(wake, stop), GIT_TICK)
         finally:
             for task in watchers:
                 task.cancel()
             await asyncio.gather(*watchers, return_exceptions=True)
+
+    async def _read_signature(self, revision: str) -> None:
+        try:
+            found = await self.in_git(lambda view: self._signature(view, revision))
+        except Exception as exc:  # an unreadable note: the panel says "not verified"
+            log.debug("dashboard: note on %s: %s", revision[:12], exc)
+            return
+        if found and self.git.unread == revision:
+            self.git = dataclasses.replace(self.git, signature=self._signatures[revision],
+                                           unread="")
+            await self._bump({"source"})
 
     async def _git_changed(self, facts: GitFacts) -> None:
         before = self.git.report

@@ -115,7 +115,7 @@ class Dashboard:
             "version": p.version,
             "source": model.source_view(report, branch=g.branch, head=g.head,
                                         head_subject=g.head_subject, evaluated=g.evaluated,
-                                        note=g.note, now=now),
+                                        signature=g.signature, now=now),
             "deployments": model.table(model.entity_rows(report.deployments, now)
                                        if report else [], f),
             "bindingsets": model.table(model.entity_rows(report.bindingsets, now)
