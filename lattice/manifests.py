@@ -163,16 +163,29 @@ class ActorSpec(Strict):
 
 
 class ProviderSpec(Strict):
-    """A capability provider to run on one host that matches the affinity rules, or with
-    ``daemon: true`` on every such host. A host runs one provider per capability and
-    binding name, so ``max_per_host`` can only be 1."""
+    """A capability provider to run on ``replicas`` hosts that match the affinity rules
+    (one by default; divided by ``spread`` weights when given, as an actor's replicas), or
+    with ``daemon: true`` on every such host. A host runs one provider per capability and
+    binding name, so ``max_per_host`` can only be 1: replicas run on distinct hosts."""
 
     id: CapabilityId
     binding_name: BindingName = "default"
     vendor_id: VendorId
     affinity_rules: AffinityRules = Field(default_factory=list)
+    replicas: int = Field(default=1, ge=1, le=10_000)
+    spread: Spread = Field(default_factory=list)
     daemon: bool = False
     max_per_host: Literal[1] = 1
+
+    @model_validator(mode="after")
+    def _daemon_alone(self) -> ProviderSpec:
+        if self.daemon and self.spread:
+            raise ValueError("daemon: true runs one instance on every matching host; "
+                             "it cannot have a spread (drop one of them)")
+        if self.daemon and self.replicas != 1:
+            raise ValueError(f"daemon: true runs one instance on every matching host; "
+                             f"remove replicas: {self.replicas}")
+        return self
 
     @property
     def key(self) -> ProviderKey:

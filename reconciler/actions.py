@@ -48,13 +48,14 @@ def stop_actor_key(host_id: str, actor_id: str, instance_id: str) -> str:
 
 def start_provider_key(
     capability_id: str, binding_name: str, vendor_id: str, constraints: tuple[str, ...],
-    host_id: str | None = None,
+    host_id: str | None = None, replica: str | None = None,
 ) -> str:
     """One key per provider group: the same provider under another rule set is other work
-    (a daemon's group has one per host)."""
+    (a daemon's group has one per host, a provider with replicas one per missing one)."""
     at = f"@{host_id}" if host_id is not None else ""
+    nth = f"#{replica}" if replica is not None else ""
     return (f"provider.start/{capability_id}/{binding_name}/{vendor_id}/"
-            f"{','.join(constraints)}{at}")
+            f"{','.join(constraints)}{at}{nth}")
 
 
 def stop_provider_key(host_id: str, capability_id: str, binding_name: str) -> str:
@@ -144,7 +145,7 @@ class StartProvider:
     """Start a provider on a host the executor picks by auction under ``constraints``
     (one that does not run this capability and binding name yet), or with ``host_id`` on
     that host without an auction (a daemon's instance); ``owners`` are the deployments
-    that need it there."""
+    that need it there; ``replica`` names one of a provider's replicas."""
 
     phase: ClassVar[ActionPhase] = ActionPhase.START
     capability_id: str
@@ -155,11 +156,13 @@ class StartProvider:
     owners: tuple[str, ...]
     reason: str
     host_id: str | None = None
+    #: which of a provider's replicas (``east-1``; None: a provider run once)
+    replica: str | None = None
 
     @property
     def key(self) -> str:
         return start_provider_key(self.capability_id, self.binding_name, self.vendor_id,
-                                  self.constraints, self.host_id)
+                                  self.constraints, self.host_id, self.replica)
 
 
 @dataclass(frozen=True, slots=True)

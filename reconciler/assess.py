@@ -46,8 +46,10 @@ from reconciler.matching import (
     BindingMatch,
     DaemonGroup,
     Matcher,
+    ProviderSpread,
     binding_entity,
     provider_entity,
+    provider_replica,
 )
 
 Statuses = tuple[dict[str, DeploymentStatus], dict[str, BindingSetStatus]]
@@ -192,6 +194,11 @@ def _deployment(
             providers = _daemon_provider(found.daemon_of[(name, spec.key)], placements,
                                          providers, unplaced, failures, tally)
             continue
+        spread = found.spread_of.get((name, spec.key))
+        if spread is not None:
+            providers = _spread_provider(spread, placements, providers, unplaced, failures,
+                                         tally)
+            continue
         group = found.group_of[(name, spec.key)]
         entity = provider_entity(spec.id, spec.binding_name)
         if group.chosen is not None:
@@ -312,6 +319,32 @@ def _daemon_provider(group: DaemonGroup, placements: list[Placement], count: Cou
                            f"{entity} not running on host {host.name} yet ({why})")
         placements.append(Placement(entity=entity, kind="provider", message=message))
     return Count(ready=count.ready + ready, desired=count.desired + len(group.on))
+
+
+def _spread_provider(spread: ProviderSpread, placements: list[Placement], count: Count,
+                     unplaced: Mapping[str, str], failures: Mapping[str, str],
+                     tally: _Tally) -> Count:
+    """A provider's replicas: each share's instances, then what each still lacks."""
+    cap, bn, vendor = spread.key
+    entity = provider_entity(cap, bn)
+    ready = desired = 0
+    for share in spread.shares:
+        label = f"spread {share.name}" if share.name else "replicas"
+        why = f"; {label}: {len(share.chosen)}/{share.target} on hosts with {share.rules}"
+        desired += share.target
+        for host, prov in share.chosen:
+            ready += 1
+            placements.append(Placement(
+                entity=entity, kind="provider", host_id=host.host_id, host_name=host.name,
+                since=prov.started_at, message=f"vendor {prov.vendor_id}{why}"))
+        for n in range(len(share.chosen), share.target):
+            replica = provider_replica(share.name, n)
+            key = start_provider_key(cap, bn, vendor, share.rules.rules, None, replica)
+            message = _problem(key, unplaced, failures, tally,
+                               f"{entity} replica {replica} not running yet{why}",
+                               prefix=f"spread {share.name}: " if share.name else "")
+            placements.append(Placement(entity=entity, kind="provider", message=message))
+    return Count(ready=count.ready + ready, desired=count.desired + desired)
 
 
 def _problem(key: str, unplaced: Mapping[str, str], failures: Mapping[str, str],

@@ -63,7 +63,10 @@ from reconciler.matching_bindings import (
 from reconciler.matching_delta import changed_hosts, rematch_actors
 from reconciler.matching_providers import (
     ProviderGroup,
+    ProviderShare,
+    ProviderSpread,
     match_providers,
+    provider_replica,
     rematch_providers,
 )
 from reconciler.memo import LastCall, PerObject, same_objects
@@ -89,8 +92,8 @@ from reconciler.rulesets import (
 __all__ = [
     "KIND_BINDINGSET", "KIND_DEPLOYMENT", "OWNER_SEPARATOR", "REPLICA_LABELS", "ActorSlots",
     "Analysis", "BindingMatch", "DaemonGroup", "Matcher", "Move", "Placed", "ProviderGroup",
-    "RuleSet", "StaleBinding",
-    "analyse", "binding_entity", "canonical_rules", "provider_entity",
+    "ProviderShare", "ProviderSpread", "RuleSet", "StaleBinding",
+    "analyse", "binding_entity", "canonical_rules", "provider_entity", "provider_replica",
 ]
 
 
@@ -118,6 +121,9 @@ class Analysis:
     daemon_actors: bool = False
     #: the rule sets of this analysis (a patched analysis shares its predecessor's)
     rulesets: RuleSets = field(default_factory=RuleSets)
+    #: providers with replicas, and the one of each (owner, key) among them
+    provider_spreads: list[ProviderSpread] = field(default_factory=list)
+    spread_of: dict[tuple[str, ProviderKey], ProviderSpread] = field(default_factory=dict)
 
     def host_of(self, inst: ActorInstance) -> HostInventory:
         """The host running an owned actor instance found by this analysis."""
@@ -199,15 +205,17 @@ def _analyse(actor_indexes: ActorIndexes, lattice_bindings: BindingsMemo,
     by_id = {h.host_id: h for h in hosts}
     actors, surplus_actors, actor_hosts, rebalancing = match_actors(
         desired, by_id, rulesets, actor_indexes)
-    groups, group_of, surplus_providers, daemons = match_providers(desired, hosts, rulesets)
+    groups, group_of, surplus_providers, daemons, spreads = match_providers(
+        desired, hosts, rulesets)
     bindings, surplus_bindings = match_bindings(desired, hosts, _stopping(surplus_providers),
                                                 lattice_bindings)
     daemon_of = {(owner, d.key): d for d in daemons for owner in d.owners}
     moving = [s for s in actors if s.moves]
     daemon_actors = any(s.layout is not None and s.layout.daemon for s in actors)
+    spread_of = {(owner, sp.key): sp for sp in spreads for owner in sp.owners}
     return Analysis(actors, surplus_actors, groups, group_of, surplus_providers,
                     bindings, surplus_bindings, actor_hosts, by_id, daemons, daemon_of,
-                    moving, rebalancing, daemon_actors, rulesets)
+                    moving, rebalancing, daemon_actors, rulesets, spreads, spread_of)
 
 
 def _rematched(last: Analysis, desired: DesiredState, hosts: list[HostInventory],
@@ -217,7 +225,7 @@ def _rematched(last: Analysis, desired: DesiredState, hosts: list[HostInventory]
     deployments those hosts touch matched again (:func:`rematch_actors`), providers and
     bindings matched in full over the kept indexes; None when more changed, or daemons
     follow the hosts (the caller builds in full). The answer is a build's."""
-    if last.daemons or last.daemon_actors:
+    if last.daemons or last.daemon_actors or last.provider_spreads:
         return None
     by_id = {h.host_id: h for h in hosts}
     changed = changed_hosts(last.hosts, by_id)

@@ -23,7 +23,7 @@ from lattice.protocol import (
     HostInventory,
     ProviderInstance,
 )
-from reconciler.placement import DaemonGroup, match_daemons
+from reconciler.placement import DaemonGroup, divide, match_daemons
 from reconciler.rulesets import (
     OWNER_SEPARATOR,
     Rules,
@@ -47,6 +47,35 @@ class ProviderGroup(NamedTuple):
 
 
 
+class ProviderShare(NamedTuple):
+    """One share of a provider's replicas: ``target`` instances on distinct hosts that
+    satisfy ``rules`` (its requirements and the affinity rules; name "" without spread),
+    and the instances ``chosen`` to serve it (at most ``target``)."""
+
+    name: str
+    rules: RuleSet
+    target: int
+    chosen: list[Served]
+
+
+class ProviderSpread(NamedTuple):
+    """A provider the ``owners`` want on several hosts (``replicas``, ``spread``): its
+    shares, each with the instances serving it; no host serves two shares."""
+
+    key: ProviderKey
+    rules: RuleSet
+    owners: tuple[str, ...]
+    shares: tuple[ProviderShare, ...]
+
+
+def provider_replica(share: str, n: int) -> str:
+    """The name of a provider's ``n``-th replica of a share: ``east-1``, or ``1``."""
+    return f"{share}-{n}" if share else str(n)
+
+
+#: (key, affinity rules, replicas, ((share, weight, rules), ...)): what makes two
+#: deployments' provider replicas one group
+_SpreadShape = tuple[ProviderKey, Rules, int, tuple[tuple[str, int, Rules], ...]]
 _Needs = dict[ProviderKey, dict[Rules, list[str]]]
 _GroupOf = dict[tuple[str, ProviderKey], ProviderGroup]
 
@@ -54,12 +83,21 @@ _GroupOf = dict[tuple[str, ProviderKey], ProviderGroup]
 def match_providers(
     desired: DesiredState, hosts: list[HostInventory], rulesets: RuleSets
 ) -> tuple[list[ProviderGroup], dict[tuple[str, ProviderKey], ProviderGroup],
-           list[SurplusProvider], list[DaemonGroup]]:
+           list[SurplusProvider], list[DaemonGroup], list[ProviderSpread]]:
+    """Every provider spec of ``desired`` matched over ``hosts``: the groups run once, the
+    owned instances serving nothing (with why), the daemons, and the providers with
+    replicas (:class:`ProviderSpread`). Pure."""
     needs: dict[ProviderKey, dict[Rules, list[str]]] = {}
     daemon_needs: dict[ProviderKey, dict[Rules, list[str]]] = {}
+    spread_needs: dict[_SpreadShape, list[str]] = {}
     for name in sorted(desired.deployments):
         for spec in desired.deployments[name].spec.providers:
             rules = rulesets.get(spec.affinity_rules).rules
+            if spec.spread or spec.replicas > 1:
+                shape = tuple((sh.name, sh.weight, rulesets.get(
+                    [*spec.affinity_rules, *sh.requirements]).rules) for sh in spec.spread)
+                spread_needs.setdefault((spec.key, rules, spec.replicas, shape), []).append(name)
+                continue
             into = daemon_needs if spec.daemon else needs
             into.setdefault(spec.key, {}).setdefault(rules, []).append(name)
     running: dict[tuple[str, str], list[Served]] = {}
@@ -85,9 +123,12 @@ def match_providers(
             for owner in owners:
                 group_of[(owner, key)] = group
     daemons = match_daemons(daemon_needs, hosts, rulesets, chosen)
+    spreads = _match_spreads(spread_needs, running, rulesets, chosen)
     for key, by_rules in daemon_needs.items():  # for the reasons of what is surplus
         for rules, names in by_rules.items():
             needs.setdefault(key, {}).setdefault(rules, []).extend(names)
+    for (key, rules, _n, _shape), names in spread_needs.items():
+        needs.setdefault(key, {}).setdefault(rules, []).extend(names)
 
     surplus: list[SurplusProvider] = []
     for served in running.values():
@@ -97,7 +138,40 @@ def match_providers(
                     and (host.host_id, inst.instance_id) not in chosen):
                 why = _why_provider_unwanted(host, inst, needs, rulesets)
                 surplus.append((host, inst, why))
-    return groups, group_of, surplus, daemons
+    return groups, group_of, surplus, daemons, spreads
+
+
+def _match_spreads(needs: dict[_SpreadShape, list[str]],
+                   running: dict[tuple[str, str], list[Served]], rulesets: RuleSets,
+                   chosen: set[tuple[str, str]]) -> list[ProviderSpread]:
+    """Providers with replicas: ``replicas`` divided over the shares by weight (one share
+    "" without spread), each share served by the best instances (the order of
+    :func:`_provider_rank`) on hosts that satisfy its rules and serve no earlier share;
+    what serves goes into ``chosen``."""
+    out: list[ProviderSpread] = []
+    for shape in sorted(needs):
+        key, rules, replicas, spread = shape
+        owners = tuple(needs[shape])
+        rank = _provider_rank(owners)
+        cands = sorted((s for s in running.get((key[0], key[1]), ())
+                        if s[1].vendor_id == key.vendor_id), key=rank)
+        counts = divide(replicas, [w for _n, w, _r in spread]) if spread else [replicas]
+        named = [(n, r) for n, _w, r in spread] if spread else [("", rules)]
+        taken: set[str] = set()
+        shares: list[ProviderShare] = []
+        for (share, share_rules), target in zip(named, counts, strict=True):
+            rs = rulesets.get(share_rules)
+            pick: list[Served] = []
+            for s in cands:
+                if len(pick) == target:
+                    break
+                if s[0].host_id not in taken and rs.allows(s[0]):
+                    pick.append(s)
+                    taken.add(s[0].host_id)
+                    chosen.add((s[0].host_id, s[1].instance_id))
+            shares.append(ProviderShare(share, rs, target, pick))
+        out.append(ProviderSpread(key, rulesets.get(rules), owners, tuple(shares)))
+    return out
 
 
 def _provider_rank(owners: tuple[str, ...]) -> Callable[[Served], _Rank]:

@@ -60,6 +60,7 @@ from reconciler.matching import (
     Move,
     binding_entity,
     provider_entity,
+    provider_replica,
 )
 
 _KIND_DEPLOYMENT = (ANN_KIND, KIND_DEPLOYMENT)
@@ -259,6 +260,20 @@ def _providers(found: Analysis, revision: str, out: list[Action]) -> None:
             owners=g.owners,
             reason=f"no host {f'satisfying {g.rules} ' if g.rules.rules else ''}runs "
                    f"{provider_entity(cap, bn)} from {vendor} for {', '.join(g.owners)}"))
+    for sp in found.provider_spreads:
+        cap, bn, vendor = sp.key
+        annotations = pairs(owner_annotations(KIND_DEPLOYMENT, OWNER_SEPARATOR.join(sp.owners),
+                                              revision))
+        for share in sp.shares:
+            what = f"spread {share.name}" if share.name else "replicas"
+            for n in range(len(share.chosen), share.target):
+                out.append(StartProvider(
+                    capability_id=cap, binding_name=bn, vendor_id=vendor,
+                    constraints=share.rules.rules, annotations=annotations, owners=sp.owners,
+                    replica=provider_replica(share.name, n),
+                    reason=f"{', '.join(sp.owners)} run {provider_entity(cap, bn)} from "
+                           f"{vendor} on {share.target} hosts satisfying {share.rules} "
+                           f"({what}); {len(share.chosen)} run it"))
     for d in found.daemons:
         cap, bn, vendor = d.key
         owners = OWNER_SEPARATOR.join(d.owners)

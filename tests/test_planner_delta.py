@@ -39,8 +39,9 @@ PROPS = settings(max_examples=200, deadline=None,
 
 @st.composite
 def placed_states(draw: st.DrawFn) -> DesiredState:
-    """Deployments with spread shares, max_per_host, limits and rebalancing on or off
-    (no daemons: they follow every host and are built in full)."""
+    """Deployments with spread shares, max_per_host, limits and rebalancing on or off,
+    providers run once or twice (no daemons: they follow every host and are built in
+    full, as are provider replicas)."""
     deps = []
     for k, name in enumerate(draw(st.lists(st.sampled_from(("alpha", "beta", "gamma")),
                                            min_size=1, max_size=3, unique=True))):
@@ -57,7 +58,8 @@ def placed_states(draw: st.DrawFn) -> DesiredState:
                 max_per_host=draw(st.sampled_from((None, 1, 2))),
                 limits=ActorLimits(memory_mib=16) if draw(st.booleans()) else None))
         providers = [ProviderSpec(id=CAPS[k % 2], vendor_id="nats",
-                                  affinity_rules=draw(st.sampled_from(([], ["zone=a"]))))]
+                                  affinity_rules=draw(st.sampled_from(([], ["zone=a"]))),
+                                  replicas=draw(st.sampled_from((1, 1, 2))))]
         dep = deployment(name, actors, providers)
         deps.append(dep.model_copy(update={"spec": dep.spec.model_copy(
             update={"rebalance": draw(st.booleans())})}))
@@ -148,8 +150,9 @@ def run(desired: DesiredState, observed: dict[str, HostInventory], rounds: int,
         after = kept.analyse(desired, observed)
         if after is not before and after.rulesets is before.rulesets:
             patched += 1
-        elif after is not before:  # built in full: only when a daemon follows the hosts
-            assert before.daemons or before.daemon_actors or len(before.hosts) == 0
+        elif after is not before:  # built in full: daemons, provider replicas
+            assert (before.daemons or before.daemon_actors or before.provider_spreads
+                    or len(before.hosts) == 0)
     return patched
 
 
