@@ -90,6 +90,7 @@ class Agent:
         self.nudge = asyncio.Event()
         self.resync_due = False
         self.rejoined = False  # a host (re)joined: the next ping hears every host
+        self.evaluating = False  # a revision is being evaluated
         self.reconciles = 0
         self.nc: Client | None = None
         self.executor: Executor | None = None
@@ -159,9 +160,8 @@ class Agent:
             log.info("agent stopped")
 
     async def _resync_soon(self) -> None:
-        """On a NATS reconnect and on the resync timer: re-ping before the next pass. A
-        coroutine, so APScheduler runs it on the event loop: asyncio.Event is not
-        thread-safe, and a set() from a worker thread could leave the loop asleep."""
+        """On a NATS reconnect and on the resync timer: re-ping before the next pass (a
+        coroutine: APScheduler runs it on the loop; asyncio.Event is not thread-safe)."""
         self.resync_due = True
         self.wake.set()
 
@@ -199,15 +199,13 @@ class Agent:
             await self.nc.publish(msg.reply, json.dumps(self.about()).encode())
 
     def about(self) -> dict[str, object]:
-        """What the agent answers a nudge sent as a request: its version, whether it
-        leads, and the revision in force. Pure."""
+        """Its answer to a nudge sent as a request: version, leader?, revision in force."""
         return {"agent": "vinculum", "version": AGENT_VERSION,
                 "leader": bool(self.lease and self.lease.is_leader),
                 "applied": self.applied.sha if self.applied else None}
 
     async def _ping(self, *, replace: bool) -> None:
-        """Every host's inventory (:func:`.discovery.ping`): after a host (re)joined, every
-        host's, before anything is placed (a healed link brings several back at once)."""
+        """Every host's inventory (:func:`.discovery.ping`; full after a host (re)joined)."""
         assert self.nc is not None
         full, self.rejoined = self.rejoined, False
         if await discovery.ping(self.nc, self.subjects, self.observed, replace=replace,
@@ -223,7 +221,11 @@ class Agent:
 
     async def _evaluate(self, sha: str) -> None:
         assert self.source is not None
-        ev = await asyncio.to_thread(self.source.evaluate, sha, verify=self.verifier)
+        self.evaluating = True
+        try:
+            ev = await asyncio.to_thread(self.source.evaluate, sha, verify=self.verifier)
+        finally:
+            self.evaluating = False
         rev = evaluated(sha, ev)
         self.follow.seen(sha)
         if ev.desired is None:
@@ -270,11 +272,11 @@ class Agent:
             if self.lease is None or not self.lease.is_leader or self.desired is None:
                 continue
             try:
-                if self.resync_due:
+                if self.resync_due and (self.rejoined or not self.evaluating):  # a resync's
+                    # ping (10,000 hosts answer it) waits for an evaluation; a join's does not
                     self.resync_due = False
                     await self._ping(replace=False)
-                    # a refusal's inputs may have changed where we do not watch (the
-                    # trust policy, the registry): refused actions run again
+                    # refusals' inputs may change unwatched (trust policy, registry): retry
                     self.executor.retry_refused()
                 if not self._seeded:
                     await self._seed()
@@ -317,13 +319,19 @@ class Agent:
             if actions:
                 log.info("revision %s: %d actions planned", self.applied.sha[:8], len(actions))
                 # Show the gap before closing it: `latticectl get -w` sees 1/2 before 2/2.
-                # The note waits for the outcome (a git write here would delay the first
-                # command). Not when only retries of what failed are due: Degraded must
-                # not flap.
-                if self.applied.phase is not Phase.DEGRADED and ex.runnable(actions):
-                    await self._report(desired, Phase.PROGRESSING, note=False)
-                await ex.execute(actions, superseded=lambda: self.applied is not rev
-                                 or self.lease is None or not self.lease.is_leader)
+                # Assessed from the view before the commands, meanwhile (10,000 entities:
+                # seconds), so it delays no command; the note waits for the outcome. Not
+                # when only retries of what failed are due: Degraded must not flap.
+                gap = (asyncio.create_task(self._report(desired, Phase.PROGRESSING,
+                                                        note=False))
+                       if self.applied.phase is not Phase.DEGRADED and ex.runnable(actions)
+                       else None)
+                try:
+                    await ex.execute(actions, superseded=lambda: self.applied is not rev
+                                     or self.lease is None or not self.lease.is_leader)
+                finally:
+                    if gap is not None:
+                        await gap  # before anything else uses the matcher or reports
             if self.applied is not rev:
                 return Phase.PROGRESSING  # superseded: the next pass (woken) takes over
             remaining = await self._plan(desired) if actions else []
