@@ -40,8 +40,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import re
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -282,6 +284,8 @@ async def one_size(n: int, m: int, args: argparse.Namespace, tmp: Path,
                   + "\n  ".join([*warnings[-5:], "...", *lines[-8:]]), flush=True)
             return res
         res.wall_s = synced - t0
+        if os.environ.get("BENCH_AGENT_TRACEMALLOC"):  # its allocations now (tracemalloc_run)
+            os.kill(agent.pid, signal.SIGUSR1)
         res.cpu_s = cpu_seconds(agent.pid) - cpu0
         res.hosts_cpu_s = sum(cpu_seconds(p.pid) for p, _ in swarms) - others0[0]
         res.nats_cpu_s = sum(cpu_seconds(pid) for pid in spids) - others0[1]

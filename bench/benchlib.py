@@ -191,6 +191,8 @@ def spawn_agent(*, repo: str | Path, nats_url: str, lattice: str, data_dir: Path
     prefix = [sys.executable]
     if profile is not None:
         prefix += ["-m", "cProfile", "-o", str(profile)]
+    elif traced := os.environ.get("BENCH_AGENT_TRACEMALLOC"):  # bench/tracemalloc_run.py
+        prefix += [str(ROOT / "bench" / "tracemalloc_run.py"), traced]
     args = [*prefix, "-m", "reconciler.main", "--repo", str(repo), "--nats-url", nats_url,
             "--lattice", lattice, "--data-dir", str(data_dir), "--resync", str(resync),
             "--interval", str(interval), "--lease-ttl", str(lease_ttl), "--log-level", "INFO",
