@@ -319,19 +319,13 @@ class Agent:
             if actions:
                 log.info("revision %s: %d actions planned", self.applied.sha[:8], len(actions))
                 # Show the gap before closing it: `latticectl get -w` sees 1/2 before 2/2.
-                # Assessed from the view before the commands, meanwhile (10,000 entities:
-                # seconds), so it delays no command; the note waits for the outcome. Not
-                # when only retries of what failed are due: Degraded must not flap.
-                gap = (asyncio.create_task(self._report(desired, Phase.PROGRESSING,
-                                                        note=False))
-                       if self.applied.phase is not Phase.DEGRADED and ex.runnable(actions)
-                       else None)
-                try:
-                    await ex.execute(actions, superseded=lambda: self.applied is not rev
-                                     or self.lease is None or not self.lease.is_leader)
-                finally:
-                    if gap is not None:
-                        await gap  # before anything else uses the matcher or reports
+                # The note waits for the outcome (a git write here would delay the first
+                # command). Not when only retries of what failed are due: Degraded must
+                # not flap.
+                if self.applied.phase is not Phase.DEGRADED and ex.runnable(actions):
+                    await self._report(desired, Phase.PROGRESSING, note=False)
+                await ex.execute(actions, superseded=lambda: self.applied is not rev
+                                 or self.lease is None or not self.lease.is_leader)
             if self.applied is not rev:
                 return Phase.PROGRESSING  # superseded: the next pass (woken) takes over
             remaining = await self._plan(desired) if actions else []
