@@ -112,6 +112,12 @@ def dashboard_cmd(settings: Settings, addr: str, no_browser: bool, group_by: str
     The overview lists every deployment and binding set with its phase, the lattice page
     draws the hosts with what they run, a deployment's page shows its placements,
     conditions and history; they update live (server-sent events).
+
+    \b
+    Examples:
+      latticectl dashboard
+      latticectl dashboard --no-browser --addr 127.0.0.1:0
+      latticectl dashboard --group-by region
     """
     host, port = parse_addr(addr)
     if not is_loopback(host):
