@@ -18,6 +18,7 @@ from lattice.manifests import (
     Deployment,
     DesiredState,
     ProviderSpec,
+    SpreadShare,
 )
 from lattice.protocol import HostInventory
 from lattice.status import UnmanagedEntity
@@ -596,3 +597,21 @@ def test_binding_reasons_say_what_is_wrong_after_a_converged_one() -> None:
             for aid, p in puts.items()} == {
         A1: ("b-one", (("K", "v"),)), a2: ("b-two", (("K", "v"),)),
         a3: ("b-two", (("K", "v"),))}
+
+
+def test_starts_come_sorted_by_key_with_many_replicas_and_names_that_share_a_prefix() -> None:
+    """The planner orders actor starts by slot prefix instead of by every key: replica
+    10 before 2, deployment ``app-1`` after ``app-1-x`` ('-' sorts before '/'), spread and
+    plain slots, moves and provider starts around them."""
+    desired = state(
+        deployment("app-1", [ActorSpec(id=A0, replicas=12), ActorSpec(id=A1, replicas=3,
+                   spread=[SpreadShare(name="b", weight=1), SpreadShare(name="a", weight=2)])],
+                   [ProviderSpec(id=MSG, vendor_id="nats", replicas=2)]),
+        deployment("app-1-x", [ActorSpec(id=A1, replicas=11)]),
+        deployment("app", [ActorSpec(id=A0, replicas=2)], [ProviderSpec(id=LED,
+                                                                         vendor_id="v")]))
+    acts = plan(desired, lattice(host("H0"), host("H1")))
+    assert acts == sorted(acts, key=lambda a: (a.phase, a.key))
+    assert len({a.key for a in acts}) == len(acts) == 12 + 3 + 11 + 2 + 2 + 1
+    starts = [a.key for a in acts if isinstance(a, A.StartActor)]
+    assert starts.index(f"actor.start/app-1/{A0}/10") < starts.index(f"actor.start/app-1/{A0}/2")
