@@ -29,7 +29,10 @@ The rules, in short (docs/architecture.md has the long form):
   then owned over unowned, then the oldest, then host id. This order is stable: an
   instance started later for another group never displaces a group's owned choice (it
   may take over from an unowned one, which is never stopped anyway), so a plan applied
-  and planned again does not reshuffle or stop providers.
+  and planned again does not reshuffle or stop providers. A provider with ``replicas``
+  or ``spread`` wants that many instances, on distinct hosts, each share's on hosts
+  satisfying its requirements, chosen in the same order
+  (:mod:`reconciler.matching_providers`).
 * **Bindings** belong on every host that runs (and keeps running) a provider of their
   capability and binding name (and vendor, when the spec names one). When two binding sets
   claim the same (actor, capability, binding name), the first by name owns it.
