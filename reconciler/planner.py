@@ -75,8 +75,10 @@ def plan(desired: DesiredState, observed: Mapping[str, HostInventory], *,
     one; consumed by the agent loop, which hands the actions to the executor."""
     found = (matcher if matcher is not None else Matcher()).analyse(desired, observed)
     out: list[Action] = []
-    chunks: list[tuple[str, list[Action]]] = []
-    moves = _actors(found, desired.revision, chunks, out)
+    starts: list[Action] = []
+    prefixes: list[str] = []  # per slot: the prefix of its keys, where its starts end
+    ends: list[int] = []
+    moves = _actors(found, desired.revision, starts, (prefixes, ends), out)
     _providers(found, desired.revision, out)
     _bindings(found, desired.revision, out)
     # Sorted by phase, then key; sorting on strings alone keeps the sort allocation-light.
@@ -88,15 +90,13 @@ def plan(desired: DesiredState, observed: Mapping[str, HostInventory], *,
     # The actor starts come by slot, each slot's in key order: the keys of one slot share
     # the prefix ``actor.start/<deployment>/<actor>/`` (names hold no '/': checked), so
     # ordering the slots by it orders them all, without a key per start (10,000 from
-    # empty). Moves (``actor.move/``) sort before them, provider starts after.
+    # empty); usually they come in that order already. Moves (``actor.move/``) sort
+    # before them, provider starts after.
     moves.sort(key=_key)
-    chunks.sort(key=_first)
-    starts = [act for _prefix, acts in chunks for act in acts]
+    if any(prefixes[i] > prefixes[i + 1] for i in range(len(prefixes) - 1)):
+        order = sorted(range(len(prefixes)), key=prefixes.__getitem__)
+        starts = [act for i in order for act in starts[ends[i - 1] if i else 0:ends[i]]]
     return [*moves, *starts, *by_phase[0], *by_phase[1], *by_phase[2]]
-
-
-def _first(chunk: tuple[str, list[Action]]) -> str:
-    return chunk[0]
 
 
 def _key(action: Action) -> str:
@@ -127,11 +127,13 @@ def owner_annotations(kind: str, name: str, revision: str) -> dict[str, str]:
             ANN_REVISION: revision}
 
 
-def _actors(found: Analysis, revision: str, chunks: list[tuple[str, list[Action]]],
-            out: list[Action]) -> list[Action]:
-    """The actor starts into ``chunks`` (one per slot with a replica missing, keyed by the
-    prefix of their keys, in key order within) or, when a name holds a '/', into
-    ``out``; stops into ``out``; the moves returned."""
+def _actors(found: Analysis, revision: str, starts: list[Action],
+            slots_at: tuple[list[str], list[int]], out: list[Action]) -> list[Action]:
+    """The actor starts into ``starts``, each slot's in key order; per slot, the prefix of
+    its keys and where its starts end into ``slots_at`` (strings and ints: nothing for the
+    collector to track); when a name holds a '/', into ``out``. Stops into ``out``; the
+    moves returned."""
+    prefixes, ends = slots_at
     rev = (ANN_REVISION, revision)
     moves: list[Action] = []
     for slots in found.moving:
@@ -156,13 +158,13 @@ def _actors(found: Analysis, revision: str, chunks: list[tuple[str, list[Action]
         # sorted by key: kind < limits < managed-by < name < replica < revision
         head = (_KIND_DEPLOYMENT,) if slots.limits is None else (
             _KIND_DEPLOYMENT, (ANN_LIMITS, slots.limits))
-        mine: list[Action] = []
-        if "/" in name or "/" in aid:
-            mine = out  # the prefix would not order them: sorted with the rest
-        else:
-            chunks.append((f"{name}/{aid}/", mine))
+        mine = out if "/" in name or "/" in aid else starts  # out: sorted with the rest
+        begin = len(mine)
         if lay is None:
             _plain_starts(slots, head, named, rev, avoid, excluding, mine)
+            if mine is starts:
+                prefixes.append(f"{name}/{aid}/")
+                ends.append(len(starts))
             continue
         for r, inst in enumerate(insts):
             if inst is not None:
@@ -179,8 +181,10 @@ def _actors(found: Analysis, revision: str, chunks: list[tuple[str, list[Action]
                 annotations=(*head, _MANAGED, named, (ANN_REPLICA, label), rev),
                 avoid_hosts=avoid, reason=why,
                 placing=Placing(full, target) if full or target else None))
-        if mine is not out:
-            mine.sort(key=_key)
+        if mine is starts:
+            starts[begin:] = sorted(starts[begin:], key=_key)
+            prefixes.append(f"{name}/{aid}/")
+            ends.append(len(starts))
     for host, inst, why in found.surplus_actors:
         out.append(StopActor(host_id=host.host_id, actor_id=inst.actor_id,
                              instance_id=inst.instance_id, reason=why))
