@@ -155,13 +155,14 @@ class Matcher:
     specs of what they serve (:func:`_rematched`, :mod:`reconciler.matching_delta`).
     """
 
-    __slots__ = ("_bindings", "_build", "_last")
+    __slots__ = ("_bindings", "_build", "_kept", "_last")
 
     def __init__(self) -> None:
         self._bindings: BindingsMemo = LastCall(
             partial(merge_bindings, PerObject(index_bindings)))
         self._build = partial(_analyse, ActorIndexes(), self._bindings)
         self._last: tuple[tuple[object, ...], Analysis] | None = None
+        self._kept: tuple[Analysis, object] | None = None
 
     def analyse(self, desired: DesiredState, observed: Mapping[str, HostInventory]
                 ) -> Analysis:
@@ -182,6 +183,17 @@ class Matcher:
             found = self._build(key)
         self._last = (key, found)
         return found
+
+
+    def kept_with(self, found: Analysis) -> object | None:
+        """What a consumer derived from ``found`` and kept with :meth:`keep` (the
+        planner: its actions), while ``found`` is the analysis it was kept with."""
+        kept = self._kept
+        return kept[1] if kept is not None and kept[0] is found else None
+
+    def keep(self, found: Analysis, value: object) -> None:
+        """Keep ``value``, a pure function of ``found``, for :meth:`kept_with`."""
+        self._kept = (found, value)
 
 
 def analyse(desired: DesiredState, observed: Mapping[str, HostInventory]) -> Analysis:

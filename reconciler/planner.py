@@ -6,10 +6,12 @@ the observed lattice and returns the actions (:mod:`reconciler.actions`) that cl
 gap, each with its reason, sorted by phase then key so the same inputs always give the
 same list. The agent loop (:mod:`reconciler.agent`) calls it on every reconcile and hands
 the result to the executor, which runs the phases in order: starts, then binding puts,
-then stops (make-before-break). What satisfies what is decided in
-:mod:`reconciler.matching`, shared with the status assessment: the agent passes the
-:class:`~reconciler.matching.Matcher` it keeps, so a quiet lattice is not matched again;
-without one a fresh matcher is used, and the actions are the same either way.
+then stops (make-before-break). A kept matcher that answers with the very analysis of the
+last call (a quiet lattice) also hands back the actions planned from it. What satisfies
+what is decided in :mod:`reconciler.matching`, shared with the status assessment: the
+agent passes the :class:`~reconciler.matching.Matcher` it keeps, so a quiet lattice is not
+matched again; without one a fresh matcher is used, and the actions are the same either
+way.
 
 Ownership: only what carries the agent's annotations is ever stopped or deleted; anything
 started by hand is left alone (:func:`unmanaged` lists it for status) and may still serve a
@@ -24,6 +26,7 @@ Spread shares, daemons, ``max_per_host`` and moves are decided while matching
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 from lattice.manifests import DesiredState
 from lattice.protocol import (
@@ -73,7 +76,11 @@ def plan(desired: DesiredState, observed: Mapping[str, HostInventory], *,
     """The actions that take ``observed`` to ``desired``, sorted by (phase, key). Pure:
     ``matcher`` (kept by the caller across calls) only saves work, and None means a fresh
     one; consumed by the agent loop, which hands the actions to the executor."""
-    found = (matcher if matcher is not None else Matcher()).analyse(desired, observed)
+    kept = matcher if matcher is not None else Matcher()
+    found = kept.analyse(desired, observed)
+    again = kept.kept_with(found)  # the same analysis as last time: the same actions
+    if again is not None:
+        return list(cast(tuple[Action, ...], again))
     out: list[Action] = []
     starts: list[Action] = []
     prefixes: list[str] = []  # per slot: the prefix of its keys, where its starts end
@@ -96,7 +103,10 @@ def plan(desired: DesiredState, observed: Mapping[str, HostInventory], *,
     if any(prefixes[i] > prefixes[i + 1] for i in range(len(prefixes) - 1)):
         order = sorted(range(len(prefixes)), key=prefixes.__getitem__)
         starts = [act for i in order for act in starts[ends[i - 1] if i else 0:ends[i]]]
-    return [*moves, *starts, *by_phase[0], *by_phase[1], *by_phase[2]]
+    actions = [*moves, *starts, *by_phase[0], *by_phase[1], *by_phase[2]]
+    if matcher is not None:  # kept by the caller: the next call may be a quiet lattice's
+        matcher.keep(found, tuple(actions))
+    return actions
 
 
 def _key(action: Action) -> str:

@@ -307,3 +307,18 @@ def test_the_pure_core_keeps_no_state_at_module_level() -> None:
                 found.append(f"{name}.{key}: {type(value).__name__}")
     assert found == []
 
+
+
+def test_a_quiet_lattice_gets_the_kept_plan_in_a_list_of_its_own() -> None:
+    """The same analysis twice: the actions planned from it the first time, equal, in a new
+    list (a caller changing its list changes nothing kept); any change plans again."""
+    desired = state(deployment("web", [ActorSpec(id=ACTOR, replicas=2)]))
+    observed = lattice(host("H0"), host("H1"))
+    kept = Matcher()
+    first = plan(desired, observed, matcher=kept)
+    second = plan(desired, observed, matcher=kept)
+    assert second == first and second is not first
+    first.clear()
+    assert plan(desired, observed, matcher=kept) == second
+    joined = {**observed, "H2": host("H2")}
+    assert plan(desired, joined, matcher=kept) == plan(desired, joined)
