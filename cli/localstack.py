@@ -225,6 +225,7 @@ class LocalStack:
         leaf_of: str | None = None,
         hub_state_dir: Path | None = None,
         site: str = "edge",
+        log_format: str = "text",
     ) -> None:
         self.state_dir = state_dir
         self.lattice = lattice
@@ -243,6 +244,7 @@ class LocalStack:
         self.leaf_of = leaf_of
         self.hub_state_dir = hub_state_dir
         self.site = site
+        self.log_format = log_format  #: the agent's and hosts' --log-format
         self.creds: dict[str, str] = {}
         self.servers: Servers | None = None
         self.children: list[tuple[ProcRecord, subprocess.Popen[bytes] | None]] = []
@@ -288,7 +290,8 @@ class LocalStack:
                     "--nats-url", self.servers.url, "--lattice", self.lattice,
                     "--js-domain", JS_DOMAIN, "--replicas", str(self.servers.replicas),
                     "--data-dir", str(self.state_dir / "agent"),
-                    "--resync", str(self.resync), "--metrics-addr", metrics, *self.agent_args]
+                    "--resync", str(self.resync), "--metrics-addr", metrics,
+                    "--log-format", self.log_format, *self.agent_args]
             if self.secure:
                 args += ["--creds", self.creds["agent"],
                          "--monitor-creds", self.creds[MONITOR]]
@@ -322,7 +325,8 @@ class LocalStack:
             args = [sys.executable, "-m", "hostagent.main",
                     "--nats-url", self.servers.url_for(i), "--js-domain", JS_DOMAIN,
                     "--lattice", self.lattice, "--name", name,
-                    "--heartbeat", str(self.heartbeat), *runtime,
+                    "--heartbeat", str(self.heartbeat), "--log-format", self.log_format,
+                    *runtime,
                     "--cache-dir", str(self.state_dir / "wasm-cache")]
             for k, v in sorted(self.host_labels.get(i, {}).items()):
                 args += ["--label", f"{k}={v}"]

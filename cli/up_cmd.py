@@ -162,6 +162,9 @@ def _policy(ctx: click.Context, param: click.Parameter, value: str | None) -> st
 @click.option("--site", default="edge", show_default=True,
               help="With --leaf-of: the site's name (its server vinculum-leaf-SITE, its "
                    "hosts SITE-host-<i>).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="The agent's and hosts' log lines (`latticectl logs` "
+              "reads both; json carries entity, host, revision and trace).")
 @click.option("--insecure", is_flag=True,
               help="Run NATS without authentication (anyone who reaches it may command "
                    "hosts); the default is operator mode with a credential per role.")
@@ -181,6 +184,7 @@ def up(
     hub_state_dir: Path | None,
     site: str,
     insecure: bool,
+    log_format: str,
 ) -> None:
     """Start a local lattice: nats-server (or --cluster N), HOSTS hosts and the agent.
 
@@ -216,7 +220,7 @@ def up(
         state_dir=settings.state_dir, lattice=settings.lattice, hosts=hosts, host_labels=labels,
         repo=settings.repo, heartbeat=heartbeat, with_agent=not no_agent, resync=resync,
         secure=not insecure, listen=listen, cluster=cluster, leaf_of=leaf_of,
-        hub_state_dir=hub_dir, site=site,
+        hub_state_dir=hub_dir, site=site, log_format=log_format,
         agent_args=("--verify-commits", verify_commits) if verify_commits else (),
     )
     if insecure:

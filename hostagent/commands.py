@@ -33,8 +33,10 @@ from hostagent.command_base import (
     Outcome,
     describe_failure,
 )
+from hostagent.logctx import command_entity
 from hostagent.state import HostState
 from hostagent.workload import Runtime
+from lattice.logsetup import log_context
 from lattice.protocol import (
     COMMAND_MODELS,
     PROTOCOL_VERSION,
@@ -112,10 +114,11 @@ class CommandHandler(BindingCommands):
             cmd = COMMAND_MODELS[op].model_validate(obj)
         except ValidationError as exc:
             return self._refuse(f"invalid {op.value} command: {describe_validation_error(exc)}")
-        if isinstance(cmd, StartActorCommand):
-            return await self.start_actor(cmd)
-        async with self.lock:
-            return await self._execute(cmd)
+        with log_context(entity=command_entity(cmd)):
+            if isinstance(cmd, StartActorCommand):
+                return await self.start_actor(cmd)
+            async with self.lock:
+                return await self._execute(cmd)
 
     async def _execute(self, cmd: Message) -> Outcome:
         match cmd:

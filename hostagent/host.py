@@ -33,6 +33,7 @@ from hostagent.logctx import host_logger
 from hostagent.state import HostState, auction_reply, labels_view
 from hostagent.workload import MemoryRuntime, Runtime
 from lattice.ids import random_host_id
+from lattice.logsetup import TRACE_HEADER, log_context
 from lattice.natsutil import connected_server
 from lattice.protocol import (
     DEFAULT_LATTICE,
@@ -275,7 +276,8 @@ class Host:
                 outcome = Outcome(CommandAck(host_id=self.host_id, accepted=False,
                                              reason=HOST_IS_STOPPING))
             else:
-                outcome = await self.commands.handle(op, msg.data, tail=tail)
+                with log_context(trace=(msg.headers or {}).get(TRACE_HEADER)):
+                    outcome = await self.commands.handle(op, msg.data, tail=tail)
         except Exception as exc:
             self.log.exception("command %s failed unexpectedly", tail)
             outcome = Outcome(CommandAck(host_id=self.host_id, accepted=False,

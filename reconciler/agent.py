@@ -40,6 +40,7 @@ from gitsync.watch import watch_heads
 from lattice.aio import wait_any
 from lattice.backoff import Backoff
 from lattice.errors import TransientError
+from lattice.logsetup import log_context, new_trace
 from lattice.manifests import DesiredState
 from lattice.natsutil import connect
 from lattice.protocol import ActorEvent, EventType, Subjects, decode_event, utcnow
@@ -217,7 +218,8 @@ class Agent:
         async for sha in watch_heads(self.source, interval=self.config.interval, stop=stop,
                                      nudge=self.nudge, on_health=lambda _h: self.wake.set(),
                                      settle=SETTLE, busy=lambda: Follow.busy(self.applied)):
-            await self._evaluate(sha)
+            with log_context(revision=sha):  # to_thread copies it: gitsync's lines too
+                await self._evaluate(sha)
 
     async def _evaluate(self, sha: str) -> None:
         assert self.source is not None
@@ -280,7 +282,9 @@ class Agent:
                     self.executor.retry_refused()
                 if not self._seeded:
                     await self._seed()
-                await timed_pass(self.reconcile_once())
+                with log_context(revision=self.applied.sha if self.applied else None,
+                                 trace=new_trace()):
+                    await timed_pass(self.reconcile_once())
             except TransientError as exc:
                 failed += 1
                 retry_in = (PASS_RETRY.jittered(exc.delay) if exc.delay is not None

@@ -36,6 +36,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from lattice.backoff import Backoff
 from lattice.clock import Clock, monotonic
 from lattice.errors import PermanentError, TransientError
+from lattice.logsetup import log_context, trace_headers
 from lattice.protocol import (
     ANN_KIND,
     ANN_NAME,
@@ -251,7 +252,8 @@ class Executor:
     async def _run_one(self, act: A.Action) -> bool:
         async with self._sem:
             try:
-                await counted(act, self._dispatch(act))
+                with log_context(entity=act.key):
+                    await counted(act, self._dispatch(act))
             except Unplaceable as exc:  # permanent, but a joining host may take it
                 self.retries.retry_later(act, exc.message, unplaced=True)
                 return False
@@ -355,7 +357,8 @@ class Executor:
         subject = self.subjects.host_command(host_id, op)
         self.commands_sent += 1
         try:
-            reply = await self.nc.request(subject, encode(msg), timeout=self.command_timeout)
+            reply = await self.nc.request(subject, encode(msg), timeout=self.command_timeout,
+                                          headers=trace_headers())
         except (NatsTimeoutError, NoRespondersError, TimeoutError) as exc:
             raise CommandUnanswered(host_id, op, type(exc).__name__, delay=1.0) from exc
         ack = decode(CommandAck, reply.data, subject=subject)

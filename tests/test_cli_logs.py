@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import Result
@@ -271,3 +272,42 @@ def test_tail_reads_the_end_of_the_file_as_the_whole_would(
     assert [r.lines for r in got] == [r.lines for r in expected]
     assert last_shown == keep(list(parse("agent", lines))[-1])  # a late traceback line
     assert src.offset == len(("\n".join(lines) + "\n").encode())
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(180)
+def test_json_logs_of_an_up_lattice_follow_one_trace_from_agent_to_host(
+        tmp_path: Path) -> None:
+    """``up --log-format json``: a reconcile pass's trace goes with its commands, so one
+    ``--trace`` shows the agent's lines and the host's for the same work; every line of a
+    host names it, the agent's name the revision, an action's the entity."""
+    lattice = Up(tmp_path / "state", clean_env(tmp_path))
+    started = lattice.ctl("--lattice", "jsonlogs", "up", "--detach", "--hosts", "2",
+                          "--heartbeat", "500ms", "--log-format", "json")
+    try:
+        assert started.exit_code == 0, started.output
+
+        def docs(*args: str) -> list[dict[str, Any]]:
+            return [json.loads(x) for x in lattice.ctl("logs", *args, "-o", "json")
+                    .stdout.splitlines()]
+
+        def host_started() -> list[dict[str, Any]]:
+            return [d for d in docs() if d["source"].startswith("host-")
+                    and d["logger"] == "hostagent.commands" and d.get("trace")
+                    and d["message"].endswith(" started")]
+
+        first = eventually_sync(host_started, timeout=60, message="a host started something")[0]
+        traced = docs("--trace", first["trace"])
+        assert {d["source"] for d in traced} >= {"agent", first["source"]}, traced
+        agent = [d for d in traced if d["source"] == "agent"]
+        assert all(len(d.get("revision", "")) == 40 for d in agent), agent
+        assert any(d.get("entity") and d["message"].endswith(": done") for d in agent), agent
+        hosts = [d for d in docs() if d["source"].startswith("host-")]
+        assert all(d["host"] == d["source"] and len(d["host_id"]) == 56 for d in hosts)
+        actor = first["entity"]
+        about = {d["source"] for d in docs("--entity", actor[:8])}
+        assert {"agent", first["source"]} <= about
+        text = lattice.ctl("logs", "--trace", first["trace"]).stdout.splitlines()
+        assert text and all(f"trace={first['trace']}]" in line for line in text), text
+    finally:
+        lattice.ctl("down")
