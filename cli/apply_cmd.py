@@ -22,6 +22,7 @@ import click
 
 from cli.settings import CliError, Settings
 from gitsync.apply import ApplyResult, apply_manifests, delete_manifests, load_inputs
+from hostagent.host import server_barrier
 from lattice.durations import DURATION
 from lattice.errors import VinculumError
 from lattice.manifest_loader import SUFFIXES
@@ -130,7 +131,9 @@ def publish_nudge(settings: Settings, *, reason: str, revision: str | None = Non
         try:
             await nc.publish(Subjects(settings.lattice).nudge,
                              encode(SyncNudge(reason=reason, revision=revision)))
-            await nc.flush(timeout=2)
+            # a round trip through the server, not nc.flush(timeout=): a flush that times
+            # out leaves nats-py's reader a cancelled future that kills it when the PONG comes
+            await server_barrier(nc, timeout=2)
         finally:
             await nc.close()
 
