@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 
@@ -89,7 +90,9 @@ class LeaseThread:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        nc = await connect(self._nats)
+        # named apart from the agent's main connection: the server's connz tells them apart
+        name = f"{self._nats.name or 'vinculum'}-lease"
+        nc = await connect(dataclasses.replace(self._nats, name=name))
         try:
             self._lease = lease = Lease(nc, self._subjects, holder=self._holder, ttl=self._ttl)
             await lease.step()
