@@ -119,7 +119,7 @@ def cat_blobs(git_dir: StrPath, blobs: Sequence[tuple[str, int]], *,
 
 
 def _cat_batch(git_dir: StrPath, ids: Sequence[str], timeout: float) -> list[bytes]:
-    args = ["cat-file", "--batch"]
+    args = ["cat-file", "--batch", "--buffer"]  # one write at the end, not one per object
     cmd = ["git", f"--git-dir={os.fspath(git_dir)}", *args]
     try:
         proc = subprocess.run(cmd, input="".join(f"{i}\n" for i in ids).encode(),
