@@ -246,14 +246,17 @@ def _report_listed(repo: git.Repo, sha: str, cache: ParseCache) -> StatusReport 
         if path == SUMMARY_FILE:
             summary = SyncSummary.model_validate(_load_bytes(blobs[oid]))
             continue
-        item = seen.get(f"b:{folder}/{oid}")
-        if item is None:
+        known = seen.get(f"b:{folder}/{oid}")
+        if known is not None:  # the same blob: its model, and its volatile-free key kept
+            item, key = known
+            cache[key] = item
+        else:
             try:
-                item = _parse_again(folder, blobs[oid], seen, cache)
+                item, key = _parse_again(folder, blobs[oid], seen, cache)
             except (ValidationError, yaml.YAMLError) as exc:
                 log.warning("status branch: skipping %s: %s", path, exc)
                 continue
-        cache[f"b:{folder}/{oid}"] = item
+        cache[f"b:{folder}/{oid}"] = (item, key)
         parts[folder][item.host_id if isinstance(item, HostStatus) else item.name] = item
     if summary is None:
         return None
@@ -265,9 +268,11 @@ def _report_listed(repo: git.Repo, sha: str, cache: ParseCache) -> StatusReport 
 _VOLATILE = re.compile(rb"^(revision|last_seen): (.*)$", re.MULTILINE)
 
 
-def _parse_again(folder: str, data: bytes, seen: ParseCache, cache: ParseCache) -> Any:
-    """One status file's model; from ``seen`` with its volatile fields replaced when a
-    file equal but for them was parsed before."""
+def _parse_again(folder: str, data: bytes, seen: ParseCache, cache: ParseCache
+                 ) -> tuple[Any, str]:
+    """One status file's model and its key without the volatile fields; the model from
+    ``seen`` with those fields replaced when a file equal but for them was parsed
+    before."""
     volatile: dict[str, bytes] = {}
 
     def blank(m: re.Match[bytes]) -> bytes:
@@ -282,7 +287,7 @@ def _parse_again(folder: str, data: bytes, seen: ParseCache, cache: ParseCache) 
     else:
         item = known.model_copy(update=update)
     cache[key] = item
-    return item
+    return item, key
 
 
 _UNKNOWN = object()

@@ -51,6 +51,17 @@ def test_listed_read_equals_the_plain_read_across_commits(tmp_path: Path,
     assert got is not None and got.hosts[host_id].last_seen == later
     assert got.deployments["d3"].revision == "e" * 40
 
+    # a read of the same commit (every file a hit by blob) keeps what the next one needs
+    read_status(repo, cache=cache)
+    parsed.clear()
+    again = second.model_copy(update={
+        "deployments": {k: v.model_copy(update={"revision": "f" * 40})
+                        for k, v in second.deployments.items()}})
+    write_status(repo, data, again)
+    assert read_status(repo, cache=cache) == read_status(git.Repo(repo.working_tree_dir))
+    assert len(parsed) <= 2, "a revision everywhere again: only the summary parsed"
+    second = again
+
     # a real change is parsed; entities gone and new; a host gone
     parsed.clear()
     third = second.model_copy(update={

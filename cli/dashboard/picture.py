@@ -178,8 +178,9 @@ class Picture:
         head = view.head(branch) if branch else None
         if (tips, head) == self._tips:
             return None
+        moved = not self._tips or tips != self._tips[0]
         self._tips = (tips, head)
-        report = read_status(view.repo, cache=self._cache)
+        report = read_status(view.repo, cache=self._cache) if moved else self.git.report
         branch = view.branch_of(report) if report or branch else ""
         head = view.head(branch) if branch else None
         subject = ""
