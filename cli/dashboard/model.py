@@ -93,8 +93,12 @@ def entity_rows(entities: Mapping[str, Entity], now: datetime) -> list[EntityRow
 #: The overview's order: what needs attention first.
 SEVERITY = {Phase.INVALID.value: 0, Phase.DEGRADED.value: 1, Phase.PROGRESSING.value: 2,
             Phase.SUPERSEDED.value: 3, Phase.SYNCED.value: 4}
-#: Rows of a table on one overview page.
-PAGE_SIZE = 200
+#: Rows of a table on one overview page: ``curl /`` names every deployment of a lattice
+#: up to this size.
+PAGE_SIZE = 1000
+#: Rows of one chunk of a table: the chunks past the first are laid out only when they
+#: scroll into view (CSS ``content-visibility``), so a long page paints as fast as a short.
+CHUNK = 50
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,11 @@ class Table:
     page: int
     pages: int
     counts: tuple[tuple[str, int], ...]  #: rows per phase, before the filter
+
+    @property
+    def chunks(self) -> list[tuple[EntityRow, ...]]:
+        """The rows in runs of :data:`CHUNK`."""
+        return [self.rows[i:i + CHUNK] for i in range(0, len(self.rows), CHUNK)]
 
 
 def table(rows: Sequence[EntityRow], f: Filter, size: int = PAGE_SIZE) -> Table:
