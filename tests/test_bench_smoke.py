@@ -6,7 +6,9 @@ tests/test_gitsync_bench.py.)"""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +106,11 @@ def test_bench_http_rps_smallest(tmp_path: Path) -> None:
     assert re.search(r"^- one request in flight, 0\.5 s: p50 [\d.]+ ms", text, re.M), text
     figures = re.search(r"^- 8 in flight, 1 s: (\d+) req/s, errors (\d+); ", text, re.M)
     assert figures and int(figures[1]) > 0 and figures[2] == "0", text
+
+
+def test_bench_dashboard_smallest(tmp_path: Path) -> None:
+    if shutil.which("chromium") is None and not os.environ.get("CI"):
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    text = run_bench("bench_dashboard.py", tmp_path, "--hosts", "2", "--deployments", "3",
+                     "--runs", "1", "--updates", "1")
+    assert "first contentful paint p50" in text and "update on screen" in text
