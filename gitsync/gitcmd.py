@@ -4,7 +4,9 @@
 messages can be matched, an explicit identity when asked) and wraps failures in
 :class:`~gitsync.errors.GitCommandError`. The object helpers write blobs and trees straight
 into the object database through GitPython (no index, no working tree) and build a new
-tree from a base tree plus changed paths; :func:`update_ref` is a compare-and-swap. The
+tree from a base tree plus changed paths; :class:`BlobBatch` streams many blobs into one
+``git fast-import`` and :func:`tree_from_ids` builds a tree from blob ids already stored;
+:func:`update_ref` is a compare-and-swap. The
 status writer and the apply helper are built on these; nothing here knows about manifests.
 """
 
@@ -222,6 +224,93 @@ def _update(repo: git.Repo, base: git.Tree | None,
         else:
             entries[name] = (binsha, MODE_TREE)
     return _write_tree_entries(repo, [(sha, mode, name) for name, (sha, mode) in entries.items()])
+
+
+def blob_id(data: bytes) -> bytes:
+    """The binary sha git gives ``data`` as a blob (nothing is written)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).digest()
+
+
+class BlobBatch:
+    """Blobs written by one ``git fast-import`` (started at the first :meth:`add`, a pack
+    or a few loose objects when closed) instead of one loose-object file each; the bytes
+    stream to the process as they are added, nothing is held. Use as a context manager:
+    the objects exist once it exits without an error."""
+
+    def __init__(self, git_dir: StrPath, *, timeout: float = 300.0) -> None:
+        self.git_dir = git_dir
+        self.timeout = timeout
+        self.written = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def add(self, data: bytes) -> bytes:
+        """Write ``data`` as a blob; returns its binary sha."""
+        if self._proc is None:
+            self._proc = subprocess.Popen(
+                ["git", f"--git-dir={os.fspath(self.git_dir)}", "fast-import", "--quiet"],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                env={**os.environ, **_BASE_ENV})
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(b"blob\ndata %d\n" % len(data))
+            self._proc.stdin.write(data)
+            self._proc.stdin.write(b"\n")
+        except BrokenPipeError:
+            self.close()  # raises with git's message
+            raise
+        self.written += 1
+        return blob_id(data)
+
+    def close(self) -> None:
+        """Finish the batch; :class:`GitCommandError` when git failed."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        args = ["fast-import"]
+        try:
+            _out, err = proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.wait()
+            raise GitCommandError(args, -1, f"timed out after {self.timeout}s") from exc
+        except BrokenPipeError:
+            err = proc.stderr.read() if proc.stderr else b""
+            proc.wait()
+        if proc.returncode != 0:
+            raise GitCommandError(args, proc.returncode, err.decode(errors="replace"))
+
+    def __enter__(self) -> BlobBatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def tree_from_ids(repo: git.Repo, ids: Mapping[str, bytes]) -> str:
+    """A tree holding exactly the blobs ``ids`` (path → binary sha, all already stored);
+    its trees written in-process, no blob touched. Returns its hex sha."""
+    nested: dict[str, dict[str, bytes]] = {}
+    entries: list[tuple[bytes, int, str]] = []
+    for path, binsha in ids.items():
+        head, sep, rest = path.partition("/")
+        if sep:
+            nested.setdefault(head, {})[rest] = binsha
+        else:
+            entries.append((binsha, MODE_FILE, path))
+    for name, sub in nested.items():
+        entries.append((bytes.fromhex(tree_from_ids(repo, sub)), MODE_TREE, name))
+    return _write_tree_entries(repo, entries).hex()
+
+
+def tree_blob_ids(git_dir: StrPath, rev: str) -> dict[str, bytes]:
+    """Every file of ``rev``'s tree: path → binary blob sha (one ``git ls-tree``)."""
+    out: dict[str, bytes] = {}
+    for record in run_git("ls-tree", "-r", "-z", rev, git_dir=git_dir).split("\0"):
+        meta, _, path = record.partition("\t")
+        fields = meta.split()
+        if len(fields) == 3 and fields[1] == "blob":
+            out[path] = bytes.fromhex(fields[2])
+    return out
 
 
 def tree_from_files(repo: git.Repo, files: Mapping[str, bytes]) -> str:

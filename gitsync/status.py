@@ -45,11 +45,14 @@ import git
 from gitsync.errors import GitCommandError, PushError
 from gitsync.gitcmd import (
     AGENT_IDENTITY,
+    BlobBatch,
+    blob_id,
     commit_tree,
     identity_env,
     resolve,
     run_git,
-    tree_from_files,
+    tree_blob_ids,
+    tree_from_ids,
     tree_of,
     update_ref,
     write_blob,
@@ -61,10 +64,11 @@ from gitsync.statusformat import (
     REMOTE_STATUS_REF,
     STATUS_REF,
     fetch_status,
+    file_digests,
+    iter_report_files,
     read_note,
     read_status,
     render_note,
-    report_files,
     without_clock,
 )
 from lattice.backoff import Backoff
@@ -116,7 +120,11 @@ class StatusWriter:
         self._notes_lock = threading.Lock()
         self._cond = threading.Condition()
         self._pending: _Pending | None = None
-        self._committed: dict[str, bytes] | None = None
+        self._committed: dict[str, bytes] | None = None  # path -> digest, clock-free
+        # the files of the status commit this writer last made or read (path -> blob
+        # id) and that commit: a write stores only the files not among them
+        self._ids: dict[str, bytes] = {}
+        self._ids_tip: str | None = None
         self._loaded = False
         self._last_commit = float("-inf")
         self._notes: dict[str, bytes] = {}  # sha -> note blob written by us
@@ -225,7 +233,7 @@ class StatusWriter:
         with self._status_lock:
             report = self._load(fetch=True)
         with self._cond:
-            self._committed = report_files(without_clock(report)) if report else None
+            self._committed = file_digests(without_clock(report)) if report else None
         return report
 
     def _load_committed(self) -> None:
@@ -236,7 +244,7 @@ class StatusWriter:
             if self._loaded:
                 return
             report = self._load(fetch=self.remote and resolve(self._repo, STATUS_REF) is None)
-            committed = report_files(without_clock(report)) if report else None
+            committed = file_digests(without_clock(report)) if report else None
         with self._cond:
             self._committed = committed
 
@@ -255,18 +263,19 @@ class StatusWriter:
 
     def _commit(self, pending: _Pending) -> None:
         """Render ``pending`` and commit it, unless the branch holds the same but for
-        the clocks."""
+        the clocks. Only the files that differ from the last status commit's are stored,
+        streamed to one ``git fast-import`` as they are rendered."""
         self._load_committed()
-        stable = report_files(pending.unclocked)
+        stable = file_digests(pending.unclocked)
         with self._cond:
             if stable == self._committed:
                 return  # only the clock moved: no commit, and no wait for the next one
-        files = report_files(pending.report)
         with self._status_lock:
-            tree = tree_from_files(self._repo, files)
+            tree = self._write_tree(pending.report)
             for attempt in range(self.retries + 1):
                 parent = resolve(self._repo, STATUS_REF)
                 if parent is not None and tree_of(self._repo, parent) == tree:
+                    self._ids_tip = parent
                     break
                 sha = commit_tree(self.git_dir, tree, [parent] if parent else [],
                                   pending.message, identity=AGENT_IDENTITY)
@@ -279,6 +288,7 @@ class StatusWriter:
                     RACE_BACKOFF.sleep(attempt)
                     continue
                 self.commits += 1
+                self._ids_tip = sha
                 applied = pending.report.summary.applied_revision
                 log.info("status branch: %s (%s)", sha[:12], pending.message,
                          extra={"revision": applied} if applied else None)
@@ -288,6 +298,28 @@ class StatusWriter:
         with self._cond:
             self._committed = stable
             self._last_commit = self._clock()
+
+    def _write_tree(self, report: StatusReport) -> str:
+        """Store ``report``'s files that the last status commit does not hold (holding
+        the status lock) and its tree; updates :attr:`_ids` (:attr:`_ids_tip` is the
+        caller's to set once a commit holds them)."""
+        tip = resolve(self._repo, STATUS_REF)
+        if tip != self._ids_tip:  # another writer moved the branch, or the first write
+            self._ids = tree_blob_ids(self.git_dir, tip) if tip else {}
+            self._ids_tip = tip
+        old = self._ids
+        stored = set(old.values())
+        ids: dict[str, bytes] = {}
+        with BlobBatch(self.git_dir) as batch:
+            for path, data in iter_report_files(report):
+                binsha = blob_id(data)
+                if binsha not in stored:
+                    batch.add(data)
+                    stored.add(binsha)
+                ids[path] = binsha
+        self._ids = ids
+        self._ids_tip = None  # valid for the commit about to be made, not the old tip
+        return tree_from_ids(self._repo, ids)
 
     # ------------------------------------------------------------------ pushing
     def _unpushed(self, ref: str) -> bool:

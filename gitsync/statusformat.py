@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import logging
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -98,14 +99,25 @@ def file_name(key: str) -> str:
 
 def report_files(report: StatusReport) -> dict[str, bytes]:
     """Every file of the status branch for ``report``: path → content."""
-    files = {SUMMARY_FILE: to_yaml(report.summary)}
+    return dict(iter_report_files(report))
+
+
+def iter_report_files(report: StatusReport) -> Iterator[tuple[str, bytes]]:
+    """:func:`report_files` one file at a time (the writer streams them to git)."""
+    yield SUMMARY_FILE, to_yaml(report.summary)
     for name, dep in report.deployments.items():
-        files[f"deployments/{file_name(name)}.yaml"] = to_yaml(dep)
+        yield f"deployments/{file_name(name)}.yaml", to_yaml(dep)
     for name, bs in report.bindingsets.items():
-        files[f"bindingsets/{file_name(name)}.yaml"] = to_yaml(bs)
+        yield f"bindingsets/{file_name(name)}.yaml", to_yaml(bs)
     for host_id, host in report.hosts.items():
-        files[f"hosts/{file_name(host_id)}.yaml"] = host_yaml(host)
-    return files
+        yield f"hosts/{file_name(host_id)}.yaml", host_yaml(host)
+
+
+def file_digests(report: StatusReport) -> dict[str, bytes]:
+    """path → a digest of its content, for every file of ``report``: what the writer
+    compares reports by without holding their bytes."""
+    return {path: hashlib.blake2b(data, digest_size=16).digest()
+            for path, data in iter_report_files(report)}
 
 
 _UNSEEN = b"\nlast_seen: null\n"

@@ -1,0 +1,115 @@
+"""Status writer benchmark (issue 15 §4): render and commit a status report of N
+deployments and N hosts with :class:`gitsync.status.StatusWriter`, three times.
+
+* **first**: the first status commit on a fresh repository (every file new);
+* **revision**: the same report with every deployment's ``revision`` changed (every
+  deployment file new, hosts unchanged but for ``last_seen``);
+* **one**: one deployment changed.
+
+Prints wall time per write, the objects the repository gained (loose and packed), and the
+process's RSS (now and peak), with the load average. Run one N per process so the peak
+RSS is that N's: ``python bench/bench_status_writer.py --n 10000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from gitsync.source import GitSource  # noqa: E402
+from gitsync.status import StatusWriter  # noqa: E402
+from lattice.status import (  # noqa: E402
+    Condition,
+    Count,
+    DeploymentStatus,
+    HostStatus,
+    Phase,
+    Placement,
+    StatusReport,
+    SyncSummary,
+)
+
+ACTOR = "MB2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW"
+NOW = datetime.now(UTC)
+
+
+def report(n: int, rev: str, *, bump: int = -1) -> StatusReport:
+    deps = {}
+    for i in range(n):
+        name = f"app-{i:05d}"
+        host = f"H{i:05d}"
+        deps[name] = DeploymentStatus(
+            name=name, revision=rev, phase=Phase.SYNCED,
+            spec={"actors": [{"id": ACTOR, "replicas": 2 if i == bump else 1}]},
+            actors=Count(ready=1, desired=1), providers=Count(ready=0, desired=0),
+            placements=[Placement(entity=ACTOR, kind="actor", host_id=host, since=NOW)],
+            conditions=[Condition(type="Ready", status=True, reason="Synced",
+                                  last_transition=NOW)],
+            created=NOW)
+    hosts = {f"H{h:05d}": HostStatus(host_id=f"H{h:05d}", name=f"h{h}",
+                                     last_seen=datetime.now(UTC)) for h in range(n)}
+    summary = SyncSummary(branch="main", attempted_revision=rev, applied_revision=rev,
+                          phase=Phase.SYNCED, updated=datetime.now(UTC), deployments=n,
+                          hosts=n)
+    return StatusReport(summary=summary, deployments=deps, hosts=hosts)
+
+
+def rss_mb() -> tuple[float, float]:
+    with open("/proc/self/statm") as f:
+        now = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return now, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def objects(git_dir: str) -> int:
+    out = subprocess.run(["git", f"--git-dir={git_dir}", "count-objects", "-v"],
+                         check=True, capture_output=True, text=True).stdout
+    f = dict(line.split(": ") for line in out.splitlines())
+    return int(f["count"]) + int(f["in-pack"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=1000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+        subprocess.run(["git", "init", "-q", "--initial-branch=main", str(repo)], check=True)
+        (repo / "a.yaml").write_text("x: 1\n")
+        subprocess.run(["git", "-C", str(repo), "add", "a.yaml"], check=True, env=env)
+        subprocess.run(["git", "-C", str(repo), "-c", "user.name=b", "-c", "user.email=b@x",
+                        "commit", "-qm", "one"], check=True, env=env)
+        source = GitSource.open(str(repo), data_dir=Path(tmp) / "data")
+        writer = StatusWriter(source, min_interval=0.0)
+        git_dir = str(source.git_dir)
+        print(f"N={args.n} deployments and hosts; load {os.getloadavg()[0]:.2f}; "
+              f"RSS before {rss_mb()[0]:.0f} MB")
+        steps = [("first", report(args.n, "a" * 40)),
+                 ("revision", report(args.n, "b" * 40)),
+                 ("one", report(args.n, "b" * 40, bump=7))]
+        for label, rep in steps:
+            before = objects(git_dir)
+            t = time.perf_counter()
+            writer.publish(rep)
+            writer.flush()
+            took = time.perf_counter() - t
+            now, peak = rss_mb()
+            print(f"  {label:9s} {took * 1000:8.0f} ms  +{objects(git_dir) - before:6d} objects"
+                  f"  RSS {now:.0f} MB (peak {peak:.0f} MB)  load "
+                  f"{os.getloadavg()[0]:.2f}")
+        writer.close()
+
+
+if __name__ == "__main__":
+    main()
