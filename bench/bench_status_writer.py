@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -81,6 +82,8 @@ def objects(git_dir: str) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--trace", action="store_true",
+                    help="also the Python allocation peak of each write (tracemalloc: slower)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
@@ -95,18 +98,24 @@ def main() -> None:
         git_dir = str(source.git_dir)
         print(f"N={args.n} deployments and hosts; load {os.getloadavg()[0]:.2f}; "
               f"RSS before {rss_mb()[0]:.0f} MB")
-        steps = [("first", report(args.n, "a" * 40)),
-                 ("revision", report(args.n, "b" * 40)),
-                 ("one", report(args.n, "b" * 40, bump=7))]
-        for label, rep in steps:
+        steps = [("first", "a", -1), ("revision", "b", -1), ("one", "b", 7)]
+        for label, rev, bump in steps:
+            rep = report(args.n, rev * 40, bump=bump)
             before = objects(git_dir)
+            if args.trace:
+                tracemalloc.start()
             t = time.perf_counter()
             writer.publish(rep)
             writer.flush()
             took = time.perf_counter() - t
+            traced = ""
+            if args.trace:
+                traced = f"  allocation peak {tracemalloc.get_traced_memory()[1] / 2**20:.0f} MB"
+                tracemalloc.stop()
+            del rep
             now, peak = rss_mb()
             print(f"  {label:9s} {took * 1000:8.0f} ms  +{objects(git_dir) - before:6d} objects"
-                  f"  RSS {now:.0f} MB (peak {peak:.0f} MB)  load "
+                  f"  RSS {now:.0f} MB (peak {peak:.0f} MB){traced}  load "
                   f"{os.getloadavg()[0]:.2f}")
         writer.close()
 
