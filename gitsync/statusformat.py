@@ -16,7 +16,9 @@ mode: timestamps are ISO 8601 strings). Reading accepts a repository path or a
 Rendering is memoised per distinct content (:func:`to_yaml`); a host's file, whose
 ``last_seen`` is the report's clock, is its clock-free rendering with that one line put
 in, so a lattice of 10,000 hosts renders no host file again while its hosts say nothing
-new, and the memo does not fill with files of past clocks.
+new, and the memo does not fill with files of past clocks. A deployment's or binding
+set's file is made the same way from its revision-free rendering and its ``revision``
+line (:func:`revised_yaml`): a new commit moves every revision, and renders nothing else.
 """
 
 from __future__ import annotations
@@ -106,9 +108,9 @@ def iter_report_files(report: StatusReport) -> Iterator[tuple[str, bytes]]:
     """:func:`report_files` one file at a time (the writer streams them to git)."""
     yield SUMMARY_FILE, to_yaml(report.summary)
     for name, dep in report.deployments.items():
-        yield f"deployments/{file_name(name)}.yaml", to_yaml(dep)
+        yield f"deployments/{file_name(name)}.yaml", revised_yaml(dep)
     for name, bs in report.bindingsets.items():
-        yield f"bindingsets/{file_name(name)}.yaml", to_yaml(bs)
+        yield f"bindingsets/{file_name(name)}.yaml", revised_yaml(bs)
     for host_id, host in report.hosts.items():
         yield f"hosts/{file_name(host_id)}.yaml", host_yaml(host)
 
@@ -138,6 +140,29 @@ def host_yaml(host: HostStatus) -> bytes:
                                   allow_unicode=True).encode()
         _last_stamp = (host.last_seen, stamp)
     return base.replace(_UNSEEN, stamp, 1)
+
+
+_UNREVISED = b"\nrevision: ''\n"
+_last_revision: tuple[str, bytes] | None = None  # revision -> its YAML line (one report)
+
+
+def revised_yaml(model: DeploymentStatus | BindingSetStatus) -> bytes:
+    """``to_yaml(model)``, made from the memoised rendering of ``model`` without its
+    ``revision`` and that one line: a new commit changes every deployment's revision and
+    nothing else of most, so their files are not rendered again."""
+    global _last_revision
+    if not model.revision:
+        return to_yaml(model)
+    base = to_yaml(model.model_copy(update={"revision": ""}))
+    if base.count(_UNREVISED) != 1:
+        return to_yaml(model)
+    line = (_last_revision[1] if _last_revision and _last_revision[0] == model.revision
+            else None)
+    if line is None:
+        line = b"\n" + yaml.dump({"revision": model.revision}, Dumper=_Dumper,
+                                  default_flow_style=False, allow_unicode=True).encode()
+        _last_revision = (model.revision, line)
+    return base.replace(_UNREVISED, line, 1)
 
 
 def without_clock(report: StatusReport) -> StatusReport:

@@ -107,3 +107,14 @@ def test_blob_batch_writes_what_it_says(tmp_path: Path) -> None:
     assert batch.written == 150
     assert {i.hex() for i in ids} <= blobs(repo)
     assert repo.odb.stream(ids[3]).read() == b"x3\n"
+
+
+@pytest.mark.parametrize("revision", ["a" * 40, "1" * 40, "1e10", "yes", "x: y", "'q'",
+                                      "é", "0" * 39 + "e"])
+def test_a_revision_put_in_renders_as_the_whole_file(revision: str) -> None:
+    from gitsync.statusformat import revised_yaml, to_yaml
+    dep = DeploymentStatus(name="d", revision=revision, labels={"revision": "r"},
+                           spec={"revision": "s"}, actors=Count(ready=1, desired=1))
+    bs = BindingSetStatus(name="b", revision=revision, bindings=Count(ready=0, desired=0))
+    for model in (dep, bs):
+        assert revised_yaml(model) == to_yaml(model)
