@@ -132,6 +132,16 @@ def _shares(value: list[SpreadShare]) -> list[SpreadShare]:
 Spread = Annotated[list[SpreadShare], Field(max_length=MAX_SHARES), AfterValidator(_shares)]
 
 
+def _check_daemon(daemon: bool, spread: Sequence[object], replicas: int) -> None:
+    """A daemon (one instance on every matching host) takes no spread and no replicas."""
+    if daemon and spread:
+        raise ValueError("daemon: true runs one instance on every matching host; "
+                         "it cannot have a spread (drop one of them)")
+    if daemon and replicas != 1:
+        raise ValueError(f"daemon: true runs one instance on every matching host; "
+                         f"remove replicas: {replicas}")
+
+
 class ActorSpec(Strict):
     """An actor to run: ``replicas`` instances, spread over hosts matching the rules
     (divided by ``spread`` weights when given), or with ``daemon: true`` one on every
@@ -147,12 +157,7 @@ class ActorSpec(Strict):
 
     @model_validator(mode="after")
     def _daemon_alone(self) -> ActorSpec:
-        if self.daemon and self.spread:
-            raise ValueError("daemon: true runs one instance on every matching host; "
-                             "it cannot have a spread (drop one of them)")
-        if self.daemon and self.replicas != 1:
-            raise ValueError(f"daemon: true runs one instance on every matching host; "
-                             f"remove replicas: {self.replicas}")
+        _check_daemon(self.daemon, self.spread, self.replicas)
         return self
 
     @property
@@ -179,12 +184,7 @@ class ProviderSpec(Strict):
 
     @model_validator(mode="after")
     def _daemon_alone(self) -> ProviderSpec:
-        if self.daemon and self.spread:
-            raise ValueError("daemon: true runs one instance on every matching host; "
-                             "it cannot have a spread (drop one of them)")
-        if self.daemon and self.replicas != 1:
-            raise ValueError(f"daemon: true runs one instance on every matching host; "
-                             f"remove replicas: {self.replicas}")
+        _check_daemon(self.daemon, self.spread, self.replicas)
         return self
 
     @property
