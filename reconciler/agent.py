@@ -90,7 +90,8 @@ class Agent:
         self.wake = asyncio.Event()
         self.nudge = asyncio.Event()
         self.resync_due = False
-        self.rejoined = False  # a host (re)joined: the next ping hears every host
+        self.rejoined = False  # a host (re)joined: the next ping hears every host, once
+        self.settle = discovery.JoinSettle()  # the others coming back with it are heard
         self.evaluating = False  # a revision is being evaluated
         self.reconciles = 0
         self.nc: Client | None = None
@@ -132,14 +133,12 @@ class Agent:
         scheduler.add_job(self._resync_soon, "interval", seconds=cfg.resync,
                           id="resync", max_instances=1, coalesce=True)
         scheduler.start()
-        tasks = [
-            asyncio.create_task(self._watch(stop), name="watch"),
-            asyncio.create_task(expire_loop(self.observed.expire, self.wake.set, stop),
-                                name="expire"),
-            asyncio.create_task(self._lease_watch(stop), name="lease-watch"),
-            asyncio.create_task(liveness.run(stop), name="liveness"),
-            *hooks, asyncio.create_task(self.alerts.run(), name="alerts"),
-        ]
+        tasks = [asyncio.create_task(self._watch(stop), name="watch"),
+                 asyncio.create_task(expire_loop(self.observed.expire, self.wake.set, stop),
+                                     name="expire"),
+                 asyncio.create_task(self._lease_watch(stop), name="lease-watch"),
+                 asyncio.create_task(liveness.run(stop), name="liveness"),
+                 *hooks, asyncio.create_task(self.alerts.run(), name="alerts")]
         log.info("agent up: repo=%s branch=%s lattice=%s holder=%s",
                  cfg.repo, self.source.branch, cfg.lattice, lease.holder)
         try:
@@ -181,8 +180,9 @@ class Agent:
                             data.actor_id[:12], key.rsplit("/", 1)[-1], data.host_id[:12],
                             data.reason, delay)
                 self.executor.hold(key, delay)
-        if change is Change.HOST_JOINED:  # others may be coming back with it (a healed
-            self.rejoined = self.resync_due = True  # link): hear them all before placing
+        if change is Change.HOST_JOINED:  # others may be coming back with it: hear them
+            self.rejoined = self.resync_due = True  # before placing
+            self.settle.joined()
         if change in (Change.HOST_JOINED, Change.HOST_CHANGED) and self.executor is not None:
             self.executor.hosts_changed()
         if change is not Change.NONE:
@@ -273,6 +273,7 @@ class Agent:
             retry_in = None
             if self.lease is None or not self.lease.is_leader or self.desired is None:
                 continue
+            retry_in = self.settle.hold()  # placing waits for the hosts coming back too
             try:
                 if self.resync_due and (self.rejoined or not self.evaluating):  # a resync's
                     # ping (10,000 hosts answer it) waits for an evaluation; a join's does not
@@ -318,7 +319,8 @@ class Agent:
         ex, desired, rev = self.executor, self.desired, self.applied
         phase = Phase.DEGRADED  # unless the pass gets to its verdict
         try:
-            actions = await self._plan(desired)
+            planned = await self._plan(desired)
+            actions = self.settle.holding_back(planned)  # starts wait while hosts come back
             ex.forget(a.key for a in actions)
             if actions:
                 log.info("revision %s: %d actions planned", self.applied.sha[:8], len(actions))
@@ -332,7 +334,7 @@ class Agent:
                                  or self.lease is None or not self.lease.is_leader)
             if self.applied is not rev:
                 return Phase.PROGRESSING  # superseded: the next pass (woken) takes over
-            remaining = await self._plan(desired) if actions else []
+            remaining = await self._plan(desired) if planned else []
             if not remaining:
                 phase = Phase.SYNCED
             elif ex.unplaced or ex.failures:

@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from lattice.protocol import PingRequest, Subjects, encode
+from reconciler.actions import Action, StartActor, StartProvider
 from reconciler.observed import ObservedState
 
 
@@ -116,3 +118,42 @@ async def ping(nc: Client, subjects: Subjects, observed: ObservedState, *, repla
         observed.reset(invs)
         return False
     return bool(observed.merge_ping(invs))
+
+
+class JoinSettle:
+    """Hosts come back together (a healed leaf link, a restarted rack), but are heard one
+    at a time: a host's subscriptions cross a leaf link a moment after another's. Placing
+    at the first one puts the replicas of the rest on it, stopped again when they are
+    heard (a duplicate start). So after a host (re)joins, starts by auction wait ``settle``
+    seconds after the last join, at most ``cap`` seconds from the first join of the burst
+    (:meth:`holding_back`); stops and the rest go on. Time comes from ``clock`` (seconds);
+    no I/O."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, settle: float = 1.0,
+                 cap: float = 5.0) -> None:
+        self.clock, self.settle, self.cap = clock, settle, cap
+        self._first: float | None = None
+        self._last = 0.0
+
+    def joined(self) -> None:
+        now = self.clock()
+        if self._first is None or now - self._last > self.settle:
+            self._first = now
+        self._last = now
+
+    def hold(self) -> float | None:
+        """Seconds to wait before planning, None when the lattice has settled."""
+        if self._first is None:
+            return None
+        left = min(self._last + self.settle, self._first + self.cap) - self.clock()
+        if left <= 0:
+            self._first = None
+            return None
+        return left
+
+    def holding_back(self, actions: list[Action]) -> list[Action]:
+        """``actions`` without the starts by auction while the lattice settles."""
+        if self.hold() is None:
+            return actions
+        return [a for a in actions if not (isinstance(a, StartActor | StartProvider)
+                                           and a.host_id is None)]

@@ -169,3 +169,39 @@ async def test_answers_the_lagging_loop_had_not_read_are_not_silence(
 
 
 LATE = 3000
+
+
+def test_join_settle_waits_after_the_last_join_up_to_a_cap() -> None:
+    now = [100.0]
+    settle = discovery.JoinSettle(lambda: now[0], settle=1.0, cap=3.0)
+    assert settle.hold() is None  # nobody joined: plan at once
+    settle.joined()
+    assert settle.hold() == 1.0
+    now[0] = 100.6
+    settle.joined()  # a second host 0.6 s later: wait 1 s after it
+    assert settle.hold() == pytest.approx(1.0)
+    for t in (101.4, 102.2, 102.9):  # joins keep coming: the cap ends the wait
+        now[0] = t
+        settle.joined()
+    assert settle.hold() == pytest.approx(0.1)
+    now[0] = 103.0
+    assert settle.hold() is None
+    now[0] = 103.5  # a join after the burst settled starts a new one
+    settle.joined()
+    assert settle.hold() == pytest.approx(1.0)
+
+
+def test_while_settling_only_starts_by_auction_wait() -> None:
+    from reconciler import actions as A
+
+    now = [0.0]
+    settle = discovery.JoinSettle(lambda: now[0], settle=1.0)
+    start = A.StartActor(deployment="d", actor_id="M" + "A" * 55, replica=0, constraints=(),
+                         annotations=(), avoid_hosts=(), reason="replica not running")
+    stop = A.StopActor(host_id="N" + "B" * 55, actor_id="M" + "A" * 55, instance_id="i",
+                       reason="one replica too many")
+    assert settle.holding_back([start, stop]) == [start, stop]
+    settle.joined()
+    assert settle.holding_back([start, stop]) == [stop]  # the duplicate goes at once
+    now[0] = 1.0
+    assert settle.holding_back([start, stop]) == [start, stop]
