@@ -34,7 +34,6 @@ from cli.reach import cannot_reach
 from cli.settings import Settings
 from cli.up_cmd import format_event
 from cli.view import RepoView, complete_names, open_view
-from gitsync.statusformat import file_name
 from lattice.durations import DURATION
 from lattice.errors import VinculumError
 from lattice.protocol import ANN_KIND, ANN_NAME, CloudEvent, EventType
@@ -109,20 +108,11 @@ def condition_lines(e: Entity, now: datetime) -> list[str]:
 
 def history_lines(view: RepoView, kind: Kind, e: Entity, now: datetime) -> list[str]:
     """The status-branch commits that changed this entity, newest first."""
-    tip = view.status_tip()
     folder = "deployments" if kind is DEPLOYMENTS else "bindingsets"
-    path = f"{folder}/{file_name(e.name)}.yaml"
-    commits = view.log(tip, limit=HISTORY, path=path) if tip else []
-    model = DeploymentStatus if kind is DEPLOYMENTS else BindingSetStatus
     rows = []
-    for c in commits:
-        blob = view.show(c.sha, path)
-        if blob is None:
+    for c, old in view.entity_history(folder, e.name, limit=HISTORY):
+        if old is None:
             rows.append([age(c.time, now), "-", "Deleted", "", ""])
-            continue
-        try:
-            old = model.model_validate(yaml.safe_load(blob))
-        except (ValueError, yaml.YAMLError):
             continue
         counts = " ".join(f"{h.lower()} {v}" for h, v in
                           zip(kind.headers[2:-2], kind.counts(old), strict=True))

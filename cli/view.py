@@ -28,6 +28,7 @@ from pathlib import Path
 
 import click
 import git
+import yaml
 
 from cli.output import short, warn
 from cli.settings import CliError, Settings
@@ -41,8 +42,15 @@ from gitsync.statusformat import (
     REMOTE_STATUS_REF,
     STATUS_BRANCH,
     STATUS_REF,
+    file_name,
 )
-from lattice.status import RevisionNote, StatusReport, time_text
+from lattice.status import (
+    BindingSetStatus,
+    DeploymentStatus,
+    RevisionNote,
+    StatusReport,
+    time_text,
+)
 
 REMOTE = "origin"
 #: Seconds a fetch may take before latticectl shows the local copy instead.
@@ -229,6 +237,26 @@ class RepoView:
             commits.append(CommitInfo(sha, datetime.fromtimestamp(int(ts), UTC), author,
                                       subject))
         return commits
+
+    def entity_history(self, folder: str, name: str, *, limit: int
+                       ) -> list[tuple[CommitInfo, DeploymentStatus | BindingSetStatus | None]]:
+        """The status-branch commits that changed one entity (``folder``: ``deployments``
+        or ``bindingsets``), newest first, each with the entity as it stood there (None:
+        the commit deleted it); a file that does not parse is left out."""
+        tip = self.status_tip()
+        path = f"{folder}/{file_name(name)}.yaml"
+        model = DeploymentStatus if folder == "deployments" else BindingSetStatus
+        out: list[tuple[CommitInfo, DeploymentStatus | BindingSetStatus | None]] = []
+        for c in self.log(tip, limit=limit, path=path) if tip else []:
+            blob = self.show(c.sha, path)
+            if blob is None:
+                out.append((c, None))
+                continue
+            try:
+                out.append((c, model.model_validate(yaml.safe_load(blob))))
+            except (ValueError, yaml.YAMLError):
+                continue
+        return out
 
     def show(self, sha: str, path: str) -> bytes | None:
         try:

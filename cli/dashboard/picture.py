@@ -31,14 +31,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
 from nats.aio.client import Client
 
 from cli.dashboard.model import HistoryRow, HostSeen, entity_row
 from cli.output import age
 from cli.reach import connect_quickly
 from cli.view import RepoView
-from gitsync.statusformat import ParseCache, file_name, read_status
+from gitsync.statusformat import ParseCache, read_status
 from gitsync.watch import watch_refs
 from lattice.natsutil import NatsOptions, scatter_gather
 from lattice.protocol import (
@@ -51,7 +50,7 @@ from lattice.protocol import (
     decode_event,
     encode,
 )
-from lattice.status import BindingSetStatus, CommitSignature, DeploymentStatus, StatusReport
+from lattice.status import CommitSignature, StatusReport
 
 log = logging.getLogger(__name__)
 
@@ -272,19 +271,9 @@ class Picture:
 
     def history(self, view: RepoView, kind: str, name: str) -> list[HistoryRow]:
         """The status-branch commits that changed one entity, newest first (git thread)."""
-        tip = view.status_tip()
-        folder = f"{kind}s"
-        path = f"{folder}/{file_name(name)}.yaml"
-        commits = view.log(tip, limit=HISTORY, path=path) if tip else []
-        model = DeploymentStatus if kind == "deployment" else BindingSetStatus
         rows = []
         now = self.now()
-        for c in commits:
-            blob = view.show(c.sha, path)
-            entity = None
-            if blob is not None:
-                with contextlib.suppress(ValueError):
-                    entity = model.model_validate(yaml.safe_load(blob))
+        for c, entity in view.entity_history(f"{kind}s", name, limit=HISTORY):
             if entity is None:
                 rows.append(HistoryRow(age(c.time, now), "", "Deleted", "", "", "", ""))
                 continue
