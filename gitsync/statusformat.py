@@ -221,8 +221,9 @@ def read_status(repo: git.Repo | str | Path, *, ref: str | None = None,
             r.close()
 
 
-#: Parsed status files by folder and blob sha, for readers that read the branch again and
-#: again (``latticectl dashboard``): an unchanged file is not parsed again.
+#: Parsed status files, for readers that read the branch again and again (``latticectl
+#: dashboard``): ``b:<folder>/<blob id>`` -> (model, its ``n:`` key), and
+#: ``n:<folder>/<digest of the file without its revision/last_seen>`` -> model.
 ParseCache = dict[str, Any]
 #: A status file larger than this is skipped by the listed reader (the agent writes a few
 #: KiB a file).
