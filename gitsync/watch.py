@@ -82,6 +82,11 @@ async def watch_heads(
         poll = max(interval * 2, 60.0)  # the scheduler is the clock; this is a backstop
     else:
         tasks += watch_refs(source.git_dir, wake, done)
+        # let the watch tasks take their first step, which arms inotify (watchfiles builds
+        # its watcher before its first await): a commit made after the head is read below
+        # then always wakes us (the head was read first, and a commit in between was
+        # seen only by the next poll, 30 s later)
+        await asyncio.sleep(0)
     last: str | None = None
     fetch_due = source.is_remote
     try:

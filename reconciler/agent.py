@@ -281,8 +281,8 @@ class Agent:
                     await self._ping(replace=False)
                     # refusals' inputs may change unwatched (trust policy, registry): retry
                     self.executor.retry_refused()
-                if not self._seeded:
-                    await self._seed()
+                if not self._seeded and not await self._seed():
+                    continue  # its watch evaluates the branch's head first, then wakes us
                 with log_context(revision=self.applied.sha if self.applied else None,
                                  trace=new_trace()):
                     await timed_pass(self.reconcile_once())
@@ -298,15 +298,19 @@ class Agent:
             else:
                 failed = 0
 
-    async def _seed(self) -> None:
-        """Before its first write as leader (at start, after a hand-over), read the status
-        branch back: its ``created`` and ``last_transition`` times carry over, so neither
-        a restart nor a new leader makes every deployment new."""
+    async def _seed(self) -> bool:
+        """Before a leader's first pass: False (the watch nudged) unless the branch's head
+        was evaluated (:meth:`.Follow.caught_up`); else the status branch is read back, so
+        its ``created`` and ``last_transition`` times carry over a restart or hand-over."""
+        if self.source is not None and not await self.follow.caught_up(self.source):
+            self.nudge.set()
+            return False
         if self.writer is not None:
             stored = await asyncio.to_thread(self.writer.read_back)
             self.last_report = carried_over(self.last_report, stored)
             self._published = None  # the branch may hold another leader's report
         self._seeded = True
+        return True
 
     async def reconcile_once(self) -> Phase:
         """One pass: plan, execute, assess, write status. Returns the phase. Status is
@@ -324,10 +328,8 @@ class Agent:
             ex.forget(a.key for a in actions)
             if actions:
                 log.info("revision %s: %d actions planned", self.applied.sha[:8], len(actions))
-                # Show the gap before closing it: `latticectl get -w` sees 1/2 before 2/2.
-                # The note waits for the outcome (a git write here would delay the first
-                # command). Not when only retries of what failed are due: Degraded must
-                # not flap.
+                # the gap before it closes (`get -w` shows 1/2 before 2/2); no note yet (it
+                # would delay the first command); not for retries only (no Degraded flap)
                 if self.applied.phase is not Phase.DEGRADED and ex.runnable(actions):
                     await self._report(desired, Phase.PROGRESSING, note=False)
                 await ex.execute(actions, superseded=lambda: self.applied is not rev

@@ -77,6 +77,26 @@ class Follow:
             self._revisions.append((previous, new.sha))
         return new
 
+    async def caught_up(self, source: GitSource) -> bool:
+        """Whether the newest head evaluated is the branch's head now (a remote source is
+        fetched first): what a new leader checks before its first pass, as its watch may
+        not have looked for a while (a follower's fetch runs every interval) and acting on
+        an older revision would undo what the last leader applied. A fetch that fails
+        counts as caught up: the last fetched head is the best there is, and the source
+        condition says the fetch fails."""
+        try:
+            if source.is_remote:
+                await asyncio.to_thread(source.fetch)
+            head = await asyncio.to_thread(source.head)
+        except Exception as exc:  # FetchError, NoHeadError, git failing: go on as we are
+            log.debug("caught up? %s", exc)
+            return True
+        if head != self.head:
+            log.info("new leader: head %s not evaluated yet (last %s): evaluating it first",
+                     head[:12], (self.head or "-")[:12])
+            return False
+        return True
+
     @property
     def owed(self) -> int:
         """Notes still to write (skipped ranges count one until resolved)."""

@@ -20,9 +20,11 @@ async def eventually(
     *,
     timeout: float = 10.0,
     interval: float = 0.05,
-    message: str = "condition not met",
+    message: str | Callable[[], str] = "condition not met",
 ) -> T:
-    """Poll ``check`` until it returns a truthy value, or fail after ``timeout`` seconds."""
+    """Poll ``check`` until it returns a truthy value, or fail after ``timeout`` seconds.
+    A callable ``message`` is called at the failure: a process's log read then, not when
+    the wait began."""
     deadline = time.monotonic() + timeout
     last: object = None
     while True:
@@ -33,7 +35,7 @@ async def eventually(
             return result  # type: ignore[return-value]
         last = result
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{message} within {timeout}s (last: {last!r})")
+            raise AssertionError(f"{_text(message)} within {timeout}s (last: {last!r})")
         await asyncio.sleep(interval)
 
 
@@ -42,7 +44,7 @@ def eventually_sync(
     *,
     timeout: float = 10.0,
     interval: float = 0.05,
-    message: str = "condition not met",
+    message: str | Callable[[], str] = "condition not met",
 ) -> T:
     """Blocking form of :func:`eventually` for synchronous tests."""
     deadline = time.monotonic() + timeout
@@ -51,8 +53,12 @@ def eventually_sync(
         if result:
             return result
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{message} within {timeout}s (last: {result!r})")
+            raise AssertionError(f"{_text(message)} within {timeout}s (last: {result!r})")
         time.sleep(interval)
+
+
+def _text(message: str | Callable[[], str]) -> str:
+    return message if isinstance(message, str) else message()
 
 
 def pid_alive(pid: int) -> bool:

@@ -94,7 +94,7 @@ async def test_feature_request_converges_and_changes_are_surgical(lat: Lattice) 
                       "bindingsets/amazing-bindings.yaml": BINDINGS}, "deploy")
     agent = lat.agent()
     await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=30,
-                     message=f"note on {sha[:8]} says Synced\n{agent.log()[-3000:]}")
+                     message=lambda: f"note on {sha[:8]} says Synced\n{agent.log()[-3000:]}")
     invs = await settled(lat)
     assert len(where(invs, actor=ACTOR)) == 1
     assert len(where(invs, provider="wascc:messaging")) == 1
@@ -234,7 +234,7 @@ async def test_an_invalid_revision_is_refused_and_the_last_good_stays_in_force(
     async with EventLog(lat.nc, lat.lattice) as events:
         sha2 = lat.commit({"deployments/d.yaml": bad}, "typo")
         await eventually(lambda: lat.note_phase(sha2, Phase.INVALID), timeout=30,
-                         message=f"note on {sha2[:8]} says Invalid\n{agent.log()[-2000:]}")
+                         message=lambda: f"note on {sha2[:8]} says Invalid\n{agent.log()[-2000:]}")
         note = await asyncio.to_thread(read_note, lat.repo, sha2)
         assert note is not None
         assert any(e.startswith(f"deployments/d.yaml:{line}: spec.actors[0].replicas")
@@ -278,7 +278,7 @@ async def test_a_converged_agent_is_idle(lat: Lattice) -> None:
         "spec": {"actors": [{"id": ACTOR, "replicas": 3}]}}}, "deploy")
     agent = lat.agent(resync=1.0)
     await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=30,
-                     message=f"Synced\n{agent.log()[-3000:]}")
+                     message=lambda: f"Synced\n{agent.log()[-3000:]}")
     before = _instances(await settled(lat))
     sent, cpu = agent.commands_sent(), _cpu_seconds(agent.pid)
     assert sent == 3, agent.log()[-2000:]  # the three replicas, and nothing else so far
@@ -289,7 +289,8 @@ async def test_a_converged_agent_is_idle(lat: Lattice) -> None:
             await lat.nc.publish(Subjects(lat.lattice).nudge,
                                  encode(SyncNudge(reason="test", revision=rev)))
             await eventually(lambda rev=rev: lat.note_phase(rev, Phase.SYNCED), timeout=30,
-                             message=f"pass {n}: {rev[:8]} Synced\n{agent.log()[-2000:]}")
+                             message=lambda n=n, rev=rev: f"pass {n}: {rev[:8]} Synced\n"
+                                     f"{agent.log()[-2000:]}")
         after = _instances(await settled(lat))
         assert _changes(events) == {}, events.seen
     assert after == before

@@ -103,7 +103,7 @@ async def test_agent_killed_mid_reconcile_never_duplicates(lat: Lattice) -> None
         assert note is None or note.phase is not Phase.SYNCED, note
         second = lat.agent("two")
         await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=30,
-                         message=f"Synced after the restart\n{second.log()[-2000:]}")
+                         message=lambda: f"Synced after the restart\n{second.log()[-2000:]}")
         invs = await settled(lat)
         started = events.of(EventType.ACTOR_STARTED, actor_id=ACTOR)
         print(f"{at_kill} of {replicas} replicas had started at the kill")
@@ -155,7 +155,7 @@ async def test_two_agents_one_acts_then_the_other_takes_over(lat: Lattice) -> No
     killed = loop.time()
     leader.kill()
     await eventually(lambda: _holder_is(lat, follower.holder()), timeout=4 * ttl,
-                     message=f"follower holds the lease\n{follower.log()[-2000:]}")
+                     message=lambda: f"follower holds the lease\n{follower.log()[-2000:]}")
     takeover = loop.time() - killed
     print(f"takeover {takeover:.2f}s after the leader's kill (TTL {ttl}s)")
     assert takeover < 2 * ttl, f"took over {takeover:.2f}s after the kill"
@@ -163,7 +163,7 @@ async def test_two_agents_one_acts_then_the_other_takes_over(lat: Lattice) -> No
         "kind": "Deployment", "metadata": {"name": "ha"},
         "spec": {"actors": [{"id": ACTOR, "replicas": 3}]}}}, "scale")
     await eventually(lambda: lat.note_phase(sha2, Phase.SYNCED), timeout=30,
-                     message=f"follower took over\n{follower.log()[-2000:]}")
+                     message=lambda: f"follower took over\n{follower.log()[-2000:]}")
     assert follower.commands_sent() >= 1
     assert len(where(await lat.inventories(), actor=ACTOR)) == 3
     after = await lat.status_of(sha2, Phase.SYNCED)
@@ -198,7 +198,7 @@ async def test_a_signal_exits_zero_and_releases_the_lease(lat: Lattice, sig: int
     assert await asyncio.to_thread(a.stop, 10.0, sig=sig) == 0, a.log()[-2000:]
     assert await lat.lease_holder() in (None, b.holder())  # deleted, not left to expire
     await eventually(lambda: _holder_is(lat, b.holder()), timeout=ttl,
-                     message=f"successor holds the lease\n{b.log()[-2000:]}")
+                     message=lambda: f"successor holds the lease\n{b.log()[-2000:]}")
     takeover = loop.time() - stopped
     print(f"takeover {takeover:.2f}s after {signal.Signals(sig).name} (TTL {ttl}s)")
     assert takeover < ttl / 2, f"took over {takeover:.2f}s after the signal"
@@ -206,6 +206,6 @@ async def test_a_signal_exits_zero_and_releases_the_lease(lat: Lattice, sig: int
         "kind": "Deployment", "metadata": {"name": "bye"},
         "spec": {"actors": [{"id": ACTOR, "replicas": 2}]}}}, "scale")
     await eventually(lambda: lat.note_phase(sha2, Phase.SYNCED), timeout=20,
-                     message=f"successor acted\n{b.log()[-2000:]}")
+                     message=lambda: f"successor acted\n{b.log()[-2000:]}")
     assert loop.time() - stopped < ttl
     assert b.commands_sent() >= 1

@@ -70,7 +70,7 @@ async def test_the_periodic_resync_alone_repairs_unannounced_drift(quiet_lat: La
         "spec": {"actors": [{"id": ACTOR, "affinity_rules": ["zone=quiet"]}]}}}, "deploy")
     agent = lat.agent(resync=resync)
     await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=30,
-                     message=f"Synced\n{agent.log()[-2000:]}")
+                     message=lambda: f"Synced\n{agent.log()[-2000:]}")
     [(host_id, inv)] = (await lat.inventories()).items()
     [inst] = inv.actors
     loop = asyncio.get_running_loop()

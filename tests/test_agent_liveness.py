@@ -211,7 +211,7 @@ async def test_a_killed_host_is_replaced_from_the_advisory_not_the_heartbeats(
         sha = lat.commit(deployment(), "deploy")
         agent = lat.agent()
         await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=40,
-                         message=f"Synced\n{agent.log()[-3000:]}")
+                         message=lambda: f"Synced\n{agent.log()[-3000:]}")
         assert "lost hosts: server advisories (grace 250 ms)" in agent.log()
         invs = await inventories(nc, 3)
         [victim_id] = [h for h, i in invs.items() if i.actors]
@@ -273,7 +273,7 @@ async def test_a_host_whose_server_dies_moves_and_is_not_declared_gone(
         sha = lat.commit(deployment(), "deploy")
         agent = lat.agent("--replicas", "3")
         await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=60,
-                         message=f"Synced\n{agent.log()[-3000:]}")
+                         message=lambda: f"Synced\n{agent.log()[-3000:]}")
         invs = await inventories(nc, 3)
         [victim_id] = [h for h, i in invs.items() if i.actors]
         [instance] = invs[victim_id].actors
@@ -296,7 +296,7 @@ async def test_a_host_whose_server_dies_moves_and_is_not_declared_gone(
             # dropped the victim, replica 0 would be started a second time
             sha2 = lat.commit(deployment(2), "scale")
             await eventually(lambda: lat.note_phase(sha2, Phase.SYNCED), timeout=60,
-                             message=f"Synced after the move\n{agent.log()[-3000:]}")
+                             message=lambda: f"Synced after the move\n{agent.log()[-3000:]}")
             invs = await eventually(lambda: _all(nc, 3), timeout=15,
                                     message="all 3 hosts answer after the move")
             assert instance in invs[victim_id].actors  # still runs, where it ran

@@ -102,7 +102,7 @@ async def test_degraded_then_synced_alerts_signed_retried_and_never_blocking(
         "--alert-url", f"{receiver.base}/hang", "--alert-secret-file", str(secret_file),
         "--metrics-addr", "127.0.0.1:0"])
     await eventually(lambda: lat.note_phase(bad, Phase.DEGRADED), timeout=30,
-                     message=f"Degraded\n{agent.log()[-3000:]}")
+                     message=lambda: f"Degraded\n{agent.log()[-3000:]}")
     await eventually(lambda: receiver.events("Deployment") or None, timeout=10,
                      message="the Degraded alert arrives")
     await eventually(lambda: receiver.hung or None, timeout=10,
@@ -111,7 +111,7 @@ async def test_degraded_then_synced_alerts_signed_retried_and_never_blocking(
     fixed = lat.commit({"deployments/leds.yaml": _deployment("leds=12")}, "fix the rule")
     # /hang still holds the Degraded alert open: the reconcile goes on regardless
     await eventually(lambda: lat.note_phase(fixed, Phase.SYNCED), timeout=30,
-                     message=f"Synced while an alert endpoint hangs\n{agent.log()[-3000:]}")
+                     message=lambda: f"Synced while an alert endpoint hangs\n{agent.log()[-3000:]}")
     assert receiver.hung == 1 and not receiver.release.is_set()
     await eventually(lambda: len(receiver.events("Deployment")) >= 2 or None, timeout=10,
                      message="the Synced alert arrives")
@@ -132,7 +132,7 @@ async def test_degraded_then_synced_alerts_signed_retried_and_never_blocking(
 
     # /fail: each of the 4 events (2 kinds x 2 phases) tried ATTEMPTS times, then given up
     await eventually(lambda: agent.log().count("not delivered to http://127.0.0.1") >= 4
-                     or None, timeout=30, message=f"gave up\n{agent.log()[-3000:]}")
+                     or None, timeout=30, message=lambda: f"gave up\n{agent.log()[-3000:]}")
     assert len(receiver.failed) == 4 * ATTEMPTS
     assert set(receiver.failed) == {b for _, b in receiver.ok}  # the same 4 events
     assert "/fail" not in agent.log() and SECRET.decode() not in agent.log()

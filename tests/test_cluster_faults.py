@@ -101,7 +101,7 @@ async def two_agents(lat: Lattice, cluster: NatsCluster) -> tuple[AgentProcess, 
     a = agent_on(lat, cluster, "a", 0)
     await eventually(lambda: a.holder(), timeout=30, message="agent a up")
     await eventually(lambda: _holder_is(lat, a.holder()), timeout=30,
-                     message=f"a leads\n{a.log()[-2000:]}")
+                     message=lambda: f"a leads\n{a.log()[-2000:]}")
     b = agent_on(lat, cluster, "b", 1)
     await eventually(lambda: b.holder(), timeout=30, message="agent b up")
     return a, b
@@ -212,11 +212,11 @@ async def test_a_server_killed_mid_reconcile_loses_nothing(
         events.on_event.append(kill_on_first_start)
         sha = lat.commit({"deployments/d.yaml": deployment("faults", want)}, "deploy")
         await eventually(lambda: killed, timeout=40,
-                         message=f"a first actor_started\n{a.log()[-2000:]}")
+                         message=lambda: f"a first actor_started\n{a.log()[-2000:]}")
         await asyncio.to_thread(cluster.kill, victim)  # reaps it
         at, wall, local = killed[0]
         await eventually(lambda: synced_after(lat, sha, wall, "faults", want, 6), timeout=90,
-                         message=f"Synced again\n{a.log()[-2500:]}\n---\n{b.log()[-2500:]}")
+                         message=lambda: f"Synced again\n{a.log()[-2500:]}\n---\n{b.log()[-2500:]}")
         synced = loop.time() - at
         invs = await settled(lat)
         assert len(invs) == 6
@@ -295,7 +295,7 @@ async def test_the_leader_agents_server_killed_lease_stays_single(
                               "scale")
             await eventually(lambda: synced_after(lat, sha2, wall, "lead", {ACTOR: 3}, 3),
                              timeout=90,
-                             message=f"Synced after the kill\n{a.log()[-2500:]}\n---\n"
+                             message=lambda: f"Synced after the kill\n{a.log()[-2500:]}\n---\n"
                                      f"{b.log()[-2500:]}")
             synced = loop.time() - killed
             invs = await settled(lat)

@@ -188,3 +188,29 @@ async def test_stop_ends_the_stream_and_its_watchers(tmp_path: Path) -> None:
     assert w.task.exception() is None
     assert [t.get_name() for t in helpers if not t.done()] == []
     assert w.heads == [repo.head.commit.hexsha]
+
+
+async def test_a_commit_made_while_the_first_head_is_read_is_seen(tmp_path: Path) -> None:
+    """The file watchers are armed before the first head is read: a commit landing just
+    after that read (made here inside it) wakes the stream, not the 300 s poll. Before,
+    the read could run before inotify was armed, and a new leader acted on the old head."""
+    repo = init_repo(tmp_path / "r")
+    first = commit_files(repo, {"a.yaml": deployment("a")})
+    source = GitSource.open(str(tmp_path / "r"), data_dir=tmp_path / "d")
+    read_head = source.head
+    landed: list[str] = []
+
+    def head_then_commit() -> str:
+        sha = read_head()
+        if not landed:
+            landed.append(commit_files(repo, {"a.yaml": deployment("a", replicas=2)}))
+        return sha
+
+    source.head = head_then_commit  # type: ignore[method-assign]
+    w = Watcher(source, interval=300).start()
+    try:
+        await w.saw(first)
+        await w.saw(landed[0], timeout=10)
+        assert w.heads == [first, landed[0]]
+    finally:
+        await w.close()

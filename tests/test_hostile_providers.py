@@ -99,7 +99,7 @@ async def _set_up(url: str, pool: HostPool) -> Lab:
             await gantry.push(wasm)
         host = pool.spawn(labels={}, name="h", runtime="wasm")
         [inv] = await eventually(lambda: ping(nc, LATTICE, expect=1), timeout=30,
-                                 message=f"the host answers\n{host.log()[-2000:]}")
+                                 message=lambda: f"the host answers\n{host.log()[-2000:]}")
         lab = Lab(url, host, inv.host_id, {n: aid for n, (_, aid) in modules.items()})
         for cap, vendor in ((MESSAGING, "nats"), (KEYVALUE, "memory")):
             await _ok(nc, host, lab.host_id, CommandOp.PROVIDER_START,

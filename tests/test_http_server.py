@@ -322,7 +322,7 @@ async def _set_up(url: str, pool: HostPool) -> Lab:
             await Gantry(nc, LATTICE).push(wasm)
         host = pool.spawn(labels={}, name="h", runtime="wasm")
         [inv] = await eventually(lambda: ping(nc, LATTICE, expect=1), timeout=30,
-                                 message=f"the host answers\n{host.log()[-2000:]}")
+                                 message=lambda: f"the host answers\n{host.log()[-2000:]}")
         lab = Lab(url, host, inv.host_id, echo_claims.subject, slow_claims.subject)
         await ok(nc, host, lab.host_id, CommandOp.PROVIDER_START,
                  StartProviderCommand(capability_id=HTTP, vendor_id="http"))

@@ -123,7 +123,7 @@ async def test_one_host_can_neither_command_nor_speak_for_another(
     with HostPool(secured.server.url, LATTICE, log_dir=secured.tmp / "hosts") as pool:
         host0 = pool.spawn(labels={}, name="host-0", extra_args=["--creds", str(h0.path)])
         invs = await eventually(lambda: _one_host(admin), timeout=20,
-                                message=f"host-0 answers a ping\n{host0.log()[-2000:]}")
+                                message=lambda: f"host-0 answers a ping\n{host0.log()[-2000:]}")
         assert list(invs) == [h0.host_id]  # its id is the one its credentials fix
 
         errors: list[Exception] = []
@@ -233,7 +233,7 @@ async def test_a_revoked_host_is_cut_off_at_once_and_its_work_moves(
                             lattice=LATTICE, data_dir=secured.tmp / "agent",
                             extra_args=["--creds", str(agent_creds.path)])
         invs = await eventually(lambda: _running(admin, 2), timeout=30,
-                                message=f"the actor runs\n{agent.log()[-3000:]}")
+                                message=lambda: f"the actor runs\n{agent.log()[-3000:]}")
         [where] = [h for h, i in invs.items() if i.actors]
         victim = next(n for n, i in hosts.items() if i.host_id == where)
         survivor = next(n for n in hosts if n != victim)
@@ -256,7 +256,7 @@ async def test_a_revoked_host_is_cut_off_at_once_and_its_work_moves(
         code = await asyncio.to_thread(procs[victim].wait, 10.0)
         assert code == 1 and "revoked" in procs[victim].log(), procs[victim].log()[-2000:]
         moved = await eventually(lambda: _running(admin, 1), timeout=30,
-                                 message=f"the actor moved\n{agent.log()[-3000:]}")
+                                 message=lambda: f"the actor moved\n{agent.log()[-3000:]}")
         assert [h for h, i in moved.items() if i.actors] == [hosts[survivor].host_id]
         with pytest.raises(nats.errors.Error, match="Authorization Violation"):
             await nats.connect(secured.server.url, user_credentials=str(hosts[victim].path),

@@ -73,7 +73,7 @@ def dashboard_metrics() -> set[str]:
 
 async def started(proc: AgentProcess) -> str:
     return await eventually(lambda: metrics_url(proc.log()), timeout=20,
-                            message=f"metrics URL in the log\n{proc.log()[-2000:]}")
+                            message=lambda: f"metrics URL in the log\n{proc.log()[-2000:]}")
 
 
 async def test_agent_metrics_match_its_status_and_health(lat: Lattice) -> None:
@@ -161,7 +161,7 @@ async def test_host_metrics_count_actor_requests(
                                                         "demo.echo")}, "echo")
     agent = lat.agent()
     await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=45,
-                     message=f"echo Synced\n{agent.log()[-3000:]}")
+                     message=lambda: f"echo Synced\n{agent.log()[-3000:]}")
     before = await scrape(url)
     assert value(before, "vinculum_host_actor_instances", actor=echo.claims.subject) == 1
     assert value(before, "vinculum_host_actors") == 1

@@ -216,7 +216,7 @@ async def test_partition_minority_work_is_replaced_and_resolved_on_heal(
         want = {ACTOR: 3}
         sha = world.commit(deployment("part", want), "deploy")
         await eventually(lambda: world.note_phase(sha, Phase.SYNCED), timeout=60,
-                         message=f"Synced\n{agent.log()[-3000:]}")
+                         message=lambda: f"Synced\n{agent.log()[-3000:]}")
         invs = await cb.invs(3)
         assert exact(census(invs, "part"), want) is None, census(invs, "part")
         ha = host_id(invs, "hA")
@@ -349,7 +349,7 @@ async def test_leaf_site_cut_off_keeps_running_and_is_not_restarted(
         rules = {ACTOR: ["zone=edge"], OTHER_ACTOR: ["zone=hub"]}
         sha = world.commit(deployment("site", want, rules), "deploy")
         await eventually(lambda: world.note_phase(sha, Phase.SYNCED), timeout=60,
-                         message=f"Synced\n{agent.log()[-3000:]}")
+                         message=lambda: f"Synced\n{agent.log()[-3000:]}")
         invs = await ch.invs(4)
         assert exact(census(invs, "site"), want) is None
         before = instances_of(invs)
@@ -362,7 +362,7 @@ async def test_leaf_site_cut_off_keeps_running_and_is_not_restarted(
             pair.cut()
             # the agent drops the edge hosts (their heartbeats stop): wait for it to say so
             await eventually(lambda: agent.log().count("considered gone") >= 2, timeout=30,
-                             message=f"edge hosts dropped\n{agent.log()[-2000:]}")
+                             message=lambda: f"edge hosts dropped\n{agent.log()[-2000:]}")
             still = await cs.invs(2)
             assert set(instances_of(still)) == on_edge  # the site runs on, unchanged
             # the hub does not start edge replicas on hub hosts (affinity): nothing moves
@@ -378,7 +378,7 @@ async def test_leaf_site_cut_off_keeps_running_and_is_not_restarted(
                         and st.summary.phase == Phase.SYNCED and st.summary.hosts == 4)
 
             await eventually(synced_again, timeout=60,
-                             message=f"Synced after the heal\n{agent.log()[-3000:]}")
+                             message=lambda: f"Synced after the heal\n{agent.log()[-3000:]}")
             back = time.monotonic() - healed
             after: dict[str, HostInventory] = await eventually(
                 lambda: _all(ch, 4), timeout=20, message="4 hosts")

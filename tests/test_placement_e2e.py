@@ -56,7 +56,7 @@ async def test_replicas_heal_then_rebalance_and_a_daemon_follows_hosts(lat: Latt
     sha = lat.commit({"deployments/placed.yaml": DEPLOYMENT}, "deploy")
     agent = lat.agent(extra_args=["--rebalance-interval", f"{REBALANCE_INTERVAL:g}s"])
     await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=30,
-                     message=f"Synced\n{agent.log()[-3000:]}")
+                     message=lambda: f"Synced\n{agent.log()[-3000:]}")
     await eventually(lambda: placed(lat, actors=["eu1", "eu2"], providers=["edge1"]),
                      timeout=10, message="one replica per eu host, the daemon on edge1")
 
@@ -64,7 +64,7 @@ async def test_replicas_heal_then_rebalance_and_a_daemon_follows_hosts(lat: Latt
     eu1 = next(h for h in lat.pool.hosts if h.name == "eu1")
     eu1.kill()
     await eventually(lambda: placed(lat, actors=["eu2", "eu2"]), timeout=20,
-                     message=f"both replicas on eu2\n{agent.log()[-3000:]}")
+                     message=lambda: f"both replicas on eu2\n{agent.log()[-3000:]}")
 
     # an eu host returns: one replica moves there, make-before-break, within 1 s + 2 s
     loop = asyncio.get_running_loop()
@@ -74,7 +74,7 @@ async def test_replicas_heal_then_rebalance_and_a_daemon_follows_hosts(lat: Latt
         returned = loop.time()
         await eventually(lambda: placed(lat, actors=["eu2", "eu3"]),
                          timeout=REBALANCE_INTERVAL + 2.0,
-                         message=f"rebalanced to eu2 and eu3\n{agent.log()[-4000:]}")
+                         message=lambda: f"rebalanced to eu2 and eu3\n{agent.log()[-4000:]}")
         took = loop.time() - returned
         started = events.of(EventType.ACTOR_STARTED, since=returned)
         stopped = events.of(EventType.ACTOR_STOPPED, since=returned)
@@ -87,7 +87,7 @@ async def test_replicas_heal_then_rebalance_and_a_daemon_follows_hosts(lat: Latt
     # a daemon provider follows an edge host joining, then leaving
     edge2 = lat.pool.spawn(labels={"zone": "us", "edge": "true"}, name="edge2")
     await eventually(lambda: placed(lat, providers=["edge1", "edge2"]), timeout=20,
-                     message=f"the daemon provider on edge2 too\n{agent.log()[-3000:]}")
+                     message=lambda: f"the daemon provider on edge2 too\n{agent.log()[-3000:]}")
     edge2.stop()
     await eventually(lambda: placed(lat, actors=["eu2", "eu3"], providers=["edge1"]),
                      timeout=20, message="edge2 gone: the daemon on edge1 alone")
@@ -119,7 +119,7 @@ async def test_an_80_20_spread_of_10_runs_8_east_and_2_west(lat: Lattice) -> Non
     sha = lat.commit({"deployments/weighted.yaml": SPREAD}, "spread")
     agent = lat.agent()
     await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=30,
-                     message=f"Synced\n{agent.log()[-3000:]}")
+                     message=lambda: f"Synced\n{agent.log()[-3000:]}")
     invs = await lat.inventories()
     assert where(invs, actor=ACTOR) == ["east1"] * 4 + ["east2"] * 4 + ["west1"] * 2
 

@@ -73,7 +73,7 @@ async def lab(module_nats_server: NatsServer, tmp_path_factory: pytest.TempPathF
         with HostPool(module_nats_server.url, LATTICE, log_dir=hosts) as pool:
             host = pool.spawn(labels={}, name="h", runtime="wasm")
             [inv] = await eventually(lambda: ping(nc, LATTICE, expect=1), timeout=30,
-                                     message=f"the host answers\n{host.log()[-2000:]}")
+                                     message=lambda: f"the host answers\n{host.log()[-2000:]}")
             lab = Lab(nc, host, inv.host_id)
             await ok(lab, CommandOp.PROVIDER_START,
                      StartProviderCommand(capability_id="wascc:messaging", vendor_id="nats"))
@@ -92,7 +92,8 @@ async def test_a_published_message_reaches_wasccs_subscriber(lab: Lab) -> None:
     printed = ('Received message broker message: BrokerMessage { subject: "demo.subscriber", '
                f'reply_to: "", body: [{body}] }}')
     await eventually(lambda: printed in lab.host.log(), timeout=20,
-                     message=f"the subscriber's line in the host's log\n{lab.host.log()[-3000:]}")
+                     message=lambda: "the subscriber's line in the host's log\n"
+                     f"{lab.host.log()[-3000:]}")
     assert "Failed to de-serialize" not in lab.host.log()
 
 
@@ -104,7 +105,7 @@ async def test_a_request_is_delivered_with_its_reply_subject(lab: Lab) -> None:
     await lab.nc.publish(SUBJECT, b"ask", reply=reply_to)
     printed = f'subject: "{SUBJECT}", reply_to: "{reply_to}", body: [97, 115, 107]'
     await eventually(lambda: printed in lab.host.log(), timeout=20,
-                     message=f"the request printed\n{lab.host.log()[-3000:]}")
+                     message=lambda: f"the request printed\n{lab.host.log()[-3000:]}")
     await lab.nc.flush()
     assert replies.pending_msgs == 0
     await replies.unsubscribe()

@@ -97,7 +97,7 @@ async def test_echo_answers_through_the_lattice_and_survives_its_host(
                                                         "demo.echo")}, "echo")
     agent = lat.agent()
     await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=45,
-                     message=f"echo Synced\n{agent.log()[-3000:]}")
+                     message=lambda: f"echo Synced\n{agent.log()[-3000:]}")
     reply = await eventually(lambda: answer(lat, "demo.echo", b"hello lattice"), timeout=15,
                              message="echo answers")
     assert reply == b"hello lattice"
@@ -143,7 +143,7 @@ async def test_counter_counts_through_keyvalue(
     }, "counter")
     agent = lat.agent()
     await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=45,
-                     message=f"counter Synced\n{agent.log()[-3000:]}")
+                     message=lambda: f"counter Synced\n{agent.log()[-3000:]}")
     first = await eventually(lambda: answer(lat, "demo.counter", b""), timeout=15,
                              message="counter answers")
     counts = [first] + [await answer(lat, "demo.counter", b"", timeout=5) for _ in range(2)]
@@ -178,7 +178,7 @@ async def test_refusals_are_degraded_with_the_reason_and_hosts_stay_up(
                      "refusals")
     agent = lat.agent()
     await eventually(lambda: lat.note_phase(sha, Phase.DEGRADED), timeout=45,
-                     message=f"Degraded\n{agent.log()[-3000:]}")
+                     message=lambda: f"Degraded\n{agent.log()[-3000:]}")
     status = await lat.status_of(sha, Phase.DEGRADED)
     brief = status.deployments["brief"].conditions[0].message
     ghost = status.deployments["ghost"].conditions[0].message
@@ -209,14 +209,14 @@ async def test_the_lattice_trust_policy_refuses_then_admits_without_a_restart(
                                                         "demo.trusted")}, "echo")
     agent = lat.agent()
     await eventually(lambda: lat.note_phase(sha, Phase.DEGRADED), timeout=45,
-                     message=f"Degraded\n{agent.log()[-3000:]}")
+                     message=lambda: f"Degraded\n{agent.log()[-3000:]}")
     status = await lat.status_of(sha, Phase.DEGRADED)
     reason = status.deployments["echo"].conditions[0].message
     assert "the lattice does not trust" in reason and echo.claims.issuer in reason, reason
     told = await asyncio.to_thread(run, env, "trust", "add", echo.claims.issuer)
     assert told.exit_code == 0, told.output
     await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=60,
-                     message=f"Synced once trusted\n{agent.log()[-3000:]}")
+                     message=lambda: f"Synced once trusted\n{agent.log()[-3000:]}")
     reply = await eventually(lambda: answer(lat, "demo.trusted", b"admitted"), timeout=15,
                              message="echo answers")
     assert reply == b"admitted"
@@ -350,7 +350,7 @@ async def test_an_actor_that_traps_in_a_call_is_stopped_and_reported(
     }, "trap")
     agent = lat.agent()
     await eventually(lambda: lat.note_phase(sha, Phase.SYNCED), timeout=45,
-                     message=f"Synced\n{agent.log()[-3000:]}")
+                     message=lambda: f"Synced\n{agent.log()[-3000:]}")
     stopped: list[ActorEvent] = []
 
     async def on_stopped(msg: Msg) -> None:
@@ -384,7 +384,7 @@ async def test_an_actor_that_traps_in_a_call_is_stopped_and_reported(
             Reason.CRASH_LOOP)
 
     await eventually(crash_looping, timeout=30,
-                     message=f"CrashLoopBackOff in status\n{agent.log()[-2000:]}")
+                     message=lambda: f"CrashLoopBackOff in status\n{agent.log()[-2000:]}")
     st = await asyncio.to_thread(read_status, lat.repo)
     assert st is not None and st.deployments["trap"].phase == Phase.DEGRADED
     assert "trap" in st.deployments["trap"].conditions[0].message

@@ -102,7 +102,7 @@ async def forged(nats_server: NatsServer, tmp_path: Path,
         f = Forged(bare, work, agent, found.group(1))
         first = work.head.commit.hexsha
         await eventually(lambda: f.noted(first, Phase.SYNCED), timeout=30,
-                         message=f"first commit Synced\n{agent.log()[-3000:]}")
+                         message=lambda: f"first commit Synced\n{agent.log()[-3000:]}")
         yield f
         assert SECRET not in agent.log()
     finally:
@@ -148,7 +148,7 @@ async def test_github_push_fetches_now_and_bad_signatures_fetch_nothing(
     started = time.monotonic()
     assert await forged.post(github(body), body) == (202, {"status": "fetching main"})
     await eventually(lambda: forged.noted(sha, Phase.SYNCED), timeout=10,
-                     message=f"Synced after the webhook\n{forged.agent.log()[-3000:]}")
+                     message=lambda: f"Synced after the webhook\n{forged.agent.log()[-3000:]}")
     print(f"webhook -> Synced note {time.monotonic() - started:.2f}s")
     log = forged.agent.log()
     assert log.count("refused: wrong or missing signature") == 4
