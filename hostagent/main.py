@@ -107,10 +107,15 @@ _file = click.Path(exists=True, dir_okay=False)
               default=None, help="Where compiled WebAssembly is kept between runs "
               "[default: the user cache dir, .../vinculum/wasmtime].")
 @click.option("--no-cache", is_flag=True, help="Compile every module afresh; keep nothing.")
+@click.option("--compile-timeout", type=Duration(minimum=0.1), default="10s",
+              show_default=True, envvar="LATTICE_COMPILE_TIMEOUT",
+              help="Longest one module's compile may take (a child process, killed then); "
+                   "raise it on a slow host such as a Raspberry Pi.")
 def main(nats: NatsFlags, lattice_id: str, labels: Sequence[str], name: str | None,
          heartbeat: float, apps_creds: str | None, connect_timeout: float, log_level: str,
          runtime: str, trusted_issuers: Sequence[str], cache_dir: str | None,
-         no_cache: bool, log_format: str, metrics_addr: tuple[str, int] | None) -> None:
+         no_cache: bool, compile_timeout: float, log_format: str,
+         metrics_addr: tuple[str, int] | None) -> None:
     """Join a lattice as a host that starts empty and obeys the control protocol."""
     setup_logging(log_level, log_format)
     logging.getLogger("asyncio").setLevel(logging.WARNING)
@@ -133,7 +138,8 @@ def main(nats: NatsFlags, lattice_id: str, labels: Sequence[str], name: str | No
     cache = None if no_cache else Path(cache_dir) if cache_dir else default_cache_dir()
     sys.exit(asyncio.run(run_host(opts, config, connect_timeout=connect_timeout,
                                   runtime_kind=runtime, trusted_issuers=issuers,
-                                  cache_dir=cache, apps=apps, metrics_addr=metrics_addr)))
+                                  cache_dir=cache, apps=apps, metrics_addr=metrics_addr,
+                                  compile_timeout=compile_timeout)))
 
 
 def host_id_from(creds: str | None) -> str:
@@ -153,20 +159,24 @@ def default_cache_dir() -> Path:
 
 def make_runtime(kind: str, nc: Client, lattice_id: str, *,
                  trusted_issuers: Sequence[str] = (), cache_dir: Path | None = None,
-                 apps_nc: Client | None = None) -> Runtime:
+                 apps_nc: Client | None = None, compile_timeout: float | None = None
+                 ) -> Runtime:
     """The runtime named on the command line."""
     if kind == "memory":
         return MemoryRuntime()
-    from hostagent.wasm.runtime import WasmRuntime  # wasmtime loads only when used
+    from hostagent.wasm.compile import CompileBounds  # wasmtime loads only when used
+    from hostagent.wasm.runtime import WasmRuntime
 
+    bounds = CompileBounds(timeout_s=compile_timeout) if compile_timeout else None
     return WasmRuntime(nc, lattice_id, trusted_issuers=trusted_issuers, cache_dir=cache_dir,
-                       apps_nc=apps_nc)
+                       apps_nc=apps_nc, compile_bounds=bounds)
 
 
 async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: float,
                    runtime_kind: str = "wasm", trusted_issuers: Sequence[str] = (),
                    cache_dir: Path | None = None, apps: NatsOptions | None = None,
-                   metrics_addr: tuple[str, int] | None = None) -> int:
+                   metrics_addr: tuple[str, int] | None = None,
+                   compile_timeout: float | None = None) -> int:
     """Run one host until a signal; the process exit status. ``apps``: a second
     connection for application traffic (providers), when given. Every line logged under
     it, by any module and task, names the host (``--log-format json``: host, host_id)."""
@@ -234,7 +244,8 @@ async def run_host(nats: NatsOptions, config: HostConfig, *, connect_timeout: fl
             await nc.close()
             return 1
     runtime = make_runtime(runtime_kind, nc, config.lattice, trusted_issuers=trusted_issuers,
-                           cache_dir=cache_dir, apps_nc=apps_nc)
+                           cache_dir=cache_dir, apps_nc=apps_nc,
+                           compile_timeout=compile_timeout)
     host = Host(nc, config, runtime=runtime)
     hosts.append(host)
     log.info("connected to %s", nats.url)

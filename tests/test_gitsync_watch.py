@@ -209,8 +209,8 @@ async def test_a_commit_made_while_the_first_head_is_read_is_seen(tmp_path: Path
     source.head = head_then_commit  # type: ignore[method-assign]
     w = Watcher(source, interval=300).start()
     try:
-        await w.saw(first)
-        await w.saw(landed[0], timeout=10)
+        await eventually(lambda: landed, timeout=10, message="the first head read")
+        await w.saw(landed[0], timeout=10)  # (not first, then it: it may be gone already)
         assert w.heads == [first, landed[0]]
     finally:
         await w.close()

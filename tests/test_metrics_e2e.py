@@ -106,7 +106,10 @@ async def test_agent_metrics_match_its_status_and_health(lat: Lattice) -> None:
     ok = sum(v for (n, labels), v in samples.items()
              if n == "vinculum_commands_total" and ("result", "ok") in labels)
     assert ok == leader.commands_sent() >= 4  # 1 actor, 2 providers, 1 binding
-    assert value(samples, "vinculum_commands_total", kind="start_actor", result="ok") == 1
+    # (one start, unless a loaded machine made the agent start a replica again)
+    starts = sum(1 for line in leader.log().splitlines() if "actor.start on host" in line)
+    assert value(samples, "vinculum_commands_total", kind="start_actor",
+                 result="ok") == starts >= 1, leader.log()[-3000:]
     passes = value(samples, "vinculum_reconcile_duration_seconds_count") or 0
     assert passes >= 1
     assert (value(samples, "vinculum_reconcile_duration_seconds_bucket", le="+Inf")

@@ -43,6 +43,7 @@ from hostagent.providers.base import Provider, ProviderContext, ProviderError
 from hostagent.providers.registry import discover
 from hostagent.wasm import rpc
 from hostagent.wasm.admission import Admission, Fetch, limits_for, words
+from hostagent.wasm.compile import CompileBounds
 from hostagent.wasm.engine import TICK_S, EpochTicker, Limits, new_engine
 from hostagent.wasm.modules import ModuleCache
 from hostagent.wasm.wapc import GuestError, GuestTrap, HostCallError, WapcInstance
@@ -85,7 +86,8 @@ class WasmRuntime:
 
     def __init__(self, nc: Client | None, lattice_id: str, *, limits: Limits | None = None,
                  fetch: Fetch | None = None, trusted_issuers: Iterable[str] = (),
-                 cache_dir: Path | None = None, apps_nc: Client | None = None) -> None:
+                 cache_dir: Path | None = None, apps_nc: Client | None = None,
+                 compile_bounds: CompileBounds | None = None) -> None:
         self.nc = nc
         #: where providers carry application traffic (wascc:messaging): a connection of
         #: its own in a secured lattice, so no actor reaches a control subject through it
@@ -94,7 +96,7 @@ class WasmRuntime:
         self.limits = limits or Limits()
         self.engine = new_engine()  # compiled code is kept by self.modules, in cache_dir
         self.ticker = EpochTicker(self.engine)
-        self.modules = ModuleCache(self.engine, cache_dir=cache_dir)
+        self.modules = ModuleCache(self.engine, cache_dir=cache_dir, bounds=compile_bounds)
         self._subscribing = asyncio.Lock()  # one rpc subscription per actor
         self.provider_classes = discover()
         self.admission = Admission(nc, lattice_id, fetch=fetch,
