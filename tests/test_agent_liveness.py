@@ -284,7 +284,11 @@ async def test_a_host_whose_server_dies_moves_and_is_not_declared_gone(
         agent_home = _server_of(cluster, "vinculum-monitor")
         print(f"victim on server {home}, the agent's monitor on {agent_home}")
         loop = asyncio.get_running_loop()
-        async with EventLog(nc, LATTICE) as events:
+        # the events are heard on a server that stays up (core NATS does not replay what
+        # was published while a client reconnected)
+        watcher = await connect(NatsOptions(url=cluster.urls[(home + 1) % len(cluster.urls)],
+                                            creds_file=str(lat.admin.path)))
+        async with EventLog(watcher, LATTICE) as events:
             killed = loop.time()
             await asyncio.to_thread(cluster.kill, home)
             [moved] = await eventually(lambda: _on_a_server(cluster, conn), timeout=15,
@@ -306,6 +310,7 @@ async def test_a_host_whose_server_dies_moves_and_is_not_declared_gone(
                 e.data for _, e in started]  # the new replica, on another host; no other
             assert "closed its connection" not in agent.log(), agent.log()[-3000:]
             assert "missed 3 heartbeats" not in agent.log()
+        await watcher.close()
     finally:
         await nc.close()
 

@@ -374,10 +374,12 @@ async def test_the_compile_deadline_kills_the_child(tmp_path: Path) -> None:
 
 
 async def test_the_compile_memory_limit_refuses_with_the_reason(tmp_path: Path) -> None:
-    """60,000 empty functions need ~370 MB to compile; under 300 MiB the child fails."""
+    """60,000 empty functions need ~370 MB to compile; under 300 MiB the child fails (a
+    60 s deadline: the memory limit, not the 10 s default, must be what a loaded machine
+    hits)."""
     with pytest.raises(CompileRefused, match="needed more than 300 MiB of memory"):
         await compile_module(empty_functions(60_000), tmp_path / "m.cwasm",
-                             CompileBounds(memory_bytes=300 * 1024 * 1024))
+                             CompileBounds(memory_bytes=300 * 1024 * 1024, timeout_s=60))
 
 
 async def test_an_invalid_module_is_refused_with_wasmtimes_words(tmp_path: Path) -> None:
