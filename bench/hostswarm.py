@@ -26,7 +26,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from hostagent.host import Host, HostConfig  # noqa: E402
-from lattice.gctune import tune_for_large_heaps  # noqa: E402
 from lattice.natsutil import NatsOptions, connect  # noqa: E402
 
 log = logging.getLogger("hostswarm")
@@ -91,9 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_nofile()
-    # hundreds of hosts share this process's heap, where each real host has its own small
-    # one: the collector's cost here would be the swarm's, not a host's
-    tune_for_large_heaps()
     return asyncio.run(run(args))
 
 

@@ -160,8 +160,8 @@ class Agent:
             log.info("agent stopped")
 
     async def _resync_soon(self) -> None:
-        """On a NATS reconnect and on the resync timer: re-ping before the next pass (a
-        coroutine: APScheduler runs it on the loop; asyncio.Event is not thread-safe)."""
+        """On a NATS reconnect and the resync timer: ping before the next pass (a coroutine,
+        so APScheduler runs it on the loop: asyncio.Event is not thread-safe)."""
         self.resync_due = True
         self.wake.set()
 
@@ -275,14 +275,14 @@ class Agent:
                 continue
             retry_in = self.settle.hold()  # placing waits for the hosts coming back too
             try:
-                if self.resync_due and (self.rejoined or not self.evaluating):  # a resync's
-                    # ping (10,000 hosts answer it) waits for an evaluation; a join's does not
+                if self.resync_due and (self.rejoined or not (  # a join's ping goes at once;
+                        self.evaluating or self.executor.busy())):  # a resync's waits (below)
                     self.resync_due = False
                     await self._ping(replace=False)
                     # refusals' inputs may change unwatched (trust policy, registry): retry
                     self.executor.retry_refused()
                 if not self._seeded and not await self._seed():
-                    continue  # its watch evaluates the branch's head first, then wakes us
+                    continue  # the watch evaluates the branch's head, then wakes us
                 with log_context(revision=self.applied.sha if self.applied else None,
                                  trace=new_trace()):
                     await timed_pass(self.reconcile_once())
@@ -394,6 +394,7 @@ class Agent:
         if self.writer is None or self.lease is None or not self.lease.is_leader:
             return
         rev.phase = phase
+        log.info("revision %s: noted %s", rev.sha[:8], phase)
         self.alerts.noted(rev, phase, message)
         note = revision_note(rev, phase, message,
                              self.source.health if self.source is not None else None)

@@ -135,6 +135,14 @@ class Executor:
     def inflight(self) -> int:
         return len(self._inflight)
 
+    def busy(self) -> bool:
+        """Whether commands it sent still wait for their effect to be seen (at most
+        ``confirm_timeout`` each). The agent's periodic resync waits meanwhile: the
+        hosts' events confirm them, and a ping of 10,000 hosts between the passes of a
+        rollout only delays it (a join's ping does not wait)."""
+        self.prune()
+        return bool(self._inflight)
+
     def prune(self) -> float:
         """Forget flights that are confirmed, timed out, or whose host is gone; the time."""
         now = self._clock()

@@ -380,11 +380,13 @@ async def test_one_command_per_key_while_it_is_in_flight(
     clock = ManualClock()
     ex = executor(nc, subjects, observed, confirm_timeout=1.0, clock=clock)
     act = start_actor()
+    assert not ex.busy()
     for _ in range(5):
         await ex.execute([act])
     assert len(h.ops("actor.start")) == 1
     assert ex.inflight == 1 and ex.runnable([act]) == []
     assert ex.next_retry_in() == 1.0
+    assert ex.busy()  # the agent's resync ping waits
 
     clock.advance(0.999)  # not yet confirmed, not yet timed out: still one command
     await ex.execute([act])
@@ -392,13 +394,14 @@ async def test_one_command_per_key_while_it_is_in_flight(
 
     # unconfirmed when confirm_timeout passes: issued again, once
     clock.advance(0.001)
+    assert not ex.busy()  # (a lost event: the resync's ping may find it now)
     assert ex.runnable([act]) == [act]
     for _ in range(3):
         await ex.execute([act])
     assert len(h.ops("actor.start")) == 2
 
     h.reveal()  # confirmed: the flight ends, nothing waits
-    assert ex.next_retry_in() is None and ex.inflight == 0
+    assert ex.next_retry_in() is None and ex.inflight == 0 and not ex.busy()
 
 
 # ---------------------------------------------------------------- errors decide the retry
