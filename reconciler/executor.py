@@ -139,7 +139,7 @@ class Executor:
         """Whether commands it sent still wait for their effect to be seen (at most
         ``confirm_timeout`` each). The agent's periodic resync waits meanwhile: the
         hosts' events confirm them, and a ping of 10,000 hosts between the passes of a
-        rollout only delays it (a join's ping does not wait)."""
+        rollout only adds to its work (a join's ping does not wait)."""
         self.prune()
         return bool(self._inflight)
 
