@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -69,6 +70,11 @@ class ProviderStateSource(Protocol):
     """A runtime that can say what its running providers show (the WebAssembly one)."""
 
     def provider_state(self, provider: ProviderInstance) -> dict[str, str]: ...
+
+
+#: How long a starting host waits for the server to confirm its subscriptions before it
+#: announces itself all the same (a late auction or ping is all it may miss)
+START_BARRIER_S = 30.0
 
 
 async def server_barrier(nc: Client, *, timeout: float = 5.0) -> None:
@@ -157,7 +163,11 @@ class Host:
             await self.nc.subscribe(subject, cb=self._guard(handler))
             for subject, handler in handlers
         ]
-        await server_barrier(self.nc)
+        try:  # (a server busy with thousands of connections took over 5 s: bench_scale)
+            await server_barrier(self.nc, timeout=START_BARRIER_S)
+        except nats.errors.TimeoutError:
+            self.log.warning("the server did not confirm the subscriptions within %.0f s; "
+                             "announcing all the same", START_BARRIER_S)
         await self.announce()
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="host-heartbeat")
         self.log.info(
