@@ -90,7 +90,8 @@ class GitSource:
 
     def __init__(self, *, location: str, repo: git.Repo, branch: str, path: str,
                  is_remote: bool) -> None:
-        self.location = location
+        #: where it comes from, for messages and logs: a URL's user and password redacted
+        self.location = redact(location)
         self.repo = repo
         self.branch = branch
         self.path = normalize_base(path)

@@ -38,6 +38,9 @@ SETTLE = 0.075
 #: is not a burst to annotate commit by commit).
 SKIPPED_LIMIT = 100
 
+#: How long a new leader waits for its fetch of a remote before acting on what it has
+CATCH_UP_FETCH_S = 10.0
+
 Write = Callable[[Revision, Phase, str], Awaitable[None]]
 
 
@@ -81,13 +84,17 @@ class Follow:
         """Whether the newest head evaluated is the branch's head now (a remote source is
         fetched first): what a new leader checks before its first pass, as its watch may
         not have looked for a while (a follower's fetch runs every interval) and acting on
-        an older revision would undo what the last leader applied. A fetch that fails
-        counts as caught up: the last fetched head is the best there is, and the source
-        condition says the fetch fails."""
+        an older revision would undo what the last leader applied. A fetch that fails, or
+        takes over :data:`CATCH_UP_FETCH_S`, counts as caught up: the last fetched head is
+        the best there is, and the source condition says the fetch fails."""
         try:
-            if source.is_remote:
-                await asyncio.to_thread(source.fetch)
+            if source.is_remote:  # (a hung fetch must not keep a new leader idle for long)
+                await asyncio.wait_for(asyncio.to_thread(source.fetch), CATCH_UP_FETCH_S)
             head = await asyncio.to_thread(source.head)
+        except TimeoutError:
+            log.warning("new leader: fetching %s took over %.0f s; acting on the last "
+                        "fetched head", source.location, CATCH_UP_FETCH_S)
+            return True
         except Exception as exc:  # FetchError, NoHeadError, git failing: go on as we are
             log.debug("caught up? %s", exc)
             return True

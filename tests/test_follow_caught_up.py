@@ -5,9 +5,13 @@ repositories: a local one, and a bare "remote" with a clone."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
+
 from gitsync.source import GitSource
+from reconciler import follow as follow_module
 from reconciler.follow import Follow
 from tests.gitrepo import commit_files, deployment, file_url, init_repo, make_remote
 
@@ -49,3 +53,20 @@ async def test_a_failing_fetch_counts_as_caught_up(tmp_path: Path) -> None:
     follow.seen(work.head.commit.hexsha)
     bare.rename(tmp_path / "gone.git")
     assert await follow.caught_up(source)
+
+
+async def test_a_fetch_slower_than_the_bound_counts_as_caught_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A git server that hangs must not keep a new leader idle for the fetch's own 120 s
+    timeout: past :data:`CATCH_UP_FETCH_S` it acts on the last fetched head, and says so."""
+    bare, work = make_remote(tmp_path)
+    source = GitSource.open(file_url(bare), data_dir=tmp_path / "d")
+    follow = Follow()
+    follow.seen(work.head.commit.hexsha)
+    commit_files(work, {"b.yaml": deployment("b")})
+    work.git.push("-q")  # newer, but the fetch is given no time to bring it
+    monkeypatch.setattr(follow_module, "CATCH_UP_FETCH_S", 1e-9)
+    with caplog.at_level(logging.WARNING):
+        assert await follow.caught_up(source)
+    assert "acting on the last fetched head" in caplog.text

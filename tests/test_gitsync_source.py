@@ -292,3 +292,13 @@ def test_load_directory_refuses_a_big_file_from_its_size(tmp_path: Path) -> None
     assert [m.name for m in result.manifests] == ["a"]
     assert peak < 8 * 1024 * 1024
     assert load_directory(tmp_path, path="big.yaml").error_lines() == result.error_lines()
+
+
+def test_a_urls_credentials_never_reach_its_location(tmp_path: Path) -> None:
+    """``GitSource.location`` is what logs and messages show (the watch logs it on every
+    new head): a token in the repository URL is redacted there, and in its repr."""
+    repo = git.Repo.init(tmp_path / "r")
+    source = GitSource(location="https://x-access-token:s3cr3t@git.example.invalid/o/r.git",
+                       repo=repo, branch="main", path="", is_remote=True)
+    assert "s3cr3t" not in source.location and "s3cr3t" not in repr(source)
+    assert source.location == "https://***@git.example.invalid/o/r.git"
