@@ -36,6 +36,7 @@ import git
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from gitsync import yamlfast
 from gitsync.errors import GitCommandError
 from gitsync.gitcmd import cat_blobs, resolve, run_git
 from lattice.status import (
@@ -86,8 +87,10 @@ def to_yaml(model: BaseModel) -> bytes:
     out = _YAML_CACHE.get(key)
     if out is None:
         data = model.model_dump(mode="json")
-        out = yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                        allow_unicode=True).encode()
+        out = yamlfast.dump(data)  # PyYAML's bytes, ~10x faster; None: PyYAML's own
+        if out is None:
+            out = yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                            allow_unicode=True).encode()
         if len(_YAML_CACHE) >= _YAML_CACHE_MAX:
             _YAML_CACHE.clear()
         _YAML_CACHE[key] = out
