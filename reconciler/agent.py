@@ -160,8 +160,7 @@ class Agent:
             log.info("agent stopped")
 
     async def _resync_soon(self) -> None:
-        """On a NATS reconnect and the resync timer: ping before the next pass (a coroutine,
-        so APScheduler runs it on the loop: asyncio.Event is not thread-safe)."""
+        """Reconnect or resync timer: ping first (a coroutine: it runs on the loop)."""
         self.resync_due = True
         self.wake.set()
 
@@ -274,6 +273,8 @@ class Agent:
             if self.lease is None or not self.lease.is_leader or self.desired is None:
                 continue
             retry_in = self.settle.hold()  # placing waits for the hosts coming back too
+            if self.settle.ended():  # and hears every host once more before it places
+                self.rejoined = self.resync_due = True
             try:
                 if self.resync_due and (self.rejoined or not (  # a join's ping goes at once;
                         self.evaluating or self.executor.busy())):  # a resync's waits (below)

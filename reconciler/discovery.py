@@ -134,6 +134,7 @@ class JoinSettle:
         self.clock, self.settle, self.cap = clock, settle, cap
         self._first: float | None = None
         self._last = 0.0
+        self._ended = False  # a hold just ended: hear every host once more before placing
 
     def joined(self) -> None:
         now = self.clock()
@@ -148,8 +149,17 @@ class JoinSettle:
         left = min(self._last + self.settle, self._first + self.cap) - self.clock()
         if left <= 0:
             self._first = None
+            self._ended = True
             return None
         return left
+
+    def ended(self) -> bool:
+        """True once after a hold ended: the caller pings every host before it places, as
+        a host back with the others may have been heard by no ping yet, and would be
+        heard only at its next heartbeat (a CI run placed a duplicate on a healed leaf
+        site so)."""
+        ended, self._ended = self._ended, False
+        return ended
 
     def holding_back(self, actions: list[Action]) -> list[Action]:
         """``actions`` without the starts by auction while the lattice settles."""

@@ -184,8 +184,11 @@ def test_join_settle_waits_after_the_last_join_up_to_a_cap() -> None:
         now[0] = t
         settle.joined()
     assert settle.hold() == pytest.approx(0.1)
+    assert not settle.ended()  # still holding
     now[0] = 103.0
     assert settle.hold() is None
+    assert settle.ended() and not settle.ended()  # once: the agent pings all, then places
+    assert settle.hold() is None and not settle.ended()  # settled, no new burst: nothing
     now[0] = 103.5  # a join after the burst settled starts a new one
     settle.joined()
     assert settle.hold() == pytest.approx(1.0)
