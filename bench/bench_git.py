@@ -34,26 +34,19 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.benchlib import (  # noqa: E402
+    BENCH_ACTOR,
     load1,
     profile_headline,
     profile_top,
     record_run,
+    status_report,
     verdict,
 )
 from gitsync.source import GitSource  # noqa: E402
 from gitsync.status import StatusWriter  # noqa: E402
-from lattice.status import (  # noqa: E402
-    Condition,
-    Count,
-    DeploymentStatus,
-    HostStatus,
-    Phase,
-    Placement,
-    StatusReport,
-    SyncSummary,
-)
+from lattice.status import StatusReport  # noqa: E402
 
-ACTOR = "MB2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW"
+ACTOR = BENCH_ACTOR  # the status reports' actor too
 TARGETS_MS = {"first": 5000.0, "unchanged": 20.0, "one_file": 100.0, "status": 500.0}
 
 
@@ -89,26 +82,10 @@ NOW = datetime.now(UTC)
 
 
 def report(n: int, rev: str, *, bump: int = -1) -> StatusReport:
-    now = NOW
-    deps = {}
-    for i in range(n):
-        name = f"app-{i:05d}"
-        deps[name] = DeploymentStatus(
-            name=name, revision=rev, phase=Phase.SYNCED,
-            spec={"actors": [{"id": ACTOR, "replicas": 2 if i == bump else 1}]},
-            actors=Count(ready=1, desired=1), providers=Count(ready=1, desired=1),
-            placements=[Placement(entity=ACTOR, kind="actor", host_id=f"H{i % 100:05d}",
-                                  since=now),
-                        Placement(entity=f"bench:cap{i % 10}/default", kind="provider",
-                                  host_id=f"H{i % 100:05d}", since=now)],
-            conditions=[Condition(type="Ready", status=True, reason="Synced",
-                                  last_transition=now)],
-            created=now)
-    hosts = {f"H{h:05d}": HostStatus(host_id=f"H{h:05d}", name=f"h{h}", last_seen=now)
-             for h in range(min(n, 100))}
-    summary = SyncSummary(branch="main", attempted_revision=rev, applied_revision=rev,
-                          phase=Phase.SYNCED, updated=now, deployments=n, hosts=len(hosts))
-    return StatusReport(summary=summary, deployments=deps, hosts=hosts)
+    """The status of ``n`` deployments with an actor and a provider on 100 hosts; one
+    fixed clock (only what a pass changed differs between two reports)."""
+    return status_report(n, rev, bump=bump, hosts=min(n, 100), provider=True, now=NOW,
+                         seen=lambda: NOW)
 
 
 def write_status(writer: StatusWriter, rep: StatusReport) -> None:

@@ -28,42 +28,19 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.benchlib import status_report  # noqa: E402
 from gitsync.source import GitSource  # noqa: E402
 from gitsync.status import StatusWriter  # noqa: E402
-from lattice.status import (  # noqa: E402
-    Condition,
-    Count,
-    DeploymentStatus,
-    HostStatus,
-    Phase,
-    Placement,
-    StatusReport,
-    SyncSummary,
-)
+from lattice.status import StatusReport  # noqa: E402
 
-ACTOR = "MB2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW"
 NOW = datetime.now(UTC)
 
 
 def report(n: int, rev: str, *, bump: int = -1) -> StatusReport:
-    deps = {}
-    for i in range(n):
-        name = f"app-{i:05d}"
-        host = f"H{i:05d}"
-        deps[name] = DeploymentStatus(
-            name=name, revision=rev, phase=Phase.SYNCED,
-            spec={"actors": [{"id": ACTOR, "replicas": 2 if i == bump else 1}]},
-            actors=Count(ready=1, desired=1), providers=Count(ready=0, desired=0),
-            placements=[Placement(entity=ACTOR, kind="actor", host_id=host, since=NOW)],
-            conditions=[Condition(type="Ready", status=True, reason="Synced",
-                                  last_transition=NOW)],
-            created=NOW)
-    hosts = {f"H{h:05d}": HostStatus(host_id=f"H{h:05d}", name=f"h{h}",
-                                     last_seen=datetime.now(UTC)) for h in range(n)}
-    summary = SyncSummary(branch="main", attempted_revision=rev, applied_revision=rev,
-                          phase=Phase.SYNCED, updated=datetime.now(UTC), deployments=n,
-                          hosts=n)
-    return StatusReport(summary=summary, deployments=deps, hosts=hosts)
+    """The status of ``n`` one-actor deployments on ``n`` hosts, the hosts' ``last_seen``
+    and the summary read from the clock (as the agent's reports are)."""
+    return status_report(n, rev, bump=bump, hosts=n, provider=False, now=NOW,
+                         seen=lambda: datetime.now(UTC))
 
 
 def rss_mb() -> tuple[float, float]:

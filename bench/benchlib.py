@@ -29,10 +29,22 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from lattice.status import (  # noqa: E402
+    Condition,
+    Count,
+    DeploymentStatus,
+    HostStatus,
+    Phase,
+    Placement,
+    StatusReport,
+    SyncSummary,
+)
 from tests.agentproc import _RUNNING as agent_registry  # noqa: E402
 from tests.agentproc import AgentProcess  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
+#: the one actor every deployment of :func:`status_report` runs
+BENCH_ACTOR = "MB2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW"
 HEADER = "# Benchmark results\n\nAppended by the scripts in bench/; newest last.\n\n"
 LOAD_NOTE = ("numbers taken on a shared 2-core machine while other work ran: under load "
              "they are pessimistic")
@@ -221,3 +233,34 @@ def profile_file_top(path: Path, n: int = 15, sort: str = "tottime") -> str:
 
 def profile_headline(text: str) -> str:
     return next((ln.strip() for ln in text.splitlines() if "function calls" in ln), "")
+
+
+def status_report(n: int, rev: str, *, bump: int = -1, hosts: int, provider: bool,
+                  now: datetime, seen: Callable[[], datetime]) -> StatusReport:
+    """A Synced status report of ``n`` one-actor deployments at ``rev`` (the ``bump``-th
+    asks for 2 replicas), placed round-robin on ``hosts`` hosts ``H00000``..., each with a
+    provider placement too when ``provider``. ``now`` dates the deployments; ``seen()`` is
+    called for each host's ``last_seen`` and for the summary's ``updated`` (a moving clock
+    makes every host file change, as the agent's reports do)."""
+    deps = {}
+    for i in range(n):
+        name, host = f"app-{i:05d}", f"H{i % hosts:05d}"
+        placements = [Placement(entity=BENCH_ACTOR, kind="actor", host_id=host, since=now)]
+        if provider:
+            placements.append(Placement(entity=f"bench:cap{i % 10}/default", kind="provider",
+                                        host_id=host, since=now))
+        deps[name] = DeploymentStatus(
+            name=name, revision=rev, phase=Phase.SYNCED,
+            spec={"actors": [{"id": BENCH_ACTOR, "replicas": 2 if i == bump else 1}]},
+            actors=Count(ready=1, desired=1),
+            providers=Count(ready=1, desired=1) if provider else Count(ready=0, desired=0),
+            placements=placements,
+            conditions=[Condition(type="Ready", status=True, reason="Synced",
+                                  last_transition=now)],
+            created=now)
+    by_id = {f"H{h:05d}": HostStatus(host_id=f"H{h:05d}", name=f"h{h}", last_seen=seen())
+             for h in range(hosts)}
+    summary = SyncSummary(branch="main", attempted_revision=rev, applied_revision=rev,
+                          phase=Phase.SYNCED, updated=seen(), deployments=n,
+                          hosts=len(by_id))
+    return StatusReport(summary=summary, deployments=deps, hosts=by_id)
