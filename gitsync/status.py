@@ -120,6 +120,7 @@ class StatusWriter:
         self._notes_lock = threading.Lock()
         self._cond = threading.Condition()
         self._pending: _Pending | None = None
+        self._in_flight = False  # the background thread is committing a report
         self._committed: dict[str, bytes] | None = None  # path -> digest, clock-free
         # the files of the status commit this writer last made or read (path -> blob
         # id) and that commit: a write stores only the files not among them
@@ -199,8 +200,11 @@ class StatusWriter:
 
     def flush(self) -> None:
         """Write what is pending now (and push, when remote); raises PushError if the
-        push keeps failing."""
+        push keeps failing. A commit the background thread has under way is waited for
+        first, so what was published before the call is on the branch when it returns."""
         with self._cond:
+            while self._in_flight:
+                self._cond.wait()
             pending, self._pending = self._pending, None
         if pending is not None:
             self._commit(pending)
@@ -439,6 +443,10 @@ class StatusWriter:
                         self._last_commit = self._clock()
                         if self._pending is None:
                             self._pending = pending
+                finally:
+                    with self._cond:
+                        self._in_flight = False
+                        self._cond.notify_all()
             if refs:
                 with contextlib.suppress(PushError):  # logged and recorded per ref
                     self._push(tuple(refs))
@@ -455,6 +463,7 @@ class StatusWriter:
                 due = self._last_commit + self.min_interval
                 if due <= now:
                     pending, self._pending = self._pending, None
+                    self._in_flight = True
                 else:
                     wait = due - now
             refs: list[str] = []

@@ -25,6 +25,7 @@ from lattice.status import (
     SyncSummary,
 )
 from tests.gitrepo import commit_files, count_commits, deployment, init_repo, ls_tree
+from tests.helpers import eventually_sync
 
 T = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -118,3 +119,19 @@ def test_a_revision_put_in_renders_as_the_whole_file(revision: str) -> None:
     bs = BindingSetStatus(name="b", revision=revision, bindings=Count(ready=0, desired=0))
     for model in (dep, bs):
         assert revised_yaml(model) == to_yaml(model)
+
+
+def test_flush_waits_for_the_commit_the_background_thread_has_under_way(
+        local: tuple[git.Repo, GitSource, StatusWriter]) -> None:
+    # publish() wakes the writer's thread, which may take the report before flush() looks:
+    # flush must still return only once that report is on the branch
+    repo, source, writer = local
+    sha = source.head()
+    for i in range(5):
+        r = report(sha, 30, bump=i)
+        writer.publish(r)
+        # the thread has taken it (flush alone nearly always gets there first)
+        eventually_sync(lambda: writer._pending is None, timeout=10, message="not taken")
+        writer.flush()
+        assert read_status(repo) == r, f"write {i}"
+    assert count_commits(repo, STATUS_REF) == 5
