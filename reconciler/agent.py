@@ -333,8 +333,9 @@ class Agent:
                 # would delay the first command); not for retries only (no Degraded flap)
                 if self.applied.phase is not Phase.DEGRADED and ex.runnable(actions):
                     await self._report(desired, Phase.PROGRESSING, note=False)
-                await ex.execute(actions, superseded=lambda: self.applied is not rev
-                                 or self.lease is None or not self.lease.is_leader)
+                await ex.execute(actions, superseded=lambda: (
+                    "a newer revision is in force" if self.applied is not rev else None
+                    if self.lease is not None and self.lease.is_leader else "lease lost"))
             if self.applied is not rev:
                 return Phase.PROGRESSING  # superseded: the next pass (woken) takes over
             remaining = await self._plan(desired) if planned else []

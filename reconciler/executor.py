@@ -184,17 +184,18 @@ class Executor:
 
     # ------------------------------------------------------------------ running
     async def execute(self, actions: list[A.Action], *,
-                      superseded: Callable[[], bool] | None = None) -> int:
+                      superseded: Callable[[], str | None] | None = None) -> int:
         """Run ``actions`` (the whole plan of this pass) phase by phase; returns how many
         succeeded. Stops whose replacement is not confirmed yet are held back
-        (:meth:`held_back`). Before each phase, ``superseded()`` true (a newer revision is
-        in force) ends the pass: its remaining phases would serve an outdated plan."""
+        (:meth:`held_back`). Before each phase, ``superseded()`` giving a reason (a newer
+        revision is in force, the lease is lost) ends the pass: its remaining phases would
+        serve an outdated plan, or would act without the lease."""
         todo = self.runnable(actions)
         done = 0
         for phase in sorted({a.phase for a in todo}):
-            if superseded is not None and superseded():
-                log.info("pass superseded by a newer revision: %s and later phases skipped",
-                         phase.name)
+            why = superseded() if superseded is not None else None
+            if why:
+                log.info("pass ended (%s): %s and later phases skipped", why, phase.name)
                 break
             batch = [a for a in todo if a.phase == phase]
             if phase == A.ActionPhase.START:

@@ -6,7 +6,10 @@ JetStream key-value bucket whose entries expire after ``ttl`` seconds. A candida
 ``ttl / 3`` with ``update(last=revision)``, a compare-and-set: if that fails
 (``KeyWrongLastSequenceError``), the lease was lost, which is normal, not a crash. When the
 holder dies its entry expires, and a candidate takes over within ``ttl + ttl / 3`` (inside
-the 2 x TTL the design asks for). On shutdown the holder deletes the key, so a successor
+the 2 x TTL the design asks for). Each attempt waits at most ``ttl / 3`` for JetStream's
+answer, and a failed one (a timeout while a cluster re-elects the bucket's leader, after a
+partition heals) is retried after ``ttl / 12``, not ``ttl / 3``: a holder has several
+tries before its hold lapses, not one. On shutdown the holder deletes the key, so a successor
 need not wait for the TTL: the followers watch the key and campaign as soon as it is
 deleted, instead of at their next ``ttl / 3`` tick.
 
@@ -85,6 +88,7 @@ class Lease:
         self.changed = asyncio.Event()  # set on every gain or loss
         self._kv: KeyValue | None = None
         self._revision: int | None = None
+        self._failed = False  # the last step raised (no answer): retry soon
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
@@ -138,13 +142,16 @@ class Lease:
 
     async def step(self) -> bool:
         """One campaign or renewal attempt; returns whether we hold the lease after it."""
+        self._failed = False
         try:
             kv = await self._bucket()
             sent = self._clock()  # the server's TTL runs from about now, not from the answer
             if self._revision is not None:  # ours (written by us, or the key names us)
-                self._revision = await kv.update(LEASE_KEY, self._value(), last=self._revision)
+                write = kv.update(LEASE_KEY, self._value(), last=self._revision)
             else:
-                self._revision = await kv.create(LEASE_KEY, self._value())
+                write = kv.create(LEASE_KEY, self._value())
+            # no longer than a renewal period: a later try may find a new stream leader
+            self._revision = await asyncio.wait_for(write, self.ttl / 3)
             self._expires = sent + self.ttl
             self._set(True)
         except KeyWrongLastSequenceError:
@@ -156,7 +163,8 @@ class Lease:
         except LeaseTTLError:
             raise  # no retry fixes it
         except Exception as exc:  # NATS down or slow: the hold lapses by the clock
-            log.debug("lease step failed: %s", exc)  # (is_leader), not at the first miss
+            log.debug("lease step failed: %r", exc)  # (is_leader), not at the first miss
+            self._failed = self._leader  # a holder retries soon; a candidate at ttl / 3
         if self._leader and not self.is_leader:
             self._revision = None
             self._set(False)
@@ -187,7 +195,8 @@ class Lease:
                 if watching is None and self._kv is not None:  # the bucket exists now
                     watching = asyncio.create_task(self._watch_release(self._kv, freed, stop),
                                                    name="lease-release")
-                await wait_any(stop, freed, timeout=self.ttl / 3)
+                await wait_any(stop, freed,
+                               timeout=self.ttl / (12 if self._failed else 3))
         finally:
             if watching is not None:
                 watching.cancel()

@@ -274,6 +274,46 @@ async def test_a_renewal_whose_answer_was_lost_keeps_the_lease(nats_server: Nats
         await nc2.close()
 
 
+async def test_a_renewal_that_gets_no_answer_is_retried_before_the_hold_lapses(
+        nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A renewal whose answer never comes (a cluster re-electing the bucket's stream
+    leader as a partition heals): the attempt is given up after ``ttl / 3`` and retried
+    ``ttl / 12`` later, so the hold never lapses. Before, the attempt waited JetStream's
+    5 s timeout and the next came ``ttl / 3`` after that: the lease lapsed (CI, the
+    partition test at its heal)."""
+    ttl = 3.0
+    nc = await connect(nats_server.url)
+    a = Lease(nc, Subjects("lease-no-answer"), holder="a", ttl=ttl)
+    stop = asyncio.Event()
+    try:
+        assert await a.step()
+        kv = await a._bucket()
+        real, calls = kv.update, []
+
+        async def update(*args: object, **kwargs: object) -> int:
+            calls.append(time.monotonic())
+            if len(calls) == 1:
+                await asyncio.Event().wait()  # this answer never comes
+            return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(kv, "update", update)
+        running = asyncio.create_task(a.run(stop))
+        lapsed = []
+        end = time.monotonic() + 2 * ttl
+        while time.monotonic() < end:  # sampling, not synchronisation
+            if not a.is_leader:
+                lapsed.append(time.monotonic())
+            await asyncio.sleep(0.05)
+        stop.set()
+        await running
+        assert not lapsed, f"the hold lapsed {lapsed[0] - (end - 2 * ttl):.2f} s in"
+        assert len(calls) >= 3, calls  # the hung one, its retry, the next renewal
+        assert calls[1] - calls[0] < ttl / 3 + ttl / 12 + 1.0, calls
+    finally:
+        stop.set()
+        await nc.close()
+
+
 async def test_the_lease_thread_renews_while_the_agents_loop_is_blocked(
         nats_server: NatsServer) -> None:
     """The agent's loop busy for longer than the TTL (10,000 acks and events to read, under
