@@ -93,6 +93,7 @@ class Agent:
         self.rejoined = False  # a host (re)joined: the next ping hears every host, once
         self.settle = discovery.JoinSettle()  # the others coming back with it are heard
         self.evaluating = False  # a revision is being evaluated
+        self.passed: Revision | None = None  # the revision of the last pass begun
         self.reconciles = 0
         self.nc: Client | None = None
         self.executor: Executor | None = None
@@ -277,7 +278,8 @@ class Agent:
                 self.rejoined = self.resync_due = True
             try:
                 if self.resync_due and (self.rejoined or not (  # a join's ping goes at once;
-                        self.evaluating or self.executor.busy())):  # a resync's waits (below)
+                        self.evaluating or self.executor.busy()  # a resync's waits for these,
+                        or self.applied is not self.passed)):  # and a new revision's pass
                     self.resync_due = False
                     await self._ping(replace=False)
                     # refusals' inputs may change unwatched (trust policy, registry): retry
@@ -322,6 +324,7 @@ class Agent:
         assert self.applied is not None
         self.reconciles += 1
         ex, desired, rev = self.executor, self.desired, self.applied
+        self.passed = rev
         phase = Phase.DEGRADED  # unless the pass gets to its verdict
         try:
             planned = await self._plan(desired)
@@ -329,13 +332,18 @@ class Agent:
             ex.forget(a.key for a in actions)
             if actions:
                 log.info("revision %s: %d actions planned", self.applied.sha[:8], len(actions))
-                # the gap before it closes (`get -w` shows 1/2 before 2/2); no note yet (it
-                # would delay the first command); not for retries only (no Degraded flap)
-                if self.applied.phase is not Phase.DEGRADED and ex.runnable(actions):
-                    await self._report(desired, Phase.PROGRESSING, note=False)
-                await ex.execute(actions, superseded=lambda: (
-                    "a newer revision is in force" if self.applied is not rev else None
-                    if self.lease is not None and self.lease.is_leader else "lease lost"))
+                # the gap before it closes (`get -w` shows 1/2 before 2/2), assessed while
+                # the commands go out; no note yet; not for retries only (no Degraded flap)
+                progress = (asyncio.create_task(self._report(desired, Phase.PROGRESSING,
+                                                             note=False))
+                            if rev.phase is not Phase.DEGRADED and ex.runnable(actions) else None)
+                try:
+                    await ex.execute(actions, superseded=lambda: (
+                        "a newer revision is in force" if self.applied is not rev else None
+                        if self.lease is not None and self.lease.is_leader else "lease lost"))
+                finally:
+                    if progress is not None:  # before any later report, and the matcher's
+                        await progress  # next use (one pass at a time)
             if self.applied is not rev:
                 return Phase.PROGRESSING  # superseded: the next pass (woken) takes over
             remaining = await self._plan(desired) if planned else []

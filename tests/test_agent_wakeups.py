@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from lattice.natsutil import NatsOptions
 from reconciler import agent as agent_module
 from reconciler.agent import Agent
 from reconciler.config import AgentConfig
+from tests.gitrepo import commit_files, deployment
 from tests.helpers import eventually
 from tests.lattice_e2e import init_gitops
 
@@ -104,3 +106,49 @@ async def test_plan_and_assessment_run_off_the_loop(nats_server: NatsServer, tmp
         repo.close()
     loop_thread = threading.get_ident()
     assert all(loop_thread not in ts for ts in threads.values()), threads
+
+
+@pytest.mark.timeout(60)
+async def test_a_new_revisions_pass_goes_before_a_resync_ping(
+        nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resync that fell due while a revision was evaluated waits for that revision's
+    first pass: at 10,000 hosts, pinging every host between the evaluation and the pass
+    delayed the first command by seconds (bench_scale). The evaluation is made to last
+    several resync periods, so a resync is due when it ends; every resync ping is then
+    recorded with whether a revision was still waiting for its first pass."""
+    repo = init_gitops(tmp_path)
+    agent = Agent(AgentConfig(repo=str(repo.working_tree_dir), data_dir=tmp_path / "data",
+                              nats=NatsOptions(url=nats_server.url), lattice="resyncwait",
+                              resync=0.05, lease_ttl=2.0))
+    real_ping, waiting = agent._ping, []
+
+    async def ping(*, replace: bool) -> None:
+        if not replace and not agent.rejoined:  # a resync's ping (not a join's, not start-up)
+            waiting.append(agent.applied is not agent.passed)
+        await real_ping(replace=replace)
+
+    monkeypatch.setattr(agent, "_ping", ping)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await eventually(lambda: agent.reconciles >= 2 and len(waiting) >= 2, timeout=30,
+                         message="the agent resynced")
+        source = agent.source
+        assert source is not None
+        real_evaluate = source.evaluate
+
+        def slow_evaluate(*args: Any, **kw: Any) -> Any:
+            time.sleep(0.3)  # six resync periods: a resync falls due meanwhile
+            return real_evaluate(*args, **kw)
+
+        monkeypatch.setattr(source, "evaluate", slow_evaluate)
+        before = len(waiting)
+        sha = commit_files(repo, {"deployments/a.yaml": deployment("a")}, "a")
+        await eventually(lambda: agent.passed is not None and agent.passed.sha == sha
+                         and len(waiting) >= before + 2, timeout=30,
+                         message="the new revision's pass, then resyncs")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        repo.close()
+    assert not any(waiting), waiting
