@@ -19,7 +19,7 @@ from nats.aio.subscription import Subscription
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 
 from gitsync.status import read_note, read_status
-from hostagent.host import server_barrier
+from hostagent.host import Host, HostConfig, server_barrier
 from lattice.localnats import NatsServer
 from lattice.natsutil import connect, scatter_gather
 from lattice.protocol import (
@@ -247,3 +247,22 @@ async def settled(lat: Lattice) -> dict[str, HostInventory]:
         invs = await lat.inventories()
         return invs if len(invs) == sum(h.alive() for h in lat.pool.hosts) else None
     return await eventually(all_answer, timeout=10, message="every live host answers")
+
+
+@contextlib.asynccontextmanager
+async def in_process_hosts(url: str, lattice: str, zones: tuple[str, ...]
+                           ) -> AsyncIterator[list[Host]]:
+    """Real :class:`Host` objects in this process, one per zone (named h0, h1, ...,
+    labelled ``zone``), sharing one connection; stopped on exit."""
+    conn = await connect(url)
+    made = [Host(conn, HostConfig(name=f"h{i}", labels={"zone": zone}, lattice=lattice,
+                                  heartbeat_s=30)) for i, zone in enumerate(zones)]
+    try:
+        for h in made:
+            await h.start()
+        yield made
+    finally:
+        for h in made:
+            with contextlib.suppress(Exception):  # a test may have stopped it already
+                await h.stop()
+        await conn.close()

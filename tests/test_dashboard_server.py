@@ -21,13 +21,13 @@ from cli.dashboard.server import Dashboard, serving
 from cli.dashboard_cmd import allowed_hosts, parse_addr
 from cli.settings import Settings
 from cli.view import open_view
-from hostagent.host import Host, HostConfig
+from hostagent.host import Host
 from lattice.localnats import NatsServer
-from lattice.natsutil import connect
 from lattice.status import Phase
 from tests.cliutil import UNPLACED, gitops_repo, report, write_status
 from tests.gitrepo import commit_files
 from tests.helpers import eventually
+from tests.lattice_e2e import in_process_hosts
 
 DEPLOYMENT_ROW = 'id="deployment-amazing-deployment"'
 
@@ -160,19 +160,8 @@ async def test_stream_names_the_regions_a_status_commit_changed(tmp_path: Path) 
 
 @pytest.fixture
 async def three_hosts(nats_server: NatsServer, lattice_id: str) -> AsyncIterator[list[Host]]:
-    conn = await connect(nats_server.url)
-    made = [Host(conn, HostConfig(name=f"h{i}", labels={"zone": zone}, lattice=lattice_id,
-                                  heartbeat_s=30))
-            for i, zone in enumerate(("eu", "eu", "us"))]
-    for h in made:
-        await h.start()
-    try:
+    async with in_process_hosts(nats_server.url, lattice_id, ("eu", "eu", "us")) as made:
         yield made
-    finally:
-        for h in made:
-            with contextlib.suppress(Exception):
-                await h.stop()
-        await conn.close()
 
 
 async def test_lattice_groups_hosts_and_greys_out_a_stopped_one(

@@ -28,22 +28,13 @@ from reconciler.agent import Agent
 from reconciler.config import AgentConfig
 from reconciler.observed import ObservedState
 from tests.hostproc import ping
-from tests.lattice_e2e import init_gitops
+from tests.lattice_e2e import in_process_hosts, init_gitops
 
 
 @pytest.fixture
 async def hosts(nats_server: NatsServer, lattice_id: str) -> AsyncIterator[list[Host]]:
-    conn = await connect(nats_server.url)
-    made = [Host(conn, HostConfig(name=f"h{i}", labels={"zone": "edge"}, lattice=lattice_id,
-                                  heartbeat_s=30)) for i in range(3)]
-    for h in made:
-        await h.start()
-    try:
+    async with in_process_hosts(nats_server.url, lattice_id, ("edge",) * 3) as made:
         yield made
-    finally:
-        for h in made:
-            await h.stop()
-        await conn.close()
 
 
 async def test_a_full_ping_hears_hosts_beyond_those_known(
