@@ -339,8 +339,9 @@ class Agent:
                             if rev.phase is not Phase.DEGRADED and ex.runnable(actions) else None)
                 try:
                     await ex.execute(actions, superseded=lambda: (
-                        "a newer revision is in force" if self.applied is not rev else None
-                        if self.lease is not None and self.lease.is_leader else "lease lost"))
+                        "a newer revision is in force" if self.applied is not rev
+                        else None if self.lease is not None and self.lease.is_leader
+                        else "lease lost"))
                 finally:
                     if progress is not None:  # before any later report, and the matcher's
                         await progress  # next use (one pass at a time)
